@@ -1,0 +1,38 @@
+//! The dependencies every handler borrows: configuration and the two ports.
+
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError};
+use crate::management::Management;
+use crate::management::apigw::ApiGatewayManagement;
+use crate::store::Store;
+use crate::store::dynamo::DynamoStore;
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub management: Arc<dyn Management>,
+}
+
+impl App {
+    pub fn new(config: Config, store: Arc<dyn Store>, management: Arc<dyn Management>) -> Self {
+        Self {
+            config,
+            store,
+            management,
+        }
+    }
+
+    /// What a Lambda function builds once at cold start: configuration from the
+    /// environment, the DynamoDB store and the management client from one `SdkConfig`.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_env()?;
+        let sdk = aws_config::load_from_env().await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
+        Ok(Self::new(
+            config,
+            Arc::new(store),
+            Arc::new(ApiGatewayManagement::new(&sdk)),
+        ))
+    }
+}

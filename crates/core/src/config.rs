@@ -1,0 +1,166 @@
+//! Configuration, read once from the environment at cold start.
+//!
+//! Every value is checked here so that a bad deployment fails at start-up with a
+//! message naming the variable, not on the first message.
+
+use std::time::Duration;
+
+use crate::names::env;
+
+/// API Gateway's maximum connection duration; items outlive it by [`TTL_MARGIN`].
+pub const CONNECTION_CAP: Duration = Duration::from_secs(2 * 60 * 60);
+/// Margin past the connection cap before a stored item counts as dead.
+pub const TTL_MARGIN: Duration = Duration::from_secs(15 * 60);
+/// API Gateway's message payload limit, for frames and `@connections` POSTs alike.
+pub const GATEWAY_MAX_PAYLOAD: usize = 128 * 1024;
+/// Default cap on a client frame: one 32 KB frame, which is also the unit API Gateway
+/// meters messages in, so a fan-out never costs more than one unit per recipient.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 32 * 1024;
+pub const DEFAULT_FANOUT_CONCURRENCY: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The DynamoDB table holding connections and memberships.
+    pub table: String,
+    /// The `@connections` endpoint. `None`: derived from each event's domainName and stage.
+    pub management_endpoint: Option<String>,
+    /// Largest client frame accepted, in bytes; larger ones get a `too_large` error.
+    pub max_message_bytes: usize,
+    /// How many `@connections` posts one fan-out keeps in flight.
+    pub fanout_concurrency: usize,
+    /// Lifetime of stored items, after which reads ignore them and DynamoDB's TTL removes them.
+    pub item_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{0} must be set")]
+    Missing(&'static str),
+    #[error("{name} is {value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+impl Config {
+    /// Defaults for everything but the table.
+    pub fn new(table: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+            management_endpoint: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            fanout_concurrency: DEFAULT_FANOUT_CONCURRENCY,
+            item_ttl: CONNECTION_CAP + TTL_MARGIN,
+        }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads through `get`, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let table = non_empty(env::TABLE).ok_or(ConfigError::Missing(env::TABLE))?;
+        let mut config = Self::new(table);
+        config.management_endpoint =
+            non_empty(env::MANAGEMENT_ENDPOINT).map(|e| e.trim_end_matches('/').to_owned());
+        if let Some(endpoint) = &config.management_endpoint
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: env::MANAGEMENT_ENDPOINT,
+                value: endpoint.clone(),
+                reason: "expected an http:// or https:// URL",
+            });
+        }
+        if let Some(v) = non_empty(env::MAX_MESSAGE_BYTES) {
+            config.max_message_bytes = positive(env::MAX_MESSAGE_BYTES, &v)?;
+            if config.max_message_bytes > GATEWAY_MAX_PAYLOAD {
+                return Err(ConfigError::Invalid {
+                    name: env::MAX_MESSAGE_BYTES,
+                    value: v,
+                    reason: "API Gateway carries at most 131072 bytes",
+                });
+            }
+        }
+        if let Some(v) = non_empty(env::FANOUT_CONCURRENCY) {
+            config.fanout_concurrency = positive(env::FANOUT_CONCURRENCY, &v)?;
+        }
+        if let Some(v) = non_empty(env::ITEM_TTL_SECS) {
+            config.item_ttl = Duration::from_secs(positive(env::ITEM_TTL_SECS, &v)? as u64);
+        }
+        Ok(config)
+    }
+}
+
+fn positive(name: &'static str, value: &str) -> Result<usize, ConfigError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ConfigError::Invalid {
+            name,
+            value: value.to_owned(),
+            reason: "expected a positive whole number",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn table_is_required() {
+        assert_eq!(
+            Config::from_lookup(lookup(&[])),
+            Err(ConfigError::Missing(env::TABLE))
+        );
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_lookup(lookup(&[(env::TABLE, "t")])).unwrap();
+        assert_eq!(c, Config::new("t"));
+        let c = Config::from_lookup(lookup(&[
+            (env::TABLE, "t"),
+            (env::MANAGEMENT_ENDPOINT, "http://127.0.0.1:3001/local/"),
+            (env::MAX_MESSAGE_BYTES, "1000"),
+            (env::FANOUT_CONCURRENCY, "8"),
+            (env::ITEM_TTL_SECS, "60"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.management_endpoint.as_deref(),
+            Some("http://127.0.0.1:3001/local")
+        );
+        assert_eq!(c.max_message_bytes, 1000);
+        assert_eq!(c.fanout_concurrency, 8);
+        assert_eq!(c.item_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            (env::MAX_MESSAGE_BYTES, "0"),
+            (env::MAX_MESSAGE_BYTES, "200000"),
+            (env::FANOUT_CONCURRENCY, "many"),
+            (env::MANAGEMENT_ENDPOINT, "ftp://x"),
+        ] {
+            let err = Config::from_lookup(lookup(&[(env::TABLE, "t"), (name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The fan-out engine: one payload to every live member of a room.
+//!
+//! Members are read page by page as a stream and posted with bounded concurrency,
+//! so posting starts with the first page and the next page is fetched while posts
+//! are in flight. Each post is retried on 429 and 5xx with full-jitter exponential
+//! backoff within a deadline; a 410 removes the connection and its memberships.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{TryStreamExt, stream};
+use serde::Serialize;
+
+use crate::management::{Management, PostError};
+use crate::store::{Member, Store, StoreError};
+
+/// Members read per Query page.
+pub const PAGE_SIZE: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per post, the first included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// No retry starts after this much time since the fan-out began.
+    pub deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(25),
+            max_delay: Duration::from_secs(1),
+            deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a random delay up to the capped exponential step.
+    fn delay(&self, retry: u32) -> Duration {
+        let step = self
+            .base_delay
+            .saturating_mul(1u32 << retry.min(16))
+            .min(self.max_delay);
+        let millis = u64::try_from(step.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(fastrand::u64(0..=millis))
+    }
+}
+
+/// What a fan-out did, as reported to the sender and by the broadcast function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FanoutStats {
+    /// Live members posted to.
+    pub recipients: usize,
+    /// Posts API Gateway accepted.
+    pub delivered: usize,
+    /// Connections found gone (410) and removed.
+    pub gone: usize,
+    /// Posts that failed for good (413, 403, retries exhausted).
+    pub failed: usize,
+    /// Retries after a 429.
+    pub throttled_retries: usize,
+}
+
+/// One room fan-out's parameters.
+pub struct Fanout<'a> {
+    pub store: &'a dyn Store,
+    pub management: &'a dyn Management,
+    /// The `@connections` endpoint.
+    pub endpoint: &'a str,
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+enum Outcome {
+    Delivered { throttled: usize },
+    Gone { throttled: usize },
+    Failed { throttled: usize },
+}
+
+impl Fanout<'_> {
+    /// Posts `payload` to every live member of `room` but `except`.
+    pub async fn to_room(
+        &self,
+        room: &str,
+        except: Option<&str>,
+        payload: Bytes,
+        now: u64,
+    ) -> Result<FanoutStats, StoreError> {
+        let started = Instant::now();
+        let pages = stream::try_unfold(Some(None::<String>), |cursor| async move {
+            let Some(cursor) = cursor else {
+                return Ok(None);
+            };
+            let page = self
+                .store
+                .members_page(room, cursor.as_deref(), PAGE_SIZE, now)
+                .await?;
+            let next = page.next.map(Some);
+            Ok::<_, StoreError>(Some((page.members, next)))
+        });
+        let members = pages
+            .map_ok(|members| stream::iter(members.into_iter().map(Ok::<Member, StoreError>)))
+            .try_flatten()
+            .try_filter(|m| std::future::ready(Some(m.connection_id.as_str()) != except));
+        members
+            .map_ok(|m| {
+                let payload = payload.clone();
+                async move { Ok(self.deliver(&m.connection_id, payload, started).await) }
+            })
+            .try_buffer_unordered(self.concurrency.max(1))
+            .try_fold(FanoutStats::default(), |mut stats, outcome| async move {
+                stats.recipients += 1;
+                match outcome {
+                    Outcome::Delivered { throttled } => {
+                        stats.delivered += 1;
+                        stats.throttled_retries += throttled;
+                    }
+                    Outcome::Gone { throttled } => {
+                        stats.gone += 1;
+                        stats.throttled_retries += throttled;
+                    }
+                    Outcome::Failed { throttled } => {
+                        stats.failed += 1;
+                        stats.throttled_retries += throttled;
+                    }
+                }
+                Ok(stats)
+            })
+            .await
+    }
+
+    /// Posts to one connection, retrying what may succeed later.
+    async fn deliver(&self, connection_id: &str, payload: Bytes, started: Instant) -> Outcome {
+        let mut throttled = 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .management
+                .post(self.endpoint, connection_id, payload.clone())
+                .await
+            {
+                Ok(()) => return Outcome::Delivered { throttled },
+                Err(PostError::Gone) => {
+                    self.remove_gone(connection_id).await;
+                    return Outcome::Gone { throttled };
+                }
+                Err(e) if e.is_retryable() && attempt < self.retry.max_attempts => {
+                    let delay = self.retry.delay(attempt - 1);
+                    if started.elapsed() + delay > self.retry.deadline {
+                        tracing::warn!(connection_id, error = %e, "post failed; deadline reached");
+                        return Outcome::Failed { throttled };
+                    }
+                    if e == PostError::Throttled {
+                        throttled += 1;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    tracing::warn!(connection_id, attempt, error = %e, "post failed");
+                    return Outcome::Failed { throttled };
+                }
+            }
+        }
+    }
+
+    async fn remove_gone(&self, connection_id: &str) {
+        match self.store.remove_connection(connection_id).await {
+            Ok(items) => tracing::info!(connection_id, items, "removed gone connection"),
+            // The items expire by TTL anyway; a later fan-out will try again.
+            Err(e) => tracing::warn!(connection_id, error = %e, "could not remove gone connection"),
+        }
+    }
+}

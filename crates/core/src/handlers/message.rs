@@ -1,0 +1,154 @@
+use aws_lambda_events::apigw::{
+    ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
+    ApiGatewayWebsocketProxyRequestContext,
+};
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use super::{reply, status, user_id};
+use crate::app::App;
+use crate::fanout::{Fanout, RetryPolicy};
+use crate::management::endpoint_for;
+use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame};
+use crate::store::{Member, StoreError, now_millis, now_secs};
+
+/// Every message route (`join`, `leave`, `send`, `ping` and `$default`): parses the
+/// frame, acts on it and returns the reply as the integration response, which API
+/// Gateway sends back to the client through the route response.
+///
+/// Acks are sent only for frames that carry an `id`; pongs and errors always.
+pub async fn message(
+    app: &App,
+    request: ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let context = &request.request_context;
+    let Some(connection_id) = context.connection_id.as_deref() else {
+        tracing::warn!("message event without a connectionId");
+        return status(400);
+    };
+    if request.is_base64_encoded {
+        let err = ProtocolError::bad_request("binary frames are not supported; send JSON text");
+        return reply(ServerFrame::error(None, &err).to_json());
+    }
+    let body = request.body.as_deref().unwrap_or_default();
+    let parsed = protocol::parse(body, app.config.max_message_bytes);
+    let id = parsed.id;
+    let outcome = match parsed.frame {
+        Ok(frame) => act(app, context, connection_id, id, frame).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(Some(frame)) => reply(frame),
+        Ok(None) => status(200),
+        Err(e) => {
+            tracing::info!(connection_id, code = e.code.as_str(), "refused frame");
+            reply(ServerFrame::error(id, &e).to_json())
+        }
+    }
+}
+
+async fn act(
+    app: &App,
+    context: &ApiGatewayWebsocketProxyRequestContext,
+    connection_id: &str,
+    id: Option<&RawValue>,
+    frame: ClientFrame<'_>,
+) -> Result<Option<String>, ProtocolError> {
+    let ack = |action: &'static str, room: &str, sent: Option<(usize, usize)>| {
+        id.map(|id| {
+            ServerFrame::Ack {
+                id,
+                ok: true,
+                action,
+                room: Some(room),
+                recipients: sent.map(|s| s.0),
+                delivered: sent.map(|s| s.1),
+            }
+            .to_json()
+        })
+    };
+    match frame {
+        ClientFrame::Ping => Ok(Some(ServerFrame::Pong { id }.to_json())),
+        ClientFrame::Join { room } => {
+            let member = Member {
+                connection_id: connection_id.to_owned(),
+                user_id: user_id(context).map(str::to_owned),
+                expires_at: now_secs() + app.config.item_ttl.as_secs(),
+            };
+            app.store.join(&room, &member).await.map_err(internal)?;
+            Ok(ack(protocol_action::JOIN, &room, None))
+        }
+        ClientFrame::Leave { room } => {
+            app.store
+                .leave(&room, connection_id)
+                .await
+                .map_err(internal)?;
+            Ok(ack(protocol_action::LEAVE, &room, None))
+        }
+        ClientFrame::Send { room, event, data } => {
+            let now = now_secs();
+            if app
+                .store
+                .member(&room, connection_id, now)
+                .await
+                .map_err(internal)?
+                .is_none()
+            {
+                return Err(ProtocolError::new(
+                    ErrorCode::NotMember,
+                    format!("join {room:?} before sending to it"),
+                ));
+            }
+            let endpoint = endpoint_for(app.config.management_endpoint.as_deref(), context)
+                .ok_or_else(|| {
+                    tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT");
+                    ProtocolError::new(ErrorCode::Internal, "roomcast is misconfigured")
+                })?;
+            let payload = ServerFrame::Event {
+                room: &room,
+                event: &event,
+                data,
+                from: protocol::From {
+                    connection_id,
+                    user_id: user_id(context),
+                },
+                ts: now_millis(),
+            }
+            .to_json();
+            let fanout = Fanout {
+                store: app.store.as_ref(),
+                management: app.management.as_ref(),
+                endpoint: &endpoint,
+                concurrency: app.config.fanout_concurrency,
+                retry: RetryPolicy::default(),
+            };
+            let stats = fanout
+                .to_room(&room, Some(connection_id), Bytes::from(payload), now)
+                .await
+                .map_err(internal)?;
+            tracing::info!(
+                connection_id,
+                recipients = stats.recipients,
+                delivered = stats.delivered,
+                gone = stats.gone,
+                failed = stats.failed,
+                "sent"
+            );
+            Ok(ack(
+                protocol_action::SEND,
+                &room,
+                Some((stats.recipients, stats.delivered)),
+            ))
+        }
+    }
+}
+
+mod protocol_action {
+    pub use crate::names::route::{JOIN, LEAVE, SEND};
+}
+
+/// A store failure: details go to the log, the client gets a retryable `internal`.
+fn internal(e: StoreError) -> ProtocolError {
+    tracing::error!(error = %e, "store failed");
+    ProtocolError::new(ErrorCode::Internal, "temporary failure; try again")
+}

@@ -1,0 +1,23 @@
+//! roomcast's core: everything the Lambda functions and `roomcast dev` run.
+//!
+//! # Layout
+//!
+//! - [`names`]: route keys, table attribute names and environment variables, in one place.
+//! - [`config`]: configuration read once from the environment, checked at start-up.
+//! - [`protocol`]: protocol v1 frames (docs/protocol.md): parsing, validation, replies.
+//! - [`store`]: the connection/room store port, with DynamoDB and in-memory adapters.
+//! - [`management`]: the `@connections` port, with the API Gateway Management API adapter.
+//! - [`fanout`]: posting one payload to a room's members, with retries and 410 cleanup.
+//! - [`handlers`]: the route handlers, from an API Gateway event to its response.
+//! - [`app`]: the dependencies the handlers borrow, built once per process.
+
+pub mod app;
+pub mod config;
+pub mod fanout;
+pub mod handlers;
+pub mod management;
+pub mod names;
+pub mod protocol;
+pub mod store;
+
+pub use app::App;

@@ -1,0 +1,512 @@
+//! Protocol v1: the JSON text frames between clients and roomcast (docs/protocol.md).
+//!
+//! Parsing happens in two steps. The frame is first split into its fields as raw
+//! JSON, without looking at their types, so that the request `id` can be echoed on
+//! any later error; then each field is checked. `data` and `id` stay raw JSON
+//! borrowed from the frame, so they are never decoded and re-encoded on the way out.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::names::route;
+
+/// Longest room name, in bytes.
+pub const MAX_ROOM_BYTES: usize = 128;
+/// Longest event name, in bytes.
+pub const MAX_EVENT_BYTES: usize = 128;
+/// Longest request id (a string id, or a number's text), in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// The error codes of `{"type":"error"}` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, a missing field or a field of the wrong type or size.
+    BadRequest,
+    /// An `action` that no route serves.
+    UnknownAction,
+    /// `send` to a room the sender has not joined.
+    NotMember,
+    /// A frame over the configured size limit.
+    TooLarge,
+    /// Refused by policy.
+    Forbidden,
+    /// roomcast failed; the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::UnknownAction => "unknown_action",
+            Self::NotMember => "not_member",
+            Self::TooLarge => "too_large",
+            Self::Forbidden => "forbidden",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A refusal that goes back to the client as an error frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+}
+
+/// A parsed, validated client frame. Borrowed from the frame's text.
+#[derive(Debug, Clone)]
+pub enum ClientFrame<'a> {
+    Join {
+        room: Cow<'a, str>,
+    },
+    Leave {
+        room: Cow<'a, str>,
+    },
+    Send {
+        room: Cow<'a, str>,
+        event: Cow<'a, str>,
+        data: &'a RawValue,
+    },
+    Ping,
+}
+
+/// A frame and its request id; the id is kept even when the rest is refused.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub id: Option<&'a RawValue>,
+    pub frame: Result<ClientFrame<'a>, ProtocolError>,
+}
+
+/// The fields of a frame as raw JSON, before their types are checked.
+#[derive(Deserialize)]
+struct RawFrame<'a> {
+    #[serde(borrow, default)]
+    action: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    room: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+/// The JSON `null`, for a `send` without `data`.
+fn null() -> &'static RawValue {
+    // A RawValue can only be built by parsing; this literal always parses.
+    static NULL: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| RawValue::from_string("null".to_owned()).expect("null is JSON"))
+}
+
+/// Parses and validates one client frame of at most `max_bytes` bytes.
+pub fn parse(body: &str, max_bytes: usize) -> Request<'_> {
+    if body.len() > max_bytes {
+        return Request {
+            id: None,
+            frame: Err(ProtocolError::new(
+                ErrorCode::TooLarge,
+                format!("frame is {} bytes; the limit is {max_bytes}", body.len()),
+            )),
+        };
+    }
+    let raw: RawFrame<'_> = match serde_json::from_str(body) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let message = if e.is_data() {
+                format!("a frame must be a JSON object with unique keys: {e}")
+            } else {
+                format!("frame is not valid JSON: {e}")
+            };
+            return Request {
+                id: None,
+                frame: Err(ProtocolError::bad_request(message)),
+            };
+        }
+    };
+    let id = match raw.id.map(check_id).transpose() {
+        Ok(id) => id,
+        Err(e) => {
+            return Request {
+                id: None,
+                frame: Err(e),
+            };
+        }
+    };
+    Request {
+        id,
+        frame: frame(&raw),
+    }
+}
+
+fn frame<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
+    let action = string_field("action", raw.action)?;
+    match action.as_deref() {
+        Some(route::JOIN) => Ok(ClientFrame::Join {
+            room: room_field(raw.room)?,
+        }),
+        Some(route::LEAVE) => Ok(ClientFrame::Leave {
+            room: room_field(raw.room)?,
+        }),
+        Some(route::SEND) => Ok(ClientFrame::Send {
+            room: room_field(raw.room)?,
+            event: event_field(raw.event)?,
+            data: match raw.data {
+                Some(data) => data,
+                None => null(),
+            },
+        }),
+        Some(route::PING) => Ok(ClientFrame::Ping),
+        Some(other) => Err(ProtocolError::new(
+            ErrorCode::UnknownAction,
+            format!(
+                "unknown action {:?}; expected one of join, leave, send, ping",
+                truncate(other, 64)
+            ),
+        )),
+        None => Err(ProtocolError::new(
+            ErrorCode::UnknownAction,
+            "missing \"action\"; expected one of join, leave, send, ping",
+        )),
+    }
+}
+
+fn check_id(raw: &RawValue) -> Result<&RawValue, ProtocolError> {
+    let text = raw.get();
+    let ok = text.len() <= MAX_ID_BYTES
+        && match text.as_bytes().first() {
+            Some(b'"') => true,
+            Some(b'-' | b'0'..=b'9') => true,
+            _ => false,
+        };
+    if ok {
+        Ok(raw)
+    } else {
+        Err(ProtocolError::bad_request(format!(
+            "\"id\" must be a string or a number of at most {MAX_ID_BYTES} bytes"
+        )))
+    }
+}
+
+fn string_field<'a>(
+    name: &str,
+    raw: Option<&'a RawValue>,
+) -> Result<Option<Cow<'a, str>>, ProtocolError> {
+    raw.map(|raw| {
+        serde_json::from_str::<Cow<'a, str>>(raw.get())
+            .map_err(|_| ProtocolError::bad_request(format!("\"{name}\" must be a string")))
+    })
+    .transpose()
+}
+
+fn room_field(raw: Option<&RawValue>) -> Result<Cow<'_, str>, ProtocolError> {
+    let room =
+        string_field("room", raw)?.ok_or_else(|| ProtocolError::bad_request("missing \"room\""))?;
+    validate_room(&room)?;
+    Ok(room)
+}
+
+fn event_field(raw: Option<&RawValue>) -> Result<Cow<'_, str>, ProtocolError> {
+    let event = string_field("event", raw)?
+        .ok_or_else(|| ProtocolError::bad_request("missing \"event\""))?;
+    if event.is_empty() || event.len() > MAX_EVENT_BYTES || event.chars().any(char::is_control) {
+        return Err(ProtocolError::bad_request(format!(
+            "\"event\" must be 1 to {MAX_EVENT_BYTES} bytes without control characters"
+        )));
+    }
+    Ok(event)
+}
+
+/// A room name is 1 to 128 bytes of `[A-Za-z0-9_.:@-]`.
+pub fn validate_room(room: &str) -> Result<(), ProtocolError> {
+    let ok = !room.is_empty()
+        && room.len() <= MAX_ROOM_BYTES
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ProtocolError::bad_request(format!(
+            "\"room\" must be 1 to {MAX_ROOM_BYTES} bytes of A-Z a-z 0-9 _ . : @ -"
+        )))
+    }
+}
+
+/// The namespace of a room: the part before its first `:`, or `""` when it has none.
+pub fn namespace(room: &str) -> &str {
+    room.split_once(':').map_or("", |(ns, _)| ns)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Who sent an event.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct From<'a> {
+    pub connection_id: &'a str,
+    pub user_id: Option<&'a str>,
+}
+
+/// Frames from roomcast to clients.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame<'a> {
+    Event {
+        room: &'a str,
+        event: &'a str,
+        data: &'a RawValue,
+        from: From<'a>,
+        ts: u64,
+    },
+    Ack {
+        id: &'a RawValue,
+        ok: bool,
+        action: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// For `send`: the members the event was posted to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recipients: Option<usize>,
+        /// For `send`: how many of those posts API Gateway accepted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delivered: Option<usize>,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RawValue>,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RawValue>,
+        code: ErrorCode,
+        message: &'a str,
+    },
+}
+
+impl ServerFrame<'_> {
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: every field is a string, number or raw JSON.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"serialization failed"}"#.to_owned()
+        })
+    }
+}
+
+impl<'a> ServerFrame<'a> {
+    pub fn error(id: Option<&'a RawValue>, err: &'a ProtocolError) -> Self {
+        Self::Error {
+            id,
+            code: err.code,
+            message: &err.message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const MAX: usize = 32 * 1024;
+
+    fn ok(body: &str) -> ClientFrame<'_> {
+        parse(body, MAX).frame.unwrap()
+    }
+
+    fn err(body: &str) -> (Option<String>, ErrorCode) {
+        let req = parse(body, MAX);
+        (
+            req.id.map(|i| i.get().to_owned()),
+            req.frame.unwrap_err().code,
+        )
+    }
+
+    #[test]
+    fn parses_every_action() {
+        assert!(matches!(
+            ok(r#"{"action":"join","room":"chat:1"}"#),
+            ClientFrame::Join { room } if room == "chat:1"
+        ));
+        assert!(matches!(
+            ok(r#"{"action":"leave","room":"a","id":3}"#),
+            ClientFrame::Leave { room } if room == "a"
+        ));
+        assert!(matches!(ok(r#"{"action":"ping"}"#), ClientFrame::Ping));
+        match ok(r#"{"action":"send","room":"r","event":"e","data":{"x":[1, 2]},"id":"q"}"#) {
+            ClientFrame::Send { room, event, data } => {
+                assert_eq!((room.as_ref(), event.as_ref()), ("r", "e"));
+                assert_eq!(data.get(), r#"{"x":[1, 2]}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+        match ok(r#"{"action":"send","room":"r","event":"e"}"#) {
+            ClientFrame::Send { data, .. } => assert_eq!(data.get(), "null"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        assert!(matches!(
+            ok(r#"{"action":"jo\u0069n","room":"r\u006fom"}"#),
+            ClientFrame::Join { room } if room == "room"
+        ));
+    }
+
+    #[test]
+    fn refusals_carry_codes_and_keep_the_id() {
+        assert_eq!(err("not json"), (None, ErrorCode::BadRequest));
+        assert_eq!(err("[1,2]"), (None, ErrorCode::BadRequest));
+        assert_eq!(
+            err(r#"{"action":"join","action":"ping"}"#).1,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            err(r#"{"action":"dance","id":7}"#),
+            (Some("7".into()), ErrorCode::UnknownAction)
+        );
+        assert_eq!(
+            err(r#"{"id":"x"}"#),
+            (Some("\"x\"".into()), ErrorCode::UnknownAction)
+        );
+        assert_eq!(err(r#"{"action":5}"#).1, ErrorCode::BadRequest);
+        assert_eq!(
+            err(r#"{"action":"join","id":"a"}"#),
+            (Some("\"a\"".into()), ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            err(r#"{"action":"join","room":7}"#).1,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            err(r#"{"action":"join","room":"a b"}"#).1,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            err(r#"{"action":"join","room":""}"#).1,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            err(r#"{"action":"send","room":"a"}"#).1,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            err(r#"{"action":"send","room":"a","event":""}"#).1,
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            err(r#"{"action":"ping","id":{"a":1}}"#),
+            (None, ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            err(r#"{"action":"ping","id":null}"#),
+            (None, ErrorCode::BadRequest)
+        );
+        let long = format!(r#"{{"action":"join","room":"{}"}}"#, "a".repeat(129));
+        assert_eq!(err(&long).1, ErrorCode::BadRequest);
+        let max = format!(r#"{{"action":"join","room":"{}"}}"#, "a".repeat(128));
+        assert!(parse(&max, MAX).frame.is_ok());
+    }
+
+    #[test]
+    fn size_limit_is_checked_first() {
+        let body = format!(r#"{{"action":"ping","pad":"{}"}}"#, "x".repeat(100));
+        assert_eq!(
+            parse(&body, 50).frame.unwrap_err().code,
+            ErrorCode::TooLarge
+        );
+        assert!(parse(&body, body.len()).frame.is_ok());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let body = format!(
+            r#"{{"action":"send","room":"r","event":"e","data":{}{}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert_eq!(
+            parse(&body, usize::MAX).frame.unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn room_charset_and_namespace() {
+        for good in ["a", "chat:general", "user:alice@example.com", "A-Z_0.9"] {
+            assert!(validate_room(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a b", "a#b", "é", "a/b", "a\n"] {
+            assert!(validate_room(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(namespace("chat:general"), "chat");
+        assert_eq!(namespace("user:a:b"), "user");
+        assert_eq!(namespace("lobby"), "");
+    }
+
+    #[test]
+    fn server_frames_match_the_protocol() {
+        let data = RawValue::from_string(r#"{"n":1}"#.into()).unwrap();
+        let id = RawValue::from_string("9".into()).unwrap();
+        let event = ServerFrame::Event {
+            room: "r",
+            event: "e",
+            data: &data,
+            from: From {
+                connection_id: "c=",
+                user_id: None,
+            },
+            ts: 5,
+        };
+        let v: Value = serde_json::from_str(&event.to_json()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"event","room":"r","event":"e","data":{"n":1},"from":{"connectionId":"c=","userId":null},"ts":5})
+        );
+        let ack = ServerFrame::Ack {
+            id: &id,
+            ok: true,
+            action: "send",
+            room: Some("r"),
+            recipients: Some(2),
+            delivered: Some(1),
+        };
+        let v: Value = serde_json::from_str(&ack.to_json()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"ack","id":9,"ok":true,"action":"send","room":"r","recipients":2,"delivered":1})
+        );
+        let v: Value = serde_json::from_str(&ServerFrame::Pong { id: None }.to_json()).unwrap();
+        assert_eq!(v, json!({"type":"pong"}));
+        let e = ProtocolError::new(ErrorCode::NotMember, "join first");
+        let v: Value = serde_json::from_str(&ServerFrame::error(Some(&id), &e).to_json()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"error","id":9,"code":"not_member","message":"join first"})
+        );
+    }
+}

@@ -1,0 +1,428 @@
+//! The DynamoDB adapter: one on-demand table (docs/data-model.md).
+//!
+//! | item        | pk                | sk                | other attributes                  |
+//! |-------------|-------------------|-------------------|-----------------------------------|
+//! | connection  | `conn#<id>`       | `meta`            | cid, ttl, connectedAt, userId?    |
+//! | membership  | `room#<room>`     | `conn#<id>`       | cid, ttl, userId?                 |
+//!
+//! The `byConnection` index (hash `cid`, range `pk`, keys only) finds every item of
+//! one connection, so `$disconnect` is one Query and batched deletes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
+    WriteRequest,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Connection, Member, MemberPage, Store, StoreError};
+use crate::names::attr;
+
+/// BatchWriteItem takes at most 25 requests.
+const BATCH_LIMIT: usize = 25;
+/// Attempts at a batch's UnprocessedItems before giving up.
+const UNPROCESSED_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ConnectionItem {
+    pk: String,
+    sk: String,
+    cid: String,
+    ttl: u64,
+    #[serde(rename = "connectedAt")]
+    connected_at: u64,
+    #[serde(rename = "userId", default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MemberItem {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pk: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    sk: String,
+    cid: String,
+    ttl: u64,
+    #[serde(rename = "userId", default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+}
+
+impl From<MemberItem> for Member {
+    fn from(item: MemberItem) -> Self {
+        Self {
+            connection_id: item.cid,
+            user_id: item.user_id,
+            expires_at: item.ttl,
+        }
+    }
+}
+
+/// Where the stored keys are computed: nowhere else builds a `pk` or `sk`.
+pub fn connection_pk(connection_id: &str) -> String {
+    format!("{}{connection_id}", attr::CONN_PREFIX)
+}
+
+pub fn room_pk(room: &str) -> String {
+    format!("{}{room}", attr::ROOM_PREFIX)
+}
+
+pub fn member_sk(connection_id: &str) -> String {
+    format!("{}{connection_id}", attr::CONN_PREFIX)
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
+    HashMap::from([(attr::PK.to_owned(), s(pk)), (attr::SK.to_owned(), s(sk))])
+}
+
+fn backend<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    move |e| StoreError::Backend {
+        operation,
+        message: DisplayErrorContext(&e).to_string(),
+    }
+}
+
+fn to_item<T: Serialize>(value: &T) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_item<T: for<'de> Deserialize<'de>>(
+    item: HashMap<String, AttributeValue>,
+) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table with its index if it does not exist, and waits until it is
+    /// ACTIVE. For `roomcast dev` and tests: deployed stacks get the table from
+    /// template.yaml, which also turns TTL on (dynalite has no UpdateTimeToLive).
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        let exists = match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(_) => true,
+            Err(e) if e.code() == Some("ResourceNotFoundException") => false,
+            Err(e) => return Err(backend("DescribeTable")(e)),
+        };
+        if !exists {
+            let attribute = |name: &str| {
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+            };
+            let key = |name: &str, kind: KeyType| {
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kind)
+                    .build()
+            };
+            let index = GlobalSecondaryIndex::builder()
+                .index_name(attr::BY_CONNECTION_INDEX)
+                .key_schema(key(attr::CID, KeyType::Hash).map_err(invalid)?)
+                .key_schema(key(attr::PK, KeyType::Range).map_err(invalid)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .map_err(invalid)?;
+            let created = self
+                .client
+                .create_table()
+                .table_name(&self.table)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(attribute(attr::PK).map_err(invalid)?)
+                .attribute_definitions(attribute(attr::SK).map_err(invalid)?)
+                .attribute_definitions(attribute(attr::CID).map_err(invalid)?)
+                .key_schema(key(attr::PK, KeyType::Hash).map_err(invalid)?)
+                .key_schema(key(attr::SK, KeyType::Range).map_err(invalid)?)
+                .global_secondary_indexes(index)
+                .send()
+                .await;
+            match created {
+                Ok(_) => {}
+                // Another process created it first.
+                Err(e) if e.code() == Some("ResourceInUseException") => {}
+                Err(e) => return Err(backend("CreateTable")(e)),
+            }
+        }
+        self.client
+            .wait_until_table_exists()
+            .table_name(&self.table)
+            .wait(Duration::from_secs(60))
+            .await
+            .map_err(|e| StoreError::Backend {
+                operation: "DescribeTable",
+                message: DisplayErrorContext(&e).to_string(),
+            })?;
+        Ok(())
+    }
+
+    async fn delete_batch(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<(), StoreError> {
+        let mut pending: Vec<WriteRequest> = keys
+            .into_iter()
+            .map(|key| {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(key))
+                    .build()
+                    .map_err(invalid)?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for attempt in 0..UNPROCESSED_ATTEMPTS {
+            if attempt > 0 {
+                // Unprocessed items mean the partition is throttled: back off.
+                let base = 20u64 << attempt.min(6);
+                tokio::time::sleep(Duration::from_millis(base + fastrand::u64(0..base))).await;
+            }
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(backend("BatchWriteItem"))?;
+            pending = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unprocessed(pending.len()))
+    }
+}
+
+fn invalid(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let item = to_item(&ConnectionItem {
+            pk: connection_pk(&connection.connection_id),
+            sk: attr::META_SK.to_owned(),
+            cid: connection.connection_id.clone(),
+            ttl: connection.expires_at,
+            connected_at: connection.connected_at,
+            user_id: connection.user_id.clone(),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(backend("PutItem"))?;
+        Ok(())
+    }
+
+    async fn connection(
+        &self,
+        connection_id: &str,
+        now: u64,
+    ) -> Result<Option<Connection>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                connection_pk(connection_id),
+                attr::META_SK.to_owned(),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend("GetItem"))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let item: ConnectionItem = from_item(item)?;
+        Ok((item.ttl > now).then(|| Connection {
+            connection_id: item.cid,
+            connected_at: item.connected_at,
+            user_id: item.user_id,
+            expires_at: item.ttl,
+        }))
+    }
+
+    async fn join(&self, room: &str, member: &Member) -> Result<(), StoreError> {
+        let item = to_item(&MemberItem {
+            pk: room_pk(room),
+            sk: member_sk(&member.connection_id),
+            cid: member.connection_id.clone(),
+            ttl: member.expires_at,
+            user_id: member.user_id.clone(),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(backend("PutItem"))?;
+        Ok(())
+    }
+
+    async fn leave(&self, room: &str, connection_id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(room_pk(room), member_sk(connection_id))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(backend("DeleteItem"))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn member(
+        &self,
+        room: &str,
+        connection_id: &str,
+        now: u64,
+    ) -> Result<Option<Member>, StoreError> {
+        // Strongly consistent: a `send` right after `join` may land on another
+        // Lambda instance, and must see the membership.
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(room_pk(room), member_sk(connection_id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend("GetItem"))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let member = Member::from(from_item::<MemberItem>(item)?);
+        Ok((member.expires_at > now).then_some(member))
+    }
+
+    async fn members_page(
+        &self,
+        room: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<MemberPage, StoreError> {
+        let pk = room_pk(room);
+        let start = match cursor {
+            Some(c) if c.starts_with(attr::CONN_PREFIX) => Some(key(pk.clone(), c.to_owned())),
+            Some(_) => return Err(StoreError::BadCursor),
+            None => None,
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#ttl", attr::TTL)
+            .expression_attribute_names("#cid", attr::CID)
+            .expression_attribute_names("#uid", "userId")
+            .expression_attribute_values(":pk", s(pk))
+            .projection_expression("#cid, #ttl, #uid")
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(backend("Query"))?;
+        let members = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| from_item::<MemberItem>(item).map(Member::from))
+            .filter(|m| m.as_ref().map_or(true, |m| m.expires_at > now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = out
+            .last_evaluated_key
+            .and_then(|mut k| k.remove(attr::SK))
+            .and_then(|v| v.as_s().ok().cloned());
+        Ok(MemberPage { members, next })
+    }
+
+    async fn remove_connection(&self, connection_id: &str) -> Result<usize, StoreError> {
+        // One query on the index finds the connection item and every membership.
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(attr::BY_CONNECTION_INDEX)
+                .key_condition_expression("#cid = :cid")
+                .expression_attribute_names("#cid", attr::CID)
+                .expression_attribute_values(":cid", s(connection_id))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend("Query"))?;
+            for mut item in out.items.unwrap_or_default() {
+                match (item.remove(attr::PK), item.remove(attr::SK)) {
+                    (Some(pk), Some(sk)) => keys.push(HashMap::from([
+                        (attr::PK.to_owned(), pk),
+                        (attr::SK.to_owned(), sk),
+                    ])),
+                    _ => return Err(StoreError::Corrupt("index item without keys".into())),
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        let removed = keys.len();
+        let mut keys = keys.into_iter().peekable();
+        while keys.peek().is_some() {
+            self.delete_batch(keys.by_ref().take(BATCH_LIMIT).collect())
+                .await?;
+        }
+        Ok(removed)
+    }
+}

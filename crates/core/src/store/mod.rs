@@ -1,0 +1,109 @@
+//! The connection/room store: a port ([`Store`]) and its two adapters,
+//! [`memory::MemoryStore`] for unit tests and `roomcast dev`, and
+//! [`dynamo::DynamoStore`] for Lambda. Both pass the same conformance suite
+//! (crates/core/tests/store_conformance.rs).
+//!
+//! Every read takes `now` (epoch seconds) and ignores items whose TTL has passed:
+//! a missed `$disconnect` leaves items behind, and DynamoDB deletes expired items
+//! only lazily.
+
+pub mod dynamo;
+pub mod memory;
+
+use async_trait::async_trait;
+
+/// A connection, as stored at `$connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub connection_id: String,
+    /// Epoch milliseconds, from the `$connect` event.
+    pub connected_at: u64,
+    /// The authenticated user, from the authorizer context.
+    pub user_id: Option<String>,
+    /// Epoch seconds after which the record is dead.
+    pub expires_at: u64,
+}
+
+/// A connection's membership of one room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub connection_id: String,
+    pub user_id: Option<String>,
+    /// Epoch seconds after which the membership is dead.
+    pub expires_at: u64,
+}
+
+/// One page of a room's live members, in connection-id order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberPage {
+    pub members: Vec<Member>,
+    /// Where the next page starts; `None` on the last page. Opaque to callers.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB {operation} failed: {message}")]
+    Backend {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("stored item is malformed: {0}")]
+    Corrupt(String),
+    #[error("DynamoDB left {0} deletes unprocessed after retries")]
+    Unprocessed(usize),
+    #[error("invalid page cursor")]
+    BadCursor,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records a new connection: one write.
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+
+    /// The connection's record, if it exists and has not expired.
+    async fn connection(
+        &self,
+        connection_id: &str,
+        now: u64,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// Adds (or refreshes) a membership: one write. Joining twice is not an error.
+    async fn join(&self, room: &str, member: &Member) -> Result<(), StoreError>;
+
+    /// Removes a membership: one write. Returns whether it existed.
+    async fn leave(&self, room: &str, connection_id: &str) -> Result<bool, StoreError>;
+
+    /// The live membership of `connection_id` in `room`, if any.
+    async fn member(
+        &self,
+        room: &str,
+        connection_id: &str,
+        now: u64,
+    ) -> Result<Option<Member>, StoreError>;
+
+    /// Up to `limit` live members of `room` after `cursor`. A page may hold fewer
+    /// than `limit` members (expired ones are dropped) and still have a `next`.
+    async fn members_page(
+        &self,
+        room: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<MemberPage, StoreError>;
+
+    /// Removes a connection and all its memberships. Returns how many items were
+    /// deleted; removing an unknown connection deletes nothing and is not an error.
+    async fn remove_connection(&self, connection_id: &str) -> Result<usize, StoreError>;
+}
+
+/// The current time in epoch seconds and milliseconds.
+pub fn now_secs() -> u64 {
+    now_millis() / 1000
+}
+
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

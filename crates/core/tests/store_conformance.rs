@@ -1,0 +1,194 @@
+//! One conformance suite, run against both store adapters: the in-memory store and
+//! the DynamoDB store against a real DynamoDB-compatible server (dynalite, started
+//! by scripts/test, which sets ROOMCAST_TEST_DYNAMODB_ENDPOINT).
+
+use std::collections::BTreeSet;
+
+use roomcast_core::store::dynamo::DynamoStore;
+use roomcast_core::store::memory::MemoryStore;
+use roomcast_core::store::{Connection, Member, Store, StoreError};
+
+const NOW: u64 = 1_800_000_000;
+const LATER: u64 = NOW + 7_200;
+
+fn connection(id: &str, user: Option<&str>) -> Connection {
+    Connection {
+        connection_id: id.to_owned(),
+        connected_at: NOW * 1000,
+        user_id: user.map(str::to_owned),
+        expires_at: LATER,
+    }
+}
+
+fn member(id: &str, expires_at: u64) -> Member {
+    Member {
+        connection_id: id.to_owned(),
+        user_id: Some(format!("user-{id}")),
+        expires_at,
+    }
+}
+
+async fn all_members(store: &dyn Store, room: &str, page: usize, now: u64) -> Vec<Member> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let p = store
+            .members_page(room, cursor.as_deref(), page, now)
+            .await
+            .unwrap();
+        assert!(
+            p.members.len() <= page,
+            "a page holds at most `limit` members"
+        );
+        out.extend(p.members);
+        pages += 1;
+        assert!(pages < 1000, "pagination does not end");
+        match p.next {
+            Some(next) => cursor = Some(next),
+            None => return out,
+        }
+    }
+}
+
+fn ids(members: &[Member]) -> BTreeSet<String> {
+    members.iter().map(|m| m.connection_id.clone()).collect()
+}
+
+/// Every property both adapters must have. Connection ids look like API Gateway's
+/// (base64 with `=`, `+` and `/`).
+async fn suite(store: &dyn Store) {
+    // Connections: stored, read back, expired ones invisible, unknown ones absent.
+    let alice = connection("aA1+/b=", Some("alice"));
+    store.put_connection(&alice).await.unwrap();
+    assert_eq!(
+        store.connection("aA1+/b=", NOW).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(store.connection("aA1+/b=", LATER).await.unwrap(), None);
+    assert_eq!(store.connection("nobody", NOW).await.unwrap(), None);
+    let anon = connection("anon=", None);
+    store.put_connection(&anon).await.unwrap();
+    assert_eq!(store.connection("anon=", NOW).await.unwrap(), Some(anon));
+
+    // Join is idempotent, membership is per room, rooms with shared prefixes stay apart.
+    store.join("chat", &member("aA1+/b=", LATER)).await.unwrap();
+    store.join("chat", &member("aA1+/b=", LATER)).await.unwrap();
+    store.join("chat:1", &member("anon=", LATER)).await.unwrap();
+    assert_eq!(
+        store.member("chat", "aA1+/b=", NOW).await.unwrap(),
+        Some(member("aA1+/b=", LATER))
+    );
+    assert_eq!(store.member("chat", "anon=", NOW).await.unwrap(), None);
+    assert_eq!(
+        ids(&all_members(store, "chat", 10, NOW).await),
+        BTreeSet::from(["aA1+/b=".to_owned()])
+    );
+    assert_eq!(
+        ids(&all_members(store, "chat:1", 10, NOW).await),
+        BTreeSet::from(["anon=".to_owned()])
+    );
+    assert!(all_members(store, "empty", 10, NOW).await.is_empty());
+
+    // Pagination returns every member exactly once, in pages of at most `limit`.
+    let many: Vec<String> = (0..23).map(|i| format!("m{i:02}=")).collect();
+    for id in &many {
+        store.join("big", &member(id, LATER)).await.unwrap();
+    }
+    for page in [1, 5, 23, 100] {
+        let got = all_members(store, "big", page, NOW).await;
+        assert_eq!(got.len(), many.len(), "page size {page}");
+        assert_eq!(ids(&got), many.iter().cloned().collect());
+    }
+
+    // Expired memberships are ignored by every read.
+    store.join("big", &member("stale=", NOW - 1)).await.unwrap();
+    assert_eq!(store.member("big", "stale=", NOW).await.unwrap(), None);
+    assert!(!ids(&all_members(store, "big", 4, NOW).await).contains("stale="));
+    assert_eq!(all_members(store, "big", 4, NOW).await.len(), many.len());
+
+    // Leave reports whether the membership existed, and only removes that one.
+    assert!(store.leave("big", "m00=").await.unwrap());
+    assert!(!store.leave("big", "m00=").await.unwrap());
+    assert!(!store.leave("nowhere", "m01=").await.unwrap());
+    assert_eq!(store.member("big", "m00=", NOW).await.unwrap(), None);
+    assert_eq!(
+        all_members(store, "big", 7, NOW).await.len(),
+        many.len() - 1
+    );
+
+    // Removing a connection deletes its record and every membership, across more
+    // rooms than one BatchWriteItem takes, and nothing of anyone else's.
+    let bob = connection("bob=", Some("bob"));
+    store.put_connection(&bob).await.unwrap();
+    for r in 0..30 {
+        store
+            .join(&format!("r{r}"), &member("bob=", LATER))
+            .await
+            .unwrap();
+        store
+            .join(&format!("r{r}"), &member("carol=", LATER))
+            .await
+            .unwrap();
+    }
+    store.join("big", &member("bob=", LATER)).await.unwrap();
+    assert_eq!(store.remove_connection("bob=").await.unwrap(), 1 + 30 + 1);
+    assert_eq!(store.connection("bob=", NOW).await.unwrap(), None);
+    for r in 0..30 {
+        let room = format!("r{r}");
+        assert_eq!(store.member(&room, "bob=", NOW).await.unwrap(), None);
+        assert_eq!(
+            ids(&all_members(store, &room, 10, NOW).await),
+            BTreeSet::from(["carol=".to_owned()])
+        );
+    }
+    assert_eq!(
+        all_members(store, "big", 50, NOW).await.len(),
+        many.len() - 1
+    );
+    assert_eq!(store.remove_connection("bob=").await.unwrap(), 0);
+    assert_eq!(store.remove_connection("never=").await.unwrap(), 0);
+    // A connection that joined without a $connect record (a missed write) is removed too.
+    assert_eq!(store.remove_connection("carol=").await.unwrap(), 30);
+    assert!(all_members(store, "r0", 10, NOW).await.is_empty());
+    assert_eq!(store.connection("aA1+/b=", NOW).await.unwrap(), Some(alice));
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    suite(&MemoryStore::new()).await;
+}
+
+async fn dynamo_store() -> DynamoStore {
+    let endpoint = std::env::var("ROOMCAST_TEST_DYNAMODB_ENDPOINT")
+        .expect("ROOMCAST_TEST_DYNAMODB_ENDPOINT must point at dynalite: run scripts/test");
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .load()
+        .await;
+    let table = format!(
+        "conformance-{}-{}",
+        std::process::id(),
+        roomcast_core::store::now_millis()
+    );
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    store.ensure_table().await.unwrap();
+    // A second call finds the table and returns.
+    store.ensure_table().await.unwrap();
+    store
+}
+
+#[tokio::test]
+#[ignore = "needs dynalite: run scripts/test"]
+async fn dynamo_store_conforms() {
+    let store = dynamo_store().await;
+    suite(&store).await;
+    assert!(matches!(
+        store.members_page("big", Some("garbage"), 5, NOW).await,
+        Err(StoreError::BadCursor)
+    ));
+}

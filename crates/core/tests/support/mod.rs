@@ -1,0 +1,126 @@
+//! Test doubles and event builders shared by the core's integration tests.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use bytes::Bytes;
+use roomcast_core::App;
+use roomcast_core::config::Config;
+use roomcast_core::management::{Management, PostError};
+use roomcast_core::store::Store;
+use roomcast_core::store::memory::MemoryStore;
+use serde_json::{Value, json};
+
+/// A management API that records posts and answers as told: 410 for `gone`
+/// connections, and 429 the given number of times before accepting.
+#[derive(Default)]
+pub struct FakeManagement {
+    pub posts: Mutex<Vec<(String, String, String)>>,
+    pub gone: Mutex<HashSet<String>>,
+    pub throttle: Mutex<HashMap<String, u32>>,
+}
+
+impl FakeManagement {
+    /// The frames posted to `connection_id`, parsed.
+    pub fn received(&self, connection_id: &str) -> Vec<Value> {
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, c, _)| c == connection_id)
+            .map(|(_, _, body)| serde_json::from_str(body).unwrap())
+            .collect()
+    }
+
+    pub fn endpoints(&self) -> HashSet<String> {
+        self.posts.lock().unwrap().iter().map(|(e, _, _)| e.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl Management for FakeManagement {
+    async fn post(&self, endpoint: &str, connection_id: &str, data: Bytes) -> Result<(), PostError> {
+        if self.gone.lock().unwrap().contains(connection_id) {
+            return Err(PostError::Gone);
+        }
+        if let Some(left) = self.throttle.lock().unwrap().get_mut(connection_id)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(PostError::Throttled);
+        }
+        self.posts.lock().unwrap().push((
+            endpoint.to_owned(),
+            connection_id.to_owned(),
+            String::from_utf8(data.to_vec()).unwrap(),
+        ));
+        Ok(())
+    }
+
+    async fn delete(&self, _endpoint: &str, connection_id: &str) -> Result<(), PostError> {
+        self.gone.lock().unwrap().insert(connection_id.to_owned());
+        Ok(())
+    }
+}
+
+pub struct Harness {
+    pub app: App,
+    pub store: Arc<dyn Store>,
+    pub management: Arc<FakeManagement>,
+}
+
+pub fn harness_with(store: Arc<dyn Store>) -> Harness {
+    let management = Arc::new(FakeManagement::default());
+    let app = App::new(Config::new("unused"), store.clone(), management.clone());
+    Harness {
+        app,
+        store,
+        management,
+    }
+}
+
+pub fn harness() -> Harness {
+    harness_with(Arc::new(MemoryStore::new()))
+}
+
+/// An event as API Gateway builds it, for `route` on `connection_id`.
+pub fn event(route: &str, connection_id: &str, body: Option<&str>, user: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+    let event_type = match route {
+        "$connect" => "CONNECT",
+        "$disconnect" => "DISCONNECT",
+        _ => "MESSAGE",
+    };
+    let mut context = json!({
+        "routeKey": route,
+        "eventType": event_type,
+        "connectionId": connection_id,
+        "connectedAt": 1_700_000_000_000u64,
+        "requestTimeEpoch": 1_700_000_000_100u64,
+        "requestId": "req-1",
+        "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+        "stage": "test",
+        "apiId": "abc123",
+        "identity": {"sourceIp": "127.0.0.1"},
+    });
+    if let Some(user) = user {
+        context["authorizer"] = json!({"principalId": user, "userId": user});
+    }
+    let mut event = json!({"requestContext": context, "isBase64Encoded": false});
+    if let Some(body) = body {
+        event["body"] = json!(body);
+    }
+    serde_json::from_value(event).unwrap()
+}
+
+/// The body of a handler's response, parsed; `None` when it has no body.
+pub fn body(response: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Option<Value> {
+    use aws_lambda_events::encodings::Body;
+    match &response.body {
+        Some(Body::Text(text)) => Some(serde_json::from_str(text).unwrap()),
+        Some(other) => panic!("unexpected body {other:?}"),
+        None => None,
+    }
+}
