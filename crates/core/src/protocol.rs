@@ -16,6 +16,9 @@ use crate::names::route;
 pub const MAX_ROOM_BYTES: usize = 128;
 /// Longest event name, in bytes.
 pub const MAX_EVENT_BYTES: usize = 128;
+/// Deepest nesting of arrays and objects accepted in a frame. `data` is kept as raw
+/// JSON, which serde_json does not depth-check, so frames are checked up front.
+pub const MAX_DEPTH: usize = 32;
 /// Longest request id (a string id, or a number's text), in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 
@@ -128,6 +131,25 @@ pub fn parse(body: &str, max_bytes: usize) -> Request<'_> {
             )),
         };
     }
+    if exceeds_depth(body.as_bytes(), MAX_DEPTH) {
+        return Request {
+            id: None,
+            frame: Err(ProtocolError::bad_request(format!(
+                "frame nests deeper than {MAX_DEPTH} levels"
+            ))),
+        };
+    }
+    // A struct also deserializes from a JSON array; only objects are frames.
+    if !body.trim_start().starts_with('{') {
+        let message = match serde_json::from_str::<serde::de::IgnoredAny>(body) {
+            Ok(_) => "a frame must be a JSON object".to_owned(),
+            Err(e) => format!("frame is not valid JSON: {e}"),
+        };
+        return Request {
+            id: None,
+            frame: Err(ProtocolError::bad_request(message)),
+        };
+    }
     let raw: RawFrame<'_> = match serde_json::from_str(body) {
         Ok(raw) => raw,
         Err(e) => {
@@ -189,14 +211,39 @@ fn frame<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
     }
 }
 
+/// Whether brackets outside strings nest deeper than `max`. One pass, no allocation;
+/// malformed JSON is left for the parser to report.
+fn exceeds_depth(body: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 fn check_id(raw: &RawValue) -> Result<&RawValue, ProtocolError> {
     let text = raw.get();
     let ok = text.len() <= MAX_ID_BYTES
-        && match text.as_bytes().first() {
-            Some(b'"') => true,
-            Some(b'-' | b'0'..=b'9') => true,
-            _ => false,
-        };
+        && matches!(text.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'));
     if ok {
         Ok(raw)
     } else {
@@ -422,10 +469,9 @@ mod tests {
             err(r#"{"action":"ping","id":{"a":1}}"#),
             (None, ErrorCode::BadRequest)
         );
-        assert_eq!(
-            err(r#"{"action":"ping","id":null}"#),
-            (None, ErrorCode::BadRequest)
-        );
+        // A null id is no id.
+        let req = parse(r#"{"action":"ping","id":null}"#, MAX);
+        assert!(req.id.is_none() && req.frame.is_ok());
         let long = format!(r#"{{"action":"join","room":"{}"}}"#, "a".repeat(129));
         assert_eq!(err(&long).1, ErrorCode::BadRequest);
         let max = format!(r#"{{"action":"join","room":"{}"}}"#, "a".repeat(128));
@@ -449,10 +495,24 @@ mod tests {
             "[".repeat(10_000),
             "]".repeat(10_000)
         );
-        assert_eq!(
-            parse(&body, usize::MAX).frame.unwrap_err().code,
-            ErrorCode::BadRequest
+        let refused = parse(&body, usize::MAX).frame.map(|_| ()).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BadRequest);
+        // The limit counts the frame object itself; brackets inside strings do not count.
+        let nest = |n: usize| {
+            format!(
+                r#"{{"action":"send","room":"r","event":"e","data":{}{}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(parse(&nest(MAX_DEPTH - 1), MAX).frame.is_ok());
+        assert!(parse(&nest(MAX_DEPTH), MAX).frame.is_err());
+        let quoted = format!(
+            r#"{{"action":"send","room":"r","event":"e","data":"{}\\\"{}"}}"#,
+            "[".repeat(100),
+            "{".repeat(100)
         );
+        assert!(parse(&quoted, MAX).frame.is_ok());
     }
 
     #[test]

@@ -280,7 +280,7 @@ impl Store for DynamoStore {
             return Ok(None);
         };
         let item: ConnectionItem = from_item(item)?;
-        Ok((item.ttl > now).then(|| Connection {
+        Ok((item.ttl > now).then_some(Connection {
             connection_id: item.cid,
             connected_at: item.connected_at,
             user_id: item.user_id,

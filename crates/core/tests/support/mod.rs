@@ -36,13 +36,23 @@ impl FakeManagement {
     }
 
     pub fn endpoints(&self) -> HashSet<String> {
-        self.posts.lock().unwrap().iter().map(|(e, _, _)| e.clone()).collect()
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(e, _, _)| e.clone())
+            .collect()
     }
 }
 
 #[async_trait]
 impl Management for FakeManagement {
-    async fn post(&self, endpoint: &str, connection_id: &str, data: Bytes) -> Result<(), PostError> {
+    async fn post(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+        data: Bytes,
+    ) -> Result<(), PostError> {
         if self.gone.lock().unwrap().contains(connection_id) {
             return Err(PostError::Gone);
         }
@@ -87,7 +97,12 @@ pub fn harness() -> Harness {
 }
 
 /// An event as API Gateway builds it, for `route` on `connection_id`.
-pub fn event(route: &str, connection_id: &str, body: Option<&str>, user: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
+pub fn event(
+    route: &str,
+    connection_id: &str,
+    body: Option<&str>,
+    user: Option<&str>,
+) -> ApiGatewayWebsocketProxyRequest {
     let event_type = match route {
         "$connect" => "CONNECT",
         "$disconnect" => "DISCONNECT",
