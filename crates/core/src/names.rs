@@ -27,6 +27,10 @@ pub mod attr {
     pub const CID: &str = "cid";
     /// Epoch seconds after which the item is dead (the table's TTL attribute).
     pub const TTL: &str = "ttl";
+    /// The authenticated user, on connection and membership items.
+    pub const USER_ID: &str = "userId";
+    /// Epoch milliseconds of `$connect`, on connection items.
+    pub const CONNECTED_AT: &str = "connectedAt";
     /// Global secondary index: all items of one connection (hash `cid`, range `pk`, keys only).
     pub const BY_CONNECTION_INDEX: &str = "byConnection";
 

@@ -36,6 +36,8 @@ pub struct DynamoStore {
     table: String,
 }
 
+// The serde renames below are attr::USER_ID and attr::CONNECTED_AT (attributes
+// must be literals); a unit test checks they agree.
 #[derive(Debug, Serialize, Deserialize)]
 struct ConnectionItem {
     pk: String,
@@ -364,7 +366,7 @@ impl Store for DynamoStore {
             .expression_attribute_names("#pk", attr::PK)
             .expression_attribute_names("#ttl", attr::TTL)
             .expression_attribute_names("#cid", attr::CID)
-            .expression_attribute_names("#uid", "userId")
+            .expression_attribute_names("#uid", attr::USER_ID)
             .expression_attribute_values(":pk", s(pk))
             .projection_expression("#cid, #ttl, #uid")
             .set_exclusive_start_key(start)
@@ -424,5 +426,45 @@ impl Store for DynamoStore {
                 .await?;
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_use_the_attribute_names_in_names_rs() {
+        let item = to_item(&ConnectionItem {
+            pk: connection_pk("c"),
+            sk: attr::META_SK.to_owned(),
+            cid: "c".into(),
+            ttl: 1,
+            connected_at: 2,
+            user_id: Some("u".into()),
+        })
+        .unwrap();
+        for name in [
+            attr::PK,
+            attr::SK,
+            attr::CID,
+            attr::TTL,
+            attr::CONNECTED_AT,
+            attr::USER_ID,
+        ] {
+            assert!(item.contains_key(name), "{name}");
+        }
+        let member = to_item(&MemberItem {
+            pk: room_pk("r"),
+            sk: member_sk("c"),
+            cid: "c".into(),
+            ttl: 1,
+            user_id: Some("u".into()),
+        })
+        .unwrap();
+        for name in [attr::PK, attr::SK, attr::CID, attr::TTL, attr::USER_ID] {
+            assert!(member.contains_key(name), "{name}");
+        }
+        assert_eq!(member[attr::SK], AttributeValue::S("conn#c".into()));
     }
 }
