@@ -8,11 +8,15 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{TryStreamExt, stream};
+use std::collections::VecDeque;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use serde::Serialize;
 
 use crate::management::{Management, PostError};
-use crate::store::{Member, Store, StoreError};
+use crate::store::{Member, MemberPage, Store, StoreError};
 
 /// Members read per Query page.
 pub const PAGE_SIZE: usize = 500;
@@ -75,6 +79,27 @@ pub struct Fanout<'a> {
     pub retry: RetryPolicy,
 }
 
+impl FanoutStats {
+    fn count(&mut self, outcome: Outcome) {
+        self.recipients += 1;
+        let throttled = match outcome {
+            Outcome::Delivered { throttled } => {
+                self.delivered += 1;
+                throttled
+            }
+            Outcome::Gone { throttled } => {
+                self.gone += 1;
+                throttled
+            }
+            Outcome::Failed { throttled } => {
+                self.failed += 1;
+                throttled
+            }
+        };
+        self.throttled_retries += throttled;
+    }
+}
+
 enum Outcome {
     Delivered { throttled: usize },
     Gone { throttled: usize },
@@ -83,6 +108,10 @@ enum Outcome {
 
 impl Fanout<'_> {
     /// Posts `payload` to every live member of `room` but `except`.
+    ///
+    /// A written-out loop rather than stream combinators: its future stays `Send`
+    /// (closures borrowing `self` inside `try_unfold` hit rust-lang/rust#100013), so
+    /// callers can `tokio::spawn` a handler.
     pub async fn to_room(
         &self,
         room: &str,
@@ -91,46 +120,56 @@ impl Fanout<'_> {
         now: u64,
     ) -> Result<FanoutStats, StoreError> {
         let started = Instant::now();
-        let pages = stream::try_unfold(Some(None::<String>), |cursor| async move {
-            let Some(cursor) = cursor else {
-                return Ok(None);
-            };
-            let page = self
-                .store
-                .members_page(room, cursor.as_deref(), PAGE_SIZE, now)
-                .await?;
-            let next = page.next.map(Some);
-            Ok::<_, StoreError>(Some((page.members, next)))
-        });
-        let members = pages
-            .map_ok(|members| stream::iter(members.into_iter().map(Ok::<Member, StoreError>)))
-            .try_flatten()
-            .try_filter(|m| std::future::ready(Some(m.connection_id.as_str()) != except));
-        members
-            .map_ok(|m| {
-                let payload = payload.clone();
-                async move { Ok(self.deliver(&m.connection_id, payload, started).await) }
+        let concurrency = self.concurrency.max(1);
+        let fetch = |cursor: Option<String>| -> BoxFuture<'_, Result<MemberPage, StoreError>> {
+            let store = self.store;
+            let room = room.to_owned();
+            Box::pin(async move {
+                store
+                    .members_page(&room, cursor.as_deref(), PAGE_SIZE, now)
+                    .await
             })
-            .try_buffer_unordered(self.concurrency.max(1))
-            .try_fold(FanoutStats::default(), |mut stats, outcome| async move {
-                stats.recipients += 1;
-                match outcome {
-                    Outcome::Delivered { throttled } => {
-                        stats.delivered += 1;
-                        stats.throttled_retries += throttled;
-                    }
-                    Outcome::Gone { throttled } => {
-                        stats.gone += 1;
-                        stats.throttled_retries += throttled;
-                    }
-                    Outcome::Failed { throttled } => {
-                        stats.failed += 1;
-                        stats.throttled_retries += throttled;
-                    }
+        };
+        let mut next_page = Some(fetch(None));
+        let mut queued: VecDeque<Member> = VecDeque::new();
+        let mut in_flight = FuturesUnordered::new();
+        let mut stats = FanoutStats::default();
+        loop {
+            while in_flight.len() < concurrency {
+                let Some(member) = queued.pop_front() else {
+                    break;
+                };
+                if Some(member.connection_id.as_str()) == except {
+                    continue;
                 }
-                Ok(stats)
-            })
-            .await
+                let payload = payload.clone();
+                in_flight.push(async move {
+                    self.deliver(&member.connection_id, payload, started).await
+                });
+            }
+            // The next page is read while this one's posts are in flight, and only
+            // once the queue runs low, so memory stays at about two pages.
+            let want_page = next_page.is_some() && queued.len() < concurrency;
+            if in_flight.is_empty() && !want_page {
+                if next_page.is_none() && queued.is_empty() {
+                    return Ok(stats);
+                }
+                continue;
+            }
+            tokio::select! {
+                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => stats.count(outcome),
+                page = async {
+                    match next_page.as_mut() {
+                        Some(page) => page.await,
+                        None => std::future::pending().await,
+                    }
+                }, if want_page => {
+                    let page = page?;
+                    queued.extend(page.members);
+                    next_page = page.next.map(|cursor| fetch(Some(cursor)));
+                }
+            }
+        }
     }
 
     /// Posts to one connection, retrying what may succeed later.

@@ -10,11 +10,13 @@
 //! - [`fanout`]: posting one payload to a room's members, with retries and 410 cleanup.
 //! - [`handlers`]: the route handlers, from an API Gateway event to its response.
 //! - [`app`]: the dependencies the handlers borrow, built once per process.
+//! - [`lambda`]: the Lambda entry point the function binaries call.
 
 pub mod app;
 pub mod config;
 pub mod fanout;
 pub mod handlers;
+pub mod lambda;
 pub mod management;
 pub mod names;
 pub mod protocol;

@@ -328,3 +328,54 @@ async fn configured_management_endpoint_wins() {
         ["http://127.0.0.1:3001/local".to_owned()].into()
     );
 }
+
+#[tokio::test]
+async fn handler_futures_are_send_so_they_can_be_spawned() {
+    let h = std::sync::Arc::new(harness());
+    join(&h, "b=", "r").await;
+    join(&h, "a=", "r").await;
+    let task = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            body(
+                &message(
+                    &h.app,
+                    event(
+                        "send",
+                        "a=",
+                        Some(r#"{"action":"send","room":"r","event":"e","id":1}"#),
+                        None,
+                    ),
+                )
+                .await,
+            )
+        })
+    };
+    assert_eq!(task.await.unwrap().unwrap()["delivered"], 1);
+}
+
+#[tokio::test]
+async fn fan_out_pages_through_large_rooms() {
+    let mut h = harness();
+    h.app.config.fanout_concurrency = 7;
+    let members: Vec<String> = (0..1203).map(|i| format!("m{i}=")).collect();
+    for m in &members {
+        let frame = r#"{"action":"join","room":"big"}"#;
+        message(&h.app, event("join", m, Some(frame), None)).await;
+    }
+    h.management.gone.lock().unwrap().insert("m17=".into());
+    let reply = send(
+        &h,
+        "m0=",
+        r#"{"action":"send","room":"big","event":"e","id":1}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply["recipients"], 1202);
+    assert_eq!(reply["delivered"], 1201);
+    let posts = h.management.posts.lock().unwrap().clone();
+    let reached: std::collections::HashSet<_> = posts.iter().map(|(_, c, _)| c.clone()).collect();
+    assert_eq!(posts.len(), 1201, "each member exactly once");
+    assert_eq!(reached.len(), 1201);
+    assert!(!reached.contains("m0=") && !reached.contains("m17="));
+}

@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
-    WriteRequest,
+    TableStatus, WriteRequest,
 };
 use serde::{Deserialize, Serialize};
 
@@ -185,16 +184,59 @@ impl DynamoStore {
                 Err(e) => return Err(backend("CreateTable")(e)),
             }
         }
-        self.client
-            .wait_until_table_exists()
-            .table_name(&self.table)
-            .wait(Duration::from_secs(60))
-            .await
-            .map_err(|e| StoreError::Backend {
-                operation: "DescribeTable",
-                message: DisplayErrorContext(&e).to_string(),
-            })?;
+        // Poll rather than use the SDK waiter, whose first retry comes after ~20 s;
+        // dynalite and DynamoDB both take well under a second for a new table.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let table = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(backend("DescribeTable"))?
+                .table;
+            if table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(StoreError::Backend {
+                    operation: "DescribeTable",
+                    message: format!("table {} did not become ACTIVE within 60 s", self.table),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Ok(())
+    }
+
+    async fn put(&self, item: HashMap<String, AttributeValue>) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(backend("PutItem"))?;
+        Ok(())
+    }
+
+    /// A strongly consistent read of one item.
+    async fn get(
+        &self,
+        pk: String,
+        sk: String,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend("GetItem"))?;
+        Ok(out.item)
     }
 
     async fn delete_batch(
@@ -251,14 +293,7 @@ impl Store for DynamoStore {
             connected_at: connection.connected_at,
             user_id: connection.user_id.clone(),
         })?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(backend("PutItem"))?;
-        Ok(())
+        self.put(item).await
     }
 
     async fn connection(
@@ -266,19 +301,10 @@ impl Store for DynamoStore {
         connection_id: &str,
         now: u64,
     ) -> Result<Option<Connection>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                connection_pk(connection_id),
-                attr::META_SK.to_owned(),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend("GetItem"))?;
-        let Some(item) = out.item else {
+        let Some(item) = self
+            .get(connection_pk(connection_id), attr::META_SK.to_owned())
+            .await?
+        else {
             return Ok(None);
         };
         let item: ConnectionItem = from_item(item)?;
@@ -298,14 +324,7 @@ impl Store for DynamoStore {
             ttl: member.expires_at,
             user_id: member.user_id.clone(),
         })?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(backend("PutItem"))?;
-        Ok(())
+        self.put(item).await
     }
 
     async fn leave(&self, room: &str, connection_id: &str) -> Result<bool, StoreError> {
@@ -329,16 +348,7 @@ impl Store for DynamoStore {
     ) -> Result<Option<Member>, StoreError> {
         // Strongly consistent: a `send` right after `join` may land on another
         // Lambda instance, and must see the membership.
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(room_pk(room), member_sk(connection_id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend("GetItem"))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.get(room_pk(room), member_sk(connection_id)).await? else {
             return Ok(None);
         };
         let member = Member::from(from_item::<MemberItem>(item)?);

@@ -1,0 +1,326 @@
+//! Builds the Lambda events API Gateway sends for each route, as JSON first and then
+//! decoded into `aws_lambda_events` types: the JSON is the contract Lambda functions
+//! see, and decoding it here proves the emulator produces what the real handlers parse.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayWebsocketProxyRequest};
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value, json};
+
+/// API Gateway ids (connection, request and message ids) are 11 random bytes in
+/// standard base64, e.g. `L0SM9cOFvHcCIhw=`: 16 characters ending in `=`, which is
+/// why clients must URL-encode them in `@connections` paths.
+pub fn gateway_id() -> String {
+    let mut bytes = [0u8; 11];
+    fastrand::fill(&mut bytes);
+    STANDARD.encode(bytes)
+}
+
+/// What API Gateway knows about a connection, repeated in every event of it.
+#[derive(Debug, Clone)]
+pub struct ConnectionContext {
+    pub connection_id: String,
+    pub connected_at_ms: u64,
+    pub source_ip: String,
+    pub user_agent: Option<String>,
+    pub domain_name: String,
+    pub stage: String,
+    pub api_id: String,
+    /// What a `$connect` authorizer returned; passed along with every later event.
+    /// Empty until roomcast grows an authorizer.
+    pub authorizer: ApiGatewayRequestAuthorizer,
+}
+
+impl ConnectionContext {
+    fn request_context(
+        &self,
+        route_key: &str,
+        event_type: &str,
+        now_ms: u64,
+    ) -> Map<String, Value> {
+        let mut identity = Map::new();
+        identity.insert("sourceIp".into(), json!(self.source_ip));
+        if let Some(agent) = &self.user_agent {
+            identity.insert("userAgent".into(), json!(agent));
+        }
+        let context = json!({
+            "routeKey": route_key,
+            "eventType": event_type,
+            "extendedRequestId": gateway_id(),
+            "requestTime": http_request_time(now_ms),
+            "messageDirection": "IN",
+            "stage": self.stage,
+            "connectedAt": self.connected_at_ms,
+            "requestTimeEpoch": now_ms,
+            "identity": identity,
+            "requestId": gateway_id(),
+            "domainName": self.domain_name,
+            "connectionId": self.connection_id,
+            "apiId": self.api_id,
+        });
+        match context {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    fn finish(&self, event: Value) -> Result<ApiGatewayWebsocketProxyRequest, serde_json::Error> {
+        let mut event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event)?;
+        event.request_context.authorizer = self.authorizer.clone();
+        Ok(event)
+    }
+
+    /// The `$connect` event: the only one carrying the handshake's headers and query string.
+    pub fn connect(
+        &self,
+        headers: &HeaderMap,
+        query: &[(String, String)],
+        now_ms: u64,
+    ) -> Result<ApiGatewayWebsocketProxyRequest, serde_json::Error> {
+        let mut single = BTreeMap::<String, String>::new();
+        let mut multi = BTreeMap::<String, Vec<String>>::new();
+        for (name, value) in headers {
+            // Header names keep API Gateway's canonical capitalisation in the real
+            // event; handlers look them up case-insensitively through HeaderMap.
+            let Ok(value) = value.to_str() else { continue };
+            single.insert(name.as_str().to_owned(), value.to_owned());
+            multi
+                .entry(name.as_str().to_owned())
+                .or_default()
+                .push(value.to_owned());
+        }
+        // What API Gateway's load balancer adds to every handshake.
+        for (name, value) in [
+            ("x-forwarded-for", self.source_ip.clone()),
+            ("x-forwarded-proto", "http".to_owned()),
+        ] {
+            single.insert(name.to_owned(), value.clone());
+            multi.insert(name.to_owned(), vec![value]);
+        }
+        let mut query_single = BTreeMap::<String, String>::new();
+        let mut query_multi = BTreeMap::<String, Vec<String>>::new();
+        for (name, value) in query {
+            // API Gateway keeps the last value in the single-value map.
+            query_single.insert(name.clone(), value.clone());
+            query_multi
+                .entry(name.clone())
+                .or_default()
+                .push(value.clone());
+        }
+        let mut event = json!({
+            "headers": single,
+            "multiValueHeaders": multi,
+            "requestContext": self.request_context(roomcast_core::names::route::CONNECT, "CONNECT", now_ms),
+            "isBase64Encoded": false,
+        });
+        if !query.is_empty() {
+            event["queryStringParameters"] = json!(query_single);
+            event["multiValueQueryStringParameters"] = json!(query_multi);
+        }
+        self.finish(event)
+    }
+
+    /// A MESSAGE event for one client frame. Binary frames arrive base64-encoded with
+    /// `isBase64Encoded: true`, as API Gateway does for binary frames.
+    pub fn message(
+        &self,
+        route_key: &str,
+        body: String,
+        is_base64_encoded: bool,
+        now_ms: u64,
+    ) -> Result<ApiGatewayWebsocketProxyRequest, serde_json::Error> {
+        let mut context = self.request_context(route_key, "MESSAGE", now_ms);
+        context.insert("messageId".into(), json!(gateway_id()));
+        self.finish(json!({
+            "requestContext": context,
+            "body": body,
+            "isBase64Encoded": is_base64_encoded,
+        }))
+    }
+
+    /// The `$disconnect` event, with the close code and reason API Gateway reports.
+    pub fn disconnect(
+        &self,
+        status_code: u16,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<ApiGatewayWebsocketProxyRequest, serde_json::Error> {
+        let mut context = self.request_context(
+            roomcast_core::names::route::DISCONNECT,
+            "DISCONNECT",
+            now_ms,
+        );
+        context.insert("disconnectStatusCode".into(), json!(status_code));
+        context.insert("disconnectReason".into(), json!(reason));
+        self.finish(json!({
+            "headers": {
+                "Host": self.domain_name,
+                "x-api-key": "",
+                "X-Forwarded-For": "",
+                "x-restapi": "",
+            },
+            "multiValueHeaders": {
+                "Host": [self.domain_name],
+                "x-api-key": [""],
+                "X-Forwarded-For": [""],
+                "x-restapi": [""],
+            },
+            "requestContext": context,
+            "isBase64Encoded": false,
+        }))
+    }
+}
+
+/// `$request.body.action`: the top-level `action` string of a JSON object frame, if
+/// it names a message route; anything else (not JSON, no action, an unknown one)
+/// goes to `$default`, as with `RouteSelectionExpression: $request.body.action`.
+pub fn select_route(body: &str) -> &'static str {
+    #[derive(serde::Deserialize)]
+    struct Selector {
+        action: Option<Value>,
+    }
+    let action = serde_json::from_str::<Selector>(body)
+        .ok()
+        .and_then(|s| s.action)
+        .and_then(|a| a.as_str().map(str::to_owned));
+    roomcast_core::names::route::MESSAGE_ROUTES
+        .into_iter()
+        .find(|route| action.as_deref() == Some(*route))
+        .unwrap_or(roomcast_core::names::route::DEFAULT)
+}
+
+/// Epoch milliseconds as ISO-8601 UTC with milliseconds (`2026-11-26T11:20:50.123Z`),
+/// the format `@connections` GET uses for connectedAt and lastActiveAt.
+pub fn iso8601(epoch_ms: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(epoch_ms / 1000);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{:03}Z",
+        epoch_ms % 1000
+    )
+}
+
+/// The `requestTime` format of API Gateway events: `26/Nov/2026:11:20:50 +0000`.
+fn http_request_time(epoch_ms: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, m, d, hh, mm, ss) = civil(epoch_ms / 1000);
+    let month = MONTHS[(m as usize).saturating_sub(1) % 12];
+    format!("{d:02}/{month}/{y:04}:{hh:02}:{mm:02}:{ss:02} +0000")
+}
+
+/// Epoch seconds to (year, month, day, hour, minute, second) in UTC, by Howard
+/// Hinnant's days-to-civil algorithm (no calendar crate needed for one format).
+fn civil(epoch_secs: u64) -> (u64, u64, u64, u64, u64, u64) {
+    let days = epoch_secs / 86_400;
+    let rem = epoch_secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> ConnectionContext {
+        ConnectionContext {
+            connection_id: "L0SM9cOFvHcCIhw=".into(),
+            connected_at_ms: 1_700_000_000_000,
+            source_ip: "127.0.0.1".into(),
+            user_agent: Some("test".into()),
+            domain_name: "127.0.0.1:3001".into(),
+            stage: "local".into(),
+            api_id: "local".into(),
+            authorizer: ApiGatewayRequestAuthorizer::default(),
+        }
+    }
+
+    #[test]
+    fn ids_look_like_api_gateway_ids() {
+        let id = gateway_id();
+        assert_eq!(id.len(), 16);
+        assert!(id.ends_with('='), "{id}");
+    }
+
+    #[test]
+    fn routes_by_action_with_default_fallback() {
+        assert_eq!(select_route(r#"{"action":"join","room":"a"}"#), "join");
+        assert_eq!(select_route(r#"{"action":"send"}"#), "send");
+        assert_eq!(select_route(r#"{"action":"dance"}"#), "$default");
+        assert_eq!(select_route(r#"{"action":5}"#), "$default");
+        assert_eq!(select_route("not json"), "$default");
+        assert_eq!(select_route("[1]"), "$default");
+    }
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            http_request_time(1_700_000_000_123),
+            "14/Nov/2023:22:13:20 +0000"
+        );
+    }
+
+    #[test]
+    fn connect_event_carries_handshake_details() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "127.0.0.1:3001".parse().unwrap());
+        headers.append("x-multi", "a".parse().unwrap());
+        headers.append("x-multi", "b".parse().unwrap());
+        let query = vec![
+            ("token".to_owned(), "1".to_owned()),
+            ("token".to_owned(), "2".to_owned()),
+        ];
+        let event = context()
+            .connect(&headers, &query, 1_700_000_000_500)
+            .unwrap();
+        let ctx = &event.request_context;
+        assert_eq!(ctx.route_key.as_deref(), Some("$connect"));
+        assert_eq!(ctx.event_type.as_deref(), Some("CONNECT"));
+        assert_eq!(ctx.connection_id.as_deref(), Some("L0SM9cOFvHcCIhw="));
+        assert_eq!(ctx.connected_at, 1_700_000_000_000);
+        assert_eq!(ctx.request_time_epoch, 1_700_000_000_500);
+        assert_eq!(ctx.apiid.as_deref(), Some("local"));
+        assert_eq!(ctx.identity.source_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(event.headers.get("host").unwrap(), "127.0.0.1:3001");
+        assert_eq!(
+            event.multi_value_headers.get_all("x-multi").iter().count(),
+            2
+        );
+        assert_eq!(event.query_string_parameters.first("token"), Some("2"));
+        assert_eq!(
+            event.multi_value_query_string_parameters.all("token"),
+            Some(vec!["1", "2"])
+        );
+    }
+
+    #[test]
+    fn message_and_disconnect_events() {
+        let event = context()
+            .message("send", "{}".into(), false, 1_700_000_000_500)
+            .unwrap();
+        assert_eq!(event.request_context.event_type.as_deref(), Some("MESSAGE"));
+        assert!(event.request_context.message_id.is_some());
+        assert!(event.headers.is_empty());
+        assert_eq!(event.body.as_deref(), Some("{}"));
+        let event = context().disconnect(1001, "Going away", 1).unwrap();
+        assert_eq!(event.request_context.disconnect_status_code, Some(1001));
+        assert_eq!(
+            event.request_context.disconnect_reason.as_deref(),
+            Some("Going away")
+        );
+    }
+}

@@ -1,0 +1,422 @@
+//! The WebSocket side: the `$connect` handshake, one task per connection reading
+//! frames and writing replies, route selection, limits and `$disconnect`.
+//!
+//! Ordering: each connection has one worker running its message events one at a
+//! time, in the order the frames arrived, so replies come back in order. Different
+//! connections run concurrently. (API Gateway itself promises no order: it invokes
+//! the integration once per frame, possibly in parallel.)
+
+use std::error::Error as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
+use aws_lambda_events::encodings::Body;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use roomcast_core::store::now_millis;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite;
+
+use crate::Gateway;
+use crate::connections::{Command, ConnectionHandle, OUTBOUND_QUEUE};
+use crate::events::{ConnectionContext, gateway_id, select_route};
+use crate::handlers::{Integration, InvokeError};
+
+/// How long a closing handshake may take before the socket is dropped anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Close codes (RFC 6455) the gateway reports.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// Reported for a client close frame without a code.
+    pub const NO_STATUS: u16 = 1005;
+    /// Reported when the client vanished without a close frame.
+    pub const ABNORMAL: u16 = 1006;
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+}
+
+/// `GET /{stage}` (and `GET /`): runs `$connect` while the upgrade is pending and
+/// completes it only on a 2xx answer.
+pub async fn websocket(
+    State(gateway): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if gateway.is_shutting_down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let options = gateway.options();
+    let header_text = |name: HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let now = now_millis();
+    let context = Arc::new(ConnectionContext {
+        connection_id: gateway_id(),
+        connected_at_ms: now,
+        source_ip: peer.ip().to_string(),
+        user_agent: header_text(header::USER_AGENT),
+        domain_name: header_text(header::HOST).unwrap_or_else(|| gateway.local_addr().to_string()),
+        stage: options.stage.clone(),
+        api_id: options.api_id.clone(),
+        authorizer: Default::default(),
+    });
+    let event = match context.connect(&headers, &query, now) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::error!(error = %e, "could not build the $connect event");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let answer = match gateway.invoke(Integration::Connect, event).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::warn!(connection_id = %context.connection_id, error = %e, "$connect failed");
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
+    };
+    if !(200..300).contains(&answer.status_code) {
+        tracing::info!(
+            connection_id = %context.connection_id,
+            status = answer.status_code,
+            "$connect refused the handshake"
+        );
+        let status = StatusCode::from_u16(u16::try_from(answer.status_code).unwrap_or(500))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = status.into_response();
+        copy_headers(&answer, response.headers_mut());
+        return response;
+    }
+
+    let guard = gateway.track_task();
+    let failed = (gateway.clone(), Arc::clone(&context));
+    let mut response = upgrade
+        .max_frame_size(options.max_frame_bytes)
+        .max_message_size(options.max_message_bytes)
+        .on_failed_upgrade(move |error| {
+            let (gateway, context) = failed;
+            tracing::warn!(connection_id = %context.connection_id, %error, "upgrade failed");
+            let guard = gateway.track_task();
+            tokio::spawn(async move {
+                run_disconnect(&gateway, &context, close::ABNORMAL, "").await;
+                drop(guard);
+            });
+        })
+        .on_upgrade(move |socket| async move {
+            run_connection(gateway, context, socket).await;
+            drop(guard);
+        });
+    copy_headers(&answer, response.headers_mut());
+    response
+}
+
+/// The integration's headers go into the handshake response (this is how
+/// `Sec-WebSocket-Protocol` is chosen); the ones that frame the HTTP exchange stay ours.
+fn copy_headers(answer: &ApiGatewayProxyResponse, into: &mut HeaderMap) {
+    let reserved = [
+        header::CONNECTION,
+        header::UPGRADE,
+        header::SEC_WEBSOCKET_ACCEPT,
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+    ];
+    for (name, value) in answer
+        .headers
+        .iter()
+        .chain(answer.multi_value_headers.iter())
+    {
+        if !reserved.contains(name) {
+            into.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// A frame from the client, queued for the connection's message worker.
+enum Inbound {
+    Text(String),
+    Binary(bytes::Bytes),
+}
+
+/// Why a connection ended, and what the client should be told.
+struct Ending {
+    code: u16,
+    reason: String,
+    /// The close frame to send, when the gateway closes; `None` when the client
+    /// closed (tungstenite echoes its close) or vanished.
+    send_close: bool,
+    /// Whether the socket can still be read to finish the closing handshake.
+    readable: bool,
+}
+
+impl Ending {
+    fn server(code: u16, reason: &str) -> Self {
+        Self {
+            code,
+            reason: reason.to_owned(),
+            send_close: true,
+            readable: true,
+        }
+    }
+}
+
+async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut socket: WebSocket) {
+    let options = gateway.options().clone();
+    let connection_id = context.connection_id.clone();
+    let (commands, mut command_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let last_active_ms = Arc::new(AtomicU64::new(context.connected_at_ms));
+    gateway.connections().insert(ConnectionHandle {
+        context: Arc::clone(&context),
+        commands: commands.clone(),
+        last_active_ms: Arc::clone(&last_active_ms),
+    });
+    tracing::info!(%connection_id, "connected");
+
+    let (inbound, inbound_rx) = mpsc::unbounded_channel();
+    let worker = tokio::spawn(message_worker(
+        gateway.clone(),
+        Arc::clone(&context),
+        inbound_rx,
+        commands,
+    ));
+
+    let mut shutdown = gateway.shutdown_signal();
+    let cap = sleep_until(Instant::now() + options.max_connection_duration);
+    tokio::pin!(cap);
+    let mut last_activity = Instant::now();
+    let touch = |last_activity: &mut Instant| {
+        *last_activity = Instant::now();
+        last_active_ms.store(now_millis(), Ordering::Relaxed);
+    };
+
+    let ending = loop {
+        tokio::select! {
+            frame = socket.recv() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    touch(&mut last_activity);
+                    let _ = inbound.send(Inbound::Text(text.as_str().to_owned()));
+                }
+                Some(Ok(Message::Binary(data))) => {
+                    touch(&mut last_activity);
+                    let _ = inbound.send(Inbound::Binary(data));
+                }
+                // tungstenite answers pings itself; both count as activity.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => touch(&mut last_activity),
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame.map_or((close::NO_STATUS, String::new()), |f| {
+                        (f.code, f.reason.as_str().to_owned())
+                    });
+                    break Ending { code, reason, send_close: false, readable: true };
+                }
+                Some(Err(error)) => break read_error(&error),
+                None => break Ending { code: close::ABNORMAL, reason: String::new(), send_close: false, readable: false },
+            },
+            command = command_rx.recv() => match command {
+                Some(Command::Send(message)) => {
+                    touch(&mut last_activity);
+                    if socket.send(message).await.is_err() {
+                        break Ending { code: close::ABNORMAL, reason: String::new(), send_close: false, readable: false };
+                    }
+                }
+                Some(Command::Close { code, reason }) => break Ending::server(code, &reason),
+                None => break Ending::server(close::GOING_AWAY, "Going away"),
+            },
+            () = sleep_until(last_activity + options.idle_timeout) => {
+                tracing::info!(%connection_id, "idle timeout");
+                break Ending::server(close::GOING_AWAY, "Going away");
+            }
+            () = &mut cap => {
+                tracing::info!(%connection_id, "maximum connection duration reached");
+                break Ending::server(close::GOING_AWAY, "Going away");
+            }
+            () = async { let _ = shutdown.wait_for(|down| *down).await; } => break Ending::server(close::GOING_AWAY, "Going away"),
+        }
+    };
+
+    // From here on the connection is gone for @connections (410), as on API Gateway.
+    gateway.connections().remove(&connection_id);
+    drop(inbound);
+    finish_close(&mut socket, &ending).await;
+    drop(socket);
+
+    // Let frames already accepted finish before $disconnect, so it cleans up after them.
+    let _ = timeout(options.integration_timeout, worker).await;
+    run_disconnect(&gateway, &context, ending.code, &ending.reason).await;
+}
+
+/// Maps a read error to the close API Gateway sends: 1009 for a frame or message
+/// over the limits, 1007 for invalid UTF-8, 1002 for other protocol violations,
+/// and 1006 (nothing to send) when the transport failed.
+fn read_error(error: &axum::Error) -> Ending {
+    let cause = error
+        .source()
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>());
+    let (code, reason) = match cause {
+        Some(tungstenite::Error::Capacity(_)) => (close::MESSAGE_TOO_BIG, "Message too big"),
+        Some(tungstenite::Error::Utf8(_)) => (close::INVALID_PAYLOAD, "Invalid payload"),
+        Some(tungstenite::Error::Protocol(_)) => (close::PROTOCOL_ERROR, "Protocol error"),
+        _ => {
+            return Ending {
+                code: close::ABNORMAL,
+                reason: String::new(),
+                send_close: false,
+                readable: false,
+            };
+        }
+    };
+    // tokio-tungstenite ends the read side after an error; the write side still works.
+    Ending {
+        code,
+        reason: reason.to_owned(),
+        send_close: true,
+        readable: false,
+    }
+}
+
+/// Sends the gateway's close frame if it is closing, then waits (bounded) for the
+/// client's side of the closing handshake, so the client reads our close frame
+/// before the TCP connection goes away.
+async fn finish_close(socket: &mut WebSocket, ending: &Ending) {
+    if ending.send_close {
+        let frame = CloseFrame {
+            code: ending.code,
+            reason: ending.reason.as_str().into(),
+        };
+        if socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+    }
+    if ending.readable {
+        let _ = timeout(CLOSE_GRACE, async {
+            while let Some(Ok(_)) = socket.recv().await {}
+        })
+        .await;
+    } else if ending.send_close {
+        // The read side is gone (after an oversized frame): give the client a moment
+        // to read the close frame before the socket closes under it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs the connection's message events one at a time, in arrival order, and sends
+/// each integration response body back to the client (the `$default` route response).
+async fn message_worker(
+    gateway: Gateway,
+    context: Arc<ConnectionContext>,
+    mut inbound: mpsc::UnboundedReceiver<Inbound>,
+    commands: mpsc::Sender<Command>,
+) {
+    while let Some(frame) = inbound.recv().await {
+        let (route, body, is_base64) = match frame {
+            Inbound::Text(text) => (select_route(&text), text, false),
+            Inbound::Binary(data) => (
+                roomcast_core::names::route::DEFAULT,
+                STANDARD.encode(&data),
+                true,
+            ),
+        };
+        let event = match context.message(route, body, is_base64, now_millis()) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::error!(error = %e, "could not build a message event");
+                continue;
+            }
+        };
+        let request_id = event.request_context.request_id.clone().unwrap_or_default();
+        let reply = match gateway.invoke(Integration::Message, event).await {
+            Ok(answer) => response_frame(answer),
+            Err(e) => {
+                tracing::warn!(connection_id = %context.connection_id, route, error = %e, "integration failed");
+                let message = match e {
+                    InvokeError::TimedOut => "Endpoint request timed out",
+                    InvokeError::Failed => "Internal server error",
+                };
+                Some(Message::text(
+                    serde_json::json!({
+                        "message": message,
+                        "connectionId": context.connection_id,
+                        "requestId": request_id,
+                    })
+                    .to_string(),
+                ))
+            }
+        };
+        if let Some(reply) = reply
+            && commands.send(Command::Send(reply)).await.is_err()
+        {
+            break;
+        }
+    }
+}
+
+/// The integration response body as the frame the route response sends; no body, no frame.
+fn response_frame(answer: ApiGatewayProxyResponse) -> Option<Message> {
+    match answer.body? {
+        Body::Empty => None,
+        Body::Text(text) if answer.is_base64_encoded => STANDARD
+            .decode(text.as_bytes())
+            .ok()
+            .map(|data| Message::Binary(data.into())),
+        Body::Text(text) => Some(Message::text(text)),
+        Body::Binary(data) => Some(Message::Binary(data.into())),
+        _ => None,
+    }
+}
+
+pub(crate) async fn run_disconnect(
+    gateway: &Gateway,
+    context: &ConnectionContext,
+    code: u16,
+    reason: &str,
+) {
+    let event = match context.disconnect(code, reason, now_millis()) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::error!(error = %e, "could not build the $disconnect event");
+            return;
+        }
+    };
+    let connection_id = &context.connection_id;
+    match gateway.invoke(Integration::Disconnect, event).await {
+        Ok(answer) => {
+            tracing::info!(%connection_id, code, status = answer.status_code, "disconnected")
+        }
+        Err(e) => tracing::warn!(%connection_id, error = %e, "$disconnect failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_headers_reach_the_handshake_but_not_framing_ones() {
+        let mut answer = ApiGatewayProxyResponse::default();
+        answer.status_code = 200;
+        answer
+            .headers
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, "bearer".parse().unwrap());
+        answer
+            .headers
+            .insert(header::CONNECTION, "close".parse().unwrap());
+        let mut into = HeaderMap::new();
+        into.insert(header::CONNECTION, "upgrade".parse().unwrap());
+        copy_headers(&answer, &mut into);
+        assert_eq!(into.get(header::SEC_WEBSOCKET_PROTOCOL).unwrap(), "bearer");
+        assert_eq!(into.get(header::CONNECTION).unwrap(), "upgrade");
+    }
+}

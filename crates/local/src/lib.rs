@@ -1,0 +1,415 @@
+//! `roomcast dev`: a local emulator of an API Gateway WebSocket API, running roomcast's
+//! route handlers in-process, with the `@connections` and Lambda Invoke APIs on the
+//! same port. docs/local.md lists what is emulated and how it differs from AWS.
+//!
+//! # Layout
+//!
+//! - [`gateway`]: the WebSocket side: `$connect` during the handshake, one task per
+//!   connection, route selection, replies, limits, timeouts and `$disconnect`.
+//! - [`connections`]: the registry of open connections and their command queues.
+//! - [`management`]: the `@connections` API (POST, GET, DELETE) with AWS-shaped errors.
+//! - [`invoke`]: the Lambda Invoke API over a registry of in-process functions.
+//! - [`handlers`]: running roomcast's route handlers, one task per invocation.
+//! - [`events`]: building API Gateway events, ids and timestamps.
+//! - [`error`]: the library's error type.
+//!
+//! [`serve`] binds, starts everything and returns a [`RunningGateway`]; the CLI and
+//! the end-to-end tests both use it. [`router`] builds the HTTP routes alone.
+
+pub mod connections;
+pub mod error;
+pub mod events;
+pub mod gateway;
+pub mod handlers;
+pub mod invoke;
+pub mod management;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use roomcast_core::App;
+use roomcast_core::config::{CONNECTION_CAP, Config, GATEWAY_MAX_PAYLOAD};
+use roomcast_core::management::apigw::ApiGatewayManagement;
+use roomcast_core::store::Store;
+use roomcast_core::store::dynamo::DynamoStore;
+use roomcast_core::store::memory::MemoryStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use connections::Registry;
+pub use error::LocalError;
+pub use handlers::{HandlerPool, Integration, InvokeError};
+pub use invoke::{FunctionError, FunctionRegistry, LambdaFunction};
+
+/// API Gateway's WebSocket frame limit; larger frames close the connection with 1009.
+pub const GATEWAY_MAX_FRAME: usize = 32 * 1024;
+/// API Gateway's idle timeout.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// API Gateway's maximum integration time.
+pub const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
+/// The table name used with the in-memory store (it names nothing real).
+pub const MEMORY_TABLE: &str = "roomcast-local";
+
+/// How the gateway behaves; [`Default`] matches API Gateway on 127.0.0.1:3001.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub host: String,
+    /// 0 picks a free port.
+    pub port: u16,
+    pub stage: String,
+    /// `requestContext.apiId` in events.
+    pub api_id: String,
+    /// The region reported in ARNs and used for the SDK clients.
+    pub region: String,
+    pub idle_timeout: Duration,
+    pub max_connection_duration: Duration,
+    pub max_message_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub integration_timeout: Duration,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 3001,
+            stage: "local".to_owned(),
+            api_id: "local".to_owned(),
+            region: "us-east-1".to_owned(),
+            idle_timeout: IDLE_TIMEOUT,
+            max_connection_duration: CONNECTION_CAP,
+            max_message_bytes: GATEWAY_MAX_PAYLOAD,
+            max_frame_bytes: GATEWAY_MAX_FRAME,
+            integration_timeout: INTEGRATION_TIMEOUT,
+        }
+    }
+}
+
+fn valid_stage(stage: &str) -> bool {
+    !stage.is_empty()
+        && stage.len() <= 128
+        && stage
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+/// The gateway's shared state: handed to every route and connection task.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    app: Arc<App>,
+    options: GatewayOptions,
+    local_addr: SocketAddr,
+    connections: Registry,
+    functions: FunctionRegistry,
+    handlers: HandlerPool,
+    shutdown: watch::Sender<bool>,
+    /// How many connection tasks (and their `$disconnect`s) are still running.
+    tasks: watch::Sender<usize>,
+}
+
+#[derive(Clone)]
+pub(crate) struct WeakGateway(Weak<Inner>);
+
+impl WeakGateway {
+    pub(crate) fn upgrade(&self) -> Option<Gateway> {
+        self.0.upgrade().map(|inner| Gateway { inner })
+    }
+}
+
+/// Counts a running connection task until dropped.
+pub(crate) struct TaskGuard(watch::Sender<usize>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Gateway {
+    /// State for a gateway reachable at `local_addr`, running `app`'s handlers.
+    pub fn new(
+        options: GatewayOptions,
+        app: Arc<App>,
+        local_addr: SocketAddr,
+    ) -> Result<Self, LocalError> {
+        let handlers = HandlerPool;
+        let gateway = Self {
+            inner: Arc::new(Inner {
+                app,
+                options,
+                local_addr,
+                connections: Registry::default(),
+                functions: FunctionRegistry::default(),
+                handlers,
+                shutdown: watch::Sender::new(false),
+                tasks: watch::Sender::new(0),
+            }),
+        };
+        gateway.inner.functions.register_builtins(&gateway);
+        Ok(gateway)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakGateway {
+        WeakGateway(Arc::downgrade(&self.inner))
+    }
+
+    /// Runs one of roomcast's handlers within the integration timeout.
+    pub async fn invoke(
+        &self,
+        integration: Integration,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, InvokeError> {
+        self.inner
+            .handlers
+            .invoke(
+                Arc::clone(&self.inner.app),
+                integration,
+                event,
+                self.inner.options.integration_timeout,
+            )
+            .await
+    }
+
+    pub fn app(&self) -> &App {
+        &self.inner.app
+    }
+
+    pub fn options(&self) -> &GatewayOptions {
+        &self.inner.options
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn connections(&self) -> &Registry {
+        &self.inner.connections
+    }
+
+    /// The Invoke API's functions; register more here.
+    pub fn functions(&self) -> &FunctionRegistry {
+        &self.inner.functions
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    pub(crate) fn track_task(&self) -> TaskGuard {
+        self.inner.tasks.send_modify(|n| *n += 1);
+        TaskGuard(self.inner.tasks.clone())
+    }
+
+    /// Closes every connection with 1001 and waits until their `$disconnect`s ran.
+    pub async fn close_all(&self) {
+        self.inner.shutdown.send_replace(true);
+        let mut tasks = self.inner.tasks.subscribe();
+        let _ = tasks.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// The gateway's HTTP routes: the WebSocket endpoint at `/{stage}` and `/`,
+/// `@connections` under both, and the Lambda Invoke API. Anything else is 403, which
+/// is what API Gateway answers for a path it does not serve.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
+/// handshake reads the peer address for `identity.sourceIp`.
+pub fn router(gateway: Gateway) -> Router {
+    let stage = format!("/{}", gateway.options().stage);
+    let connections = axum::routing::post(management::post)
+        .get(management::get)
+        .delete(management::delete);
+    Router::new()
+        .route("/", get(gateway::websocket))
+        .route(&stage, get(gateway::websocket))
+        .route(&format!("{stage}/@connections/{{id}}"), connections.clone())
+        .route("/@connections/{id}", connections)
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke::invoke),
+        )
+        .fallback(forbidden)
+        .with_state(gateway)
+}
+
+async fn forbidden() -> Response {
+    management::aws_error(
+        StatusCode::FORBIDDEN,
+        "ForbiddenException",
+        Some("Forbidden"),
+    )
+}
+
+/// An `SdkConfig` for local use: the region from `options`, and static dummy
+/// credentials unless real ones are in the environment (the emulator and dynalite
+/// accept any signature, so no credential lookup should slow start-up down).
+pub async fn local_sdk_config(region: &str) -> SdkConfig {
+    let loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_owned()));
+    let has_env_credentials = std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+        || std::env::var_os("AWS_PROFILE").is_some();
+    let loader = if has_env_credentials {
+        loader
+    } else {
+        loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "roomcast-dev",
+        ))
+    };
+    loader.load().await
+}
+
+/// Where connections and rooms are kept.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Memory,
+    /// DynamoDB (or dynalite) at `endpoint`; the table is created if missing.
+    Dynamo {
+        endpoint: String,
+        table: String,
+    },
+}
+
+/// The store for `backend`, with its table ready, and the table name for [`Config`].
+pub async fn open_store(
+    backend: &Backend,
+    sdk: &SdkConfig,
+) -> Result<(Arc<dyn Store>, String), LocalError> {
+    match backend {
+        Backend::Memory => Ok((Arc::new(MemoryStore::new()), MEMORY_TABLE.to_owned())),
+        Backend::Dynamo { endpoint, table } => {
+            let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+                .endpoint_url(endpoint)
+                .build();
+            let store =
+                DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table.clone());
+            store
+                .ensure_table()
+                .await
+                .map_err(|source| LocalError::Table {
+                    table: table.clone(),
+                    source,
+                })?;
+            Ok((Arc::new(store), table.clone()))
+        }
+    }
+}
+
+/// A gateway serving in the background.
+pub struct RunningGateway {
+    gateway: Gateway,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningGateway {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.gateway.local_addr()
+    }
+
+    /// `ws://HOST:PORT/STAGE`.
+    pub fn websocket_url(&self) -> String {
+        format!(
+            "ws://{}/{}",
+            self.local_addr(),
+            self.gateway.options().stage
+        )
+    }
+
+    /// `http://HOST:PORT/STAGE`: the endpoint for the management API client.
+    pub fn management_endpoint(&self) -> String {
+        format!(
+            "http://{}/{}",
+            self.local_addr(),
+            self.gateway.options().stage
+        )
+    }
+
+    /// The base URL of the Lambda Invoke API (the endpoint for a Lambda SDK client).
+    pub fn lambda_endpoint(&self) -> String {
+        format!("http://{}", self.local_addr())
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// Stops accepting connections, closes the open ones with 1001 "Going away",
+    /// runs their `$disconnect`s and waits for the server to finish.
+    pub async fn shutdown(self) -> Result<(), LocalError> {
+        self.gateway.close_all().await;
+        self.stop.send_replace(true);
+        match self.server.await {
+            Ok(result) => result.map_err(LocalError::Serve),
+            Err(join) => Err(LocalError::Serve(std::io::Error::other(join))),
+        }
+    }
+}
+
+/// Binds `options.host:options.port`, builds the [`App`] with `store` and the real
+/// management client pointed at this gateway's own `@connections` endpoint, and
+/// serves until [`RunningGateway::shutdown`].
+pub async fn serve(
+    options: GatewayOptions,
+    store: Arc<dyn Store>,
+    table: String,
+    sdk: &SdkConfig,
+) -> Result<RunningGateway, LocalError> {
+    if !valid_stage(&options.stage) {
+        return Err(LocalError::InvalidStage(options.stage));
+    }
+    let addr = format!("{}:{}", options.host, options.port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| LocalError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| LocalError::Bind { addr, source })?;
+    let mut config = Config::new(table);
+    config.management_endpoint = Some(format!("http://{local_addr}/{}", options.stage));
+    let app = Arc::new(App::new(
+        config,
+        store,
+        Arc::new(ApiGatewayManagement::new(sdk)),
+    ));
+    let gateway = Gateway::new(options, app, local_addr)?;
+    let routes = router(gateway.clone());
+    let (stop, mut stopped) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            routes.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
+    });
+    Ok(RunningGateway {
+        gateway,
+        stop,
+        server,
+    })
+}

@@ -1,0 +1,122 @@
+//! The `@connections` API (API Gateway Management API) on the gateway's own port,
+//! under `/{stage}/@connections/{id}` and `/@connections/{id}`. Authorization is not
+//! checked: any SigV4 signature (or none) is accepted. Errors carry the
+//! `x-amzn-ErrorType` header the AWS SDKs key their typed errors on.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::Message;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use roomcast_core::config::GATEWAY_MAX_PAYLOAD;
+use serde_json::json;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::Gateway;
+use crate::connections::Command;
+use crate::events::iso8601;
+use crate::gateway::close;
+
+/// How long DELETE waits for room in a full outbound queue.
+const DELETE_WAIT: Duration = Duration::from_secs(5);
+
+/// An AWS JSON error: status, `x-amzn-ErrorType` and `{"message": ...}`.
+pub(crate) fn aws_error(status: StatusCode, error_type: &str, message: Option<&str>) -> Response {
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "message": message }).to_string(),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(error_type) {
+        response.headers_mut().insert("x-amzn-ErrorType", value);
+    }
+    response
+}
+
+/// 410, shaped so the SDK raises its typed `GoneException`; API Gateway's body
+/// carries a null message.
+fn gone() -> Response {
+    aws_error(StatusCode::GONE, "GoneException", None)
+}
+
+/// `POST @connections/{id}`: the body goes to the client as one frame (text when
+/// it is UTF-8, binary otherwise).
+pub async fn post(
+    State(gateway): State<Gateway>,
+    Path(connection_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if body.len() > GATEWAY_MAX_PAYLOAD {
+        return aws_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            Some(&format!(
+                "Payload of {} bytes exceeds the limit of {GATEWAY_MAX_PAYLOAD} bytes",
+                body.len()
+            )),
+        );
+    }
+    let Some(connection) = gateway.connections().get(&connection_id) else {
+        return gone();
+    };
+    let message = match std::str::from_utf8(&body) {
+        Ok(text) => Message::text(text),
+        Err(_) => Message::Binary(body),
+    };
+    match connection.commands.try_send(Command::Send(message)) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(TrySendError::Full(_)) => aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            Some("The client's outbound buffer is full"),
+        ),
+        Err(TrySendError::Closed(_)) => gone(),
+    }
+}
+
+/// `GET @connections/{id}`: connectedAt, lastActiveAt and identity, as API Gateway returns them.
+pub async fn get(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
+    let Some(connection) = gateway.connections().get(&connection_id) else {
+        return gone();
+    };
+    let context = &connection.context;
+    let mut identity = serde_json::Map::new();
+    identity.insert("sourceIp".into(), json!(context.source_ip));
+    if let Some(agent) = &context.user_agent {
+        identity.insert("userAgent".into(), json!(agent));
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({
+            "connectedAt": iso8601(context.connected_at_ms),
+            "lastActiveAt": iso8601(connection.last_active_ms()),
+            "identity": identity,
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+/// `DELETE @connections/{id}`: closes the connection (1000) and runs `$disconnect`.
+pub async fn delete(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
+    let Some(connection) = gateway.connections().get(&connection_id) else {
+        return gone();
+    };
+    let command = Command::Close {
+        code: close::NORMAL,
+        reason: String::new(),
+    };
+    match tokio::time::timeout(DELETE_WAIT, connection.commands.send(command)).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(_)) => gone(),
+        Err(_) => aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            Some("The client's outbound buffer is full"),
+        ),
+    }
+}
