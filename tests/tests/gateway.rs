@@ -473,7 +473,7 @@ async fn lambda_sdk_invokes_the_functions() {
 
     let err = lambda
         .invoke()
-        .function_name("broadcast")
+        .function_name("no-such-function")
         .send()
         .await
         .expect_err("no such function");

@@ -1,11 +1,17 @@
 //! The `roomcast` command line. `roomcast dev` runs the local API Gateway WebSocket
-//! emulator (crates/local) until Ctrl-C.
+//! emulator (crates/local) until Ctrl-C; `roomcast broadcast` sends a backend event
+//! through the broadcast function (crates/client), deployed or in `roomcast dev`.
+
+mod bench;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
-use roomcast_local::{Backend, GatewayOptions};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use roomcast_client::{Broadcast, Broadcaster, Target};
+use roomcast_core::auth::policy::Policies;
+use roomcast_core::auth::{AuthConfig, Authorizer};
+use roomcast_local::{Backend, FaultKind, Faults, GatewayOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +28,51 @@ struct Cli {
 enum Command {
     /// Run a local API Gateway WebSocket API with roomcast's handlers in-process.
     Dev(DevArgs),
+    /// Send an event to a room, a user, connections or everyone through the
+    /// broadcast function, and print what the fan-out did.
+    Broadcast(BroadcastArgs),
+    /// Load-test a roomcast WebSocket URL: connections, fan-out latency, throughput.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["room", "user", "connections", "all"])))]
+struct BroadcastArgs {
+    /// Post to this room's members.
+    #[arg(long)]
+    room: Option<String>,
+    /// Post to every connection of this user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Post to this connection (repeatable).
+    #[arg(long = "connection", value_name = "ID")]
+    connections: Vec<String>,
+    /// Post to every connection (a Scan of the whole table).
+    #[arg(long)]
+    all: bool,
+    /// The event name.
+    #[arg(long)]
+    event: String,
+    /// The event's data, as JSON.
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    data: Option<serde_json::Value>,
+    /// Skip this connection (repeatable).
+    #[arg(long, value_name = "ID")]
+    except: Vec<String>,
+    /// A Lambda endpoint, e.g. roomcast dev's http://127.0.0.1:3001.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// The broadcast function: name or ARN (stack output BroadcastFunctionName).
+    /// Defaults to `broadcast` with --endpoint.
+    #[arg(long, value_name = "NAME", env = roomcast_core::names::env::BROADCAST_FUNCTION)]
+    function: Option<String>,
+    /// Region for the Lambda client (otherwise the usual AWS configuration).
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +101,121 @@ struct DevArgs {
     /// Region for the SDK clients and ARNs.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     region: String,
+    /// Answer this share (0 to 1) of @connections POSTs with an injected fault.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    fault_rate: f64,
+    /// The injected faults, chosen uniformly: 410 (also closes the connection), 429, 500.
+    #[arg(
+        long,
+        value_name = "CODES",
+        value_delimiter = ',',
+        default_value = "410,429,500"
+    )]
+    fault_kinds: Vec<FaultKind>,
+    /// Seed of the fault injector's RNG, for repeatable runs.
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    fault_seed: u64,
+    /// HS256 secret (at least 32 bytes) that tokens are signed with. Prefer the
+    /// environment variable: command lines are visible to other local users.
+    #[arg(
+        long,
+        env = "ROOMCAST_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    jwt_secret: Option<String>,
+    /// JWKS URL for RS256/ES256 tokens.
+    #[arg(long, env = "ROOMCAST_JWKS_URL", value_name = "URL")]
+    jwks_url: Option<String>,
+    /// Required token issuer (`iss`); needed with --jwt-secret or --jwks-url.
+    #[arg(long, env = "ROOMCAST_JWT_ISSUER", value_name = "ISS")]
+    jwt_issuer: Option<String>,
+    /// Required token audience (`aud`); needed with --jwt-secret or --jwks-url.
+    #[arg(long, env = "ROOMCAST_JWT_AUDIENCE", value_name = "AUD")]
+    jwt_audience: Option<String>,
+    /// Clock skew allowed on exp and nbf, in seconds (default 30).
+    #[arg(long, env = "ROOMCAST_JWT_LEEWAY_SECS", value_name = "SECS")]
+    jwt_leeway_secs: Option<u64>,
+    /// Let clients without a token connect anonymously. Always on when neither
+    /// --jwt-secret nor --jwks-url is given.
+    #[arg(long, env = "ROOMCAST_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
+    /// Namespace policies: a JSON document, or the path of a file holding one
+    /// (docs/auth.md). Default: anyone may join and send everywhere.
+    #[arg(long, env = "ROOMCAST_POLICIES", value_name = "JSON|PATH")]
+    policies: Option<String>,
+}
+
+/// The authorizer and policies for `roomcast dev`, and the lines describing them.
+struct DevAuth {
+    authorizer: std::sync::Arc<Authorizer>,
+    policies: Option<Policies>,
+    banner: Vec<String>,
+}
+
+fn dev_auth(args: &DevArgs) -> anyhow::Result<DevAuth> {
+    use roomcast_core::names::env;
+    let lookup = |name: &str| match name {
+        env::JWT_SECRET => args.jwt_secret.clone(),
+        env::JWKS_URL => args.jwks_url.clone(),
+        env::JWT_ISSUER => args.jwt_issuer.clone(),
+        env::JWT_AUDIENCE => args.jwt_audience.clone(),
+        env::JWT_LEEWAY_SECS => args.jwt_leeway_secs.map(|s| s.to_string()),
+        env::ALLOW_ANONYMOUS => Some(args.allow_anonymous.to_string()),
+        _ => None,
+    };
+    let mut config = AuthConfig::from_lookup(lookup)
+        .context("auth flags (--jwt-secret, --jwks-url, --jwt-issuer, --jwt-audience)")?;
+    let mut banner = Vec::new();
+    match &config.jwt {
+        None => {
+            // No key: nothing could verify a token, so dev stays usable anonymously.
+            config.allow_anonymous = true;
+            banner.push(
+                "  auth: WARNING: NO AUTHENTICATION: no --jwt-secret or --jwks-url, so every \
+                 client connects ANONYMOUSLY (tokens are refused)"
+                    .to_owned(),
+            );
+        }
+        Some(jwt) => {
+            let keys = match (&jwt.secret, &jwt.jwks_url) {
+                (Some(_), Some(url)) => format!("HS256 secret and JWKS {url}"),
+                (Some(_), None) => "HS256 secret".to_owned(),
+                (None, Some(url)) => format!("JWKS {url}"),
+                (None, None) => String::new(),
+            };
+            banner.push(format!(
+                "  auth: JWT ({keys}), iss {}, aud {}; anonymous connections {}",
+                jwt.issuer,
+                jwt.audience,
+                if config.allow_anonymous {
+                    "ALLOWED"
+                } else {
+                    "refused"
+                }
+            ));
+        }
+    }
+    let policies = args
+        .policies
+        .as_deref()
+        .map(roomcast_core::config::policies)
+        .transpose()
+        .context("--policies")?;
+    banner.push(match &policies {
+        None => "  policies: WARNING: OPEN: anyone may join and send in every namespace \
+                 (set --policies; deployed stacks default to signed-in users only)"
+            .to_owned(),
+        Some(p) => format!(
+            "  policies: {} namespace(s) configured, others follow the default",
+            p.namespaces.len()
+        ),
+    });
+    Ok(DevAuth {
+        authorizer: std::sync::Arc::new(Authorizer::new(config)),
+        policies,
+        banner,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,11 +232,81 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Dev(args) => runtime.block_on(dev(args)),
+        Command::Broadcast(args) => runtime.block_on(broadcast(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }
 
+async fn broadcast(args: BroadcastArgs) -> anyhow::Result<()> {
+    let target = if let Some(room) = args.room {
+        Target::Room(room)
+    } else if let Some(user) = args.user {
+        Target::User(user)
+    } else if args.all {
+        Target::All
+    } else {
+        Target::Connections(args.connections)
+    };
+    let mut message = Broadcast::new(target, args.event).except(args.except);
+    if let Some(data) = args.data {
+        message = message.data(data)?;
+    }
+    let function = match (args.function, &args.endpoint) {
+        (Some(function), _) => function,
+        (None, Some(_)) => "broadcast".to_owned(),
+        (None, None) => anyhow::bail!(
+            "which function? pass --function or set {} (stack output BroadcastFunctionName), \
+             or --endpoint for roomcast dev",
+            roomcast_core::names::env::BROADCAST_FUNCTION
+        ),
+    };
+    let client = match &args.endpoint {
+        Some(endpoint) => {
+            let region = args.region.as_deref().unwrap_or("us-east-1");
+            let sdk = roomcast_local::local_sdk_config(region).await;
+            aws_sdk_lambda::Client::from_conf(
+                aws_sdk_lambda::config::Builder::from(&sdk)
+                    .endpoint_url(endpoint)
+                    .build(),
+            )
+        }
+        None => {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(region) = args.region.clone() {
+                loader = loader.region(aws_config::Region::new(region));
+            }
+            aws_sdk_lambda::Client::new(&loader.load().await)
+        }
+    };
+    let stats = Broadcaster::lambda(client, function)
+        .invoke(&message)
+        .await
+        .context("broadcast failed")?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "recipients": stats.recipients,
+            "delivered": stats.delivered,
+            "gone": stats.gone,
+            "failed": stats.failed,
+            "throttled_retries": stats.throttled_retries,
+            "ms": stats.ms,
+        })
+    );
+    Ok(())
+}
+
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let faults = (args.fault_rate > 0.0)
+        .then(|| Faults::new(args.fault_rate, args.fault_kinds.clone(), args.fault_seed))
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("--fault-rate/--fault-kinds")?;
+    let auth = dev_auth(&args)?;
     let options = GatewayOptions {
+        faults,
+        authorizer: Some(auth.authorizer),
+        policies: auth.policies,
         host: args.host,
         port: args.port,
         stage: args.stage,
@@ -96,6 +332,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             println!("  store: DynamoDB table {table} at {endpoint}")
         }
     }
+    for line in &auth.banner {
+        println!("{line}");
+    }
     println!("Press Ctrl-C to stop.");
     tokio::signal::ctrl_c()
         .await
@@ -118,7 +357,9 @@ mod tests {
 
     #[test]
     fn dev_defaults_and_store_flags() {
-        let Command::Dev(args) = Cli::parse_from(["roomcast", "dev"]).command;
+        let Command::Dev(args) = Cli::parse_from(["roomcast", "dev"]).command else {
+            panic!("expected dev");
+        };
         assert_eq!(
             (args.host.as_str(), args.port, args.stage.as_str()),
             ("127.0.0.1", 3001, "local")
@@ -139,7 +380,96 @@ mod tests {
             "--table",
             "t",
         ])
-        .command;
+        .command
+        else {
+            panic!("expected dev");
+        };
         assert_eq!(args.table.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn broadcast_needs_exactly_one_target() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["roomcast", "broadcast", "--event", "e"].iter().chain(args))
+        };
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--room", "r", "--all"]).is_err());
+        assert!(parse(&["--room", "r", "--data", "{not json"]).is_err());
+        let Command::Broadcast(args) = parse(&[
+            "--connection",
+            "a",
+            "--connection",
+            "b",
+            "--except",
+            "a",
+            "--data",
+            r#"{"x":1}"#,
+            "--endpoint",
+            "http://127.0.0.1:3001",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected broadcast");
+        };
+        assert_eq!(args.connections, ["a", "b"]);
+        assert_eq!(args.except, ["a"]);
+        assert_eq!(args.data, Some(serde_json::json!({"x": 1})));
+    }
+
+    #[test]
+    fn dev_fault_flags() {
+        let Command::Dev(args) = Cli::parse_from([
+            "roomcast",
+            "dev",
+            "--fault-rate",
+            "0.2",
+            "--fault-kinds",
+            "429,500",
+        ])
+        .command
+        else {
+            panic!("expected dev");
+        };
+        assert_eq!(
+            args.fault_kinds,
+            [FaultKind::Throttled, FaultKind::ServerError]
+        );
+        assert!(Cli::try_parse_from(["roomcast", "dev", "--fault-kinds", "418"]).is_err());
+    }
+
+    fn dev_args(flags: &[&str]) -> DevArgs {
+        let argv = ["roomcast", "dev"].iter().chain(flags).copied();
+        match Cli::parse_from(argv).command {
+            Command::Dev(args) => args,
+            _ => unreachable!("dev parses as dev"),
+        }
+    }
+
+    #[test]
+    fn dev_auth_defaults_to_anonymous_and_checks_the_flags() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let mut no_keys = dev_args(&[]);
+        // Whatever the environment says, this case has no key.
+        (no_keys.jwt_secret, no_keys.jwks_url) = (None, None);
+        let auth = dev_auth(&no_keys).unwrap();
+        assert!(auth.authorizer.allows_anonymous());
+        assert!(auth.policies.is_none());
+        assert!(auth.banner.iter().any(|l| l.contains("ANONYMOUSLY")));
+        let mut keyed = dev_args(&["--jwt-issuer", "i", "--jwt-audience", "a"]);
+        keyed.jwt_secret = Some(secret.into());
+        keyed.allow_anonymous = false;
+        let auth = dev_auth(&keyed).unwrap();
+        assert!(!auth.authorizer.allows_anonymous());
+        assert!(auth.banner.iter().all(|l| !l.contains(secret)));
+        let mut no_issuer = dev_args(&[]);
+        no_issuer.jwt_secret = Some(secret.into());
+        no_issuer.jwt_issuer = None;
+        let err = format!("{:#}", dev_auth(&no_issuer).err().unwrap());
+        assert!(err.contains("ROOMCAST_JWT_ISSUER"), "{err}");
+        let mut bad_policies = dev_args(&["--policies", r#"{"namespaces":{"a:b":{}}}"#]);
+        bad_policies.jwt_secret = None;
+        let err = format!("{:#}", dev_auth(&bad_policies).err().unwrap());
+        assert!(err.contains("ROOMCAST_POLICIES"), "{err}");
     }
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::auth::policy::Policies;
 use crate::names::env;
 
 /// API Gateway's maximum connection duration; items outlive it by [`TTL_MARGIN`].
@@ -30,6 +31,8 @@ pub struct Config {
     pub fanout_concurrency: usize,
     /// Lifetime of stored items, after which reads ignore them and DynamoDB's TTL removes them.
     pub item_ttl: Duration,
+    /// Who may join and send in each namespace, and how fast (docs/auth.md).
+    pub policies: Policies,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,6 +45,8 @@ pub enum ConfigError {
         value: String,
         reason: &'static str,
     },
+    #[error("{name} is not a valid policy document: {message}")]
+    Policies { name: &'static str, message: String },
 }
 
 impl Config {
@@ -53,6 +58,7 @@ impl Config {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             fanout_concurrency: DEFAULT_FANOUT_CONCURRENCY,
             item_ttl: CONNECTION_CAP + TTL_MARGIN,
+            policies: Policies::default(),
         }
     }
 
@@ -92,8 +98,28 @@ impl Config {
         if let Some(v) = non_empty(env::ITEM_TTL_SECS) {
             config.item_ttl = Duration::from_secs(positive(env::ITEM_TTL_SECS, &v)? as u64);
         }
+        if let Some(v) = non_empty(env::POLICIES) {
+            config.policies = policies(&v)?;
+        }
         Ok(config)
     }
+}
+
+/// A policy document given inline (it starts with `{`) or as a file path.
+pub fn policies(value: &str) -> Result<Policies, ConfigError> {
+    let value = value.trim();
+    let text = if value.starts_with('{') {
+        value.to_owned()
+    } else {
+        std::fs::read_to_string(value).map_err(|e| ConfigError::Policies {
+            name: env::POLICIES,
+            message: format!("cannot read the file {value:?}: {e}"),
+        })?
+    };
+    Policies::parse(&text).map_err(|message| ConfigError::Policies {
+        name: env::POLICIES,
+        message,
+    })
 }
 
 fn positive(name: &'static str, value: &str) -> Result<usize, ConfigError> {
@@ -156,6 +182,8 @@ mod tests {
             (env::MAX_MESSAGE_BYTES, "200000"),
             (env::FANOUT_CONCURRENCY, "many"),
             (env::MANAGEMENT_ENDPOINT, "ftp://x"),
+            (env::POLICIES, r#"{"namespaces":{"a":{"join":"all"}}}"#),
+            (env::POLICIES, "/nonexistent/policies.json"),
         ] {
             let err = Config::from_lookup(lookup(&[(env::TABLE, "t"), (name, value)]))
                 .unwrap_err()

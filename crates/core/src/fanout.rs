@@ -1,14 +1,15 @@
-//! The fan-out engine: one payload to every live member of a room.
+//! The fan-out engine: one payload to a set of connections: a room's live members,
+//! a user's connections, a list of connection ids, or every connection.
 //!
-//! Members are read page by page as a stream and posted with bounded concurrency,
+//! Recipients are read page by page as a stream and posted with bounded concurrency,
 //! so posting starts with the first page and the next page is fetched while posts
 //! are in flight. Each post is retried on 429 and 5xx with full-jitter exponential
 //! backoff within a deadline; a 410 removes the connection and its memberships.
 
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use std::collections::VecDeque;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -16,9 +17,9 @@ use futures::stream::FuturesUnordered;
 use serde::Serialize;
 
 use crate::management::{Management, PostError};
-use crate::store::{Member, MemberPage, Store, StoreError};
+use crate::store::{ConnectionPage, Store, StoreError};
 
-/// Members read per Query page.
+/// Recipients read per Query (or Scan) page.
 pub const PAGE_SIZE: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,30 @@ pub struct FanoutStats {
     pub failed: usize,
     /// Retries after a 429.
     pub throttled_retries: usize,
+    /// Milliseconds from the start of the fan-out to its last post's outcome.
+    pub ms: u64,
+}
+
+/// Who a fan-out posts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients<'a> {
+    /// The room's live members (Query on `room#<room>`).
+    Room(&'a str),
+    /// The user's live connections (Query on the `byUser` index).
+    User(&'a str),
+    /// These connection ids, duplicates posted once. Not looked up: an id that is
+    /// not connected answers 410 and is cleaned up like any gone connection.
+    Connections(&'a [String]),
+    /// Every live connection (a paginated Scan: see docs/data-model.md).
+    All,
+}
+
+/// The paged source of [`Recipients`], owned so each page read can be boxed.
+#[derive(Clone)]
+enum Source {
+    Room(String),
+    User(String),
+    All,
 }
 
 /// One room fan-out's parameters.
@@ -108,10 +133,6 @@ enum Outcome {
 
 impl Fanout<'_> {
     /// Posts `payload` to every live member of `room` but `except`.
-    ///
-    /// A written-out loop rather than stream combinators: its future stays `Send`
-    /// (closures borrowing `self` inside `try_unfold` hit rust-lang/rust#100013), so
-    /// callers can `tokio::spawn` a handler.
     pub async fn to_room(
         &self,
         room: &str,
@@ -119,39 +140,90 @@ impl Fanout<'_> {
         payload: Bytes,
         now: u64,
     ) -> Result<FanoutStats, StoreError> {
+        let except: Vec<&str> = except.into_iter().collect();
+        self.to(Recipients::Room(room), &except, payload, now).await
+    }
+
+    /// Posts `payload` to every one of `recipients` but those in `except`.
+    ///
+    /// A written-out loop rather than stream combinators: its future stays `Send`
+    /// (closures borrowing `self` inside `try_unfold` hit rust-lang/rust#100013), so
+    /// callers can `tokio::spawn` a handler.
+    pub async fn to(
+        &self,
+        recipients: Recipients<'_>,
+        except: &[&str],
+        payload: Bytes,
+        now: u64,
+    ) -> Result<FanoutStats, StoreError> {
         let started = Instant::now();
         let concurrency = self.concurrency.max(1);
-        let fetch = |cursor: Option<String>| -> BoxFuture<'_, Result<MemberPage, StoreError>> {
+        let except: HashSet<&str> = except.iter().copied().collect();
+        let fetch = |source: Source,
+                     cursor: Option<String>|
+         -> BoxFuture<'_, Result<ConnectionPage, StoreError>> {
             let store = self.store;
-            let room = room.to_owned();
             Box::pin(async move {
-                store
-                    .members_page(&room, cursor.as_deref(), PAGE_SIZE, now)
-                    .await
+                let cursor = cursor.as_deref();
+                match &source {
+                    Source::Room(room) => {
+                        let page = store.members_page(room, cursor, PAGE_SIZE, now).await?;
+                        Ok(ConnectionPage {
+                            connection_ids: page
+                                .members
+                                .into_iter()
+                                .map(|m| m.connection_id)
+                                .collect(),
+                            next: page.next,
+                        })
+                    }
+                    Source::User(user) => {
+                        store
+                            .user_connections_page(user, cursor, PAGE_SIZE, now)
+                            .await
+                    }
+                    Source::All => store.connections_page(cursor, PAGE_SIZE, now).await,
+                }
             })
         };
-        let mut next_page = Some(fetch(None));
-        let mut queued: VecDeque<Member> = VecDeque::new();
+        let mut queued: VecDeque<String> = VecDeque::new();
+        // Ids already posted to; a list may repeat one, and a Scan that runs
+        // while the table changes may return one twice.
+        let mut seen: HashSet<String> = HashSet::new();
+        let (source, mut next_page) = match recipients {
+            Recipients::Room(room) => {
+                let source = Source::Room(room.to_owned());
+                (Some(source.clone()), Some(fetch(source, None)))
+            }
+            Recipients::User(user) => {
+                let source = Source::User(user.to_owned());
+                (Some(source.clone()), Some(fetch(source, None)))
+            }
+            Recipients::All => (Some(Source::All), Some(fetch(Source::All, None))),
+            Recipients::Connections(ids) => {
+                queued.extend(ids.iter().cloned());
+                (None, None)
+            }
+        };
         let mut in_flight = FuturesUnordered::new();
         let mut stats = FanoutStats::default();
         loop {
             while in_flight.len() < concurrency {
-                let Some(member) = queued.pop_front() else {
+                let Some(connection_id) = queued.pop_front() else {
                     break;
                 };
-                if Some(member.connection_id.as_str()) == except {
+                if except.contains(connection_id.as_str()) || !seen.insert(connection_id.clone()) {
                     continue;
                 }
                 let payload = payload.clone();
-                in_flight.push(async move {
-                    self.deliver(&member.connection_id, payload, started).await
-                });
+                in_flight.push(async move { self.deliver(&connection_id, payload, started).await });
             }
             // The next page is read while this one's posts are in flight, and only
             // once the queue runs low, so memory stays at about two pages.
             let want_page = next_page.is_some() && queued.len() < concurrency;
             if in_flight.is_empty() && !want_page {
                 if next_page.is_none() && queued.is_empty() {
+                    stats.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                     return Ok(stats);
                 }
                 continue;
@@ -165,8 +237,11 @@ impl Fanout<'_> {
                     }
                 }, if want_page => {
                     let page = page?;
-                    queued.extend(page.members);
-                    next_page = page.next.map(|cursor| fetch(Some(cursor)));
+                    queued.extend(page.connection_ids);
+                    next_page = match (page.next, &source) {
+                        (Some(cursor), Some(source)) => Some(fetch(source.clone(), Some(cursor))),
+                        _ => None,
+                    };
                 }
             }
         }

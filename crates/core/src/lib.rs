@@ -2,17 +2,22 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: the `$connect` JWT authorizer, namespace policies and rate limits.
 //! - [`names`]: route keys, table attribute names and environment variables, in one place.
 //! - [`config`]: configuration read once from the environment, checked at start-up.
 //! - [`protocol`]: protocol v1 frames (docs/protocol.md): parsing, validation, replies.
 //! - [`store`]: the connection/room store port, with DynamoDB and in-memory adapters.
 //! - [`management`]: the `@connections` port, with the API Gateway Management API adapter.
-//! - [`fanout`]: posting one payload to a room's members, with retries and 410 cleanup.
+//! - [`fanout`]: posting one payload to a room's members, a user's connections, a
+//!   list of connections or all of them, with retries and 410 cleanup.
+//! - [`broadcast`]: the broadcast function: backend events, invoked directly or from SQS.
 //! - [`handlers`]: the route handlers, from an API Gateway event to its response.
 //! - [`app`]: the dependencies the handlers borrow, built once per process.
 //! - [`lambda`]: the Lambda entry point the function binaries call.
 
 pub mod app;
+pub mod auth;
+pub mod broadcast;
 pub mod config;
 pub mod fanout;
 pub mod handlers;

@@ -33,6 +33,22 @@ pub mod attr {
     pub const CONNECTED_AT: &str = "connectedAt";
     /// Global secondary index: all items of one connection (hash `cid`, range `pk`, keys only).
     pub const BY_CONNECTION_INDEX: &str = "byConnection";
+    /// The user of a connection item, set only on connection items (and only when
+    /// the user is known): the hash key of the sparse [`BY_USER_INDEX`].
+    pub const UID: &str = "uid";
+    /// Global secondary index: a user's connection items (hash `uid`, range `pk`,
+    /// projecting `cid` and `ttl`), for broadcasts to a user.
+    pub const BY_USER_INDEX: &str = "byUser";
+
+    /// The roles from the token, on connection items (a list of strings).
+    pub const ROLES: &str = "roles";
+    /// Epoch seconds at which the connection's token expires, on connection items.
+    pub const TOKEN_EXP: &str = "tokenExp";
+    /// The message count of a rate-limit counter item.
+    pub const COUNT: &str = "n";
+    /// Sort key prefix of rate-limit counters, `rate#<namespace>#<window start>`,
+    /// kept in the connection's partition (pk `conn#<id>`) so `$disconnect` removes them.
+    pub const RATE_PREFIX: &str = "rate#";
 
     pub const CONN_PREFIX: &str = "conn#";
     pub const ROOM_PREFIX: &str = "room#";
@@ -46,10 +62,28 @@ pub mod env {
     pub const MAX_MESSAGE_BYTES: &str = "ROOMCAST_MAX_MESSAGE_BYTES";
     pub const FANOUT_CONCURRENCY: &str = "ROOMCAST_FANOUT_CONCURRENCY";
     pub const ITEM_TTL_SECS: &str = "ROOMCAST_ITEM_TTL_SECS";
+    /// Namespace policies: a JSON document, or the path of a file holding one (docs/auth.md).
+    pub const POLICIES: &str = "ROOMCAST_POLICIES";
+    /// HS256 shared secret for the authorizer.
+    pub const JWT_SECRET: &str = "ROOMCAST_JWT_SECRET";
+    /// JWKS URL for RS256/ES256 tokens.
+    pub const JWKS_URL: &str = "ROOMCAST_JWKS_URL";
+    pub const JWT_ISSUER: &str = "ROOMCAST_JWT_ISSUER";
+    pub const JWT_AUDIENCE: &str = "ROOMCAST_JWT_AUDIENCE";
+    /// Clock skew allowed on exp and nbf, in seconds.
+    pub const JWT_LEEWAY_SECS: &str = "ROOMCAST_JWT_LEEWAY_SECS";
+    /// `true` lets clients without a token connect anonymously.
+    pub const ALLOW_ANONYMOUS: &str = "ROOMCAST_ALLOW_ANONYMOUS";
+    /// The broadcast function's name or ARN, for `roomcast broadcast`.
+    pub const BROADCAST_FUNCTION: &str = "ROOMCAST_BROADCAST_FUNCTION";
 }
 
 /// Keys of the authorizer context that API Gateway attaches to every event of a connection.
 pub mod authorizer {
     pub const USER_ID: &str = "userId";
     pub const PRINCIPAL_ID: &str = "principalId";
+    /// The token's roles, comma-joined (context values must be strings, numbers or booleans).
+    pub const ROLES: &str = "roles";
+    /// The token's expiry, epoch seconds.
+    pub const EXP: &str = "exp";
 }

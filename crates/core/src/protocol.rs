@@ -34,8 +34,12 @@ pub enum ErrorCode {
     NotMember,
     /// A frame over the configured size limit.
     TooLarge,
-    /// Refused by policy.
+    /// Refused by the namespace's policy.
     Forbidden,
+    /// Over the namespace's rate limit for this connection.
+    RateLimited,
+    /// The connection's token has expired; the connection is being closed.
+    TokenExpired,
     /// roomcast failed; the request may be retried.
     Internal,
 }
@@ -48,6 +52,8 @@ impl ErrorCode {
             Self::NotMember => "not_member",
             Self::TooLarge => "too_large",
             Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
+            Self::TokenExpired => "token_expired",
             Self::Internal => "internal",
         }
     }

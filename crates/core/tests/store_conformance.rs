@@ -16,6 +16,9 @@ fn connection(id: &str, user: Option<&str>) -> Connection {
         connection_id: id.to_owned(),
         connected_at: NOW * 1000,
         user_id: user.map(str::to_owned),
+        // Identity from the authorizer round-trips with the user.
+        roles: user.map_or_else(Vec::new, |_| vec!["admin".into(), "ops".into()]),
+        token_expires_at: user.map(|_| NOW + 600),
         expires_at: LATER,
     }
 }
@@ -152,6 +155,79 @@ async fn suite(store: &dyn Store) {
     assert_eq!(store.remove_connection("carol=").await.unwrap(), 30);
     assert!(all_members(store, "r0", 10, NOW).await.is_empty());
     assert_eq!(store.connection("aA1+/b=", NOW).await.unwrap(), Some(alice));
+}
+
+/// Rate counters: one atomic increment per call, per connection and bucket, removed
+/// with the connection.
+async fn rate_suite(store: &dyn Store) {
+    let expires = NOW + 70;
+    for expected in 1..=5 {
+        assert_eq!(
+            store
+                .count_rate("rc1=", "rate#chat#100", expires, NOW)
+                .await
+                .unwrap(),
+            expected
+        );
+    }
+    // Another bucket (namespace or window) and another connection count apart.
+    assert_eq!(
+        store
+            .count_rate("rc1=", "rate#chat#110", expires, NOW)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .count_rate("rc1=", "rate##100", expires, NOW)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .count_rate("rc2=", "rate#chat#100", expires, NOW)
+            .await
+            .unwrap(),
+        1
+    );
+    // Concurrent increments are not lost.
+    let counts = futures::future::join_all(
+        (0..20).map(|_| store.count_rate("rc3=", "rate#x#0", expires, NOW)),
+    )
+    .await;
+    let mut counts: Vec<u64> = counts.into_iter().map(Result::unwrap).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=20).collect::<Vec<u64>>());
+    // Counters live with the connection: its record, a membership and three counters.
+    store
+        .put_connection(&connection("rc1=", Some("u")))
+        .await
+        .unwrap();
+    store.join("chat:1", &member("rc1=", LATER)).await.unwrap();
+    assert_eq!(store.remove_connection("rc1=").await.unwrap(), 1 + 1 + 3);
+    assert_eq!(
+        store
+            .count_rate("rc1=", "rate#chat#100", expires, NOW)
+            .await
+            .unwrap(),
+        1
+    );
+    // Counters are not connections or members.
+    assert_eq!(store.connection("rc2=", NOW).await.unwrap(), None);
+    assert_eq!(store.remove_connection("rc2=").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn memory_store_counts_rates() {
+    rate_suite(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs dynalite: run scripts/test"]
+async fn dynamo_store_counts_rates() {
+    rate_suite(&dynamo_store().await).await;
 }
 
 #[tokio::test]

@@ -30,6 +30,9 @@ use crate::connections::{Command, ConnectionHandle, OUTBOUND_QUEUE};
 use crate::events::{ConnectionContext, gateway_id, select_route};
 use crate::handlers::{Integration, InvokeError};
 
+/// Frames one connection may have waiting for its message worker.
+pub const INBOUND_QUEUE: usize = 256;
+
 /// How long a closing handshake may take before the socket is dropped anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -66,7 +69,7 @@ pub async fn websocket(
             .map(str::to_owned)
     };
     let now = now_millis();
-    let context = Arc::new(ConnectionContext {
+    let mut context = ConnectionContext {
         connection_id: gateway_id(),
         connected_at_ms: now,
         source_ip: peer.ip().to_string(),
@@ -75,7 +78,13 @@ pub async fn websocket(
         stage: options.stage.clone(),
         api_id: options.api_id.clone(),
         authorizer: Default::default(),
-    });
+    };
+    // The authorizer runs first, as on API Gateway: a refusal never reaches $connect.
+    match crate::auth::authorize(&gateway, &context, &headers, &query, now).await {
+        Ok(authorizer) => context.authorizer = authorizer,
+        Err(refusal) => return refusal,
+    }
+    let context = Arc::new(context);
     let event = match context.connect(&headers, &query, now) {
         Ok(event) => event,
         Err(e) => {
@@ -86,8 +95,9 @@ pub async fn websocket(
     let answer = match gateway.invoke(Integration::Connect, event).await {
         Ok(answer) => answer,
         Err(e) => {
+            // API Gateway answers a failed or timed-out integration with a 500.
             tracing::warn!(connection_id = %context.connection_id, error = %e, "$connect failed");
-            return StatusCode::GATEWAY_TIMEOUT.into_response();
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
     if !(200..300).contains(&answer.status_code) {
@@ -186,7 +196,7 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
     });
     tracing::info!(%connection_id, "connected");
 
-    let (inbound, inbound_rx) = mpsc::unbounded_channel();
+    let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let worker = tokio::spawn(message_worker(
         gateway.clone(),
         Arc::clone(&context),
@@ -208,11 +218,11 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
             frame = socket.recv() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     touch(&mut last_activity);
-                    let _ = inbound.send(Inbound::Text(text.as_str().to_owned()));
+                    accept(&inbound, Inbound::Text(text.as_str().to_owned()), &context, &mut socket).await;
                 }
                 Some(Ok(Message::Binary(data))) => {
                     touch(&mut last_activity);
-                    let _ = inbound.send(Inbound::Binary(data));
+                    accept(&inbound, Inbound::Binary(data), &context, &mut socket).await;
                 }
                 // tungstenite answers pings itself; both count as activity.
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => touch(&mut last_activity),
@@ -256,6 +266,25 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
     // Let frames already accepted finish before $disconnect, so it cleans up after them.
     let _ = timeout(options.integration_timeout, worker).await;
     run_disconnect(&gateway, &context, ending.code, &ending.reason).await;
+}
+
+/// Queues a frame for the message worker. When the connection has more frames
+/// waiting than it may, the frame is dropped and the client told so, as API Gateway
+/// does when it throttles a route: memory stays bounded whatever a client sends.
+async fn accept(
+    inbound: &mpsc::Sender<Inbound>,
+    frame: Inbound,
+    context: &ConnectionContext,
+    socket: &mut WebSocket,
+) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = inbound.try_send(frame) {
+        tracing::warn!(connection_id = %context.connection_id, "too many frames queued; dropping one");
+        let throttled = serde_json::json!({
+            "message": "Too Many Requests",
+            "connectionId": context.connection_id,
+        });
+        let _ = socket.send(Message::text(throttled.to_string())).await;
+    }
 }
 
 /// Maps a read error to the close API Gateway sends: 1009 for a frame or message
@@ -317,7 +346,7 @@ async fn finish_close(socket: &mut WebSocket, ending: &Ending) {
 async fn message_worker(
     gateway: Gateway,
     context: Arc<ConnectionContext>,
-    mut inbound: mpsc::UnboundedReceiver<Inbound>,
+    mut inbound: mpsc::Receiver<Inbound>,
     commands: mpsc::Sender<Command>,
 ) {
     while let Some(frame) = inbound.recv().await {

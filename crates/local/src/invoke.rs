@@ -80,7 +80,7 @@ impl FunctionRegistry {
     }
 
     /// Registers roomcast's three WebSocket functions (`connect`, `disconnect`,
-    /// `message`), run by `gateway`'s handler runtime.
+    /// `message`), run by `gateway`'s handler runtime, and the broadcast function.
     pub(crate) fn register_builtins(&self, gateway: &Gateway) {
         for (name, integration) in [
             ("connect", Integration::Connect),
@@ -92,6 +92,14 @@ impl FunctionRegistry {
                 Arc::new(RouteFunction {
                     gateway: gateway.downgrade(),
                     integration,
+                }),
+            );
+        }
+        for name in crate::broadcast::NAMES {
+            self.register(
+                name,
+                Arc::new(crate::broadcast::BroadcastFunction {
+                    gateway: gateway.downgrade(),
                 }),
             );
         }

@@ -9,6 +9,9 @@
 //! - [`connections`]: the registry of open connections and their command queues.
 //! - [`management`]: the `@connections` API (POST, GET, DELETE) with AWS-shaped errors.
 //! - [`invoke`]: the Lambda Invoke API over a registry of in-process functions.
+//! - [`broadcast`]: the broadcast function, registered on the Invoke API.
+//! - [`faults`]: optional fault injection for `@connections` POSTs.
+//! - [`auth`]: the `$connect` REQUEST authorizer, run before `$connect` as API Gateway does.
 //! - [`handlers`]: running roomcast's route handlers, one task per invocation.
 //! - [`events`]: building API Gateway events, ids and timestamps.
 //! - [`error`]: the library's error type.
@@ -16,9 +19,12 @@
 //! [`serve`] binds, starts everything and returns a [`RunningGateway`]; the CLI and
 //! the end-to-end tests both use it. [`router`] builds the HTTP routes alone.
 
+pub mod auth;
+pub mod broadcast;
 pub mod connections;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod gateway;
 pub mod handlers;
 pub mod invoke;
@@ -35,6 +41,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use roomcast_core::App;
+use roomcast_core::auth::Authorizer;
+use roomcast_core::auth::policy::Policies;
 use roomcast_core::config::{CONNECTION_CAP, Config, GATEWAY_MAX_PAYLOAD};
 use roomcast_core::management::apigw::ApiGatewayManagement;
 use roomcast_core::store::Store;
@@ -46,6 +54,7 @@ use tokio::task::JoinHandle;
 
 pub use connections::Registry;
 pub use error::LocalError;
+pub use faults::{FaultKind, Faults};
 pub use handlers::{HandlerPool, Integration, InvokeError};
 pub use invoke::{FunctionError, FunctionRegistry, LambdaFunction};
 
@@ -74,6 +83,15 @@ pub struct GatewayOptions {
     pub max_message_bytes: usize,
     pub max_frame_bytes: usize,
     pub integration_timeout: Duration,
+    /// Answer a share of `@connections` POSTs with injected faults (tests, demos).
+    pub faults: Option<Faults>,
+    /// The `$connect` REQUEST authorizer. `None`: no authorizer (`AuthorizationType:
+    /// NONE`), every handshake reaches `$connect` anonymously.
+    pub authorizer: Option<Arc<Authorizer>>,
+    /// The namespace policies. `None`: [`Policies::open`] (anyone may join and send),
+    /// so the emulator works without configuration; deployed stacks default to
+    /// authenticated-only instead.
+    pub policies: Option<Policies>,
 }
 
 impl Default for GatewayOptions {
@@ -89,6 +107,9 @@ impl Default for GatewayOptions {
             max_message_bytes: GATEWAY_MAX_PAYLOAD,
             max_frame_bytes: GATEWAY_MAX_FRAME,
             integration_timeout: INTEGRATION_TIMEOUT,
+            faults: None,
+            authorizer: None,
+            policies: None,
         }
     }
 }
@@ -114,6 +135,7 @@ struct Inner {
     connections: Registry,
     functions: FunctionRegistry,
     handlers: HandlerPool,
+    faults: Option<faults::FaultInjector>,
     shutdown: watch::Sender<bool>,
     /// How many connection tasks (and their `$disconnect`s) are still running.
     tasks: watch::Sender<usize>,
@@ -145,10 +167,12 @@ impl Gateway {
         local_addr: SocketAddr,
     ) -> Result<Self, LocalError> {
         let handlers = HandlerPool;
+        let faults = options.faults.clone().map(faults::FaultInjector::new);
         let gateway = Self {
             inner: Arc::new(Inner {
                 app,
                 options,
+                faults,
                 local_addr,
                 connections: Registry::default(),
                 functions: FunctionRegistry::default(),
@@ -201,6 +225,11 @@ impl Gateway {
     /// The Invoke API's functions; register more here.
     pub fn functions(&self) -> &FunctionRegistry {
         &self.inner.functions
+    }
+
+    /// The injected fault for a POST to `connection_id`, if fault injection is on.
+    pub(crate) fn injected_fault(&self, connection_id: &str) -> Option<FaultKind> {
+        self.inner.faults.as_ref()?.decide(connection_id)
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -389,6 +418,7 @@ pub async fn serve(
         .map_err(|source| LocalError::Bind { addr, source })?;
     let mut config = Config::new(table);
     config.management_endpoint = Some(format!("http://{local_addr}/{}", options.stage));
+    config.policies = options.policies.clone().unwrap_or_else(Policies::open);
     let app = Arc::new(App::new(
         config,
         store,

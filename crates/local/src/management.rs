@@ -17,6 +17,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use crate::Gateway;
 use crate::connections::Command;
 use crate::events::iso8601;
+use crate::faults::FaultKind;
 use crate::gateway::close;
 
 /// How long DELETE waits for room in a full outbound queue.
@@ -59,6 +60,9 @@ pub async fn post(
             )),
         );
     }
+    if let Some(fault) = gateway.injected_fault(&connection_id) {
+        return injected(&gateway, &connection_id, fault);
+    }
     let Some(connection) = gateway.connections().get(&connection_id) else {
         return gone();
     };
@@ -74,6 +78,33 @@ pub async fn post(
             Some("The client's outbound buffer is full"),
         ),
         Err(TrySendError::Closed(_)) => gone(),
+    }
+}
+
+/// The answer to a POST that fault injection picked. An injected 410 also closes
+/// the connection (1001, then `$disconnect`), so what follows matches a client
+/// that went away.
+fn injected(gateway: &Gateway, connection_id: &str, fault: FaultKind) -> Response {
+    match fault {
+        FaultKind::Gone => {
+            if let Some(connection) = gateway.connections().get(connection_id) {
+                let _ = connection.commands.try_send(Command::Close {
+                    code: close::GOING_AWAY,
+                    reason: "injected fault: gone".to_owned(),
+                });
+            }
+            gone()
+        }
+        FaultKind::Throttled => aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            Some("injected fault: throttled"),
+        ),
+        FaultKind::ServerError => aws_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerErrorException",
+            Some("injected fault: internal error"),
+        ),
     }
 }
 

@@ -1,7 +1,11 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
-use super::{status, user_id};
+use aws_lambda_events::http::HeaderValue;
+use aws_lambda_events::http::header::SEC_WEBSOCKET_PROTOCOL;
+
+use super::status;
 use crate::app::App;
+use crate::auth::{BEARER_PROTOCOL, Identity, subprotocols};
 use crate::store::{Connection, now_millis};
 
 /// `$connect`: records the connection (one write). A non-2xx answer makes API
@@ -19,16 +23,29 @@ pub async fn connect(
         .ok()
         .filter(|&t| t > 0)
         .unwrap_or_else(now_millis);
+    let identity = Identity::from_context(context);
     let connection = Connection {
         connection_id: connection_id.to_owned(),
         connected_at,
-        user_id: user_id(context).map(str::to_owned),
+        user_id: identity.user_id,
+        roles: identity.roles,
+        token_expires_at: identity.token_expires_at,
         expires_at: connected_at / 1000 + app.config.item_ttl.as_secs(),
     };
     match app.store.put_connection(&connection).await {
         Ok(()) => {
             tracing::info!(connection_id, "connected");
-            status(200)
+            let mut response = status(200);
+            // A browser that sent its token as `new WebSocket(url, ["bearer", token])`
+            // closes the socket unless the handshake selects one of its subprotocols;
+            // `bearer` is the one that carries no secret.
+            if subprotocols(&request.headers).any(|p| p == BEARER_PROTOCOL) {
+                response.headers.insert(
+                    SEC_WEBSOCKET_PROTOCOL,
+                    HeaderValue::from_static(BEARER_PROTOCOL),
+                );
+            }
+            response
         }
         Err(e) => {
             tracing::error!(connection_id, error = %e, "could not record connection");

@@ -7,10 +7,27 @@ use serde_json::value::RawValue;
 
 use super::{reply, status, user_id};
 use crate::app::App;
+use crate::auth::Identity;
+use crate::auth::policy::Action;
+use crate::auth::ratelimit::{self, Verdict};
 use crate::fanout::{Fanout, RetryPolicy};
 use crate::management::endpoint_for;
 use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame};
 use crate::store::{Member, StoreError, now_millis, now_secs};
+
+/// Why a frame was not carried out.
+enum Refusal {
+    /// Reply with this error frame.
+    Frame(ProtocolError),
+    /// Send this error frame, then close the connection.
+    Close(ProtocolError),
+}
+
+impl From<ProtocolError> for Refusal {
+    fn from(e: ProtocolError) -> Self {
+        Self::Frame(e)
+    }
+}
 
 /// Every message route (`join`, `leave`, `send`, `ping` and `$default`): parses the
 /// frame, acts on it and returns the reply as the integration response, which API
@@ -33,27 +50,103 @@ pub async fn message(
     let body = request.body.as_deref().unwrap_or_default();
     let parsed = protocol::parse(body, app.config.max_message_bytes);
     let id = parsed.id;
+    // Authorization holds for every message, not only the handshake: a connection
+    // outliving its token is closed on its next frame.
+    let identity = Identity::from_context(context);
+    if identity.expired(now_secs()) {
+        let e = ProtocolError::new(
+            ErrorCode::TokenExpired,
+            "your token has expired; reconnect with a fresh one",
+        );
+        return close(app, context, connection_id, id, &e).await;
+    }
     let outcome = match parsed.frame {
-        Ok(frame) => act(app, context, connection_id, id, frame).await,
-        Err(e) => Err(e),
+        Ok(frame) => act(app, context, &identity, connection_id, id, frame).await,
+        Err(e) => Err(Refusal::Frame(e)),
     };
     match outcome {
         Ok(Some(frame)) => reply(frame),
         Ok(None) => status(200),
-        Err(e) => {
+        Err(Refusal::Frame(e)) => {
             tracing::info!(connection_id, code = e.code.as_str(), "refused frame");
             reply(ServerFrame::error(id, &e).to_json())
         }
+        Err(Refusal::Close(e)) => close(app, context, connection_id, id, &e).await,
+    }
+}
+
+/// Sends the error frame through `@connections`, then closes the connection. The
+/// frame cannot be the integration response: API Gateway would send that after the
+/// close, to a connection that is gone.
+async fn close(
+    app: &App,
+    context: &ApiGatewayWebsocketProxyRequestContext,
+    connection_id: &str,
+    id: Option<&RawValue>,
+    e: &ProtocolError,
+) -> ApiGatewayProxyResponse {
+    tracing::info!(
+        connection_id,
+        code = e.code.as_str(),
+        "closing the connection"
+    );
+    let frame = ServerFrame::error(id, e).to_json();
+    let Some(endpoint) = endpoint_for(app.config.management_endpoint.as_deref(), context) else {
+        tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT");
+        return reply(frame);
+    };
+    if let Err(err) = app
+        .management
+        .post(&endpoint, connection_id, Bytes::from(frame))
+        .await
+    {
+        tracing::info!(connection_id, error = %err, "could not send the closing error");
+    }
+    if let Err(err) = app.management.delete(&endpoint, connection_id).await {
+        tracing::warn!(connection_id, error = %err, "could not close the connection");
+    }
+    status(200)
+}
+
+/// Counts a room frame against the namespace's rate limit: one store write.
+async fn limit(app: &App, connection_id: &str, room: &str) -> Result<(), Refusal> {
+    let rate = app.config.policies.for_room(room).rate_limit;
+    let verdict = ratelimit::count(
+        app.store.as_ref(),
+        connection_id,
+        protocol::namespace(room),
+        &rate,
+        now_secs(),
+    )
+    .await
+    .map_err(internal)?;
+    let message = || {
+        format!(
+            "more than {} frames in {} s to rooms of this namespace; slow down",
+            rate.limit, rate.window_secs
+        )
+    };
+    match verdict {
+        Verdict::Allowed => Ok(()),
+        Verdict::Limited => Err(Refusal::Frame(ProtocolError::new(
+            ErrorCode::RateLimited,
+            message(),
+        ))),
+        Verdict::Flooding => Err(Refusal::Close(ProtocolError::new(
+            ErrorCode::RateLimited,
+            message(),
+        ))),
     }
 }
 
 async fn act(
     app: &App,
     context: &ApiGatewayWebsocketProxyRequestContext,
+    identity: &Identity,
     connection_id: &str,
     id: Option<&RawValue>,
     frame: ClientFrame<'_>,
-) -> Result<Option<String>, ProtocolError> {
+) -> Result<Option<String>, Refusal> {
     let ack = |action: &'static str, room: &str, sent: Option<(usize, usize)>| {
         id.map(|id| {
             ServerFrame::Ack {
@@ -70,6 +163,9 @@ async fn act(
     match frame {
         ClientFrame::Ping => Ok(Some(ServerFrame::Pong { id }.to_json())),
         ClientFrame::Join { room } => {
+            // Policy first: it costs no write, so refused joins cost no capacity.
+            app.config.policies.check(Action::Join, &room, identity)?;
+            limit(app, connection_id, &room).await?;
             let member = Member {
                 connection_id: connection_id.to_owned(),
                 user_id: user_id(context).map(str::to_owned),
@@ -79,6 +175,8 @@ async fn act(
             Ok(ack(protocol_action::JOIN, &room, None))
         }
         ClientFrame::Leave { room } => {
+            // Leaving is always allowed, but counted: it is a write like any other.
+            limit(app, connection_id, &room).await?;
             app.store
                 .leave(&room, connection_id)
                 .await
@@ -86,6 +184,8 @@ async fn act(
             Ok(ack(protocol_action::LEAVE, &room, None))
         }
         ClientFrame::Send { room, event, data } => {
+            app.config.policies.check(Action::Send, &room, identity)?;
+            limit(app, connection_id, &room).await?;
             let now = now_secs();
             if app
                 .store
@@ -97,7 +197,8 @@ async fn act(
                 return Err(ProtocolError::new(
                     ErrorCode::NotMember,
                     format!("join {room:?} before sending to it"),
-                ));
+                )
+                .into());
             }
             let endpoint = endpoint_for(app.config.management_endpoint.as_deref(), context)
                 .ok_or_else(|| {

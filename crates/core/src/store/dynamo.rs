@@ -4,6 +4,7 @@
 //! |-------------|-------------------|-------------------|-----------------------------------|
 //! | connection  | `conn#<id>`       | `meta`            | cid, ttl, connectedAt, userId?    |
 //! | membership  | `room#<room>`     | `conn#<id>`       | cid, ttl, userId?                 |
+//! | rate counter| `conn#<id>`       | `rate#<ns>#<t>`   | cid, ttl, n                       |
 //!
 //! The `byConnection` index (hash `cid`, range `pk`, keys only) finds every item of
 //! one connection, so `$disconnect` is one Query and batched deletes.
@@ -21,7 +22,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Connection, Member, MemberPage, Store, StoreError};
+use super::{Connection, ConnectionPage, Member, MemberPage, Store, StoreError};
 use crate::names::attr;
 
 /// BatchWriteItem takes at most 25 requests.
@@ -47,6 +48,23 @@ struct ConnectionItem {
     connected_at: u64,
     #[serde(rename = "userId", default, skip_serializing_if = "Option::is_none")]
     user_id: Option<String>,
+    /// attr::UID: the user again, under the sparse byUser index's hash key. Only
+    /// connection items carry it, so the index holds connections, not memberships.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<String>,
+    /// attr::ROLES
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<String>,
+    /// attr::TOKEN_EXP
+    #[serde(rename = "tokenExp", default, skip_serializing_if = "Option::is_none")]
+    token_exp: Option<u64>,
+}
+
+/// What the byUser index and the `all` Scan project: the id and its expiry.
+#[derive(Debug, Deserialize)]
+struct ConnectionRef {
+    cid: String,
+    ttl: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -164,6 +182,19 @@ impl DynamoStore {
                 )
                 .build()
                 .map_err(invalid)?;
+            let by_user = GlobalSecondaryIndex::builder()
+                .index_name(attr::BY_USER_INDEX)
+                .key_schema(key(attr::UID, KeyType::Hash).map_err(invalid)?)
+                .key_schema(key(attr::PK, KeyType::Range).map_err(invalid)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes(attr::CID)
+                        .non_key_attributes(attr::TTL)
+                        .build(),
+                )
+                .build()
+                .map_err(invalid)?;
             let created = self
                 .client
                 .create_table()
@@ -172,9 +203,11 @@ impl DynamoStore {
                 .attribute_definitions(attribute(attr::PK).map_err(invalid)?)
                 .attribute_definitions(attribute(attr::SK).map_err(invalid)?)
                 .attribute_definitions(attribute(attr::CID).map_err(invalid)?)
+                .attribute_definitions(attribute(attr::UID).map_err(invalid)?)
                 .key_schema(key(attr::PK, KeyType::Hash).map_err(invalid)?)
                 .key_schema(key(attr::SK, KeyType::Range).map_err(invalid)?)
                 .global_secondary_indexes(index)
+                .global_secondary_indexes(by_user)
                 .send()
                 .await;
             match created {
@@ -292,6 +325,9 @@ impl Store for DynamoStore {
             ttl: connection.expires_at,
             connected_at: connection.connected_at,
             user_id: connection.user_id.clone(),
+            uid: connection.user_id.clone(),
+            roles: connection.roles.clone(),
+            token_exp: connection.token_expires_at,
         })?;
         self.put(item).await
     }
@@ -312,6 +348,8 @@ impl Store for DynamoStore {
             connection_id: item.cid,
             connected_at: item.connected_at,
             user_id: item.user_id,
+            roles: item.roles,
+            token_expires_at: item.token_exp,
             expires_at: item.ttl,
         }))
     }
@@ -437,6 +475,141 @@ impl Store for DynamoStore {
         }
         Ok(removed)
     }
+
+    async fn count_rate(
+        &self,
+        connection_id: &str,
+        bucket: &str,
+        expires_at: u64,
+        _now: u64,
+    ) -> Result<u64, StoreError> {
+        // One unconditional UpdateItem: ADD creates the counter at 1 or increments
+        // it atomically, and UPDATED_NEW returns the new count. The counter sits in
+        // the connection's partition and carries `cid`, so the byConnection index
+        // finds it at `$disconnect`; `ttl` ends it otherwise.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(connection_pk(connection_id), bucket.to_owned())))
+            .update_expression("SET #cid = :cid, #ttl = :ttl ADD #n :one")
+            .expression_attribute_names("#cid", attr::CID)
+            .expression_attribute_names("#ttl", attr::TTL)
+            .expression_attribute_names("#n", attr::COUNT)
+            .expression_attribute_values(":cid", s(connection_id))
+            .expression_attribute_values(":ttl", AttributeValue::N(expires_at.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(backend("UpdateItem"))?;
+        out.attributes
+            .and_then(|mut a| a.remove(attr::COUNT))
+            .and_then(|n| n.as_n().ok().and_then(|n| n.parse::<u64>().ok()))
+            .ok_or_else(|| StoreError::Corrupt("rate counter without a count".into()))
+    }
+
+    async fn user_connections_page(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<ConnectionPage, StoreError> {
+        // An index page's start key is the index key (uid, pk) plus the table key.
+        let start = cursor.map(decode_cursor).transpose()?.map(|mut start| {
+            start.insert(attr::UID.to_owned(), s(user_id));
+            start
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(attr::BY_USER_INDEX)
+            .key_condition_expression("#uid = :uid")
+            .expression_attribute_names("#uid", attr::UID)
+            .expression_attribute_values(":uid", s(user_id))
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(backend("Query"))?;
+        connection_page(out.items, out.last_evaluated_key, now)
+    }
+
+    async fn connections_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<ConnectionPage, StoreError> {
+        // A Scan of the whole table, memberships included, filtered to connection
+        // items: read capacity follows the table's size (docs/data-model.md).
+        // `Limit` counts items scanned, so a page is often short.
+        let start = cursor.map(decode_cursor).transpose()?;
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#sk = :meta")
+            .projection_expression("#cid, #ttl")
+            .expression_attribute_names("#sk", attr::SK)
+            .expression_attribute_names("#cid", attr::CID)
+            .expression_attribute_names("#ttl", attr::TTL)
+            .expression_attribute_values(":meta", s(attr::META_SK))
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(backend("Scan"))?;
+        connection_page(out.items, out.last_evaluated_key, now)
+    }
+}
+
+/// Separates `pk` and `sk` in a connection page cursor: neither room names nor
+/// connection ids contain a newline.
+const CURSOR_SEPARATOR: char = '\n';
+
+/// The table key a connection page cursor stands for. A Scan can stop on any
+/// item, a membership included, so the cursor carries both keys.
+fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    match cursor.split_once(CURSOR_SEPARATOR) {
+        Some((pk, sk)) if !pk.is_empty() && !sk.is_empty() => Ok(key(pk.to_owned(), sk.to_owned())),
+        _ => Err(StoreError::BadCursor),
+    }
+}
+
+/// A page of live connection ids from byUser or Scan items, and the cursor
+/// encoding the last evaluated key's `pk` and `sk`.
+fn connection_page(
+    items: Option<Vec<HashMap<String, AttributeValue>>>,
+    last: Option<HashMap<String, AttributeValue>>,
+    now: u64,
+) -> Result<ConnectionPage, StoreError> {
+    let mut connection_ids = Vec::new();
+    for item in items.unwrap_or_default() {
+        let item: ConnectionRef = from_item(item)?;
+        if item.ttl > now {
+            connection_ids.push(item.cid);
+        }
+    }
+    let next = match last {
+        None => None,
+        Some(mut k) => {
+            let mut part = |name: &str| {
+                k.remove(name)
+                    .and_then(|v| v.as_s().ok().cloned())
+                    .ok_or_else(|| StoreError::Corrupt(format!("page key without {name}")))
+            };
+            let pk = part(attr::PK)?;
+            let sk = part(attr::SK)?;
+            Some(format!("{pk}{CURSOR_SEPARATOR}{sk}"))
+        }
+    };
+    Ok(ConnectionPage {
+        connection_ids,
+        next,
+    })
 }
 
 #[cfg(test)]
@@ -452,9 +625,15 @@ mod tests {
             ttl: 1,
             connected_at: 2,
             user_id: Some("u".into()),
+            uid: Some("u".into()),
+            roles: vec!["r".into()],
+            token_exp: Some(3),
         })
         .unwrap();
         for name in [
+            attr::ROLES,
+            attr::TOKEN_EXP,
+            attr::UID,
             attr::PK,
             attr::SK,
             attr::CID,

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Connection, Member, MemberPage, Store, StoreError};
+use super::{Connection, ConnectionPage, Member, MemberPage, Store, StoreError};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -23,6 +23,8 @@ struct State {
     rooms: HashMap<String, BTreeMap<String, Member>>,
     /// connection id → rooms, the twin of DynamoDB's byConnection index.
     rooms_of: HashMap<String, BTreeSet<String>>,
+    /// connection id → rate bucket → (count, expires_at): rate-limit counters.
+    rates: HashMap<String, HashMap<String, (u64, u64)>>,
 }
 
 impl MemoryStore {
@@ -139,11 +141,81 @@ impl Store for MemoryStore {
         for room in s.rooms_of.remove(connection_id).unwrap_or_default() {
             removed += usize::from(s.remove_membership(&room, connection_id));
         }
+        removed += s.rates.remove(connection_id).map_or(0, |r| r.len());
         Ok(removed)
+    }
+
+    async fn count_rate(
+        &self,
+        connection_id: &str,
+        bucket: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let mut s = self.state();
+        let buckets = s.rates.entry(connection_id.to_owned()).or_default();
+        // Drop this connection's finished windows, as TTL does in DynamoDB, so a
+        // long-lived connection does not grow the map one window at a time.
+        buckets.retain(|name, (_, expires)| *expires > now || name == bucket);
+        let (count, expires) = buckets.entry(bucket.to_owned()).or_insert((0, expires_at));
+        *count += 1;
+        *expires = expires_at;
+        Ok(*count)
+    }
+
+    async fn user_connections_page(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<ConnectionPage, StoreError> {
+        // The twin of the sparse byUser index: connections with this user only.
+        Ok(self.state().connections_page(cursor, limit, now, |c| {
+            c.user_id.as_deref() == Some(user_id)
+        }))
+    }
+
+    async fn connections_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<ConnectionPage, StoreError> {
+        Ok(self.state().connections_page(cursor, limit, now, |_| true))
     }
 }
 
 impl State {
+    /// Connections matching `select`, in id order after `cursor`. `limit` counts
+    /// the matching connections examined, expired ones included, as DynamoDB does.
+    /// Sorting per page is fine for the store's uses (tests, `roomcast dev`).
+    fn connections_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+        select: impl Fn(&Connection) -> bool,
+    ) -> ConnectionPage {
+        let mut ids: Vec<&Connection> = self
+            .connections
+            .values()
+            .filter(|c| select(c) && cursor.is_none_or(|after| c.connection_id.as_str() > after))
+            .collect();
+        ids.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        let limit = limit.max(1);
+        let next = (ids.len() > limit).then(|| ids[limit - 1].connection_id.clone());
+        ConnectionPage {
+            connection_ids: ids
+                .into_iter()
+                .take(limit)
+                .filter(|c| c.expires_at > now)
+                .map(|c| c.connection_id.clone())
+                .collect(),
+            next,
+        }
+    }
+
     fn remove_membership(&mut self, room: &str, connection_id: &str) -> bool {
         let Some(members) = self.rooms.get_mut(room) else {
             return false;

@@ -20,6 +20,10 @@ pub struct Connection {
     pub connected_at: u64,
     /// The authenticated user, from the authorizer context.
     pub user_id: Option<String>,
+    /// The token's roles, from the authorizer context.
+    pub roles: Vec<String>,
+    /// Epoch seconds at which the connection's token expires (`None`: anonymous).
+    pub token_expires_at: Option<u64>,
     /// Epoch seconds after which the record is dead.
     pub expires_at: u64,
 }
@@ -37,6 +41,14 @@ pub struct Member {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MemberPage {
     pub members: Vec<Member>,
+    /// Where the next page starts; `None` on the last page. Opaque to callers.
+    pub next: Option<String>,
+}
+
+/// One page of live connection ids (a user's connections, or all connections).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConnectionPage {
+    pub connection_ids: Vec<String>,
     /// Where the next page starts; `None` on the last page. Opaque to callers.
     pub next: Option<String>,
 }
@@ -95,6 +107,59 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a connection and all its memberships. Returns how many items were
     /// deleted; removing an unknown connection deletes nothing and is not an error.
     async fn remove_connection(&self, connection_id: &str) -> Result<usize, StoreError>;
+
+    /// Adds one to the rate counter `bucket` of `connection_id` and returns the new
+    /// count: exactly one write, atomic under concurrency. Counters are removed with
+    /// the connection ([`Store::remove_connection`] counts them) and expire at
+    /// `expires_at` (epoch seconds). See [`crate::auth::ratelimit`].
+    async fn count_rate(
+        &self,
+        connection_id: &str,
+        bucket: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        // Test doubles need not count; a real adapter must, so the default fails
+        // closed (the frame gets `internal`) instead of letting everything through.
+        let _ = (connection_id, bucket, expires_at, now);
+        Err(StoreError::Backend {
+            operation: "count_rate",
+            message: "this store does not implement rate counters".into(),
+        })
+    }
+
+    /// Up to `limit` live connections of `user_id` after `cursor` (the `byUser`
+    /// index). Like [`Store::members_page`], a page may be short and still have a `next`.
+    async fn user_connections_page(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<ConnectionPage, StoreError> {
+        // Like count_rate: test doubles need not list; real adapters override.
+        let _ = (user_id, cursor, limit, now);
+        Err(not_listed("user_connections_page"))
+    }
+
+    /// Up to `limit` live connections after `cursor`, across the whole store: a
+    /// paginated Scan in DynamoDB, so its cost grows with the table, not the result.
+    async fn connections_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<ConnectionPage, StoreError> {
+        let _ = (cursor, limit, now);
+        Err(not_listed("connections_page"))
+    }
+}
+
+fn not_listed(operation: &'static str) -> StoreError {
+    StoreError::Backend {
+        operation,
+        message: "this store does not list connections".into(),
+    }
 }
 
 /// The current time in epoch seconds and milliseconds.

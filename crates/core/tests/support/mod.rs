@@ -84,7 +84,11 @@ pub struct Harness {
 
 pub fn harness_with(store: Arc<dyn Store>) -> Harness {
     let management = Arc::new(FakeManagement::default());
-    let app = App::new(Config::new("unused"), store.clone(), management.clone());
+    let mut config = Config::new("unused");
+    // Handler tests act as anonymous and signed-in users alike; the namespace
+    // policies have tests of their own (auth_handlers.rs).
+    config.policies = roomcast_core::auth::policy::Policies::open();
+    let app = App::new(config, store.clone(), management.clone());
     Harness {
         app,
         store,

@@ -1,0 +1,337 @@
+//! JWT verification for the `$connect` authorizer (RFC 8725 practices).
+//!
+//! The algorithm is never taken from the token: it follows from the key. An HS256
+//! token is checked only against the configured shared secret, and a token whose
+//! header names a `kid` is checked only against that JWKS key, with the one
+//! algorithm the key's type allows (RS256 for RSA keys, ES256 for P-256 keys). So a
+//! token "signed" with `none`, or HS256-signed with a public key as the secret (the
+//! key-confusion attack), is refused. `exp`, `nbf`, `iss` and `aud` are always
+//! checked, with the configured leeway.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+/// Default clock skew allowed on `exp` and `nbf`.
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// At most one JWKS fetch per this interval, however many unknown `kid`s arrive:
+/// tokens with made-up kids must not turn the authorizer into a request amplifier.
+pub const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
+/// Bound on one JWKS fetch; the authorizer itself must answer well within 29 s.
+pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest token accepted, in bytes; the authorizer refuses longer ones unread.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Most roles kept from a token (the authorizer context is limited to 8 KB).
+pub const MAX_ROLES: usize = 32;
+
+/// What the verifier checks tokens against.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// HS256 shared secret, if HS256 tokens are accepted.
+    pub secret: Option<Vec<u8>>,
+    /// JWKS URL, if RS256/ES256 tokens are accepted.
+    pub jwks_url: Option<String>,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud` (one of the token's audiences).
+    pub audience: String,
+    pub leeway_secs: u64,
+    /// Least time between two JWKS fetches.
+    pub jwks_min_refresh: Duration,
+}
+
+// The secret must never reach a log line through `{:?}`.
+impl fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("jwks_url", &self.jwks_url)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_secs", &self.leeway_secs)
+            .field("jwks_min_refresh", &self.jwks_min_refresh)
+            .finish()
+    }
+}
+
+/// The verified identity in a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub roles: Vec<String>,
+    /// Epoch seconds.
+    pub exp: u64,
+}
+
+/// Why a token was refused. Messages never include the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+    #[error("the token's key id is unknown")]
+    UnknownKey,
+    #[error("the token's signature does not verify")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token's issuer is not accepted")]
+    Issuer,
+    #[error("the token's audience is not accepted")]
+    Audience,
+    #[error("the token lacks a valid claim: {0}")]
+    Claim(String),
+    #[error("the JWKS could not be fetched: {0}")]
+    Jwks(String),
+}
+
+impl From<jsonwebtoken::errors::Error> for JwtError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::ExpiredSignature => Self::Expired,
+            K::ImmatureSignature => Self::NotYetValid,
+            K::InvalidIssuer => Self::Issuer,
+            K::InvalidAudience => Self::Audience,
+            K::InvalidSignature => Self::Signature,
+            K::InvalidAlgorithm | K::MissingAlgorithm | K::InvalidAlgorithmName => Self::Algorithm,
+            K::MissingRequiredClaim(c) | K::InvalidClaimFormat(c) => Self::Claim(c.clone()),
+            K::InvalidSubject => Self::Claim("sub".into()),
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// The claims roomcast reads; the registered ones are checked by jsonwebtoken.
+#[derive(Deserialize)]
+struct Payload {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    roles: Roles,
+}
+
+/// `roles` as an array of strings, or one space-separated string.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Roles {
+    List(Vec<String>),
+    Text(String),
+    #[default]
+    None,
+}
+
+impl Roles {
+    /// Roles go into the authorizer context comma-joined, so names with commas (or
+    /// blanks) are dropped rather than split into roles the issuer never granted.
+    fn into_vec(self) -> Vec<String> {
+        let roles: Vec<String> = match self {
+            Self::List(list) => list,
+            Self::Text(text) => text.split_whitespace().map(str::to_owned).collect(),
+            Self::None => Vec::new(),
+        };
+        roles
+            .into_iter()
+            .filter(|r| {
+                !r.is_empty()
+                    && r.len() <= 128
+                    && !r.contains(',')
+                    && !r.contains(char::is_whitespace)
+            })
+            .take(MAX_ROLES)
+            .collect()
+    }
+}
+
+/// A JWKS key usable for verification, with the one algorithm allowed for it.
+#[derive(Clone)]
+struct KnownKey {
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// JWKS keys by `kid`, refreshed when an unknown `kid` arrives, at a bounded rate.
+struct JwksCache {
+    url: String,
+    client: reqwest::Client,
+    keys: RwLock<HashMap<String, KnownKey>>,
+    /// When the last fetch started; held across the fetch so that concurrent
+    /// misses wait for one fetch instead of each starting their own.
+    last_fetch: Mutex<Option<Instant>>,
+    min_refresh: Duration,
+}
+
+impl JwksCache {
+    async fn key(&self, kid: &str) -> Result<KnownKey, JwtError> {
+        if let Some(key) = self.keys.read().await.get(kid) {
+            return Ok(key.clone());
+        }
+        let mut last = self.last_fetch.lock().await;
+        // Another task may have fetched while this one waited for the lock.
+        if let Some(key) = self.keys.read().await.get(kid) {
+            return Ok(key.clone());
+        }
+        if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
+            return Err(JwtError::UnknownKey);
+        }
+        *last = Some(Instant::now());
+        let fetched = self.fetch().await?;
+        tracing::info!(keys = fetched.len(), "fetched JWKS");
+        let found = fetched.get(kid).cloned();
+        *self.keys.write().await = fetched;
+        found.ok_or(JwtError::UnknownKey)
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, KnownKey>, JwtError> {
+        #[derive(Deserialize)]
+        struct Set {
+            keys: Vec<serde_json::Value>,
+        }
+        let jwks_error = |e: reqwest::Error| JwtError::Jwks(e.without_url().to_string());
+        let set: Set = self
+            .client
+            .get(&self.url)
+            .timeout(JWKS_FETCH_TIMEOUT)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(jwks_error)?
+            .json()
+            .await
+            .map_err(jwks_error)?;
+        // Keys of types roomcast does not verify with are skipped, not fatal: a
+        // provider may publish encryption keys or new key types next to ours.
+        Ok(set
+            .keys
+            .into_iter()
+            .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                usable(&jwk).map(|key| (kid, key))
+            })
+            .collect())
+    }
+}
+
+fn usable(jwk: &Jwk) -> Option<KnownKey> {
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return None;
+    }
+    let algorithm = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+            Algorithm::ES256
+        }
+        _ => return None,
+    };
+    // A key that declares another algorithm is not ours to use with this one.
+    let expected = match algorithm {
+        Algorithm::RS256 => KeyAlgorithm::RS256,
+        _ => KeyAlgorithm::ES256,
+    };
+    if jwk
+        .common
+        .key_algorithm
+        .is_some_and(|declared| declared != expected)
+    {
+        return None;
+    }
+    DecodingKey::from_jwk(jwk)
+        .ok()
+        .map(|key| KnownKey { algorithm, key })
+}
+
+/// Verifies tokens against a [`JwtConfig`].
+pub struct Verifier {
+    config: JwtConfig,
+    secret: Option<DecodingKey>,
+    jwks: Option<JwksCache>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    pub fn new(config: JwtConfig) -> Self {
+        let secret = config.secret.as_deref().map(DecodingKey::from_secret);
+        let jwks = config.jwks_url.as_ref().map(|url| JwksCache {
+            url: url.clone(),
+            client: reqwest::Client::new(),
+            keys: RwLock::new(HashMap::new()),
+            last_fetch: Mutex::new(None),
+            min_refresh: config.jwks_min_refresh,
+        });
+        Self {
+            config,
+            secret,
+            jwks,
+        }
+    }
+
+    pub fn config(&self) -> &JwtConfig {
+        &self.config
+    }
+
+    /// Verifies `token` and returns its identity.
+    pub async fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return Err(JwtError::Malformed);
+        }
+        // The header is read only to choose among configured keys; its `alg` must
+        // then equal the one algorithm that key allows.
+        let header = decode_header(token).map_err(|_| JwtError::Malformed)?;
+        let (algorithm, key) = match (&header.kid, header.alg) {
+            (None, Algorithm::HS256) => match &self.secret {
+                Some(secret) => (Algorithm::HS256, secret.clone()),
+                None => return Err(JwtError::Algorithm),
+            },
+            (Some(kid), _) => match &self.jwks {
+                Some(jwks) => {
+                    let known = jwks.key(kid).await?;
+                    (known.algorithm, known.key)
+                }
+                // HS256 tokens may carry a kid; the secret is still the only HS256 key.
+                None if header.alg == Algorithm::HS256 => match &self.secret {
+                    Some(secret) => (Algorithm::HS256, secret.clone()),
+                    None => return Err(JwtError::Algorithm),
+                },
+                None => return Err(JwtError::Algorithm),
+            },
+            (None, _) => return Err(JwtError::UnknownKey),
+        };
+        if header.alg != algorithm {
+            return Err(JwtError::Algorithm);
+        }
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[&self.config.audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = self.config.leeway_secs;
+        let data = decode::<Payload>(token, &key, &validation)?;
+        let Payload { sub, exp, roles } = data.claims;
+        if sub.is_empty() {
+            return Err(JwtError::Claim("sub".into()));
+        }
+        Ok(Claims {
+            sub,
+            roles: roles.into_vec(),
+            exp,
+        })
+    }
+}

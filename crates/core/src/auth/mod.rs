@@ -1,0 +1,421 @@
+//! Authentication and abuse limits (docs/auth.md).
+//!
+//! - [`Authorizer`]: the `$connect` REQUEST authorizer: finds the token (query
+//!   parameter `token`, or the `Sec-WebSocket-Protocol` pair `bearer, <token>`),
+//!   verifies it ([`jwt`]) and answers with an IAM policy and a context that API
+//!   Gateway attaches to every later event of the connection.
+//! - [`Identity`]: that context, read back by the handlers.
+//! - [`policy`]: per-namespace rules for joining and sending, and rate limits.
+//! - [`ratelimit`]: the per-connection counters behind those limits.
+
+pub mod jwt;
+pub mod policy;
+pub mod ratelimit;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ApiGatewayCustomAuthorizerResponse, ApiGatewayWebsocketProxyRequestContext,
+};
+use aws_lambda_events::http::HeaderMap;
+use aws_lambda_events::http::header::SEC_WEBSOCKET_PROTOCOL;
+use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use serde_json::{Map, Value, json};
+
+use crate::config::ConfigError;
+use crate::names::{authorizer as ctx, env};
+use jwt::{DEFAULT_LEEWAY_SECS, JWKS_MIN_REFRESH, JwtConfig, Verifier};
+
+/// The subprotocol a browser offers before its token: `new WebSocket(url, ["bearer", token])`.
+pub const BEARER_PROTOCOL: &str = "bearer";
+/// The query string parameter carrying a token.
+pub const TOKEN_PARAMETER: &str = "token";
+/// The `principalId` of anonymous connections.
+pub const ANONYMOUS_PRINCIPAL: &str = "anonymous";
+
+/// Who is on a connection, as the authorizer context says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: Option<String>,
+    pub roles: Vec<String>,
+    /// Epoch seconds at which the token expires; `None` for anonymous connections.
+    pub token_expires_at: Option<u64>,
+}
+
+impl Identity {
+    /// Reads the authorizer context API Gateway attaches to an event.
+    pub fn from_context(context: &ApiGatewayWebsocketProxyRequestContext) -> Self {
+        let fields = &context.authorizer.fields;
+        let text = |key: &str| match fields.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        // API Gateway may hand context numbers back as strings: accept both.
+        let exp = match fields.get(ctx::EXP) {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        Self {
+            user_id: text(ctx::USER_ID),
+            roles: text(ctx::ROLES)
+                .map(|r| {
+                    r.split(',')
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            token_expires_at: exp,
+        }
+    }
+
+    /// Whether the token behind the connection has expired at `now` (epoch seconds).
+    pub fn expired(&self, now: u64) -> bool {
+        self.token_expires_at.is_some_and(|exp| exp < now)
+    }
+}
+
+/// The authorizer's configuration, read once from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `None`: no token can be verified (only anonymous connections, if allowed).
+    pub jwt: Option<JwtConfig>,
+    /// Whether a handshake without a token connects anonymously.
+    pub allow_anonymous: bool,
+}
+
+impl AuthConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads through `get`, like [`crate::config::Config::from_lookup`].
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let allow_anonymous = match non_empty(env::ALLOW_ANONYMOUS) {
+            None => false,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: env::ALLOW_ANONYMOUS,
+                        value: v,
+                        reason: "expected true or false",
+                    });
+                }
+            },
+        };
+        // The secret is never echoed back in an error.
+        let secret = get(env::JWT_SECRET).filter(|s| !s.is_empty());
+        if let Some(s) = &secret
+            && s.len() < 32
+        {
+            return Err(ConfigError::Invalid {
+                name: env::JWT_SECRET,
+                value: "<redacted>".into(),
+                reason: "an HS256 secret needs at least 32 bytes",
+            });
+        }
+        let jwks_url = non_empty(env::JWKS_URL).map(|u| u.trim().to_owned());
+        if let Some(url) = &jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: env::JWKS_URL,
+                value: url.clone(),
+                reason: "expected an https:// (or, locally, http://) URL",
+            });
+        }
+        let jwt = if secret.is_some() || jwks_url.is_some() {
+            // Without a fixed issuer and audience, a token minted for another service
+            // by the same identity provider would be accepted here.
+            let issuer = non_empty(env::JWT_ISSUER).ok_or(ConfigError::Missing(env::JWT_ISSUER))?;
+            let audience =
+                non_empty(env::JWT_AUDIENCE).ok_or(ConfigError::Missing(env::JWT_AUDIENCE))?;
+            let leeway_secs = match non_empty(env::JWT_LEEWAY_SECS) {
+                None => DEFAULT_LEEWAY_SECS,
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if n <= 300 => n,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            name: env::JWT_LEEWAY_SECS,
+                            value: v,
+                            reason: "expected whole seconds from 0 to 300",
+                        });
+                    }
+                },
+            };
+            Some(JwtConfig {
+                secret: secret.map(String::into_bytes),
+                jwks_url,
+                issuer: issuer.trim().to_owned(),
+                audience: audience.trim().to_owned(),
+                leeway_secs,
+                jwks_min_refresh: JWKS_MIN_REFRESH,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            jwt,
+            allow_anonymous,
+        })
+    }
+}
+
+/// The authorizer's answer, as API Gateway interprets it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// An Allow policy: the handshake proceeds to `$connect` with this context.
+    Allow(ApiGatewayCustomAuthorizerResponse),
+    /// A Deny policy: API Gateway answers 403.
+    Deny(ApiGatewayCustomAuthorizerResponse),
+    /// The error `Unauthorized`: API Gateway answers 401.
+    Unauthorized,
+}
+
+impl Decision {
+    /// The HTTP status API Gateway refuses the handshake with, if it does.
+    pub fn refusal_status(&self) -> Option<u16> {
+        match self {
+            Self::Allow(_) => None,
+            Self::Deny(_) => Some(403),
+            Self::Unauthorized => Some(401),
+        }
+    }
+}
+
+/// The `$connect` REQUEST authorizer.
+#[derive(Debug)]
+pub struct Authorizer {
+    verifier: Option<Verifier>,
+    allow_anonymous: bool,
+}
+
+impl Authorizer {
+    pub fn new(config: AuthConfig) -> Self {
+        Self {
+            verifier: config.jwt.map(Verifier::new),
+            allow_anonymous: config.allow_anonymous,
+        }
+    }
+
+    pub fn allows_anonymous(&self) -> bool {
+        self.allow_anonymous
+    }
+
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.verifier.as_ref()
+    }
+
+    /// Decides a handshake. A missing token is `Unauthorized` (401) unless anonymous
+    /// connections are allowed; a token that does not verify is denied (403), even
+    /// where anonymous connections are allowed, so a client never silently loses
+    /// the identity it asked for.
+    pub async fn authorize(
+        &self,
+        request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ) -> Decision {
+        let method_arn = request.method_arn.as_deref().unwrap_or_default();
+        let Some(token) = token_of(request) else {
+            if self.allow_anonymous {
+                return Decision::Allow(response(
+                    ANONYMOUS_PRINCIPAL,
+                    IamPolicyEffect::Allow,
+                    method_arn,
+                    Map::new(),
+                ));
+            }
+            tracing::info!("handshake without a token refused");
+            return Decision::Unauthorized;
+        };
+        let deny = || {
+            Decision::Deny(response(
+                ANONYMOUS_PRINCIPAL,
+                IamPolicyEffect::Deny,
+                method_arn,
+                Map::new(),
+            ))
+        };
+        let Some(verifier) = &self.verifier else {
+            tracing::info!("token refused: no verification key is configured");
+            return deny();
+        };
+        if method_arn.is_empty() {
+            tracing::warn!("authorizer request without a methodArn");
+            return deny();
+        }
+        match verifier.verify(token).await {
+            Ok(claims) => {
+                let mut context = Map::new();
+                context.insert(ctx::USER_ID.into(), json!(claims.sub));
+                context.insert(ctx::ROLES.into(), json!(claims.roles.join(",")));
+                context.insert(ctx::EXP.into(), json!(claims.exp));
+                Decision::Allow(response(
+                    &claims.sub,
+                    IamPolicyEffect::Allow,
+                    method_arn,
+                    context,
+                ))
+            }
+            Err(e) => {
+                // The reason is logged; the token never is.
+                tracing::info!(reason = %e, "token refused");
+                deny()
+            }
+        }
+    }
+}
+
+fn response(
+    principal: &str,
+    effect: IamPolicyEffect,
+    method_arn: &str,
+    context: Map<String, Value>,
+) -> ApiGatewayCustomAuthorizerResponse {
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".to_owned()];
+    statement.effect = effect;
+    statement.resource = vec![
+        if method_arn.is_empty() {
+            "*"
+        } else {
+            method_arn
+        }
+        .to_owned(),
+    ];
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some("2012-10-17".to_owned());
+    policy.statement = vec![statement];
+    let mut out = ApiGatewayCustomAuthorizerResponse::<Value>::default();
+    out.principal_id = Some(principal.to_owned());
+    out.policy_document = policy;
+    out.context = Value::Object(context);
+    out
+}
+
+/// The token of a handshake: the `token` query parameter, else the entry after
+/// `bearer` in `Sec-WebSocket-Protocol`.
+pub fn token_of(request: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Option<&str> {
+    if let Some(token) = request
+        .query_string_parameters
+        .first(TOKEN_PARAMETER)
+        .filter(|t| !t.is_empty())
+    {
+        return Some(token);
+    }
+    let headers = if request.headers.is_empty() {
+        &request.multi_value_headers
+    } else {
+        &request.headers
+    };
+    let mut offered = subprotocols(headers);
+    offered.find(|p| *p == BEARER_PROTOCOL)?;
+    offered.next().filter(|t| !t.is_empty())
+}
+
+/// Every subprotocol offered in `Sec-WebSocket-Protocol`, in order, across repeated headers.
+pub fn subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
+/// Reads the authorizer configuration and builds the authorizer, for cold start.
+pub fn authorizer_from_env() -> Result<Authorizer, ConfigError> {
+    Ok(Authorizer::new(AuthConfig::from_env()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn config_requires_issuer_and_audience_with_a_key() {
+        let none = AuthConfig::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(
+            none,
+            AuthConfig {
+                jwt: None,
+                allow_anonymous: false
+            }
+        );
+        let err = AuthConfig::from_lookup(lookup(&[(env::JWT_SECRET, SECRET)])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing(env::JWT_ISSUER));
+        let err = AuthConfig::from_lookup(lookup(&[
+            (env::JWKS_URL, "https://x/jwks.json"),
+            (env::JWT_ISSUER, "i"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err, ConfigError::Missing(env::JWT_AUDIENCE));
+        let ok = AuthConfig::from_lookup(lookup(&[
+            (env::JWT_SECRET, SECRET),
+            (env::JWT_ISSUER, "i"),
+            (env::JWT_AUDIENCE, "a"),
+            (env::JWT_LEEWAY_SECS, "5"),
+            (env::ALLOW_ANONYMOUS, "true"),
+        ]))
+        .unwrap();
+        assert!(ok.allow_anonymous);
+        assert_eq!(ok.jwt.as_ref().unwrap().leeway_secs, 5);
+        assert!(
+            !format!("{ok:?}").contains(SECRET),
+            "the secret is redacted"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_but_never_the_secret() {
+        for (name, value) in [
+            (env::JWT_SECRET, "short"),
+            (env::JWKS_URL, "ftp://x"),
+            (env::ALLOW_ANONYMOUS, "maybe"),
+            (env::JWT_LEEWAY_SECS, "9999"),
+        ] {
+            let err = AuthConfig::from_lookup(lookup(&[
+                (env::JWT_ISSUER, "i"),
+                (env::JWT_AUDIENCE, "a"),
+                (env::JWKS_URL, "https://ok"),
+                (name, value),
+            ]))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(name), "{err}");
+            if name == env::JWT_SECRET {
+                assert!(!err.contains(value), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn identity_from_context_accepts_numbers_and_strings() {
+        let mut context = ApiGatewayWebsocketProxyRequestContext::default();
+        assert_eq!(Identity::from_context(&context), Identity::default());
+        let fields = &mut context.authorizer.fields;
+        fields.insert("userId".into(), json!("alice"));
+        fields.insert("roles".into(), json!("admin,ops"));
+        fields.insert("exp".into(), json!("1700000000"));
+        let id = Identity::from_context(&context);
+        assert_eq!(id.user_id.as_deref(), Some("alice"));
+        assert_eq!(id.roles, ["admin", "ops"]);
+        assert_eq!(id.token_expires_at, Some(1_700_000_000));
+        assert!(id.expired(1_700_000_001));
+        assert!(!id.expired(1_700_000_000));
+        context.authorizer.fields.insert("exp".into(), json!(5));
+        assert_eq!(Identity::from_context(&context).token_expires_at, Some(5));
+    }
+}

@@ -1,0 +1,424 @@
+//! Namespace policies: who may join a room, who may send to it, and how fast.
+//!
+//! One JSON document (docs/auth.md) configures every namespace; a namespace it does
+//! not name gets the document's `default`, and fields a namespace leaves out come
+//! from that default too. The document is parsed and checked once, at cold start.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::Identity;
+use crate::protocol::{ErrorCode, ProtocolError, namespace};
+
+/// Who a rule lets through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// Any connection, anonymous ones included.
+    Anyone,
+    /// Any connection with a user id (a verified token).
+    Authenticated,
+    /// Connections whose token carries this role.
+    Role(String),
+    /// Only the user the room is named after: `<namespace>:<userId>`.
+    Owner,
+    /// No client; only backend services (the broadcast function) publish.
+    Nobody,
+}
+
+impl TryFrom<String> for Rule {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "anyone" => Ok(Self::Anyone),
+            "authenticated" => Ok(Self::Authenticated),
+            "owner" => Ok(Self::Owner),
+            "nobody" => Ok(Self::Nobody),
+            other => match other.strip_prefix("role:") {
+                Some(role) if valid_role(role) => Ok(Self::Role(role.to_owned())),
+                _ => Err(format!(
+                    "unknown rule {other:?}: expected \"anyone\", \"authenticated\", \"owner\", \
+                     \"nobody\" or \"role:<name>\" (a name without commas or spaces)"
+                )),
+            },
+        }
+    }
+}
+
+fn valid_role(role: &str) -> bool {
+    !role.is_empty()
+        && role.len() <= 128
+        && !role.contains(',')
+        && !role.contains(char::is_whitespace)
+}
+
+impl Rule {
+    fn allows(&self, identity: &Identity, room: &str) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::Authenticated => identity.user_id.is_some(),
+            Self::Role(role) => identity.roles.iter().any(|r| r == role),
+            Self::Owner => match (identity.user_id.as_deref(), room.split_once(':')) {
+                (Some(user), Some((_, owner))) => user == owner,
+                _ => false,
+            },
+            Self::Nobody => false,
+        }
+    }
+}
+
+/// A per-connection, per-namespace limit: at most `limit` room frames (join, leave,
+/// send) per fixed window of `window_secs`. A connection that reaches `close_after`
+/// times the limit within one window is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u64,
+    pub window_secs: u64,
+    pub close_after: u64,
+}
+
+/// Longest window: a day. Counter items live for their window plus a margin.
+pub const MAX_WINDOW_SECS: u64 = 86_400;
+
+impl Default for RateLimit {
+    /// Modest: 30 room frames per 10 s (3 a second on average, bursts allowed), and
+    /// a connection that sends three times that in one window is closed.
+    fn default() -> Self {
+        Self {
+            limit: 30,
+            window_secs: 10,
+            close_after: 3,
+        }
+    }
+}
+
+/// The resolved policy of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespacePolicy {
+    pub join: Rule,
+    pub send: Rule,
+    pub rate_limit: RateLimit,
+}
+
+impl NamespacePolicy {
+    /// The safe default: authenticated users may join and send; modest rate limit.
+    pub fn authenticated() -> Self {
+        Self {
+            join: Rule::Authenticated,
+            send: Rule::Authenticated,
+            rate_limit: RateLimit::default(),
+        }
+    }
+}
+
+/// What a frame asks to do in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Join,
+    Send,
+}
+
+/// Every namespace's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policies {
+    pub default: NamespacePolicy,
+    pub namespaces: BTreeMap<String, NamespacePolicy>,
+}
+
+impl Default for Policies {
+    /// What a deployment without ROOMCAST_POLICIES gets: [`NamespacePolicy::authenticated`]
+    /// everywhere.
+    fn default() -> Self {
+        Self {
+            default: NamespacePolicy::authenticated(),
+            namespaces: BTreeMap::new(),
+        }
+    }
+}
+
+/// The document as written: every field optional, unknown fields refused (a typo
+/// must not silently fall back to a default).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    #[serde(default)]
+    default: Option<PartialPolicy>,
+    #[serde(default)]
+    namespaces: BTreeMap<String, PartialPolicy>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PartialPolicy {
+    #[serde(default)]
+    join: Option<Rule>,
+    #[serde(default)]
+    send: Option<Rule>,
+    #[serde(default)]
+    rate_limit: Option<PartialRateLimit>,
+}
+
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Rule::try_from(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PartialRateLimit {
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    window_secs: Option<u64>,
+    #[serde(default)]
+    close_after: Option<u64>,
+}
+
+impl PartialPolicy {
+    fn resolve(self, base: &NamespacePolicy, name: &str) -> Result<NamespacePolicy, String> {
+        let r = self.rate_limit.unwrap_or_default();
+        let rate_limit = RateLimit {
+            limit: r.limit.unwrap_or(base.rate_limit.limit),
+            window_secs: r.window_secs.unwrap_or(base.rate_limit.window_secs),
+            close_after: r.close_after.unwrap_or(base.rate_limit.close_after),
+        };
+        if rate_limit.limit == 0 {
+            return Err(format!("{name}: rateLimit.limit must be at least 1"));
+        }
+        if !(1..=MAX_WINDOW_SECS).contains(&rate_limit.window_secs) {
+            return Err(format!(
+                "{name}: rateLimit.windowSecs must be 1 to {MAX_WINDOW_SECS}"
+            ));
+        }
+        if rate_limit.close_after < 2 {
+            return Err(format!(
+                "{name}: rateLimit.closeAfter must be at least 2 (a multiple of the limit)"
+            ));
+        }
+        Ok(NamespacePolicy {
+            join: self.join.unwrap_or_else(|| base.join.clone()),
+            send: self.send.unwrap_or_else(|| base.send.clone()),
+            rate_limit,
+        })
+    }
+}
+
+impl Policies {
+    /// Anyone may join and send everywhere, with the default rate limit: `roomcast
+    /// dev` without auth configuration, so the README quick start works.
+    pub fn open() -> Self {
+        Self {
+            default: NamespacePolicy {
+                join: Rule::Anyone,
+                send: Rule::Anyone,
+                rate_limit: RateLimit::default(),
+            },
+            namespaces: BTreeMap::new(),
+        }
+    }
+
+    /// Parses and checks a policy document; the error says what is wrong and where.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let doc: Document = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let default = doc
+            .default
+            .unwrap_or_default()
+            .resolve(&NamespacePolicy::authenticated(), "default")?;
+        let mut namespaces = BTreeMap::new();
+        for (name, partial) in doc.namespaces {
+            let valid_name = name.len() <= 128
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'));
+            if !valid_name {
+                return Err(format!(
+                    "namespace {name:?}: names are at most 128 bytes of A-Z a-z 0-9 _ . @ - \
+                     (\"\" is the namespace of rooms without a colon)"
+                ));
+            }
+            let policy = partial.resolve(&default, &format!("namespaces.{name}"))?;
+            namespaces.insert(name, policy);
+        }
+        Ok(Self {
+            default,
+            namespaces,
+        })
+    }
+
+    /// The policy of the namespace `room` is in.
+    pub fn for_room(&self, room: &str) -> &NamespacePolicy {
+        self.namespaces
+            .get(namespace(room))
+            .unwrap_or(&self.default)
+    }
+
+    /// Whether `identity` may do `action` in `room`; `forbidden` if not.
+    pub fn check(
+        &self,
+        action: Action,
+        room: &str,
+        identity: &Identity,
+    ) -> Result<(), ProtocolError> {
+        let policy = self.for_room(room);
+        let (rule, verb) = match action {
+            Action::Join => (&policy.join, "join"),
+            Action::Send => (&policy.send, "send to"),
+        };
+        if rule.allows(identity, room) {
+            Ok(())
+        } else {
+            let why = match rule {
+                Rule::Authenticated => "sign in first",
+                Rule::Role(_) => "a role you do not have is required",
+                Rule::Owner => "only its owner may",
+                Rule::Nobody => "only backend services publish there",
+                Rule::Anyone => "",
+            };
+            Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                format!("you may not {verb} {room:?}: {why}"),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, roles: &[&str]) -> Identity {
+        Identity {
+            user_id: Some(id.to_owned()),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            token_expires_at: None,
+        }
+    }
+
+    #[test]
+    fn documents_resolve_with_inheritance() {
+        let p = Policies::parse(
+            r#"{
+              "default": {"join": "anyone", "rateLimit": {"limit": 5}},
+              "namespaces": {
+                "user": {"join": "owner", "send": "owner"},
+                "admin": {"join": "role:admin", "send": "role:admin", "rateLimit": {"windowSecs": 60}},
+                "news": {"send": "nobody"},
+                "": {"join": "authenticated"}
+              }
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(p.default.join, Rule::Anyone);
+        assert_eq!(p.default.send, Rule::Authenticated);
+        assert_eq!(p.default.rate_limit.limit, 5);
+        let admin = p.for_room("admin:ops");
+        assert_eq!(
+            admin.rate_limit,
+            RateLimit {
+                limit: 5,
+                window_secs: 60,
+                close_after: 3
+            }
+        );
+        assert_eq!(p.for_room("news:today").join, Rule::Anyone);
+        assert_eq!(p.for_room("lobby").join, Rule::Authenticated);
+        assert_eq!(p.for_room("other:x"), &p.default);
+    }
+
+    #[test]
+    fn rules_decide() {
+        let p = Policies::parse(
+            r#"{"namespaces": {
+                "user": {"join": "owner", "send": "owner"},
+                "admin": {"join": "role:admin"},
+                "news": {"join": "anyone", "send": "nobody"}
+            }}"#,
+        )
+        .unwrap();
+        let anon = Identity::default();
+        let alice = user("alice", &[]);
+        let root = user("root", &["admin", "ops"]);
+        let code = |r: Result<(), ProtocolError>| r.map_err(|e| e.code);
+        // Safe default: authenticated only.
+        assert_eq!(
+            code(p.check(Action::Join, "chat:1", &anon)),
+            Err(ErrorCode::Forbidden)
+        );
+        assert_eq!(code(p.check(Action::Join, "chat:1", &alice)), Ok(()));
+        assert_eq!(
+            code(p.check(Action::Send, "lobby", &anon)),
+            Err(ErrorCode::Forbidden)
+        );
+        // Owner rooms.
+        assert_eq!(code(p.check(Action::Join, "user:alice", &alice)), Ok(()));
+        assert_eq!(
+            code(p.check(Action::Join, "user:alice", &root)),
+            Err(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            code(p.check(Action::Join, "user:alice:x", &alice)),
+            Err(ErrorCode::Forbidden)
+        );
+        // `user` has no colon: it is in the "" namespace, under the default.
+        assert_eq!(code(p.check(Action::Join, "user", &alice)), Ok(()));
+        assert_eq!(
+            code(p.check(Action::Join, "user:", &anon)),
+            Err(ErrorCode::Forbidden)
+        );
+        // Roles.
+        assert_eq!(code(p.check(Action::Join, "admin:x", &root)), Ok(()));
+        assert_eq!(
+            code(p.check(Action::Join, "admin:x", &alice)),
+            Err(ErrorCode::Forbidden)
+        );
+        // Backend-only publishing.
+        assert_eq!(code(p.check(Action::Join, "news:1", &anon)), Ok(()));
+        assert_eq!(
+            code(p.check(Action::Send, "news:1", &root)),
+            Err(ErrorCode::Forbidden)
+        );
+        // Open.
+        assert_eq!(
+            code(Policies::open().check(Action::Send, "x", &anon)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn bad_documents_are_refused_with_a_reason() {
+        for (doc, needle) in [
+            ("not json", "expected"),
+            (
+                r#"{"namespaces":{"a":{"join":"everyone"}}}"#,
+                "unknown rule",
+            ),
+            (r#"{"namespaces":{"a":{"join":"role:"}}}"#, "unknown rule"),
+            (
+                r#"{"namespaces":{"a":{"join":"role:a,b"}}}"#,
+                "unknown rule",
+            ),
+            (r#"{"namespaces":{"a":{"jion":"anyone"}}}"#, "unknown field"),
+            (r#"{"namespace":{}}"#, "unknown field"),
+            (r#"{"namespaces":{"a:b":{}}}"#, "namespace \"a:b\""),
+            (
+                r#"{"namespaces":{"a":{"rateLimit":{"limit":0}}}}"#,
+                "namespaces.a: rateLimit.limit",
+            ),
+            (
+                r#"{"default":{"rateLimit":{"windowSecs":0}}}"#,
+                "default: rateLimit.windowSecs",
+            ),
+            (
+                r#"{"default":{"rateLimit":{"closeAfter":1}}}"#,
+                "closeAfter",
+            ),
+            (r#"{"default":{"rateLimit":{"limit":-1}}}"#, "invalid value"),
+        ] {
+            let err = Policies::parse(doc).unwrap_err();
+            assert!(err.contains(needle), "{doc}: {err}");
+        }
+        assert_eq!(Policies::parse("{}").unwrap(), Policies::default());
+    }
+}

@@ -1,0 +1,160 @@
+//! The `$connect` REQUEST authorizer, run as API Gateway runs it: before the
+//! `$connect` integration, with the handshake's headers and query string. A Deny
+//! policy refuses the handshake with 403, the error `Unauthorized` with 401, and an
+//! authorizer that fails or times out with 500; an Allow policy's context (plus
+//! `principalId`) becomes `requestContext.authorizer` on every event of the
+//! connection. Tokens are never logged.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayRequestAuthorizer,
+};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use roomcast_core::auth::Decision;
+use roomcast_core::names::{authorizer as ctx, route};
+use serde_json::{Value, json};
+
+use crate::Gateway;
+use crate::events::{ConnectionContext, gateway_id};
+
+/// The account id in the ARNs the emulator reports.
+pub const LOCAL_ACCOUNT: &str = "000000000000";
+
+/// Runs the gateway's authorizer, if it has one, for a handshake. `Ok` carries the
+/// authorizer context for the connection (empty without an authorizer); `Err` the
+/// response refusing the handshake.
+pub(crate) async fn authorize(
+    gateway: &Gateway,
+    context: &ConnectionContext,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    now_ms: u64,
+) -> Result<ApiGatewayRequestAuthorizer, Response> {
+    let Some(authorizer) = gateway.options().authorizer.clone() else {
+        return Ok(ApiGatewayRequestAuthorizer::default());
+    };
+    let request = match request(gateway, context, headers, query, now_ms) {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::error!(error = %e, "could not build the authorizer request");
+            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        }
+    };
+    let limit = gateway.options().integration_timeout;
+    // A task of its own, like a Lambda invocation: a panic fails this handshake only.
+    let run =
+        tokio::spawn(
+            async move { tokio::time::timeout(limit, authorizer.authorize(&request)).await },
+        );
+    let decision = match run.await {
+        Ok(Ok(decision)) => decision,
+        Ok(Err(_elapsed)) => {
+            tracing::warn!(connection_id = %context.connection_id, "the authorizer timed out");
+            return Err(message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            ));
+        }
+        Err(_panicked) => {
+            tracing::warn!(connection_id = %context.connection_id, "the authorizer failed");
+            return Err(message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            ));
+        }
+    };
+    match decision {
+        Decision::Allow(response) => {
+            let mut authorizer = ApiGatewayRequestAuthorizer::default();
+            if let Value::Object(fields) = response.context {
+                authorizer.fields.extend(fields);
+            }
+            if let Some(principal) = response.principal_id {
+                authorizer
+                    .fields
+                    .insert(ctx::PRINCIPAL_ID.to_owned(), json!(principal));
+            }
+            Ok(authorizer)
+        }
+        Decision::Deny(_) => {
+            tracing::info!(connection_id = %context.connection_id, "the authorizer denied the handshake");
+            Err(message(StatusCode::FORBIDDEN, "Forbidden"))
+        }
+        Decision::Unauthorized => {
+            tracing::info!(connection_id = %context.connection_id, "the authorizer refused the handshake");
+            Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"))
+        }
+    }
+}
+
+/// API Gateway's JSON error body.
+fn message(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "message": text }).to_string(),
+    )
+        .into_response()
+}
+
+/// The REQUEST authorizer event API Gateway sends for a WebSocket `$connect`.
+fn request(
+    gateway: &Gateway,
+    context: &ConnectionContext,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    now_ms: u64,
+) -> Result<ApiGatewayCustomAuthorizerRequestTypeRequest, serde_json::Error> {
+    let options = gateway.options();
+    let mut single = BTreeMap::<String, String>::new();
+    let mut multi = BTreeMap::<String, Vec<String>>::new();
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else { continue };
+        single.insert(name.as_str().to_owned(), value.to_owned());
+        multi
+            .entry(name.as_str().to_owned())
+            .or_default()
+            .push(value.to_owned());
+    }
+    let mut query_single = BTreeMap::<String, String>::new();
+    let mut query_multi = BTreeMap::<String, Vec<String>>::new();
+    for (name, value) in query {
+        query_single.insert(name.clone(), value.clone());
+        query_multi
+            .entry(name.clone())
+            .or_default()
+            .push(value.clone());
+    }
+    let method_arn = format!(
+        "arn:aws:execute-api:{}:{LOCAL_ACCOUNT}:{}/{}/{}",
+        options.region,
+        options.api_id,
+        options.stage,
+        route::CONNECT
+    );
+    serde_json::from_value(json!({
+        "type": "REQUEST",
+        "methodArn": method_arn,
+        "headers": single,
+        "multiValueHeaders": multi,
+        "queryStringParameters": query_single,
+        "multiValueQueryStringParameters": query_multi,
+        "stageVariables": {},
+        "requestContext": {
+            "routeKey": route::CONNECT,
+            "eventType": "CONNECT",
+            "extendedRequestId": gateway_id(),
+            "messageDirection": "IN",
+            "stage": options.stage,
+            "connectedAt": context.connected_at_ms,
+            "requestTimeEpoch": now_ms,
+            "identity": {"sourceIp": context.source_ip, "userAgent": context.user_agent},
+            "requestId": gateway_id(),
+            "domainName": context.domain_name,
+            "connectionId": context.connection_id,
+            "apiId": options.api_id,
+        },
+    }))
+}

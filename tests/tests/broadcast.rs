@@ -1,0 +1,266 @@
+//! The broadcast function in `roomcast dev`, over real sockets: invoked through the
+//! Lambda Invoke endpoint by crates/client (the AWS SDK for Rust) and by boto3,
+//! and fanned out under injected 410, 429 and 500 answers.
+
+mod support;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use roomcast_client::{Broadcast, Broadcaster, Error, Stats, Target};
+use roomcast_core::store::Store;
+use roomcast_core::store::memory::MemoryStore;
+use roomcast_local::{FaultKind, Faults, RunningGateway};
+use serde_json::{Value, json};
+use support::{Client, WAIT, connection_id, options, start, start_with};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn broadcaster(gateway: &RunningGateway, function: &str) -> Broadcaster {
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&support::sdk().await)
+            .endpoint_url(gateway.lambda_endpoint())
+            .build(),
+    );
+    Broadcaster::lambda(lambda, function)
+}
+
+async fn clients_in(gateway: &RunningGateway, room: &str, n: usize) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let mut c = Client::connect(&gateway.websocket_url()).await;
+        c.join(room).await;
+        clients.push(c);
+    }
+    clients
+}
+
+fn assert_adds_up(stats: &Stats) {
+    assert_eq!(
+        stats.recipients,
+        stats.delivered + stats.gone + stats.failed,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_broadcasts_through_the_lambda_endpoint() {
+    let gateway = start(options()).await;
+    let mut clients = clients_in(&gateway, "news", 3).await;
+    let mut outsider = Client::connect(&gateway.websocket_url()).await;
+    let b = broadcaster(&gateway, "broadcast").await;
+
+    let stats = b
+        .invoke(
+            &Broadcast::new(Target::room("news"), "headline")
+                .data(json!({"text": "hello"}))
+                .unwrap(),
+        )
+        .await
+        .expect("invoke succeeds");
+    assert_eq!(
+        (stats.recipients, stats.delivered, stats.gone, stats.failed),
+        (3, 3, 0, 0)
+    );
+    for c in &mut clients {
+        let event = c.next_json().await;
+        assert_eq!(event["type"], "event");
+        assert_eq!(event["room"], "news");
+        assert_eq!(event["event"], "headline");
+        assert_eq!(event["data"], json!({"text": "hello"}));
+        assert_eq!(
+            event["from"],
+            json!({"connectionId": null, "userId": null, "service": true})
+        );
+    }
+    outsider.assert_nothing_pending().await;
+
+    // Connection targets with except, under the template's logical id.
+    let [a, b_client, c] = &mut clients[..] else {
+        unreachable!()
+    };
+    let a_id = connection_id(a, b_client, "ids").await;
+    let c_id = connection_id(c, b_client, "ids2").await;
+    let by_logical_id = broadcaster(&gateway, "BroadcastFunction").await;
+    let stats = by_logical_id
+        .invoke(
+            &Broadcast::new(Target::connections([a_id.clone(), c_id.clone()]), "direct")
+                .except([c_id]),
+        )
+        .await
+        .unwrap();
+    assert_eq!((stats.recipients, stats.delivered), (1, 1));
+    let event = a.next_json().await;
+    assert_eq!(
+        (event["event"].as_str(), &event["room"]),
+        (Some("direct"), &Value::Null)
+    );
+    c.assert_nothing_pending().await;
+
+    // All connections.
+    let stats = b.invoke(&Broadcast::new(Target::All, "all")).await.unwrap();
+    assert_eq!((stats.recipients, stats.delivered), (4, 4));
+    for c in clients.iter_mut().chain([&mut outsider]) {
+        assert_eq!(c.next_json().await["event"], "all");
+    }
+
+    // A bad request is a function error with a clear message.
+    let err = b
+        .invoke(&Broadcast::new(Target::room("no spaces"), "e"))
+        .await
+        .unwrap_err();
+    match err {
+        Error::Function {
+            error_type,
+            message,
+        } => {
+            assert_eq!(error_type, "InvalidBroadcast");
+            assert!(message.contains("room"), "{message}");
+        }
+        other => panic!("expected a function error, got {other:?}"),
+    }
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn retries_deliver_everything_under_injected_429_and_500() {
+    let mut opts = options();
+    opts.faults =
+        Some(Faults::new(0.5, vec![FaultKind::Throttled, FaultKind::ServerError], 7).unwrap());
+    let gateway = start(opts).await;
+    let mut clients = clients_in(&gateway, "busy", 20).await;
+    let stats = broadcaster(&gateway, "broadcast")
+        .await
+        .invoke(
+            &Broadcast::new(Target::room("busy"), "tick")
+                .data(1)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_adds_up(&stats);
+    assert_eq!(
+        (stats.recipients, stats.delivered, stats.gone, stats.failed),
+        (20, 20, 0, 0)
+    );
+    assert!(stats.throttled_retries > 0, "{stats:?}");
+    for c in &mut clients {
+        let event = c.next_json().await;
+        assert_eq!(
+            (event["event"].as_str(), &event["data"]),
+            (Some("tick"), &json!(1))
+        );
+    }
+    gateway.shutdown().await.unwrap();
+}
+
+/// What a member saw of a broadcast: the event, or its connection closing.
+async fn event_or_close(client: &mut Client) -> Option<Value> {
+    loop {
+        let message = tokio::time::timeout(WAIT, client.stream().next())
+            .await
+            .expect("an event or a close in time");
+        match message {
+            Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).unwrap()),
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1001));
+                return None;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn gone_connections_are_cleaned_up_under_injected_410() {
+    let mut opts = options();
+    opts.faults = Some(
+        // Seeded: the first 20 decisions (one per member at least) include 410s.
+        Faults::new(
+            0.5,
+            vec![
+                FaultKind::Gone,
+                FaultKind::Throttled,
+                FaultKind::ServerError,
+            ],
+            3,
+        )
+        .unwrap(),
+    );
+    let store = Arc::new(MemoryStore::new());
+    let gateway = start_with(opts, store.clone(), "test".into()).await;
+    let mut clients = clients_in(&gateway, "lossy", 20).await;
+    let stats = broadcaster(&gateway, "broadcast")
+        .await
+        .invoke(&Broadcast::new(Target::room("lossy"), "e"))
+        .await
+        .unwrap();
+    assert_adds_up(&stats);
+    assert_eq!((stats.recipients, stats.failed), (20, 0), "{stats:?}");
+    assert!(stats.gone > 0, "{stats:?}");
+    let mut received = 0;
+    for c in &mut clients {
+        if event_or_close(c).await.is_some() {
+            received += 1;
+        }
+    }
+    assert_eq!(received, stats.delivered);
+    // The fan-out removed the gone connections before answering.
+    let now = roomcast_core::store::now_secs();
+    let page = store.members_page("lossy", None, 100, now).await.unwrap();
+    assert_eq!(page.members.len() as u64, stats.delivered);
+    let all = store.connections_page(None, 100, now).await.unwrap();
+    assert_eq!(all.connection_ids.len() as u64, stats.delivered);
+    gateway.shutdown().await.unwrap();
+}
+
+/// boto3 against the same endpoint: `pip install boto3` (CI installs it).
+#[tokio::test]
+async fn boto3_invokes_the_broadcast_function() {
+    let gateway = start(options()).await;
+    let mut clients = clients_in(&gateway, "py", 2).await;
+    let script = r#"
+import json, os, boto3
+client = boto3.client(
+    "lambda",
+    endpoint_url=os.environ["ENDPOINT"],
+    region_name="us-east-1",
+    aws_access_key_id="x",
+    aws_secret_access_key="x",
+)
+out = client.invoke(
+    FunctionName="BroadcastFunction",
+    Payload=json.dumps({"room": "py", "event": "from-python", "data": [1, 2]}),
+)
+assert "FunctionError" not in out, out
+print(out["Payload"].read().decode())
+"#;
+    let endpoint = gateway.lambda_endpoint();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .env("ENDPOINT", endpoint)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "boto3 script failed (is boto3 installed? pip install boto3): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stats: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (&stats["recipients"], &stats["delivered"]),
+        (&json!(2), &json!(2))
+    );
+    for c in &mut clients {
+        let event = c.next_json().await;
+        assert_eq!(
+            (event["event"].as_str(), &event["data"]),
+            (Some("from-python"), &json!([1, 2]))
+        );
+    }
+    gateway.shutdown().await.unwrap();
+}
