@@ -214,20 +214,53 @@ async fn gone_connections_are_cleaned_up_under_injected_410() {
     gateway.shutdown().await.unwrap();
 }
 
-/// boto3 against the same endpoint: `pip install boto3` (CI installs it).
+/// Invokes the broadcast function on roomcast dev through another AWS SDK, with
+/// nothing but the endpoint changed, and checks both members of `room` got the event.
+/// `command` gets the Lambda endpoint and prints the function's JSON result.
+async fn external_sdk_broadcasts(
+    room: &str,
+    event: &str,
+    command: impl FnOnce(String) -> std::process::Command + Send + 'static,
+) {
+    let gateway = start(options()).await;
+    let mut clients = clients_in(&gateway, room, 2).await;
+    let mut command = command(gateway.lambda_endpoint());
+    command
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("the SDK's program runs");
+    assert!(
+        output.status.success(),
+        "{room}: the SDK call failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stats: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{room}: {e}: {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(
+        (&stats["recipients"], &stats["delivered"]),
+        (&json!(2), &json!(2))
+    );
+    for c in &mut clients {
+        let got = c.next_json().await;
+        assert_eq!(
+            (got["event"].as_str(), &got["data"]),
+            (Some(event), &json!([1, 2]))
+        );
+    }
+    gateway.shutdown().await.unwrap();
+}
+
+/// boto3 (`pip install boto3`; .ci/run installs it).
 #[tokio::test]
 async fn boto3_invokes_the_broadcast_function() {
-    let gateway = start(options()).await;
-    let mut clients = clients_in(&gateway, "py", 2).await;
     let script = r#"
 import json, os, boto3
-client = boto3.client(
-    "lambda",
-    endpoint_url=os.environ["ENDPOINT"],
-    region_name="us-east-1",
-    aws_access_key_id="x",
-    aws_secret_access_key="x",
-)
+client = boto3.client("lambda", endpoint_url=os.environ["ENDPOINT"])
 out = client.invoke(
     FunctionName="BroadcastFunction",
     Payload=json.dumps({"room": "py", "event": "from-python", "data": [1, 2]}),
@@ -235,32 +268,62 @@ out = client.invoke(
 assert "FunctionError" not in out, out
 print(out["Payload"].read().decode())
 "#;
-    let endpoint = gateway.lambda_endpoint();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", script])
-            .env("ENDPOINT", endpoint)
-            .output()
+    external_sdk_broadcasts("py", "from-python", move |endpoint| {
+        let mut c = std::process::Command::new("python3");
+        c.args(["-c", script]).env("ENDPOINT", endpoint);
+        c
     })
-    .await
-    .unwrap()
-    .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "boto3 script failed (is boto3 installed? pip install boto3): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stats: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(
-        (&stats["recipients"], &stats["delivered"]),
-        (&json!(2), &json!(2))
-    );
-    for c in &mut clients {
-        let event = c.next_json().await;
-        assert_eq!(
-            (event["event"].as_str(), &event["data"]),
-            (Some("from-python"), &json!([1, 2]))
-        );
-    }
-    gateway.shutdown().await.unwrap();
+    .await;
+}
+
+/// The AWS CLI (`pip install awscli`, v1; .ci/run installs it), run as
+/// `python3 -m awscli` so no console-script shim is needed on PATH. v1 takes the
+/// payload as raw text; v2 needs `--cli-binary-format raw-in-base64-out`.
+#[tokio::test]
+async fn aws_cli_invokes_the_broadcast_function() {
+    // The CLI writes the payload to a file and prints its own summary; keep them apart.
+    let out = std::env::temp_dir().join(format!("roomcast-cli-{}.json", std::process::id()));
+    let script = r#"
+fe=$(python3 -m awscli lambda invoke --endpoint-url "$ENDPOINT" --function-name broadcast \
+  --payload '{"room":"cli","event":"from-cli","data":[1,2]}' \
+  --query FunctionError --output text "$OUT") || exit 1
+[ "$fe" = None ] || { echo "function error: $fe" >&2; exit 1; }
+cat "$OUT"
+"#;
+    external_sdk_broadcasts("cli", "from-cli", move |endpoint| {
+        let mut c = std::process::Command::new("sh");
+        c.args(["-c", script])
+            .env("ENDPOINT", endpoint)
+            .env("OUT", out);
+        c
+    })
+    .await;
+}
+
+/// The AWS SDK for JavaScript v3 (`@aws-sdk/client-lambda`, pinned in infra/package.json).
+#[tokio::test]
+async fn javascript_sdk_invokes_the_broadcast_function() {
+    let script = r#"
+const { LambdaClient, InvokeCommand } = require("@aws-sdk/client-lambda");
+const client = new LambdaClient({ endpoint: process.env.ENDPOINT });
+client
+  .send(new InvokeCommand({
+    FunctionName: "broadcast",
+    Payload: JSON.stringify({ room: "js", event: "from-js", data: [1, 2] }),
+  }))
+  .then((out) => {
+    if (out.FunctionError) throw new Error(out.FunctionError);
+    process.stdout.write(Buffer.from(out.Payload).toString());
+  })
+  .catch((e) => { console.error(e); process.exit(1); });
+"#;
+    let infra = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra");
+    external_sdk_broadcasts("js", "from-js", move |endpoint| {
+        let mut c = std::process::Command::new("node");
+        c.args(["-e", script])
+            .current_dir(infra)
+            .env("ENDPOINT", endpoint);
+        c
+    })
+    .await;
 }
