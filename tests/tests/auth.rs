@@ -47,6 +47,7 @@ fn authorizer(allow_anonymous: bool) -> Arc<Authorizer> {
             audience: AUD.into(),
             leeway_secs: 0,
             jwks_min_refresh: roomcast_core::auth::jwt::JWKS_MIN_REFRESH,
+            jwks_max_age: roomcast_core::auth::jwt::JWKS_MAX_AGE,
         }),
         allow_anonymous,
     }))

@@ -11,6 +11,7 @@
 //! Posting, retries and 410 cleanup are the fan-out engine's ([`crate::fanout`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
@@ -20,7 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::App;
 use crate::config::GATEWAY_MAX_PAYLOAD;
-use crate::fanout::{Fanout, FanoutStats, PAGE_SIZE, Recipients, RetryPolicy};
+use crate::fanout::{Fanout, FanoutStats, Incomplete, PAGE_SIZE, Recipients, RetryPolicy};
 use crate::protocol::{MAX_EVENT_BYTES, validate_room};
 use crate::store::{StoreError, now_millis, now_secs};
 
@@ -33,6 +34,17 @@ pub const MAX_CONFLATE_BYTES: usize = 256;
 /// Groups of one SQS batch fanned out at the same time; each fan-out keeps its
 /// own `ROOMCAST_FANOUT_CONCURRENCY` posts in flight.
 pub const GROUP_CONCURRENCY: usize = 4;
+/// The broadcast function's timeout (template.yaml `BroadcastFunction.Timeout`,
+/// docs/broadcast.md); `roomcast dev` runs it with the same limit.
+pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// No SQS message (or group) is started with less than this left before the
+/// invocation's deadline: unstarted messages are reported as failures instead, so
+/// the batch is not cut off by the timeout and redelivered whole. Above the fan-out's
+/// 10 s retry deadline, so a message started in time can finish its retries.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
+/// Most recipients a group of several SQS messages reads once and holds; a larger
+/// room or user is streamed once per message instead. `all` is always streamed.
+pub const MAX_LISTED: usize = MAX_IDS;
 
 /// Who a broadcast goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -310,12 +322,14 @@ pub fn is_sqs_event(payload: &Value) -> bool {
 }
 
 /// The function's handler: an SQS event gets an [`SqsBatchResponse`], anything
-/// else is a direct invocation and gets its [`FanoutStats`].
-pub async fn handle(app: &App, payload: Value) -> Result<Value, BroadcastError> {
+/// else is a direct invocation and gets its [`FanoutStats`]. `deadline_ms` is the
+/// invocation's deadline in epoch milliseconds (Lambda's `Context::deadline`); see
+/// [`handle_sqs`].
+pub async fn handle(app: &App, payload: Value, deadline_ms: u64) -> Result<Value, BroadcastError> {
     if is_sqs_event(&payload) {
         let event: SqsEvent = serde_json::from_value(payload)
             .map_err(|e| invalid(format!("not an SQS event: {e}")))?;
-        let response = handle_sqs(app, event).await;
+        let response = handle_sqs(app, event, deadline_ms).await;
         return serde_json::to_value(response).map_err(|e| invalid(e.to_string()));
     }
     // Parsed from text so `data` is kept as raw JSON, as for client frames.
@@ -336,11 +350,16 @@ struct Queued {
 ///
 /// - malformed messages (they fail again, and so reach the dead-letter queue
 ///   after `maxReceiveCount` receives, where they can be inspected);
-/// - messages whose recipients could not be read.
+/// - messages whose recipients could not be read before any post went out;
+/// - messages not started because less than [`DEADLINE_MARGIN`] was left before
+///   `deadline_ms` (the invocation's deadline, epoch milliseconds): a batch that
+///   ran into the timeout would come back whole, delivered messages included.
 ///
 /// Posts that fail for good after their retries are counted, not retried: a
-/// retried message would reach its other recipients twice.
-pub async fn handle_sqs(app: &App, event: SqsEvent) -> SqsBatchResponse {
+/// retried message would reach its other recipients twice. For the same reason
+/// a message whose recipients stopped being readable after some posts went out
+/// is logged and not retried.
+pub async fn handle_sqs(app: &App, event: SqsEvent, deadline_ms: u64) -> SqsBatchResponse {
     let mut failures: Vec<String> = Vec::new();
     let mut kept: Vec<(u64, usize, Queued)> = Vec::new();
     for (position, message) in event.records.into_iter().enumerate() {
@@ -381,7 +400,21 @@ pub async fn handle_sqs(app: &App, event: SqsEvent) -> SqsBatchResponse {
     }
     let groups: Vec<Vec<Queued>> = groups.into_values().collect();
     for chunk in groups.chunks(GROUP_CONCURRENCY) {
-        let results = futures::future::join_all(chunk.iter().map(|g| send_group(app, g))).await;
+        if out_of_time(deadline_ms) {
+            let unstarted: Vec<String> = chunk
+                .iter()
+                .flatten()
+                .map(|q| q.message_id.clone())
+                .collect();
+            tracing::warn!(
+                messages = unstarted.len(),
+                "invocation deadline near; messages left for redelivery"
+            );
+            failures.extend(unstarted);
+            continue;
+        }
+        let results =
+            futures::future::join_all(chunk.iter().map(|g| send_group(app, g, deadline_ms))).await;
         failures.extend(results.into_iter().flatten());
     }
     let mut response = SqsBatchResponse::default();
@@ -439,8 +472,14 @@ fn conflate(messages: Vec<Queued>) -> Vec<Queued> {
         .collect()
 }
 
+/// Whether less than [`DEADLINE_MARGIN`] is left before `deadline_ms`.
+fn out_of_time(deadline_ms: u64) -> bool {
+    let margin = u64::try_from(DEADLINE_MARGIN.as_millis()).unwrap_or(u64::MAX);
+    deadline_ms.saturating_sub(now_millis()) < margin
+}
+
 /// Fans out one group's messages in order; returns the ids of those to retry.
-async fn send_group(app: &App, group: &[Queued]) -> Vec<String> {
+async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String> {
     let all_ids = || group.iter().map(|q| q.message_id.clone()).collect();
     let Ok(endpoint) = endpoint(app) else {
         tracing::error!("no @connections endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT");
@@ -449,20 +488,26 @@ async fn send_group(app: &App, group: &[Queued]) -> Vec<String> {
     let Some(first) = group.first() else {
         return Vec::new();
     };
+    if out_of_time(deadline_ms) {
+        return all_ids();
+    }
     let except: Vec<&str> = first.broadcast.except.iter().map(String::as_str).collect();
     let fanout = fanout(app, endpoint);
     let now = now_secs();
-    // One message: stream the recipients as the direct path does. More: read the
-    // recipients once and post every message to the same list.
+    // One message, or `all`: stream the recipients as the direct path does. More:
+    // read the recipients once, up to `MAX_LISTED`, and post every message to the
+    // same list.
     let listed;
-    let target = if group.len() == 1 {
-        recipients(&first.broadcast.target)
+    let streamed = recipients(&first.broadcast.target);
+    let target = if group.len() == 1 || first.broadcast.target == Target::All {
+        streamed
     } else {
         match list_recipients(app, &first.broadcast.target, now).await {
-            Ok(ids) => {
+            Ok(Some(ids)) => {
                 listed = ids;
                 Recipients::Connections(&listed)
             }
+            Ok(None) => streamed,
             Err(e) => {
                 tracing::error!(error = %e, "reading broadcast recipients failed");
                 return all_ids();
@@ -470,35 +515,59 @@ async fn send_group(app: &App, group: &[Queued]) -> Vec<String> {
         }
     };
     let mut retry = Vec::new();
-    for queued in group {
-        let result = match queued.broadcast.frame(now_millis()) {
-            Ok(payload) => fanout
-                .to(target, &except, payload, now)
-                .await
-                .map_err(BroadcastError::from),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(stats) => log_stats("queued broadcast", &stats),
+    for (i, queued) in group.iter().enumerate() {
+        if out_of_time(deadline_ms) {
+            let unstarted: Vec<String> = group[i..].iter().map(|q| q.message_id.clone()).collect();
+            tracing::warn!(
+                messages = unstarted.len(),
+                "invocation deadline near; messages left for redelivery"
+            );
+            retry.extend(unstarted);
+            break;
+        }
+        let payload = match queued.broadcast.frame(now_millis()) {
+            Ok(payload) => payload,
             // Too large fails again: let it reach the dead-letter queue.
             Err(e) => {
                 tracing::warn!(message_id = queued.message_id, error = %e, "queued broadcast failed");
                 retry.push(queued.message_id.clone());
+                continue;
+            }
+        };
+        match fanout.send(target, &except, payload, now).await {
+            Ok(stats) => log_stats("queued broadcast", &stats),
+            // Nothing went out: retrying sends it once.
+            Err(Incomplete { stats, error }) if stats.recipients == 0 => {
+                tracing::warn!(message_id = queued.message_id, error = %error, "queued broadcast failed");
+                retry.push(queued.message_id.clone());
+            }
+            // Some posts went out: a retry would reach them twice. Count and log.
+            Err(Incomplete { stats, error }) => {
+                tracing::error!(
+                    message_id = queued.message_id,
+                    error = %error,
+                    "queued broadcast incomplete: reading recipients failed after some posts; not retried"
+                );
+                log_stats("incomplete queued broadcast", &stats);
             }
         }
     }
     retry
 }
 
-/// Every live recipient of a paged target, read once.
-async fn list_recipients(app: &App, target: &Target, now: u64) -> Result<Vec<String>, StoreError> {
+/// Every live recipient of a paged target, read once; `None` past [`MAX_LISTED`].
+async fn list_recipients(
+    app: &App,
+    target: &Target,
+    now: u64,
+) -> Result<Option<Vec<String>>, StoreError> {
     let store = app.store.as_ref();
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let c = cursor.as_deref();
         let (page, next) = match target {
-            Target::Connections(list) => return Ok(list.clone()),
+            Target::Connections(list) => return Ok(Some(list.clone())),
             Target::Room(room) => {
                 let page = store.members_page(room, c, PAGE_SIZE, now).await?;
                 (
@@ -516,9 +585,12 @@ async fn list_recipients(app: &App, target: &Target, now: u64) -> Result<Vec<Str
             }
         };
         ids.extend::<Vec<String>>(page);
+        if ids.len() > MAX_LISTED {
+            return Ok(None);
+        }
         match next {
             Some(next) => cursor = Some(next),
-            None => return Ok(ids),
+            None => return Ok(Some(ids)),
         }
     }
 }
@@ -537,7 +609,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let app = &app;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| async move {
-            handle(app, event.payload).await
+            handle(app, event.payload, event.context.deadline).await
         },
     ))
     .await

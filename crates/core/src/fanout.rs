@@ -72,6 +72,14 @@ pub struct FanoutStats {
     pub ms: u64,
 }
 
+/// A fan-out cut short by a failed recipient read. The recipients already read
+/// were still posted to: `stats` says what went out before and after the failure.
+#[derive(Debug)]
+pub struct Incomplete {
+    pub stats: FanoutStats,
+    pub error: StoreError,
+}
+
 /// Who a fan-out posts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recipients<'a> {
@@ -144,11 +152,9 @@ impl Fanout<'_> {
         self.to(Recipients::Room(room), &except, payload, now).await
     }
 
-    /// Posts `payload` to every one of `recipients` but those in `except`.
-    ///
-    /// A written-out loop rather than stream combinators: its future stays `Send`
-    /// (closures borrowing `self` inside `try_unfold` hit rust-lang/rust#100013), so
-    /// callers can `tokio::spawn` a handler.
+    /// Posts `payload` to every one of `recipients` but those in `except`. A failed
+    /// recipient read is an error even if some posts went out; see [`Self::send`]
+    /// to keep what was done.
     pub async fn to(
         &self,
         recipients: Recipients<'_>,
@@ -156,6 +162,25 @@ impl Fanout<'_> {
         payload: Bytes,
         now: u64,
     ) -> Result<FanoutStats, StoreError> {
+        self.send(recipients, except, payload, now)
+            .await
+            .map_err(|incomplete| incomplete.error)
+    }
+
+    /// Posts `payload` to every one of `recipients` but those in `except`. When a
+    /// recipient page cannot be read, no further page is read, the recipients
+    /// already read are still posted to, and the stats come back in [`Incomplete`].
+    ///
+    /// A written-out loop rather than stream combinators: its future stays `Send`
+    /// (closures borrowing `self` inside `try_unfold` hit rust-lang/rust#100013), so
+    /// callers can `tokio::spawn` a handler.
+    pub async fn send(
+        &self,
+        recipients: Recipients<'_>,
+        except: &[&str],
+        payload: Bytes,
+        now: u64,
+    ) -> Result<FanoutStats, Incomplete> {
         let started = Instant::now();
         let concurrency = self.concurrency.max(1);
         let except: HashSet<&str> = except.iter().copied().collect();
@@ -187,8 +212,10 @@ impl Fanout<'_> {
             })
         };
         let mut queued: VecDeque<String> = VecDeque::new();
-        // Ids already posted to; a list may repeat one, and a Scan that runs
-        // while the table changes may return one twice.
+        // Ids already posted to, for explicit lists only: a list may repeat an id
+        // (and is bounded by `MAX_IDS`), while paginated Query and Scan pages return
+        // each key once, so paged targets keep no per-recipient state.
+        let dedup = matches!(recipients, Recipients::Connections(_));
         let mut seen: HashSet<String> = HashSet::new();
         let (source, mut next_page) = match recipients {
             Recipients::Room(room) => {
@@ -207,24 +234,31 @@ impl Fanout<'_> {
         };
         let mut in_flight = FuturesUnordered::new();
         let mut stats = FanoutStats::default();
+        let mut failure: Option<StoreError> = None;
         loop {
             while in_flight.len() < concurrency {
                 let Some(connection_id) = queued.pop_front() else {
                     break;
                 };
-                if except.contains(connection_id.as_str()) || !seen.insert(connection_id.clone()) {
+                if except.contains(connection_id.as_str())
+                    || (dedup && !seen.insert(connection_id.clone()))
+                {
                     continue;
                 }
                 let payload = payload.clone();
                 in_flight.push(async move { self.deliver(&connection_id, payload, started).await });
             }
             // The next page is read while this one's posts are in flight, and only
-            // once the queue runs low, so memory stays at about two pages.
+            // once the queue runs low, so memory stays at about two pages for paged
+            // targets (a `Connections` list is held whole, with its `seen` set).
             let want_page = next_page.is_some() && queued.len() < concurrency;
             if in_flight.is_empty() && !want_page {
                 if next_page.is_none() && queued.is_empty() {
                     stats.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    return Ok(stats);
+                    return match failure {
+                        None => Ok(stats),
+                        Some(error) => Err(Incomplete { stats, error }),
+                    };
                 }
                 continue;
             }
@@ -236,12 +270,24 @@ impl Fanout<'_> {
                         None => std::future::pending().await,
                     }
                 }, if want_page => {
-                    let page = page?;
-                    queued.extend(page.connection_ids);
-                    next_page = match (page.next, &source) {
-                        (Some(cursor), Some(source)) => Some(fetch(source.clone(), Some(cursor))),
-                        _ => None,
-                    };
+                    match page {
+                        Ok(page) => {
+                            queued.extend(page.connection_ids);
+                            next_page = match (page.next, &source) {
+                                (Some(cursor), Some(source)) => {
+                                    Some(fetch(source.clone(), Some(cursor)))
+                                }
+                                _ => None,
+                            };
+                        }
+                        // Posts may have gone out: finish those already read, and
+                        // report the failure with what was done.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading recipients failed mid-fan-out");
+                            failure = Some(e);
+                            next_page = None;
+                        }
+                    }
                 }
             }
         }

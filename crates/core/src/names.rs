@@ -44,9 +44,13 @@ pub mod attr {
     pub const ROLES: &str = "roles";
     /// Epoch seconds at which the connection's token expires, on connection items.
     pub const TOKEN_EXP: &str = "tokenExp";
-    /// The message count of a rate-limit counter item.
+    /// The connection-wide frame count of a rate-limit counter item.
     pub const COUNT: &str = "n";
-    /// Sort key prefix of rate-limit counters, `rate#<namespace>#<window start>`,
+    /// Prefix of a counter item's per-key counts, `n#<key>` (the policy's namespace
+    /// name, or `*` for rooms under the default policy).
+    pub const KEY_COUNT_PREFIX: &str = "n#";
+    /// Sort key prefix of rate-limit counters, `rate#*#<window start>` (one item per
+    /// connection and window),
     /// kept in the connection's partition (pk `conn#<id>`) so `$disconnect` removes them.
     pub const RATE_PREFIX: &str = "rate#";
 
@@ -86,4 +90,7 @@ pub mod authorizer {
     pub const ROLES: &str = "roles";
     /// The token's expiry, epoch seconds.
     pub const EXP: &str = "exp";
+    /// The clock-skew leeway (seconds) the authorizer allowed past `exp`; the
+    /// handlers apply the same one.
+    pub const LEEWAY: &str = "leeway";
 }

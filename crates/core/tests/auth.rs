@@ -98,6 +98,7 @@ fn config(secret: bool, jwks_url: Option<&str>, min_refresh: Duration) -> JwtCon
         audience: AUD.into(),
         leeway_secs: 30,
         jwks_min_refresh: min_refresh,
+        jwks_max_age: roomcast_core::auth::jwt::JWKS_MAX_AGE,
     }
 }
 
@@ -431,6 +432,8 @@ async fn the_authorizer_allows_valid_tokens_from_the_query_or_the_subprotocol() 
         assert_eq!(v["context"]["userId"], "alice");
         assert_eq!(v["context"]["roles"], "admin,ops");
         assert!(v["context"]["exp"].as_u64().unwrap() > now_secs());
+        // The leeway it applied to exp, for the handlers to apply the same.
+        assert_eq!(v["context"]["leeway"], 30);
         // Context values must be strings, numbers or booleans.
         assert!(
             v["context"]
@@ -656,39 +659,307 @@ async fn rate_limits_refuse_then_close_flooding_connections() {
     // A day-long window: the test never straddles two windows in practice.
     h.app.config.policies = Policies::parse(
         r#"{"default": {"join": "anyone", "send": "anyone", "rateLimit": {"limit": 3, "windowSecs": 86400, "closeAfter": 2}},
-            "namespaces": {"fast": {"rateLimit": {"limit": 100}}}}"#,
+            "namespaces": {"fast": {"rateLimit": {"limit": 100}}},
+            "connection": {"limit": 1000}}"#,
     )
     .unwrap();
-    let frame = r#"{"action":"join","room":"chat:1","id":1}"#;
+    let join = |room: &str| format!(r#"{{"action":"join","room":"{room}","id":1}}"#);
     for _ in 0..3 {
-        let r = reply(&h, "f1=", frame, None, "").await;
+        let r = reply(&h, "f1=", &join("chat:1"), None, "").await;
         assert_eq!(r.unwrap()["type"], "ack");
     }
-    // Over the limit: refused, the connection stays.
-    for _ in 0..2 {
-        let r = reply(&h, "f1=", frame, None, "").await;
-        assert_eq!(code(&r), Some("rate_limited"));
+    // Over the limit: refused, the connection stays. Every namespace under the
+    // default policy shares one counter: a made-up namespace is no fresh limit.
+    for room in ["other:1", "chat:2"] {
+        let r = reply(&h, "f1=", &join(room), None, "").await;
+        assert_eq!(code(&r), Some("rate_limited"), "{room}");
     }
     assert!(h.management.gone.lock().unwrap().is_empty());
-    // Limits are per namespace and per connection.
-    let r = reply(
-        &h,
-        "f1=",
-        r#"{"action":"join","room":"fast:1","id":1}"#,
-        None,
-        "",
-    )
-    .await;
+    // A configured namespace has its own limit, and connections count apart.
+    let r = reply(&h, "f1=", &join("fast:1"), None, "").await;
     assert_eq!(r.unwrap()["type"], "ack");
-    let r = reply(&h, "f2=", frame, None, "").await;
+    let r = reply(&h, "f2=", &join("chat:1"), None, "").await;
     assert_eq!(r.unwrap()["type"], "ack");
-    // Pings are not room frames and are not counted.
+    // Under the connection-wide limit, pings still pass.
     let r = reply(&h, "f1=", r#"{"action":"ping"}"#, None, "").await;
     assert_eq!(r.unwrap()["type"], "pong");
-    // At twice the limit: refused and closed.
-    let r = reply(&h, "f1=", frame, None, "").await;
+    // At twice the limit (in yet another unnamed namespace): refused and closed.
+    let r = reply(&h, "f1=", &join("third:1"), None, "").await;
     assert!(r.is_none());
     assert_eq!(h.management.received("f1=")[0]["code"], "rate_limited");
     assert!(h.management.gone.lock().unwrap().contains("f1="));
     assert!(!h.management.gone.lock().unwrap().contains("f2="));
+    // Refused joins stored nothing.
+    assert!(
+        h.store
+            .member("other:1", "f1=", now_secs())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn spreading_frames_across_namespaces_gets_no_fresh_limits() {
+    let mut h = harness();
+    h.app.config.policies = Policies::parse(
+        r#"{"default": {"join": "anyone", "send": "anyone", "rateLimit": {"limit": 5, "windowSecs": 86400, "closeAfter": 2}}}"#,
+    )
+    .unwrap();
+    // Each join goes to a namespace of its own, all under the default policy.
+    let mut codes = Vec::new();
+    for i in 0..9 {
+        let frame = format!(r#"{{"action":"join","room":"ns{i}:r","id":1}}"#);
+        let r = reply(&h, "s1=", &frame, None, "").await;
+        codes.push(
+            code(&r)
+                .unwrap_or_else(|| r.as_ref().unwrap()["type"].as_str().unwrap())
+                .to_owned(),
+        );
+    }
+    let mut want = vec!["ack"; 5];
+    want.extend(["rate_limited"; 4]);
+    assert_eq!(codes, want);
+    assert!(h.management.gone.lock().unwrap().is_empty());
+    let r = reply(
+        &h,
+        "s1=",
+        r#"{"action":"join","room":"ns9:r","id":1}"#,
+        None,
+        "",
+    )
+    .await;
+    assert!(r.is_none(), "closed");
+    assert!(h.management.gone.lock().unwrap().contains("s1="));
+}
+
+#[tokio::test]
+async fn every_frame_counts_against_the_connection_limit() {
+    let mut h = harness();
+    h.app.config.policies = Policies::parse(
+        r#"{"default": {"rateLimit": {"limit": 100, "windowSecs": 86400}},
+            "connection": {"limit": 4, "closeAfter": 2}}"#,
+    )
+    .unwrap();
+    // A ping, an unknown action, an unparsable frame and a join the policy refuses
+    // (anonymous, default `authenticated`): none is a room frame, all are counted.
+    let frames = [
+        (r#"{"action":"ping"}"#, None),
+        (r#"{"action":"dance","id":1}"#, Some("unknown_action")),
+        ("not json", Some("bad_request")),
+        (
+            r#"{"action":"join","room":"chat:1","id":1}"#,
+            Some("forbidden"),
+        ),
+    ];
+    for (frame, want) in frames {
+        let r = reply(&h, "x1=", frame, None, "").await;
+        assert_eq!(code(&r), want, "{frame}: {r:?}");
+    }
+    for _ in 0..3 {
+        let r = reply(&h, "x1=", r#"{"action":"ping"}"#, None, "").await;
+        assert_eq!(code(&r), Some("rate_limited"));
+    }
+    assert!(h.management.gone.lock().unwrap().is_empty());
+    // Persistent flooding: at closeAfter times the limit, the connection is closed.
+    let r = reply(&h, "x1=", "garbage", None, "").await;
+    assert!(r.is_none());
+    assert_eq!(h.management.received("x1=")[0]["code"], "rate_limited");
+    assert!(h.management.gone.lock().unwrap().contains("x1="));
+}
+
+#[tokio::test]
+async fn memberships_and_the_connection_end_with_the_token() {
+    let h = harness();
+    let now = now_secs();
+    let exp = now + 60;
+    let with_token = |mut e: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest| {
+        let fields = &mut e.request_context.authorizer.fields;
+        fields.insert("exp".into(), json!(exp));
+        fields.insert("leeway".into(), json!(30));
+        e.request_context.connected_at = (now * 1000) as i64;
+        e
+    };
+    let response = connect(
+        &h.app,
+        with_token(event("$connect", "t1=", None, Some("alice"))),
+    )
+    .await;
+    assert_eq!(response.status_code, 200);
+    let joined = message(
+        &h.app,
+        with_token(event(
+            "join",
+            "t1=",
+            Some(r#"{"action":"join","room":"chat:1","id":1}"#),
+            Some("alice"),
+        )),
+    )
+    .await;
+    assert_eq!(body(&joined).unwrap()["type"], "ack");
+    let members = |at: u64| {
+        let store = h.store.clone();
+        async move {
+            store
+                .members_page("chat:1", None, 10, at)
+                .await
+                .unwrap()
+                .members
+                .len()
+        }
+    };
+    // Live until exp plus the leeway, then gone from the room, the user's
+    // connections and the store's connections, without another frame.
+    assert_eq!(members(now).await, 1);
+    assert_eq!(members(exp + 30).await, 1);
+    assert_eq!(members(exp + 31).await, 0);
+    assert!(h.store.connection("t1=", exp + 30).await.unwrap().is_some());
+    assert!(h.store.connection("t1=", exp + 31).await.unwrap().is_none());
+    let users = h
+        .store
+        .user_connections_page("alice", None, 10, exp + 31)
+        .await
+        .unwrap();
+    assert!(users.connection_ids.is_empty());
+    // Anonymous connections keep the item TTL.
+    let anon = message(
+        &h.app,
+        event(
+            "join",
+            "t2=",
+            Some(r#"{"action":"join","room":"chat:1","id":1}"#),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(body(&anon).unwrap()["type"], "ack");
+    assert_eq!(members(exp + 31).await, 1);
+}
+
+#[tokio::test]
+async fn the_handlers_apply_the_authorizers_leeway() {
+    let h = harness();
+    let frame = r#"{"action":"ping","id":7}"#;
+    let mut e = frame_event("l1=", frame, Some("alice"), "", Some(now_secs() - 10));
+    e.request_context
+        .authorizer
+        .fields
+        .insert("leeway".into(), json!(30));
+    // 10 s past exp, within the 30 s the authorizer also allows: still served.
+    assert_eq!(body(&message(&h.app, e).await).unwrap()["type"], "pong");
+    assert!(h.management.gone.lock().unwrap().is_empty());
+    let mut e = frame_event("l1=", frame, Some("alice"), "", Some(now_secs() - 31));
+    e.request_context
+        .authorizer
+        .fields
+        .insert("leeway".into(), json!(30));
+    assert!(body(&message(&h.app, e).await).is_none());
+    assert!(h.management.gone.lock().unwrap().contains("l1="));
+}
+
+// ---------------------------------------------------------------------------
+// Review fixes: JWKS age, HS256 with a kid, sub length, redirects
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn jwks_keys_are_fetched_again_after_their_max_age_and_unpublished_ones_dropped() {
+    let server = jwks_server(JWKS).await;
+    let mut c = config(false, Some(&server.url), Duration::ZERO);
+    c.jwks_max_age = Duration::from_millis(300);
+    let verifier = Verifier::new(c);
+    assert!(verifier.verify(&es256("ec-1", &claims("a"))).await.is_ok());
+    assert!(verifier.verify(&rs256("rsa-1", &claims("a"))).await.is_ok());
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+    // The provider stops publishing the EC key (revoked, or rotated out).
+    let only_rsa = json!({"keys": [serde_json::from_str::<Value>(JWKS).unwrap()["keys"][0]]});
+    *server.body.lock().unwrap() = only_rsa.to_string();
+    // Within the max age the cache answers without a fetch.
+    assert!(verifier.verify(&es256("ec-1", &claims("a"))).await.is_ok());
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Past it, the next lookup fetches again, and the dropped key no longer verifies.
+    assert_eq!(
+        verifier
+            .verify(&es256("ec-1", &claims("a")))
+            .await
+            .unwrap_err(),
+        JwtError::UnknownKey
+    );
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+    assert!(verifier.verify(&rs256("rsa-1", &claims("a"))).await.is_ok());
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn hs256_tokens_with_a_kid_verify_against_the_secret_when_a_jwks_is_configured() {
+    let server = jwks_server(JWKS).await;
+    let both = Verifier::new(config(true, Some(&server.url), Duration::from_secs(3600)));
+    let rs_only = Verifier::new(config(false, Some(&server.url), Duration::from_secs(3600)));
+    let secret = EncodingKey::from_secret(SECRET);
+    for kid in ["hs-1", "rsa-1"] {
+        let token = sign(Algorithm::HS256, Some(kid), &claims("alice"), &secret);
+        assert_eq!(both.verify(&token).await.unwrap().sub, "alice", "{kid}");
+        // Without a secret, HS256 is not accepted at all.
+        assert_eq!(
+            rs_only.verify(&token).await.unwrap_err(),
+            JwtError::Algorithm
+        );
+    }
+    // Key confusion stays refused: HS256 "signed" with the RSA public key.
+    let confused = sign(
+        Algorithm::HS256,
+        Some("rsa-1"),
+        &claims("mallory"),
+        &EncodingKey::from_secret(RSA_PUBLIC),
+    );
+    assert_eq!(
+        both.verify(&confused).await.unwrap_err(),
+        JwtError::Signature
+    );
+    // RS256 still needs a JWKS kid.
+    assert!(both.verify(&rs256("rsa-1", &claims("bob"))).await.is_ok());
+}
+
+#[tokio::test]
+async fn subjects_longer_than_256_bytes_are_refused() {
+    let v = Verifier::new(config(true, None, Duration::from_secs(3600)));
+    let ok = "a".repeat(256);
+    assert_eq!(v.verify(&hs256(&claims(&ok))).await.unwrap().sub, ok);
+    let long = "a".repeat(257);
+    assert_eq!(
+        v.verify(&hs256(&claims(&long))).await.unwrap_err(),
+        JwtError::Claim("sub".into())
+    );
+}
+
+#[tokio::test]
+async fn the_jwks_client_does_not_follow_redirects() {
+    let server = jwks_server(JWKS).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let target = server.url.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    let v = Verifier::new(config(false, Some(&url), Duration::ZERO));
+    assert!(matches!(
+        v.verify(&rs256("rsa-1", &claims("a"))).await,
+        Err(JwtError::Jwks(_))
+    ));
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        0,
+        "the redirect was not followed"
+    );
 }

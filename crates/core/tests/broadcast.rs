@@ -5,6 +5,8 @@
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use roomcast_core::broadcast::{self, Broadcast, BroadcastError, Target};
@@ -38,8 +40,13 @@ async fn connect_as(h: &Harness, id: &str, user: Option<&str>, rooms: &[&str]) {
     }
 }
 
+/// An invocation deadline (epoch ms) no test gets near.
+fn far() -> u64 {
+    now_millis() + 3_600_000
+}
+
 async fn invoke(h: &Harness, payload: Value) -> Value {
-    broadcast::handle(&h.app, payload)
+    broadcast::handle(&h.app, payload, far())
         .await
         .expect("broadcast runs")
 }
@@ -198,18 +205,22 @@ async fn gone_connections_are_removed_and_throttling_is_retried() {
 async fn oversized_events_and_missing_endpoint_are_errors() {
     let h = harness();
     let big = "x".repeat(140 * 1024);
-    let err = broadcast::handle(&h.app, json!({"room": "r", "event": "e", "data": big}))
-        .await
-        .unwrap_err();
+    let err = broadcast::handle(
+        &h.app,
+        json!({"room": "r", "event": "e", "data": big}),
+        far(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.error_type(), "PayloadTooLarge");
-    let err = broadcast::handle(&h.app, json!({"room": "r"}))
+    let err = broadcast::handle(&h.app, json!({"room": "r"}), far())
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "InvalidBroadcast");
     assert!(err.to_string().contains("event"), "{err}");
     let mut h = harness();
     h.app.config.management_endpoint = None;
-    let err = broadcast::handle(&h.app, json!({"room": "r", "event": "e"}))
+    let err = broadcast::handle(&h.app, json!({"room": "r", "event": "e"}), far())
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "Misconfigured");
@@ -357,7 +368,7 @@ async fn sqs_messages_whose_recipients_cannot_be_read_are_retried() {
         record("room", 4, r#"{"room":"r","event":"e"}"#),
     ]});
     let event: SqsEvent = serde_json::from_value(batch).unwrap();
-    let response = broadcast::handle_sqs(&h.app, event).await;
+    let response = broadcast::handle_sqs(&h.app, event, far()).await;
     let mut failed: Vec<String> = response
         .batch_item_failures
         .into_iter()
@@ -485,4 +496,292 @@ async fn sample_events_are_handled() {
         .map(|f| f["data"].clone())
         .collect();
     assert_eq!(prices, [json!({"BTC": 2})]);
+}
+
+/// A management API that answers after `delay`, as the fake would.
+struct Slow {
+    inner: Arc<support::FakeManagement>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl roomcast_core::management::Management for Slow {
+    async fn post(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+        data: bytes::Bytes,
+    ) -> Result<(), roomcast_core::management::PostError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.post(endpoint, connection_id, data).await
+    }
+    async fn delete(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+    ) -> Result<(), roomcast_core::management::PostError> {
+        self.inner.delete(endpoint, connection_id).await
+    }
+}
+
+fn failed_ids(response: aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    let mut failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    failed.sort();
+    failed
+}
+
+fn margin_ms() -> u64 {
+    u64::try_from(broadcast::DEADLINE_MARGIN.as_millis()).unwrap()
+}
+
+#[tokio::test]
+async fn sqs_messages_not_started_before_the_deadline_are_reported() {
+    let mut h = harness();
+    for c in ["a=", "b="] {
+        connect_as(&h, c, Some("u"), &["r"]).await;
+    }
+    h.app.management = Arc::new(Slow {
+        inner: h.management.clone(),
+        delay: Duration::from_millis(1000),
+    });
+    // Five groups: the first four start at once; the fifth (`all`) would start
+    // after them. Within the room group, the first message starts and takes 1 s.
+    let batch = json!({"Records": [
+        record("m1", 1, r#"{"room":"r","event":"m","data":1}"#),
+        record("m2", 2, r#"{"room":"r","event":"m","data":2}"#),
+        record("m3", 3, r#"{"room":"r","event":"m","data":3}"#),
+        record("u1", 4, r#"{"user":"u","event":"u"}"#),
+        record("c1", 5, r#"{"connections":["a="],"event":"c"}"#),
+        record("c2", 6, r#"{"connections":["b="],"event":"c"}"#),
+        record("x1", 7, r#"{"all":true,"event":"x","except":["b="]}"#),
+    ]});
+    let event: SqsEvent = serde_json::from_value(batch.clone()).unwrap();
+    // 0.5 s above the margin: everything started in the first 0.5 s runs.
+    let deadline = now_millis() + margin_ms() + 500;
+    let response = broadcast::handle_sqs(&h.app, event, deadline).await;
+    assert_eq!(failed_ids(response), ["m2", "m3", "x1"]);
+    let events = |c: &str| -> Vec<Value> {
+        h.management
+            .received(c)
+            .into_iter()
+            .map(|f| f["event"].clone())
+            .collect::<Vec<_>>()
+    };
+    let mut a = events("a=");
+    a.sort_by_key(ToString::to_string);
+    assert_eq!(a, [json!("c"), json!("m"), json!("u")]);
+    assert_eq!(h.management.received("a=")[0]["data"], json!(1));
+
+    // Past the margin already: nothing starts, everything comes back.
+    h.management.posts.lock().unwrap().clear();
+    let event: SqsEvent = serde_json::from_value(batch).unwrap();
+    let response = broadcast::handle_sqs(&h.app, event, now_millis() + margin_ms() - 1).await;
+    assert_eq!(
+        failed_ids(response),
+        ["c1", "c2", "m1", "m2", "m3", "u1", "x1"]
+    );
+    assert!(h.management.posts.lock().unwrap().is_empty());
+    // The handler passes the deadline through.
+    let batch = json!({"Records": [record("late", 1, r#"{"room":"r","event":"e"}"#)]});
+    assert_eq!(
+        broadcast::handle(&h.app, batch, now_millis())
+            .await
+            .unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": "late"}]})
+    );
+}
+
+/// The memory store, counting listing reads, and failing reads of `broken`'s
+/// members and of any room's second page when told.
+struct Counting {
+    inner: roomcast_core::store::memory::MemoryStore,
+    fail_later_pages: bool,
+    members_pages: AtomicUsize,
+    connections_pages: AtomicUsize,
+}
+
+fn read_failed() -> roomcast_core::store::StoreError {
+    roomcast_core::store::StoreError::Backend {
+        operation: "Query",
+        message: "injected".into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Counting {
+    async fn put_connection(
+        &self,
+        c: &roomcast_core::store::Connection,
+    ) -> Result<(), roomcast_core::store::StoreError> {
+        self.inner.put_connection(c).await
+    }
+    async fn connection(
+        &self,
+        id: &str,
+        now: u64,
+    ) -> Result<Option<roomcast_core::store::Connection>, roomcast_core::store::StoreError> {
+        self.inner.connection(id, now).await
+    }
+    async fn join(
+        &self,
+        room: &str,
+        m: &roomcast_core::store::Member,
+    ) -> Result<(), roomcast_core::store::StoreError> {
+        self.inner.join(room, m).await
+    }
+    async fn leave(&self, room: &str, id: &str) -> Result<bool, roomcast_core::store::StoreError> {
+        self.inner.leave(room, id).await
+    }
+    async fn member(
+        &self,
+        room: &str,
+        id: &str,
+        now: u64,
+    ) -> Result<Option<roomcast_core::store::Member>, roomcast_core::store::StoreError> {
+        self.inner.member(room, id, now).await
+    }
+    async fn members_page(
+        &self,
+        room: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<roomcast_core::store::MemberPage, roomcast_core::store::StoreError> {
+        self.members_pages.fetch_add(1, Ordering::SeqCst);
+        if room == "broken" || (self.fail_later_pages && cursor.is_some()) {
+            return Err(read_failed());
+        }
+        self.inner.members_page(room, cursor, limit, now).await
+    }
+    async fn remove_connection(&self, id: &str) -> Result<usize, roomcast_core::store::StoreError> {
+        self.inner.remove_connection(id).await
+    }
+    async fn user_connections_page(
+        &self,
+        user: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<roomcast_core::store::ConnectionPage, roomcast_core::store::StoreError> {
+        self.inner
+            .user_connections_page(user, cursor, limit, now)
+            .await
+    }
+    async fn connections_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<roomcast_core::store::ConnectionPage, roomcast_core::store::StoreError> {
+        self.connections_pages.fetch_add(1, Ordering::SeqCst);
+        self.inner.connections_page(cursor, limit, now).await
+    }
+}
+
+fn counting(fail_later_pages: bool) -> (Harness, Arc<Counting>) {
+    let store = Arc::new(Counting {
+        inner: roomcast_core::store::memory::MemoryStore::new(),
+        fail_later_pages,
+        members_pages: AtomicUsize::new(0),
+        connections_pages: AtomicUsize::new(0),
+    });
+    (with_endpoint(harness_with(store.clone())), store)
+}
+
+#[tokio::test]
+async fn a_recipient_read_failing_mid_fanout_keeps_what_went_out() {
+    let (h, store) = counting(true);
+    // One page and one more: the second page's read fails.
+    let n = roomcast_core::fanout::PAGE_SIZE + 1;
+    for i in 0..n {
+        let member = roomcast_core::store::Member {
+            connection_id: format!("m{i:04}="),
+            user_id: None,
+            expires_at: now_secs() + 3600,
+        };
+        store.join("big", &member).await.unwrap();
+    }
+    let fanout = roomcast_core::fanout::Fanout {
+        store: store.as_ref(),
+        management: h.management.as_ref(),
+        endpoint: ENDPOINT,
+        concurrency: 8,
+        retry: roomcast_core::fanout::RetryPolicy::default(),
+    };
+    let incomplete = fanout
+        .send(
+            roomcast_core::fanout::Recipients::Room("big"),
+            &[],
+            bytes::Bytes::from_static(b"{}"),
+            now_secs(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(incomplete.stats.recipients, n - 1);
+    assert_eq!(incomplete.stats.delivered, n - 1);
+    assert_eq!(h.management.posts.lock().unwrap().len(), n - 1);
+    // A direct invocation still reports the error (docs/broadcast.md).
+    let err = broadcast::handle(&h.app, json!({"room": "big", "event": "e"}), far())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "StoreError");
+
+    // Queued: a message that reached members is not retried (they would get it
+    // twice); one whose first read failed is.
+    h.management.posts.lock().unwrap().clear();
+    let batch = json!({"Records": [
+        record("big", 1, r#"{"room":"big","event":"e"}"#),
+        record("broken", 2, r#"{"room":"broken","event":"e"}"#),
+    ]});
+    let event: SqsEvent = serde_json::from_value(batch).unwrap();
+    let response = broadcast::handle_sqs(&h.app, event, far()).await;
+    assert_eq!(failed_ids(response), ["broken"]);
+    assert_eq!(h.management.posts.lock().unwrap().len(), n - 1);
+}
+
+#[tokio::test]
+async fn queued_all_broadcasts_stream_per_message() {
+    let (h, store) = counting(false);
+    for c in ["a=", "b=", "c="] {
+        connect_as(&h, c, None, &[]).await;
+        let member = roomcast_core::store::Member {
+            connection_id: c.to_owned(),
+            user_id: None,
+            expires_at: now_secs() + 3600,
+        };
+        store.join("r", &member).await.unwrap();
+    }
+    let batch = json!({"Records": [
+        record("x1", 1, r#"{"all":true,"event":"x","data":1,"except":["c="]}"#),
+        record("x2", 2, r#"{"all":true,"event":"x","data":2,"except":["c="]}"#),
+        record("r1", 3, r#"{"room":"r","event":"r","data":1}"#),
+        record("r2", 4, r#"{"room":"r","event":"r","data":2}"#),
+    ]});
+    let event: SqsEvent = serde_json::from_value(batch).unwrap();
+    let response = broadcast::handle_sqs(&h.app, event, far()).await;
+    assert!(response.batch_item_failures.is_empty());
+    // `all` is not collected into one list: each message scans on its own.
+    assert_eq!(store.connections_pages.load(Ordering::SeqCst), 2);
+    // A room group still reads its (small) member list once.
+    assert_eq!(store.members_pages.load(Ordering::SeqCst), 1);
+    for c in ["a=", "b="] {
+        let data: Vec<(Value, Value)> = h
+            .management
+            .received(c)
+            .into_iter()
+            .map(|f| (f["event"].clone(), f["data"].clone()))
+            .collect();
+        let all: Vec<&(Value, Value)> = data.iter().filter(|(e, _)| e == "x").collect();
+        assert_eq!(
+            all,
+            [&(json!("x"), json!(1)), &(json!("x"), json!(2))],
+            "{c}"
+        );
+        assert_eq!(data.len(), 4, "{c}");
+    }
+    assert_eq!(h.management.received("c=").len(), 2);
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use roomcast_core::store::dynamo::DynamoStore;
 use roomcast_core::store::memory::MemoryStore;
-use roomcast_core::store::{Connection, Member, Store, StoreError};
+use roomcast_core::store::{Connection, FrameCounts, Member, Store, StoreError};
 
 const NOW: u64 = 1_800_000_000;
 const LATER: u64 = NOW + 7_200;
@@ -157,50 +157,88 @@ async fn suite(store: &dyn Store) {
     assert_eq!(store.connection("aA1+/b=", NOW).await.unwrap(), Some(alice));
 }
 
-/// Rate counters: one atomic increment per call, per connection and bucket, removed
+/// Rate counters: one atomic increment per call of the connection-wide count and
+/// (optionally) one key's count in one item, per connection and bucket, removed
 /// with the connection.
 async fn rate_suite(store: &dyn Store) {
     let expires = NOW + 70;
+    let counts = |all, key| FrameCounts { all, key };
     for expected in 1..=5 {
         assert_eq!(
             store
-                .count_rate("rc1=", "rate#chat#100", expires, NOW)
+                .count_frame("rc1=", "rate#*#100", Some("chat"), expires, NOW)
                 .await
                 .unwrap(),
-            expected
+            counts(expected, Some(expected))
         );
     }
-    // Another bucket (namespace or window) and another connection count apart.
+    // Another key in the same item counts apart, while the connection-wide count
+    // keeps rising; frames without a key raise only the connection-wide count.
     assert_eq!(
         store
-            .count_rate("rc1=", "rate#chat#110", expires, NOW)
+            .count_frame("rc1=", "rate#*#100", Some("*"), expires, NOW)
             .await
             .unwrap(),
-        1
+        counts(6, Some(1))
     );
     assert_eq!(
         store
-            .count_rate("rc1=", "rate##100", expires, NOW)
+            .count_frame("rc1=", "rate#*#100", None, expires, NOW)
             .await
             .unwrap(),
-        1
+        counts(7, None)
     );
     assert_eq!(
         store
-            .count_rate("rc2=", "rate#chat#100", expires, NOW)
+            .count_frame("rc1=", "rate#*#100", Some(""), expires, NOW)
             .await
             .unwrap(),
-        1
+        counts(8, Some(1))
+    );
+    assert_eq!(
+        store
+            .count_frame("rc1=", "rate#*#100", Some("chat"), expires, NOW)
+            .await
+            .unwrap(),
+        counts(9, Some(6))
+    );
+    // Another bucket (window) and another connection count apart.
+    assert_eq!(
+        store
+            .count_frame("rc1=", "rate#*#110", Some("chat"), expires, NOW)
+            .await
+            .unwrap(),
+        counts(1, Some(1))
+    );
+    assert_eq!(
+        store
+            .count_frame("rc1=", "rate#*#120", None, expires, NOW)
+            .await
+            .unwrap(),
+        counts(1, None)
+    );
+    assert_eq!(
+        store
+            .count_frame("rc2=", "rate#*#100", Some("chat"), expires, NOW)
+            .await
+            .unwrap(),
+        counts(1, Some(1))
     );
     // Concurrent increments are not lost.
-    let counts = futures::future::join_all(
-        (0..20).map(|_| store.count_rate("rc3=", "rate#x#0", expires, NOW)),
+    let results = futures::future::join_all(
+        (0..20).map(|_| store.count_frame("rc3=", "rate#*#0", Some("x"), expires, NOW)),
     )
     .await;
-    let mut counts: Vec<u64> = counts.into_iter().map(Result::unwrap).collect();
-    counts.sort_unstable();
-    assert_eq!(counts, (1..=20).collect::<Vec<u64>>());
-    // Counters live with the connection: its record, a membership and three counters.
+    let mut alls: Vec<u64> = results.iter().map(|r| r.as_ref().unwrap().all).collect();
+    let mut keys: Vec<u64> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().key.unwrap())
+        .collect();
+    alls.sort_unstable();
+    keys.sort_unstable();
+    assert_eq!(alls, (1..=20).collect::<Vec<u64>>());
+    assert_eq!(keys, (1..=20).collect::<Vec<u64>>());
+    // Counters live with the connection: its record, a membership and three counter items.
     store
         .put_connection(&connection("rc1=", Some("u")))
         .await
@@ -209,10 +247,10 @@ async fn rate_suite(store: &dyn Store) {
     assert_eq!(store.remove_connection("rc1=").await.unwrap(), 1 + 1 + 3);
     assert_eq!(
         store
-            .count_rate("rc1=", "rate#chat#100", expires, NOW)
+            .count_frame("rc1=", "rate#*#100", Some("chat"), expires, NOW)
             .await
             .unwrap(),
-        1
+        counts(1, Some(1))
     );
     // Counters are not connections or members.
     assert_eq!(store.connection("rc2=", NOW).await.unwrap(), None);

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use aws_lambda_events::apigw::{
-    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayRequestAuthorizer,
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
+    ApiGatewayRequestAuthorizer,
 };
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +19,10 @@ use serde_json::{Value, json};
 
 use crate::Gateway;
 use crate::events::{ConnectionContext, gateway_id};
+
+/// API Gateway's limit on a Lambda authorizer's response (policy plus context), in
+/// bytes; a larger one fails the handshake with 500.
+pub const MAX_AUTHORIZER_RESPONSE_BYTES: usize = 8 * 1024;
 
 /// The account id in the ARNs the emulator reports.
 pub const LOCAL_ACCOUNT: &str = "000000000000";
@@ -67,6 +72,18 @@ pub(crate) async fn authorize(
     };
     match decision {
         Decision::Allow(response) => {
+            let size = response_size(&response);
+            if size > MAX_AUTHORIZER_RESPONSE_BYTES {
+                tracing::warn!(
+                    connection_id = %context.connection_id,
+                    size,
+                    "the authorizer's response is over API Gateway's 8 KB limit"
+                );
+                return Err(message(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                ));
+            }
             let mut authorizer = ApiGatewayRequestAuthorizer::default();
             if let Value::Object(fields) = response.context {
                 authorizer.fields.extend(fields);
@@ -87,6 +104,11 @@ pub(crate) async fn authorize(
             Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"))
         }
     }
+}
+
+/// The size of an authorizer's response as API Gateway receives it (JSON).
+fn response_size(response: &ApiGatewayCustomAuthorizerResponse) -> usize {
+    serde_json::to_vec(response).map_or(usize::MAX, |r| r.len())
 }
 
 /// API Gateway's JSON error body.
@@ -157,4 +179,19 @@ fn request(
             "apiId": options.api_id,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorizer_responses_over_8_kb_are_measured_as_too_large() {
+        let mut response = ApiGatewayCustomAuthorizerResponse::<Value>::default();
+        response.principal_id = Some("alice".into());
+        response.context = json!({"userId": "alice", "roles": "a".repeat(100)});
+        assert!(response_size(&response) <= MAX_AUTHORIZER_RESPONSE_BYTES);
+        response.context = json!({"userId": "alice", "roles": "a".repeat(8 * 1024)});
+        assert!(response_size(&response) > MAX_AUTHORIZER_RESPONSE_BYTES);
+    }
 }

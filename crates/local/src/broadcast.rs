@@ -3,7 +3,11 @@
 //! (`roomcast_core::broadcast::handle`), run against the gateway's store and its
 //! own `@connections` endpoint.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use roomcast_core::broadcast::FUNCTION_TIMEOUT;
+use roomcast_core::store::now_millis;
 use serde_json::Value;
 
 use crate::WeakGateway;
@@ -25,26 +29,99 @@ impl LambdaFunction for BroadcastFunction {
             error_message: "the gateway has shut down".to_owned(),
         })?;
         // Run on its own task, as a Lambda invocation is isolated from its caller:
-        // a dropped HTTP request does not cut a fan-out short.
-        let timeout = gateway.options().integration_timeout;
-        let task =
-            tokio::spawn(
-                async move { roomcast_core::broadcast::handle(gateway.app(), payload).await },
-            );
-        match tokio::time::timeout(timeout, task).await {
-            Ok(Ok(Ok(result))) => Ok(result),
-            Ok(Ok(Err(e))) => Err(FunctionError {
+        // a dropped HTTP request does not cut a fan-out short. The limit is the
+        // function's own timeout (template.yaml), not API Gateway's 29 s.
+        let timeout = FUNCTION_TIMEOUT;
+        let deadline_ms = now_millis() + u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let result = run_with_timeout(timeout, async move {
+            roomcast_core::broadcast::handle(gateway.app(), payload, deadline_ms).await
+        })
+        .await;
+        match result {
+            Some(Ok(Ok(result))) => Ok(result),
+            Some(Ok(Err(e))) => Err(FunctionError {
                 error_type: e.error_type().to_owned(),
                 error_message: e.to_string(),
             }),
-            Ok(Err(join)) => Err(FunctionError {
+            Some(Err(join)) => Err(FunctionError {
                 error_type: "Runtime.ExitError".to_owned(),
                 error_message: format!("the broadcast handler failed: {join}"),
             }),
-            Err(_) => Err(FunctionError {
+            None => Err(FunctionError {
                 error_type: "Sandbox.Timedout".to_owned(),
                 error_message: format!("Task timed out after {} seconds", timeout.as_secs()),
             }),
         }
+    }
+}
+
+/// Runs `work` on its own task for at most `timeout`; `None` when it timed out,
+/// in which case the task is aborted, as Lambda stops a timed-out invocation.
+async fn run_with_timeout<T: Send + 'static>(
+    timeout: Duration,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Option<Result<T, tokio::task::JoinError>> {
+    let mut task = tokio::spawn(work);
+    match tokio::time::timeout(timeout, &mut task).await {
+        Ok(result) => Some(result),
+        Err(_) => {
+            task.abort();
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn the_local_function_uses_the_template_timeout() {
+        assert_eq!(FUNCTION_TIMEOUT, Duration::from_secs(120));
+        let template = include_str!("../../../template.yaml");
+        let function = &template[template
+            .find("BroadcastFunction:")
+            .expect("template has BroadcastFunction")..];
+        let timeout = function
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Timeout:"))
+            .expect("BroadcastFunction has a Timeout");
+        assert_eq!(timeout.trim(), FUNCTION_TIMEOUT.as_secs().to_string());
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_invocation_is_aborted() {
+        struct Dropped(Arc<AtomicBool>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        let finished = Arc::new(AtomicBool::new(false));
+        let guard = Dropped(dropped.clone());
+        let done = finished.clone();
+        let result = run_with_timeout(Duration::from_millis(50), async move {
+            let _guard = guard;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            done.store(true, Ordering::SeqCst);
+        })
+        .await;
+        assert!(result.is_none());
+        // Abort takes effect at the task's next poll.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(dropped.load(Ordering::SeqCst), "the task was not stopped");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!finished.load(Ordering::SeqCst));
+        assert_eq!(
+            run_with_timeout(Duration::from_secs(1), async { 7 })
+                .await
+                .unwrap()
+                .unwrap(),
+            7
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! JWT verification for the `$connect` authorizer (RFC 8725 practices).
 //!
-//! The algorithm is never taken from the token: it follows from the key. An HS256
-//! token is checked only against the configured shared secret, and a token whose
-//! header names a `kid` is checked only against that JWKS key, with the one
-//! algorithm the key's type allows (RS256 for RSA keys, ES256 for P-256 keys). So a
-//! token "signed" with `none`, or HS256-signed with a public key as the secret (the
-//! key-confusion attack), is refused. `exp`, `nbf`, `iss` and `aud` are always
+//! The header's `alg` only chooses among the configured keys; it must then equal the
+//! one algorithm that key allows. An HS256 token (with or without a `kid`) is
+//! checked only against the configured shared secret; an RS256 or ES256 token only
+//! against the JWKS key its `kid` names, and only if that key's type allows the
+//! algorithm (RS256 for RSA keys, ES256 for P-256 keys). So a token "signed" with
+//! `none`, or HS256-signed with a public key as the secret (the key-confusion
+//! attack), is refused. `exp`, `nbf`, `iss` and `aud` are always
 //! checked, with the configured leeway.
 
 use std::collections::HashMap;
@@ -28,6 +29,12 @@ pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Most roles kept from a token (the authorizer context is limited to 8 KB).
 pub const MAX_ROLES: usize = 32;
+/// Longest `sub` accepted, in bytes: it appears twice in the authorizer response
+/// (`principalId` and `userId`), which API Gateway limits to 8 KB.
+pub const MAX_SUB_BYTES: usize = 256;
+/// Longest time JWKS keys are used without fetching the JWKS again: a key the
+/// provider stopped publishing (revoked, rotated out) is dropped at the next fetch.
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// What the verifier checks tokens against.
 #[derive(Clone, PartialEq, Eq)]
@@ -43,6 +50,8 @@ pub struct JwtConfig {
     pub leeway_secs: u64,
     /// Least time between two JWKS fetches.
     pub jwks_min_refresh: Duration,
+    /// Cached JWKS keys older than this are fetched again before use.
+    pub jwks_max_age: Duration,
 }
 
 // The secret must never reach a log line through `{:?}`.
@@ -55,6 +64,7 @@ impl fmt::Debug for JwtConfig {
             .field("audience", &self.audience)
             .field("leeway_secs", &self.leeway_secs)
             .field("jwks_min_refresh", &self.jwks_min_refresh)
+            .field("jwks_max_age", &self.jwks_max_age)
             .finish()
     }
 }
@@ -158,35 +168,49 @@ struct KnownKey {
     key: DecodingKey,
 }
 
-/// JWKS keys by `kid`, refreshed when an unknown `kid` arrives, at a bounded rate.
+/// JWKS keys by `kid`, refreshed when an unknown `kid` arrives or when the keys are
+/// older than `max_age`, at a bounded rate (`min_refresh` between fetches).
 struct JwksCache {
     url: String,
     client: reqwest::Client,
-    keys: RwLock<HashMap<String, KnownKey>>,
+    /// The keys, and when they were fetched.
+    keys: RwLock<(HashMap<String, KnownKey>, Option<Instant>)>,
     /// When the last fetch started; held across the fetch so that concurrent
     /// misses wait for one fetch instead of each starting their own.
     last_fetch: Mutex<Option<Instant>>,
     min_refresh: Duration,
+    max_age: Duration,
 }
 
 impl JwksCache {
+    /// The cached key `kid`, if the cache is fresh enough to answer.
+    async fn cached(&self, kid: &str) -> Option<KnownKey> {
+        let keys = self.keys.read().await;
+        let fresh = keys.1.is_some_and(|t| t.elapsed() < self.max_age);
+        fresh.then(|| keys.0.get(kid).cloned()).flatten()
+    }
+
     async fn key(&self, kid: &str) -> Result<KnownKey, JwtError> {
-        if let Some(key) = self.keys.read().await.get(kid) {
-            return Ok(key.clone());
+        if let Some(key) = self.cached(kid).await {
+            return Ok(key);
         }
         let mut last = self.last_fetch.lock().await;
         // Another task may have fetched while this one waited for the lock.
-        if let Some(key) = self.keys.read().await.get(kid) {
-            return Ok(key.clone());
+        if let Some(key) = self.cached(kid).await {
+            return Ok(key);
         }
+        // Too soon for another fetch: an unknown kid, or keys past their age
+        // whose refetch failed, refuse the token (fail closed).
         if last.is_some_and(|t| t.elapsed() < self.min_refresh) {
             return Err(JwtError::UnknownKey);
         }
         *last = Some(Instant::now());
+        // A failed fetch refuses the token (fail closed), stale keys included.
         let fetched = self.fetch().await?;
         tracing::info!(keys = fetched.len(), "fetched JWKS");
         let found = fetched.get(kid).cloned();
-        *self.keys.write().await = fetched;
+        // Replaced, not merged: keys no longer published are dropped.
+        *self.keys.write().await = (fetched, Some(Instant::now()));
         found.ok_or(JwtError::UnknownKey)
     }
 
@@ -196,6 +220,8 @@ impl JwksCache {
             keys: Vec<serde_json::Value>,
         }
         let jwks_error = |e: reqwest::Error| JwtError::Jwks(e.without_url().to_string());
+        // Redirects are not followed (the client has `Policy::none()`): a 3xx is an
+        // error here, so the JWKS comes only from the configured URL.
         let set: Set = self
             .client
             .get(&self.url)
@@ -269,10 +295,16 @@ impl Verifier {
         let secret = config.secret.as_deref().map(DecodingKey::from_secret);
         let jwks = config.jwks_url.as_ref().map(|url| JwksCache {
             url: url.clone(),
-            client: reqwest::Client::new(),
-            keys: RwLock::new(HashMap::new()),
+            // Keys come only from the configured URL: a redirect (to http://, or
+            // to another host) is refused, not followed.
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+            keys: RwLock::new((HashMap::new(), None)),
             last_fetch: Mutex::new(None),
             min_refresh: config.jwks_min_refresh,
+            max_age: config.jwks_max_age,
         });
         Self {
             config,
@@ -290,28 +322,30 @@ impl Verifier {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Err(JwtError::Malformed);
         }
-        // The header is read only to choose among configured keys; its `alg` must
+        // The header's `alg` is read only to choose among configured keys; it must
         // then equal the one algorithm that key allows.
         let header = decode_header(token).map_err(|_| JwtError::Malformed)?;
-        let (algorithm, key) = match (&header.kid, header.alg) {
-            (None, Algorithm::HS256) => match &self.secret {
+        let (algorithm, key) = match header.alg {
+            // HS256 tokens may carry a kid; the secret is still the only HS256 key,
+            // whether or not a JWKS is configured too.
+            Algorithm::HS256 => match &self.secret {
                 Some(secret) => (Algorithm::HS256, secret.clone()),
                 None => return Err(JwtError::Algorithm),
             },
-            (Some(kid), _) => match &self.jwks {
-                Some(jwks) => {
-                    let known = jwks.key(kid).await?;
-                    (known.algorithm, known.key)
-                }
-                // HS256 tokens may carry a kid; the secret is still the only HS256 key.
-                None if header.alg == Algorithm::HS256 => match &self.secret {
-                    Some(secret) => (Algorithm::HS256, secret.clone()),
-                    None => return Err(JwtError::Algorithm),
-                },
-                None => return Err(JwtError::Algorithm),
-            },
-            (None, _) => return Err(JwtError::UnknownKey),
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let Some(jwks) = &self.jwks else {
+                    return Err(JwtError::Algorithm);
+                };
+                let Some(kid) = &header.kid else {
+                    return Err(JwtError::UnknownKey);
+                };
+                let known = jwks.key(kid).await?;
+                (known.algorithm, known.key)
+            }
+            _ => return Err(JwtError::Algorithm),
         };
+        // A token whose alg is not the one its key's type allows (ES256 naming an
+        // RSA key, say) is refused.
         if header.alg != algorithm {
             return Err(JwtError::Algorithm);
         }
@@ -325,7 +359,7 @@ impl Verifier {
         validation.leeway = self.config.leeway_secs;
         let data = decode::<Payload>(token, &key, &validation)?;
         let Payload { sub, exp, roles } = data.claims;
-        if sub.is_empty() {
+        if sub.is_empty() || sub.len() > MAX_SUB_BYTES {
             return Err(JwtError::Claim("sub".into()));
         }
         Ok(Claims {

@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::ConfigError;
 use crate::names::{authorizer as ctx, env};
-use jwt::{DEFAULT_LEEWAY_SECS, JWKS_MIN_REFRESH, JwtConfig, Verifier};
+use jwt::{DEFAULT_LEEWAY_SECS, JWKS_MAX_AGE, JWKS_MIN_REFRESH, JwtConfig, Verifier};
 
 /// The subprotocol a browser offers before its token: `new WebSocket(url, ["bearer", token])`.
 pub const BEARER_PROTOCOL: &str = "bearer";
@@ -31,6 +31,8 @@ pub const BEARER_PROTOCOL: &str = "bearer";
 pub const TOKEN_PARAMETER: &str = "token";
 /// The `principalId` of anonymous connections.
 pub const ANONYMOUS_PRINCIPAL: &str = "anonymous";
+/// Largest configurable token-expiry leeway, in seconds.
+pub const MAX_LEEWAY_SECS: u64 = 300;
 
 /// Who is on a connection, as the authorizer context says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,6 +41,9 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// Epoch seconds at which the token expires; `None` for anonymous connections.
     pub token_expires_at: Option<u64>,
+    /// The leeway the authorizer allowed past `exp` (its `ROOMCAST_JWT_LEEWAY_SECS`),
+    /// applied here too so that both sides agree on when a token ends.
+    pub leeway_secs: u64,
 }
 
 impl Identity {
@@ -50,11 +55,12 @@ impl Identity {
             _ => None,
         };
         // API Gateway may hand context numbers back as strings: accept both.
-        let exp = match fields.get(ctx::EXP) {
+        let number = |key: &str| match fields.get(key) {
             Some(Value::Number(n)) => n.as_u64(),
             Some(Value::String(s)) => s.trim().parse().ok(),
             _ => None,
         };
+        let exp = number(ctx::EXP);
         Self {
             user_id: text(ctx::USER_ID),
             roles: text(ctx::ROLES)
@@ -66,12 +72,22 @@ impl Identity {
                 })
                 .unwrap_or_default(),
             token_expires_at: exp,
+            // Bounded like the configuration (0 to 300 s), whatever the context says.
+            leeway_secs: number(ctx::LEEWAY).unwrap_or(0).min(MAX_LEEWAY_SECS),
         }
     }
 
-    /// Whether the token behind the connection has expired at `now` (epoch seconds).
+    /// The last epoch second at which the connection's token is still accepted:
+    /// `exp` plus the authorizer's leeway. `None` for anonymous connections.
+    pub fn valid_until(&self) -> Option<u64> {
+        self.token_expires_at
+            .map(|exp| exp.saturating_add(self.leeway_secs))
+    }
+
+    /// Whether the token behind the connection has expired at `now` (epoch seconds),
+    /// with the same leeway the authorizer applied to `exp`.
     pub fn expired(&self, now: u64) -> bool {
-        self.token_expires_at.is_some_and(|exp| exp < now)
+        self.valid_until().is_some_and(|until| until < now)
     }
 }
 
@@ -136,7 +152,7 @@ impl AuthConfig {
             let leeway_secs = match non_empty(env::JWT_LEEWAY_SECS) {
                 None => DEFAULT_LEEWAY_SECS,
                 Some(v) => match v.trim().parse::<u64>() {
-                    Ok(n) if n <= 300 => n,
+                    Ok(n) if n <= MAX_LEEWAY_SECS => n,
                     _ => {
                         return Err(ConfigError::Invalid {
                             name: env::JWT_LEEWAY_SECS,
@@ -153,6 +169,7 @@ impl AuthConfig {
                 audience: audience.trim().to_owned(),
                 leeway_secs,
                 jwks_min_refresh: JWKS_MIN_REFRESH,
+                jwks_max_age: JWKS_MAX_AGE,
             })
         } else {
             None
@@ -252,6 +269,7 @@ impl Authorizer {
                 context.insert(ctx::USER_ID.into(), json!(claims.sub));
                 context.insert(ctx::ROLES.into(), json!(claims.roles.join(",")));
                 context.insert(ctx::EXP.into(), json!(claims.exp));
+                context.insert(ctx::LEEWAY.into(), json!(verifier.config().leeway_secs));
                 Decision::Allow(response(
                     &claims.sub,
                     IamPolicyEffect::Allow,
@@ -417,5 +435,29 @@ mod tests {
         assert!(!id.expired(1_700_000_000));
         context.authorizer.fields.insert("exp".into(), json!(5));
         assert_eq!(Identity::from_context(&context).token_expires_at, Some(5));
+    }
+
+    #[test]
+    fn expiry_applies_the_authorizers_leeway() {
+        let mut context = ApiGatewayWebsocketProxyRequestContext::default();
+        let fields = &mut context.authorizer.fields;
+        fields.insert("userId".into(), json!("alice"));
+        fields.insert("exp".into(), json!(1_000));
+        fields.insert("leeway".into(), json!("30"));
+        let id = Identity::from_context(&context);
+        assert_eq!(id.leeway_secs, 30);
+        assert_eq!(id.valid_until(), Some(1_030));
+        // The authorizer accepts a token up to 30 s past exp; so do the handlers.
+        assert!(!id.expired(1_030));
+        assert!(id.expired(1_031));
+        // A leeway beyond the configurable maximum is capped.
+        context
+            .authorizer
+            .fields
+            .insert("leeway".into(), json!(99_999));
+        assert_eq!(
+            Identity::from_context(&context).leeway_secs,
+            MAX_LEEWAY_SECS
+        );
     }
 }

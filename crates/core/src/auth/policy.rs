@@ -119,21 +119,26 @@ pub enum Action {
     Send,
 }
 
+/// The rate-limit key of rooms under the `default` policy: every namespace the
+/// document does not name shares this one counter (namespace names never contain `*`).
+pub const DEFAULT_KEY: &str = "*";
+
 /// Every namespace's policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policies {
     pub default: NamespacePolicy,
     pub namespaces: BTreeMap<String, NamespacePolicy>,
+    /// The per-connection limit on every frame (room frames, pings, unknown actions,
+    /// unparsable and refused frames alike). Its window is the default policy's,
+    /// which every namespace shares.
+    pub connection: RateLimit,
 }
 
 impl Default for Policies {
     /// What a deployment without ROOMCAST_POLICIES gets: [`NamespacePolicy::authenticated`]
     /// everywhere.
     fn default() -> Self {
-        Self {
-            default: NamespacePolicy::authenticated(),
-            namespaces: BTreeMap::new(),
-        }
+        Self::with(NamespacePolicy::authenticated(), BTreeMap::new(), None)
     }
 }
 
@@ -146,6 +151,18 @@ struct Document {
     default: Option<PartialPolicy>,
     #[serde(default)]
     namespaces: BTreeMap<String, PartialPolicy>,
+    /// The per-connection frame limit: `limit` and `closeAfter` (its window is the default's).
+    #[serde(default)]
+    connection: Option<PartialConnectionLimit>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PartialConnectionLimit {
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    close_after: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -206,17 +223,43 @@ impl PartialPolicy {
 }
 
 impl Policies {
+    /// Builds the policies; `connection` overrides the default per-connection limit,
+    /// twice the largest namespace limit (room frames to the busiest namespace plus
+    /// as many pings and other frames), in the default's window.
+    fn with(
+        default: NamespacePolicy,
+        namespaces: BTreeMap<String, NamespacePolicy>,
+        connection: Option<PartialConnectionLimit>,
+    ) -> Self {
+        let largest = namespaces
+            .values()
+            .map(|p| p.rate_limit.limit)
+            .fold(default.rate_limit.limit, u64::max);
+        let c = connection.unwrap_or_default();
+        let connection = RateLimit {
+            limit: c.limit.unwrap_or_else(|| largest.saturating_mul(2)),
+            window_secs: default.rate_limit.window_secs,
+            close_after: c.close_after.unwrap_or(default.rate_limit.close_after),
+        };
+        Self {
+            default,
+            namespaces,
+            connection,
+        }
+    }
+
     /// Anyone may join and send everywhere, with the default rate limit: `roomcast
     /// dev` without auth configuration, so the README quick start works.
     pub fn open() -> Self {
-        Self {
-            default: NamespacePolicy {
+        Self::with(
+            NamespacePolicy {
                 join: Rule::Anyone,
                 send: Rule::Anyone,
                 rate_limit: RateLimit::default(),
             },
-            namespaces: BTreeMap::new(),
-        }
+            BTreeMap::new(),
+            None,
+        )
     }
 
     /// Parses and checks a policy document; the error says what is wrong and where.
@@ -239,19 +282,44 @@ impl Policies {
                 ));
             }
             let policy = partial.resolve(&default, &format!("namespaces.{name}"))?;
+            // All of a connection's counters live in one item per window, so that a
+            // frame costs one write: every namespace counts in the default's window.
+            if policy.rate_limit.window_secs != default.rate_limit.window_secs {
+                return Err(format!(
+                    "namespaces.{name}: rateLimit.windowSecs must equal the default's ({}): \
+                     every rate limit of a connection shares one window",
+                    default.rate_limit.window_secs
+                ));
+            }
             namespaces.insert(name, policy);
         }
-        Ok(Self {
-            default,
-            namespaces,
-        })
+        if let Some(c) = doc.connection {
+            if c.limit == Some(0) {
+                return Err("connection: limit must be at least 1".into());
+            }
+            if c.close_after.is_some_and(|n| n < 2) {
+                return Err(
+                    "connection: closeAfter must be at least 2 (a multiple of the limit)".into(),
+                );
+            }
+        }
+        Ok(Self::with(default, namespaces, doc.connection))
     }
 
     /// The policy of the namespace `room` is in.
     pub fn for_room(&self, room: &str) -> &NamespacePolicy {
-        self.namespaces
-            .get(namespace(room))
-            .unwrap_or(&self.default)
+        self.resolve(room).1
+    }
+
+    /// The rate-limit key and policy of `room`: the configured namespace's name, or
+    /// [`DEFAULT_KEY`] for every room under the default policy. Counting by this key,
+    /// not by the namespace text, keeps a client from getting a fresh limit per
+    /// made-up namespace.
+    pub fn resolve(&self, room: &str) -> (&str, &NamespacePolicy) {
+        match self.namespaces.get_key_value(namespace(room)) {
+            Some((name, policy)) => (name.as_str(), policy),
+            None => (DEFAULT_KEY, &self.default),
+        }
     }
 
     /// Whether `identity` may do `action` in `room`; `forbidden` if not.
@@ -292,7 +360,7 @@ mod tests {
         Identity {
             user_id: Some(id.to_owned()),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            token_expires_at: None,
+            ..Identity::default()
         }
     }
 
@@ -303,7 +371,7 @@ mod tests {
               "default": {"join": "anyone", "rateLimit": {"limit": 5}},
               "namespaces": {
                 "user": {"join": "owner", "send": "owner"},
-                "admin": {"join": "role:admin", "send": "role:admin", "rateLimit": {"windowSecs": 60}},
+                "admin": {"join": "role:admin", "send": "role:admin", "rateLimit": {"closeAfter": 4}},
                 "news": {"send": "nobody"},
                 "": {"join": "authenticated"}
               }
@@ -318,13 +386,43 @@ mod tests {
             admin.rate_limit,
             RateLimit {
                 limit: 5,
-                window_secs: 60,
-                close_after: 3
+                window_secs: 10,
+                close_after: 4
             }
         );
         assert_eq!(p.for_room("news:today").join, Rule::Anyone);
         assert_eq!(p.for_room("lobby").join, Rule::Authenticated);
         assert_eq!(p.for_room("other:x"), &p.default);
+        // Connection-wide limit: twice the largest namespace limit, default window.
+        assert_eq!(
+            p.connection,
+            RateLimit {
+                limit: 10,
+                window_secs: 10,
+                close_after: 3
+            }
+        );
+    }
+
+    #[test]
+    fn rooms_under_the_default_policy_share_one_rate_key() {
+        let p = Policies::parse(r#"{"namespaces": {"chat": {}, "": {}}}"#).unwrap();
+        assert_eq!(p.resolve("chat:1").0, "chat");
+        assert_eq!(p.resolve("lobby").0, "");
+        // Every unnamed namespace resolves to the one default key.
+        for room in ["a:1", "b:1", "zzz:x", "*:1"] {
+            assert_eq!(p.resolve(room).0, DEFAULT_KEY, "{room}");
+            assert_eq!(p.resolve(room).1, &p.default);
+        }
+        let c = Policies::parse(r#"{"connection": {"limit": 7, "closeAfter": 5}}"#).unwrap();
+        assert_eq!(
+            c.connection,
+            RateLimit {
+                limit: 7,
+                window_secs: 10,
+                close_after: 5
+            }
+        );
     }
 
     #[test]
@@ -415,6 +513,16 @@ mod tests {
                 "closeAfter",
             ),
             (r#"{"default":{"rateLimit":{"limit":-1}}}"#, "invalid value"),
+            (
+                r#"{"namespaces":{"a":{"rateLimit":{"windowSecs":60}}}}"#,
+                "namespaces.a: rateLimit.windowSecs must equal",
+            ),
+            (r#"{"connection":{"limit":0}}"#, "connection: limit"),
+            (
+                r#"{"connection":{"closeAfter":1}}"#,
+                "connection: closeAfter",
+            ),
+            (r#"{"connection":{"window":1}}"#, "unknown field"),
         ] {
             let err = Policies::parse(doc).unwrap_err();
             assert!(err.contains(needle), "{doc}: {err}");

@@ -1,11 +1,17 @@
-//! Per-connection, per-namespace rate limits: fixed windows counted in the store.
+//! Per-connection rate limits: fixed windows counted in the store.
 //!
-//! Each room frame costs exactly one write: an atomic increment of the counter of
-//! (connection, namespace, window) that returns the new count
-//! ([`crate::store::Store::count_rate`]; in DynamoDB an `UpdateItem` `ADD` with
-//! `ReturnValues: UPDATED_NEW`). The count keeps rising past the limit, which is
-//! what tells a client that slipped over the limit once from one that keeps
-//! flooding. Counter items expire with their window (TTL) and live in the
+//! Every frame of a connection is counted (room frames, pings, unknown actions,
+//! unparsable and refused frames alike) against the connection-wide limit, and a
+//! room frame that passed its policy also against its policy's limit, keyed by the
+//! policy the room resolves to (the configured namespace, or `*` for every room
+//! under the default), so made-up namespaces share one counter.
+//!
+//! Each frame costs exactly one write: one counter item per connection and window
+//! holds all the counts, and one atomic `UpdateItem` (`ADD n :1, n#<key> :1`,
+//! `ReturnValues: UPDATED_NEW`) increments them and returns the new values
+//! ([`crate::store::Store::count_frame`]). Counts keep rising past the limit,
+//! which is what tells a client that slipped over the limit once from one that
+//! keeps flooding. Counter items expire with their window (TTL) and live in the
 //! connection's partition, so `$disconnect` removes them with the rest.
 
 use super::policy::RateLimit;
@@ -15,8 +21,8 @@ use crate::store::{Store, StoreError};
 /// Counter items outlive their window by this much, then TTL removes them.
 pub const COUNTER_TTL_MARGIN_SECS: u64 = 60;
 
-/// The outcome of counting one frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The outcome of counting one frame, from mildest to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
     /// Within the limit.
     Allowed,
@@ -38,29 +44,51 @@ impl Verdict {
     }
 }
 
-/// The counter's name within the connection: `rate#<namespace>#<window start>`.
-pub fn bucket(namespace: &str, window_secs: u64, now: u64) -> (String, u64) {
+/// The counter item of the window holding `now`: `rate#*#<window start>`, and its TTL.
+pub fn bucket(window_secs: u64, now: u64) -> (String, u64) {
     let window = window_secs.max(1);
     let start = now - now % window;
     (
-        format!("{}{namespace}#{start}", attr::RATE_PREFIX),
+        format!("{}*#{start}", attr::RATE_PREFIX),
         start + window + COUNTER_TTL_MARGIN_SECS,
     )
 }
 
-/// Counts one frame of `connection_id` in `namespace` at `now` (epoch seconds).
+/// The verdicts on one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdicts {
+    /// Against the connection-wide limit.
+    pub connection: Verdict,
+    /// Against the room's policy limit, for a counted room frame.
+    pub room: Option<Verdict>,
+}
+
+/// Counts one frame of `connection_id` at `now` (epoch seconds): against
+/// `connection` always, and against `room` = (policy key, its limit) if given.
+/// Every limit shares `connection`'s window (policies enforce that).
 pub async fn count(
     store: &dyn Store,
     connection_id: &str,
-    namespace: &str,
-    limit: &RateLimit,
+    connection: &RateLimit,
+    room: Option<(&str, &RateLimit)>,
     now: u64,
-) -> Result<Verdict, StoreError> {
-    let (bucket, expires_at) = bucket(namespace, limit.window_secs, now);
-    let count = store
-        .count_rate(connection_id, &bucket, expires_at, now)
+) -> Result<Verdicts, StoreError> {
+    let (bucket, expires_at) = bucket(connection.window_secs, now);
+    let counts = store
+        .count_frame(
+            connection_id,
+            &bucket,
+            room.map(|(key, _)| key),
+            expires_at,
+            now,
+        )
         .await?;
-    Ok(Verdict::of(count, limit))
+    Ok(Verdicts {
+        connection: Verdict::of(counts.all, connection),
+        room: room
+            .zip(counts.key)
+            .map(|((_, limit), n)| Verdict::of(n, limit)),
+    })
 }
 
 #[cfg(test)]
@@ -86,12 +114,9 @@ mod tests {
 
     #[test]
     fn buckets_are_fixed_windows() {
-        assert_eq!(
-            bucket("chat", 10, 1_000_005),
-            ("rate#chat#1000000".into(), 1_000_070)
-        );
-        assert_eq!(bucket("chat", 10, 1_000_009).0, "rate#chat#1000000");
-        assert_eq!(bucket("chat", 10, 1_000_010).0, "rate#chat#1000010");
-        assert_eq!(bucket("", 60, 120).0, "rate##120");
+        assert_eq!(bucket(10, 1_000_005), ("rate#*#1000000".into(), 1_000_070));
+        assert_eq!(bucket(10, 1_000_009).0, "rate#*#1000000");
+        assert_eq!(bucket(10, 1_000_010).0, "rate#*#1000010");
+        assert_eq!(bucket(60, 120).0, "rate#*#120");
     }
 }

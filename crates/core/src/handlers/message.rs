@@ -43,26 +43,48 @@ pub async fn message(
         tracing::warn!("message event without a connectionId");
         return status(400);
     };
-    if request.is_base64_encoded {
-        let err = ProtocolError::bad_request("binary frames are not supported; send JSON text");
-        return reply(ServerFrame::error(None, &err).to_json());
-    }
     let body = request.body.as_deref().unwrap_or_default();
-    let parsed = protocol::parse(body, app.config.max_message_bytes);
-    let id = parsed.id;
+    let (id, frame) = if request.is_base64_encoded {
+        let err = ProtocolError::bad_request("binary frames are not supported; send JSON text");
+        (None, Err(err))
+    } else {
+        let parsed = protocol::parse(body, app.config.max_message_bytes);
+        (parsed.id, parsed.frame)
+    };
+    let now = now_secs();
     // Authorization holds for every message, not only the handshake: a connection
     // outliving its token is closed on its next frame.
     let identity = Identity::from_context(context);
-    if identity.expired(now_secs()) {
+    if identity.expired(now) {
         let e = ProtocolError::new(
             ErrorCode::TokenExpired,
             "your token has expired; reconnect with a fresh one",
         );
         return close(app, context, connection_id, id, &e).await;
     }
-    let outcome = match parsed.frame {
-        Ok(frame) => act(app, context, &identity, connection_id, id, frame).await,
-        Err(e) => Err(Refusal::Frame(e)),
+    // Policy checks first: they cost no write, and a refused room frame is then
+    // counted only against the connection-wide limit.
+    let frame = frame.and_then(|frame| {
+        let policies = &app.config.policies;
+        match &frame {
+            ClientFrame::Join { room } => policies.check(Action::Join, room, &identity)?,
+            ClientFrame::Send { room, .. } => policies.check(Action::Send, room, &identity)?,
+            ClientFrame::Leave { .. } | ClientFrame::Ping => {}
+        }
+        Ok(frame)
+    });
+    let room = match &frame {
+        Ok(ClientFrame::Join { room } | ClientFrame::Leave { room })
+        | Ok(ClientFrame::Send { room, .. }) => Some(room.as_ref()),
+        Ok(ClientFrame::Ping) | Err(_) => None,
+    };
+    // Every frame is counted, whatever it is: one write.
+    let outcome = match limit(app, connection_id, room, now).await {
+        Err(refusal) => Err(refusal),
+        Ok(()) => match frame {
+            Ok(frame) => act(app, context, &identity, connection_id, id, frame).await,
+            Err(e) => Err(Refusal::Frame(e)),
+        },
     };
     match outcome {
         Ok(Some(frame)) => reply(frame),
@@ -108,33 +130,53 @@ async fn close(
     status(200)
 }
 
-/// Counts a room frame against the namespace's rate limit: one store write.
-async fn limit(app: &App, connection_id: &str, room: &str) -> Result<(), Refusal> {
-    let rate = app.config.policies.for_room(room).rate_limit;
-    let verdict = ratelimit::count(
+/// Counts one frame (any frame) against the connection-wide limit and, for a room
+/// frame that passed its policy, against its policy's limit: one store write.
+async fn limit(
+    app: &App,
+    connection_id: &str,
+    room: Option<&str>,
+    now: u64,
+) -> Result<(), Refusal> {
+    let policies = &app.config.policies;
+    let resolved = room.map(|room| {
+        let (key, policy) = policies.resolve(room);
+        (key, &policy.rate_limit)
+    });
+    let verdicts = ratelimit::count(
         app.store.as_ref(),
         connection_id,
-        protocol::namespace(room),
-        &rate,
-        now_secs(),
+        &policies.connection,
+        resolved,
+        now,
     )
     .await
     .map_err(internal)?;
-    let message = || {
-        format!(
-            "more than {} frames in {} s to rooms of this namespace; slow down",
-            rate.limit, rate.window_secs
-        )
+    let (verdict, message) = match (verdicts.room, resolved) {
+        (Some(v), Some((_, rate))) if v > verdicts.connection => (
+            v,
+            format!(
+                "more than {} frames in {} s to rooms of this namespace; slow down",
+                rate.limit, rate.window_secs
+            ),
+        ),
+        _ => (
+            verdicts.connection,
+            format!(
+                "more than {} frames in {} s on this connection; slow down",
+                policies.connection.limit, policies.connection.window_secs
+            ),
+        ),
     };
     match verdict {
         Verdict::Allowed => Ok(()),
         Verdict::Limited => Err(Refusal::Frame(ProtocolError::new(
             ErrorCode::RateLimited,
-            message(),
+            message,
         ))),
         Verdict::Flooding => Err(Refusal::Close(ProtocolError::new(
             ErrorCode::RateLimited,
-            message(),
+            message,
         ))),
     }
 }
@@ -163,20 +205,23 @@ async fn act(
     match frame {
         ClientFrame::Ping => Ok(Some(ServerFrame::Pong { id }.to_json())),
         ClientFrame::Join { room } => {
-            // Policy first: it costs no write, so refused joins cost no capacity.
-            app.config.policies.check(Action::Join, &room, identity)?;
-            limit(app, connection_id, &room).await?;
+            // The policy was checked and the frame counted by the caller. The
+            // membership ends when the token does, so a connection outliving its
+            // token stops receiving the room's events even if it never sends again.
+            let ttl_end = now_secs() + app.config.item_ttl.as_secs();
             let member = Member {
                 connection_id: connection_id.to_owned(),
                 user_id: user_id(context).map(str::to_owned),
-                expires_at: now_secs() + app.config.item_ttl.as_secs(),
+                // Items are live while `expires_at > now`; the token while `now <= until`.
+                expires_at: identity
+                    .valid_until()
+                    .map_or(ttl_end, |until| ttl_end.min(until.saturating_add(1))),
             };
             app.store.join(&room, &member).await.map_err(internal)?;
             Ok(ack(protocol_action::JOIN, &room, None))
         }
         ClientFrame::Leave { room } => {
-            // Leaving is always allowed, but counted: it is a write like any other.
-            limit(app, connection_id, &room).await?;
+            // Leaving is always allowed, but counted (by the caller) like any frame.
             app.store
                 .leave(&room, connection_id)
                 .await
@@ -184,8 +229,6 @@ async fn act(
             Ok(ack(protocol_action::LEAVE, &room, None))
         }
         ClientFrame::Send { room, event, data } => {
-            app.config.policies.check(Action::Send, &room, identity)?;
-            limit(app, connection_id, &room).await?;
             let now = now_secs();
             if app
                 .store

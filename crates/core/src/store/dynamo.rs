@@ -4,7 +4,7 @@
 //! |-------------|-------------------|-------------------|-----------------------------------|
 //! | connection  | `conn#<id>`       | `meta`            | cid, ttl, connectedAt, userId?    |
 //! | membership  | `room#<room>`     | `conn#<id>`       | cid, ttl, userId?                 |
-//! | rate counter| `conn#<id>`       | `rate#<ns>#<t>`   | cid, ttl, n                       |
+//! | rate counter| `conn#<id>`       | `rate#*#<t>`      | cid, ttl, n, n#<key>...           |
 //!
 //! The `byConnection` index (hash `cid`, range `pk`, keys only) finds every item of
 //! one connection, so `$disconnect` is one Query and batched deletes.
@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Connection, ConnectionPage, Member, MemberPage, Store, StoreError};
+use super::{Connection, ConnectionPage, FrameCounts, Member, MemberPage, Store, StoreError};
 use crate::names::attr;
 
 /// BatchWriteItem takes at most 25 requests.
@@ -476,37 +476,52 @@ impl Store for DynamoStore {
         Ok(removed)
     }
 
-    async fn count_rate(
+    async fn count_frame(
         &self,
         connection_id: &str,
         bucket: &str,
+        counted: Option<&str>,
         expires_at: u64,
         _now: u64,
-    ) -> Result<u64, StoreError> {
-        // One unconditional UpdateItem: ADD creates the counter at 1 or increments
-        // it atomically, and UPDATED_NEW returns the new count. The counter sits in
-        // the connection's partition and carries `cid`, so the byConnection index
+    ) -> Result<FrameCounts, StoreError> {
+        // One unconditional UpdateItem: ADD creates the counts at 1 or increments
+        // them atomically, and UPDATED_NEW returns the new counts. The counter sits
+        // in the connection's partition and carries `cid`, so the byConnection index
         // finds it at `$disconnect`; `ttl` ends it otherwise.
-        let out = self
+        let key_attr = counted.map(|k| format!("{}{k}", attr::KEY_COUNT_PREFIX));
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(connection_pk(connection_id), bucket.to_owned())))
-            .update_expression("SET #cid = :cid, #ttl = :ttl ADD #n :one")
             .expression_attribute_names("#cid", attr::CID)
             .expression_attribute_names("#ttl", attr::TTL)
             .expression_attribute_names("#n", attr::COUNT)
             .expression_attribute_values(":cid", s(connection_id))
             .expression_attribute_values(":ttl", AttributeValue::N(expires_at.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .return_values(ReturnValue::UpdatedNew)
+            .return_values(ReturnValue::UpdatedNew);
+        update = match &key_attr {
+            Some(name) => update
+                .update_expression("SET #cid = :cid, #ttl = :ttl ADD #n :one, #k :one")
+                .expression_attribute_names("#k", name),
+            None => update.update_expression("SET #cid = :cid, #ttl = :ttl ADD #n :one"),
+        };
+        let mut attributes = update
             .send()
             .await
-            .map_err(backend("UpdateItem"))?;
-        out.attributes
-            .and_then(|mut a| a.remove(attr::COUNT))
-            .and_then(|n| n.as_n().ok().and_then(|n| n.parse::<u64>().ok()))
-            .ok_or_else(|| StoreError::Corrupt("rate counter without a count".into()))
+            .map_err(backend("UpdateItem"))?
+            .attributes
+            .unwrap_or_default();
+        let mut number = |name: &str| {
+            attributes
+                .remove(name)
+                .and_then(|n| n.as_n().ok().and_then(|n| n.parse::<u64>().ok()))
+                .ok_or_else(|| StoreError::Corrupt("rate counter without a count".into()))
+        };
+        let all = number(attr::COUNT)?;
+        let counted = key_attr.as_deref().map(&mut number).transpose()?;
+        Ok(FrameCounts { all, key: counted })
     }
 
     async fn user_connections_page(

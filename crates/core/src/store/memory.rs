@@ -9,11 +9,19 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Connection, ConnectionPage, Member, MemberPage, Store, StoreError};
+use super::{Connection, ConnectionPage, FrameCounts, Member, MemberPage, Store, StoreError};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+}
+
+/// A rate counter item: the connection-wide count, the per-key counts, the TTL.
+#[derive(Debug, Default)]
+struct Counter {
+    all: u64,
+    keys: HashMap<String, u64>,
+    expires_at: u64,
 }
 
 #[derive(Debug, Default)]
@@ -23,8 +31,8 @@ struct State {
     rooms: HashMap<String, BTreeMap<String, Member>>,
     /// connection id → rooms, the twin of DynamoDB's byConnection index.
     rooms_of: HashMap<String, BTreeSet<String>>,
-    /// connection id → rate bucket → (count, expires_at): rate-limit counters.
-    rates: HashMap<String, HashMap<String, (u64, u64)>>,
+    /// connection id → rate bucket → counter: rate-limit counters.
+    rates: HashMap<String, HashMap<String, Counter>>,
 }
 
 impl MemoryStore {
@@ -145,22 +153,31 @@ impl Store for MemoryStore {
         Ok(removed)
     }
 
-    async fn count_rate(
+    async fn count_frame(
         &self,
         connection_id: &str,
         bucket: &str,
+        key: Option<&str>,
         expires_at: u64,
         now: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<FrameCounts, StoreError> {
         let mut s = self.state();
         let buckets = s.rates.entry(connection_id.to_owned()).or_default();
         // Drop this connection's finished windows, as TTL does in DynamoDB, so a
         // long-lived connection does not grow the map one window at a time.
-        buckets.retain(|name, (_, expires)| *expires > now || name == bucket);
-        let (count, expires) = buckets.entry(bucket.to_owned()).or_insert((0, expires_at));
-        *count += 1;
-        *expires = expires_at;
-        Ok(*count)
+        buckets.retain(|name, c| c.expires_at > now || name == bucket);
+        let counter = buckets.entry(bucket.to_owned()).or_default();
+        counter.all += 1;
+        counter.expires_at = expires_at;
+        let key = key.map(|k| {
+            let n = counter.keys.entry(k.to_owned()).or_default();
+            *n += 1;
+            *n
+        });
+        Ok(FrameCounts {
+            all: counter.all,
+            key,
+        })
     }
 
     async fn user_connections_page(

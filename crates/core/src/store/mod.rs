@@ -53,6 +53,15 @@ pub struct ConnectionPage {
     pub next: Option<String>,
 }
 
+/// The counts of a rate counter item after one frame was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCounts {
+    /// Every frame of the connection in the window.
+    pub all: u64,
+    /// The frames counted under the key given, if one was.
+    pub key: Option<u64>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("DynamoDB {operation} failed: {message}")]
@@ -108,22 +117,25 @@ pub trait Store: Send + Sync + 'static {
     /// deleted; removing an unknown connection deletes nothing and is not an error.
     async fn remove_connection(&self, connection_id: &str) -> Result<usize, StoreError>;
 
-    /// Adds one to the rate counter `bucket` of `connection_id` and returns the new
-    /// count: exactly one write, atomic under concurrency. Counters are removed with
-    /// the connection ([`Store::remove_connection`] counts them) and expire at
-    /// `expires_at` (epoch seconds). See [`crate::auth::ratelimit`].
-    async fn count_rate(
+    /// Counts one frame in the rate counter item `bucket` of `connection_id`: adds
+    /// one to its connection-wide count and, if `key` is given, to its count for
+    /// that key, and returns the new counts. Exactly one write (one item), atomic
+    /// under concurrency. Counter items are removed with the connection
+    /// ([`Store::remove_connection`] counts them) and expire at `expires_at` (epoch
+    /// seconds). See [`crate::auth::ratelimit`].
+    async fn count_frame(
         &self,
         connection_id: &str,
         bucket: &str,
+        key: Option<&str>,
         expires_at: u64,
         now: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<FrameCounts, StoreError> {
         // Test doubles need not count; a real adapter must, so the default fails
         // closed (the frame gets `internal`) instead of letting everything through.
-        let _ = (connection_id, bucket, expires_at, now);
+        let _ = (connection_id, bucket, key, expires_at, now);
         Err(StoreError::Backend {
-            operation: "count_rate",
+            operation: "count_frame",
             message: "this store does not implement rate counters".into(),
         })
     }
@@ -137,7 +149,7 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         now: u64,
     ) -> Result<ConnectionPage, StoreError> {
-        // Like count_rate: test doubles need not list; real adapters override.
+        // Like count_frame: test doubles need not list; real adapters override.
         let _ = (user_id, cursor, limit, now);
         Err(not_listed("user_connections_page"))
     }
