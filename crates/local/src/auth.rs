@@ -5,7 +5,6 @@
 //! `principalId`) becomes `requestContext.authorizer` on every event of the
 //! connection. Tokens are never logged.
 
-use std::collections::BTreeMap;
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
@@ -18,7 +17,7 @@ use roomcast_core::names::{authorizer as ctx, route};
 use serde_json::{Value, json};
 
 use crate::Gateway;
-use crate::events::{ConnectionContext, gateway_id};
+use crate::events::{ConnectionContext, gateway_id, header_maps, query_maps};
 
 /// API Gateway's limit on a Lambda authorizer's response (policy plus context), in
 /// bytes; a larger one fails the handshake with 500.
@@ -130,25 +129,8 @@ fn request(
     now_ms: u64,
 ) -> Result<ApiGatewayCustomAuthorizerRequestTypeRequest, serde_json::Error> {
     let options = gateway.options();
-    let mut single = BTreeMap::<String, String>::new();
-    let mut multi = BTreeMap::<String, Vec<String>>::new();
-    for (name, value) in headers {
-        let Ok(value) = value.to_str() else { continue };
-        single.insert(name.as_str().to_owned(), value.to_owned());
-        multi
-            .entry(name.as_str().to_owned())
-            .or_default()
-            .push(value.to_owned());
-    }
-    let mut query_single = BTreeMap::<String, String>::new();
-    let mut query_multi = BTreeMap::<String, Vec<String>>::new();
-    for (name, value) in query {
-        query_single.insert(name.clone(), value.clone());
-        query_multi
-            .entry(name.clone())
-            .or_default()
-            .push(value.clone());
-    }
+    let (single, multi) = header_maps(headers);
+    let (query_single, query_multi) = query_maps(query);
     let method_arn = format!(
         "arn:aws:execute-api:{}:{LOCAL_ACCOUNT}:{}/{}/{}",
         options.region,

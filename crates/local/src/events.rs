@@ -80,18 +80,7 @@ impl ConnectionContext {
         query: &[(String, String)],
         now_ms: u64,
     ) -> Result<ApiGatewayWebsocketProxyRequest, serde_json::Error> {
-        let mut single = BTreeMap::<String, String>::new();
-        let mut multi = BTreeMap::<String, Vec<String>>::new();
-        for (name, value) in headers {
-            // Header names keep API Gateway's canonical capitalisation in the real
-            // event; handlers look them up case-insensitively through HeaderMap.
-            let Ok(value) = value.to_str() else { continue };
-            single.insert(name.as_str().to_owned(), value.to_owned());
-            multi
-                .entry(name.as_str().to_owned())
-                .or_default()
-                .push(value.to_owned());
-        }
+        let (mut single, mut multi) = header_maps(headers);
         // What API Gateway's load balancer adds to every handshake.
         for (name, value) in [
             ("x-forwarded-for", self.source_ip.clone()),
@@ -100,16 +89,7 @@ impl ConnectionContext {
             single.insert(name.to_owned(), value.clone());
             multi.insert(name.to_owned(), vec![value]);
         }
-        let mut query_single = BTreeMap::<String, String>::new();
-        let mut query_multi = BTreeMap::<String, Vec<String>>::new();
-        for (name, value) in query {
-            // API Gateway keeps the last value in the single-value map.
-            query_single.insert(name.clone(), value.clone());
-            query_multi
-                .entry(name.clone())
-                .or_default()
-                .push(value.clone());
-        }
+        let (query_single, query_multi) = query_maps(query);
         let mut event = json!({
             "headers": single,
             "multiValueHeaders": multi,
@@ -227,6 +207,42 @@ fn civil(epoch_secs: u64) -> (u64, u64, u64, u64, u64, u64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + u64::from(m <= 2);
     (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The single- and multi-value maps API Gateway puts in CONNECT and authorizer
+/// events: the single-value map keeps the last value of a repeated name.
+fn value_maps<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> (BTreeMap<String, String>, BTreeMap<String, Vec<String>>) {
+    let mut single = BTreeMap::new();
+    let mut multi = BTreeMap::<String, Vec<String>>::new();
+    for (name, value) in pairs {
+        single.insert(name.to_owned(), value.to_owned());
+        multi
+            .entry(name.to_owned())
+            .or_default()
+            .push(value.to_owned());
+    }
+    (single, multi)
+}
+
+/// Header maps; header names keep the case the client sent (handlers look them up
+/// case-insensitively through HeaderMap), values that are not text are left out.
+pub(crate) fn header_maps(
+    headers: &HeaderMap,
+) -> (BTreeMap<String, String>, BTreeMap<String, Vec<String>>) {
+    value_maps(
+        headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+    )
+}
+
+/// Query-string maps.
+pub(crate) fn query_maps(
+    query: &[(String, String)],
+) -> (BTreeMap<String, String>, BTreeMap<String, Vec<String>>) {
+    value_maps(query.iter().map(|(n, v)| (n.as_str(), v.as_str())))
 }
 
 #[cfg(test)]
