@@ -5,7 +5,6 @@
 //! `principalId`) becomes `requestContext.authorizer` on every event of the
 //! connection. Tokens are never logged.
 
-
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
     ApiGatewayRequestAuthorizer,
