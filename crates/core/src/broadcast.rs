@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::App;
 use crate::config::GATEWAY_MAX_PAYLOAD;
-use crate::fanout::{Fanout, FanoutStats, Incomplete, PAGE_SIZE, Recipients, RetryPolicy};
+use crate::fanout::{Fanout, FanoutStats, Incomplete, PAGE_SIZE, Recipients};
 use crate::protocol::{MAX_EVENT_BYTES, validate_room};
 use crate::store::{StoreError, now_millis, now_secs};
 
@@ -259,16 +259,6 @@ impl Default for ServiceSender {
     }
 }
 
-fn fanout<'a>(app: &'a App, endpoint: &'a str) -> Fanout<'a> {
-    Fanout {
-        store: app.store.as_ref(),
-        management: app.management.as_ref(),
-        endpoint,
-        concurrency: app.config.fanout_concurrency,
-        retry: RetryPolicy::default(),
-    }
-}
-
 fn recipients(target: &Target) -> Recipients<'_> {
     match target {
         Target::Room(room) => Recipients::Room(room),
@@ -290,7 +280,7 @@ pub async fn send(app: &App, broadcast: &Broadcast) -> Result<FanoutStats, Broad
     let endpoint = endpoint(app)?;
     let payload = broadcast.frame(now_millis())?;
     let except: Vec<&str> = broadcast.except.iter().map(String::as_str).collect();
-    let stats = fanout(app, endpoint)
+    let stats = Fanout::for_app(app, endpoint)
         .to(recipients(&broadcast.target), &except, payload, now_secs())
         .await?;
     log_stats("broadcast", &stats);
@@ -492,7 +482,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
         return all_ids();
     }
     let except: Vec<&str> = first.broadcast.except.iter().map(String::as_str).collect();
-    let fanout = fanout(app, endpoint);
+    let fanout = Fanout::for_app(app, endpoint);
     let now = now_secs();
     // One message, or `all`: stream the recipients as the direct path does. More:
     // read the recipients once, up to `MAX_LISTED`, and post every message to the

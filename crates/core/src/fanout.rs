@@ -139,6 +139,20 @@ enum Outcome {
     Failed { throttled: usize },
 }
 
+impl<'a> Fanout<'a> {
+    /// A fan-out over `app`'s store and management client, with its configured
+    /// concurrency and the default retry policy.
+    pub fn for_app(app: &'a crate::App, endpoint: &'a str) -> Self {
+        Self {
+            store: app.store.as_ref(),
+            management: app.management.as_ref(),
+            endpoint,
+            concurrency: app.config.fanout_concurrency,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
 impl Fanout<'_> {
     /// Posts `payload` to every live member of `room` but `except`.
     pub async fn to_room(

@@ -5,12 +5,12 @@ use aws_lambda_events::apigw::{
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use super::{reply, status, user_id};
+use super::{reply, status};
 use crate::app::App;
 use crate::auth::Identity;
 use crate::auth::policy::Action;
 use crate::auth::ratelimit::{self, Verdict};
-use crate::fanout::{Fanout, RetryPolicy};
+use crate::fanout::Fanout;
 use crate::management::endpoint_for;
 use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame};
 use crate::store::{Member, StoreError, now_millis, now_secs};
@@ -211,7 +211,7 @@ async fn act(
             let ttl_end = now_secs() + app.config.item_ttl.as_secs();
             let member = Member {
                 connection_id: connection_id.to_owned(),
-                user_id: user_id(context).map(str::to_owned),
+                user_id: identity.user_id.clone(),
                 // Items are live while `expires_at > now`; the token while `now <= until`.
                 expires_at: identity
                     .valid_until()
@@ -254,19 +254,12 @@ async fn act(
                 data,
                 from: protocol::From {
                     connection_id,
-                    user_id: user_id(context),
+                    user_id: identity.user_id.as_deref(),
                 },
                 ts: now_millis(),
             }
             .to_json();
-            let fanout = Fanout {
-                store: app.store.as_ref(),
-                management: app.management.as_ref(),
-                endpoint: &endpoint,
-                concurrency: app.config.fanout_concurrency,
-                retry: RetryPolicy::default(),
-            };
-            let stats = fanout
+            let stats = Fanout::for_app(app, &endpoint)
                 .to_room(&room, Some(connection_id), Bytes::from(payload), now)
                 .await
                 .map_err(internal)?;

@@ -11,10 +11,8 @@ pub use connect::connect;
 pub use disconnect::disconnect;
 pub use message::message;
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequestContext};
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::encodings::Body;
-
-use crate::names::authorizer;
 
 /// A response with only a status code.
 pub(crate) fn status(code: i64) -> ApiGatewayProxyResponse {
@@ -28,14 +26,4 @@ pub(crate) fn reply(body: String) -> ApiGatewayProxyResponse {
     let mut response = status(200);
     response.body = Some(Body::Text(body));
     response
-}
-
-/// The user id the authorizer attached to the connection, if any.
-pub(crate) fn user_id(context: &ApiGatewayWebsocketProxyRequestContext) -> Option<&str> {
-    context
-        .authorizer
-        .fields
-        .get(authorizer::USER_ID)
-        .and_then(|v| v.as_str())
-        .filter(|s| !s.is_empty())
 }
