@@ -100,10 +100,27 @@ pub struct Report {
     pub delivery_secs: f64,
     pub deliveries_per_sec: f64,
     pub gateway: Option<GatewayMemory>,
+    /// With `--gateway-pid`: CPU cost per delivery.
+    pub cpu: Option<CpuCost>,
     /// CPU time this process used while publishing and receiving, as a share of one
     /// core; near `cores * 100` means the bench, not the gateway, was the limit.
     pub bench_cpu_percent: f64,
     pub cores: usize,
+}
+
+/// CPU time spent per delivery while publishing: less sensitive than rates and
+/// latencies to other work on a shared machine, so runs can be compared.
+#[derive(Debug, Serialize)]
+pub struct CpuCost {
+    /// The gateway's CPU seconds from the first publish to the last delivery.
+    pub gateway_secs: f64,
+    /// The gateway's CPU use over that time, as a share of one core.
+    pub gateway_percent: f64,
+    /// Gateway CPU microseconds per delivery (the fan-out, @connections calls
+    /// and WebSocket writes, all in the gateway process with `roomcast dev`).
+    pub gateway_us_per_delivery: f64,
+    /// The bench's own CPU microseconds per delivery (receiving and measuring).
+    pub bench_us_per_delivery: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -193,7 +210,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     // Phase 2: publish, and wait for the deliveries.
-    let cpu_before = cpu_seconds();
+    let cpu_before = cpu_seconds("self");
+    let gateway_cpu_before = args.gateway_pid.map(|pid| cpu_seconds(&pid.to_string()));
     let publish_started_us = micros(clock);
     let publisher = Publisher::open(&args, clock).await?;
     for seq in 0..args.messages {
@@ -207,7 +225,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     while delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cpu_used = cpu_seconds() - cpu_before;
+    let cpu_used = cpu_seconds("self") - cpu_before;
+    let gateway_cpu = args
+        .gateway_pid
+        .zip(gateway_cpu_before)
+        .map(|(pid, before)| cpu_seconds(&pid.to_string()) - before);
     let busy_secs = (micros(clock) - publish_started_us) as f64 / 1e6;
     let _ = stop_tx.send(true);
 
@@ -256,6 +278,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             0.0
         },
         gateway,
+        cpu: gateway_cpu.filter(|_| deliveries > 0).map(|secs| CpuCost {
+            gateway_secs: secs,
+            gateway_percent: if busy_secs > 0.0 {
+                100.0 * secs / busy_secs
+            } else {
+                0.0
+            },
+            gateway_us_per_delivery: 1e6 * secs / deliveries as f64,
+            bench_us_per_delivery: 1e6 * cpu_used / deliveries as f64,
+        }),
         bench_cpu_percent: if busy_secs > 0.0 {
             100.0 * cpu_used / busy_secs
         } else {
@@ -323,9 +355,10 @@ type Socket =
 
 /// Connects and joins `room`, waiting for the join's ack.
 async fn join(url: &str, room: &str) -> anyhow::Result<Socket> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .with_context(|| format!("cannot connect to {url}"))?;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true)
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
     let frame = json!({"action": "join", "room": room, "id": "join"}).to_string();
     socket.send(Message::text(frame)).await?;
     let ack = tokio::time::timeout(Duration::from_secs(30), async {
@@ -348,16 +381,34 @@ async fn join(url: &str, room: &str) -> anyhow::Result<Socket> {
 }
 
 /// The publish time (µs on the bench clock) of a bench event, if `text` is one.
+/// The bench's client sockets. tungstenite's default 128 KiB read buffer is
+/// zero-filled again for every read: half of the bench's CPU went to `memset`
+/// in a profile. Events are small; the buffer grows if one is not.
+fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096)
+}
+
 fn bench_timestamp(text: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Frame<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        event: std::borrow::Cow<'a, str>,
+        data: Data,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        t: u64,
+    }
     // Cheap pre-check: most frames on a bench connection are bench events, but
-    // acks and other rooms' traffic must not be parsed as such.
+    // acks and other rooms' traffic must not be parsed as such. Typed parsing
+    // skips the padding instead of building a `Value` tree per delivery.
     if !text.contains(EVENT) {
         return None;
     }
-    let frame: Value = serde_json::from_str(text).ok()?;
-    (frame["type"] == "event" && frame["event"] == EVENT)
-        .then(|| frame["data"]["t"].as_u64())
-        .flatten()
+    let frame: Frame<'_> = serde_json::from_str(text).ok()?;
+    (frame.kind == "event" && frame.event == EVENT).then_some(frame.data.t)
 }
 
 enum Publisher {
@@ -450,9 +501,10 @@ fn memory(pid: u32) -> anyhow::Result<(f64, f64)> {
     }
 }
 
-/// User plus system CPU seconds of this process (Linux /proc; USER_HZ is 100).
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+/// User plus system CPU seconds of a process (`self` or a PID; Linux /proc,
+/// USER_HZ is 100).
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
     // Fields after the command name (which may hold spaces) start after ") ".
@@ -504,6 +556,15 @@ fn print_table(r: &Report) {
             format!(
                 "{:.1} MB before, {:.1} MB connected, {:.1} MB peak ({:.1} KB per connection)",
                 g.rss_before_mb, g.rss_connected_mb, g.peak_rss_mb, g.kb_per_connection
+            ),
+        );
+    }
+    if let Some(c) = &r.cpu {
+        row(
+            "gateway CPU",
+            format!(
+                "{:.0}% of one core, {:.1} µs per delivery (bench: {:.1} µs)",
+                c.gateway_percent, c.gateway_us_per_delivery, c.bench_us_per_delivery
             ),
         );
     }

@@ -115,6 +115,10 @@ struct DevArgs {
     /// Seed of the fault injector's RNG, for repeatable runs.
     #[arg(long, value_name = "SEED", default_value_t = 1)]
     fault_seed: u64,
+    /// Delay every @connections answer by this many milliseconds, as a call to
+    /// API Gateway in a region takes (about 10-30 ms) and loopback does not.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    management_latency_ms: u64,
     /// HS256 secret (at least 32 bytes) that tokens are signed with. Prefer the
     /// environment variable: command lines are visible to other local users.
     #[arg(
@@ -218,6 +222,11 @@ fn dev_auth(args: &DevArgs) -> anyhow::Result<DevAuth> {
     })
 }
 
+/// mimalloc: the gateway allocates per `@connections` call and per frame, and
+/// glibc malloc took about a fifth of its CPU per delivery (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -305,6 +314,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let auth = dev_auth(&args)?;
     let options = GatewayOptions {
         faults,
+        management_latency: Duration::from_millis(args.management_latency_ms),
         authorizer: Some(auth.authorizer),
         policies: auth.policies,
         host: args.host,

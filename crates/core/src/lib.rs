@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`auth`]: the `$connect` JWT authorizer, namespace policies and rate limits.
+//! - [`clock`]: UTC calendar dates from epoch seconds.
 //! - [`names`]: route keys, table attribute names and environment variables, in one place.
 //! - [`config`]: configuration read once from the environment, checked at start-up.
 //! - [`protocol`]: protocol v1 frames (docs/protocol.md): parsing, validation, replies.
@@ -18,6 +19,7 @@
 pub mod app;
 pub mod auth;
 pub mod broadcast;
+pub mod clock;
 pub mod config;
 pub mod fanout;
 pub mod handlers;

@@ -1,6 +1,7 @@
-//! The real adapters over the wire: the AWS SDK management client against a local
-//! HTTP server answering as API Gateway does, and the route handlers over the
-//! DynamoDB store against dynalite.
+//! The real adapters over the wire: the management adapter against a local HTTP
+//! server answering as API Gateway does (its SigV4 signatures checked against the
+//! AWS SDK client's), and the route handlers over the DynamoDB store against
+//! dynalite.
 
 #[path = "support/http_sink.rs"]
 mod http_sink;
@@ -29,7 +30,7 @@ fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
 }
 
 #[tokio::test]
-async fn sdk_management_adapter_maps_api_gateway_errors() {
+async fn management_adapter_maps_api_gateway_errors() {
     let (endpoint, seen) = http_sink::serve().await;
     let management = ApiGatewayManagement::new(&sdk_config(None));
     let data = Bytes::from_static(b"{}");
@@ -66,8 +67,12 @@ async fn sdk_management_adapter_maps_api_gateway_errors() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 8, "{seen:?}");
     // The id is URL-encoded in the path, under the endpoint's stage.
-    assert_eq!(seen[0], "POST /test/@connections/ok%2B%2F%3D HTTP/1.1");
-    assert!(seen[7].starts_with("DELETE /test/@connections/ok "));
+    assert_eq!(seen[0].line, "POST /test/@connections/ok%2B%2F%3D HTTP/1.1");
+    assert_eq!(seen[0].body, b"{}");
+    assert!(seen[7].line.starts_with("DELETE /test/@connections/ok "));
+    for request in &seen {
+        verify_signature(request);
+    }
 
     // Nobody listening: a transport error, not a panic.
     let closed = TcpListener::bind("127.0.0.1:0")
@@ -169,4 +174,168 @@ async fn handlers_over_dynamodb_clean_up_gone_connections() {
     )
     .unwrap();
     assert_eq!(reply["code"], "not_member");
+}
+
+/// Recomputes a received request's SigV4 signature from what went over the wire
+/// (method, path, the headers it lists as signed, body, x-amz-date) with AWS's
+/// signer, and checks it is the one the request carries: what was signed is what
+/// was sent.
+fn verify_signature(request: &http_sink::Seen) {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("{name} missing from {request:?}"))
+    };
+    let authorization = header("authorization");
+    let signed: Vec<&str> = authorization
+        .split("SignedHeaders=")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("SignedHeaders")
+        .split(';')
+        .collect();
+    for required in ["host", "x-amz-date"] {
+        assert!(
+            signed.contains(&required),
+            "{required} not signed: {authorization}"
+        );
+    }
+    if request.line.starts_with("POST") {
+        assert!(signed.contains(&"content-length"), "{authorization}");
+    }
+    let date = header("x-amz-date");
+    let time = chrono_free_parse(date);
+    let mut parts = request.line.split(' ');
+    let method = parts.next().unwrap();
+    let path = parts.next().unwrap();
+    let url = format!("http://{}{path}", header("host"));
+    let headers: Vec<(&str, &str)> = signed.iter().map(|name| (*name, header(name))).collect();
+    let identity =
+        aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("execute-api")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        headers.into_iter(),
+        SignableBody::Bytes(&request.body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let expected = instructions
+        .headers()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.to_owned())
+        .unwrap();
+    assert_eq!(authorization, expected, "{request:?}");
+}
+
+/// `20261126T141500Z` as a `SystemTime`.
+fn chrono_free_parse(amz_date: &str) -> std::time::SystemTime {
+    let num = |range: std::ops::Range<usize>| amz_date[range].parse::<i64>().unwrap();
+    let (y, m, d) = (num(0..4), num(4..6), num(6..8));
+    let (hh, mm, ss) = (num(9..11), num(11..13), num(13..15));
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap())
+}
+
+/// The verifier itself, on what the AWS SDK client sends for the same calls: it
+/// accepts the SDK's requests, and the SDK signs the same headers and path as the
+/// adapter (besides its own `amz-sdk-*`/`x-amz-user-agent` bookkeeping headers).
+#[tokio::test]
+async fn adapter_signs_requests_as_the_sdk_client_does() {
+    let (endpoint, seen) = http_sink::serve().await;
+    let sdk = aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::config::Builder::from(&sdk_config(Some(&endpoint))).build(),
+    );
+    sdk.post_to_connection()
+        .connection_id("ok+/=")
+        .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(
+            b"{}".to_vec(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    sdk.delete_connection()
+        .connection_id("ok+/=")
+        .send()
+        .await
+        .unwrap();
+    let adapter = ApiGatewayManagement::new(&sdk_config(None));
+    adapter
+        .post(&endpoint, "ok+/=", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    adapter.delete(&endpoint, "ok+/=").await.unwrap();
+    // As on Lambda: temporary credentials, whose session token is sent and signed.
+    let lambda_like = aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new(
+                "test",
+                "test",
+                Some("session/token+=".into()),
+                None,
+                "static",
+            ),
+        ))
+        .build();
+    ApiGatewayManagement::new(&lambda_like)
+        .post(&endpoint, "ok", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 5);
+    let with_token = &seen[4];
+    assert!(
+        with_token
+            .headers
+            .contains(&("x-amz-security-token".into(), "session/token+=".into()))
+    );
+    verify_signature(with_token);
+    let signed_headers = |request: &http_sink::Seen| -> Vec<String> {
+        let authorization = &request
+            .headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .unwrap()
+            .1;
+        authorization
+            .split("SignedHeaders=")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .split(';')
+            .filter(|h| !h.starts_with("amz-sdk-") && *h != "x-amz-user-agent")
+            .map(str::to_owned)
+            .collect()
+    };
+    for (sdk_request, ours) in [(&seen[0], &seen[2]), (&seen[1], &seen[3])] {
+        verify_signature(sdk_request);
+        verify_signature(ours);
+        assert_eq!(sdk_request.line, ours.line);
+        assert_eq!(sdk_request.body, ours.body);
+        assert_eq!(signed_headers(sdk_request), signed_headers(ours));
+    }
 }

@@ -8,6 +8,7 @@ use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayWebsocketP
 use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use roomcast_core::clock::civil;
 use serde_json::{Map, Value, json};
 
 /// API Gateway ids (connection, request and message ids) are 11 random bytes in
@@ -190,23 +191,6 @@ fn http_request_time(epoch_ms: u64) -> String {
     let (y, m, d, hh, mm, ss) = civil(epoch_ms / 1000);
     let month = MONTHS[(m as usize).saturating_sub(1) % 12];
     format!("{d:02}/{month}/{y:04}:{hh:02}:{mm:02}:{ss:02} +0000")
-}
-
-/// Epoch seconds to (year, month, day, hour, minute, second) in UTC, by Howard
-/// Hinnant's days-to-civil algorithm (no calendar crate needed for one format).
-fn civil(epoch_secs: u64) -> (u64, u64, u64, u64, u64, u64) {
-    let days = epoch_secs / 86_400;
-    let rem = epoch_secs % 86_400;
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// The single- and multi-value maps API Gateway puts in CONNECT and authorizer

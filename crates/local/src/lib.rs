@@ -85,6 +85,10 @@ pub struct GatewayOptions {
     pub integration_timeout: Duration,
     /// Answer a share of `@connections` POSTs with injected faults (tests, demos).
     pub faults: Option<Faults>,
+    /// Added to every `@connections` call before it is answered: a loopback call
+    /// takes well under a millisecond, one to API Gateway in a region about
+    /// 10–30 ms, and a fan-out's throughput depends on it (docs/performance.md).
+    pub management_latency: Duration,
     /// The `$connect` REQUEST authorizer. `None`: no authorizer (`AuthorizationType:
     /// NONE`), every handshake reaches `$connect` anonymously.
     pub authorizer: Option<Arc<Authorizer>>,
@@ -108,6 +112,7 @@ impl Default for GatewayOptions {
             max_frame_bytes: GATEWAY_MAX_FRAME,
             integration_timeout: INTEGRATION_TIMEOUT,
             faults: None,
+            management_latency: Duration::ZERO,
             authorizer: None,
             policies: None,
         }

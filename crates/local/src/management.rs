@@ -23,6 +23,14 @@ use crate::gateway::close;
 /// How long DELETE waits for room in a full outbound queue.
 const DELETE_WAIT: Duration = Duration::from_secs(5);
 
+/// Waits the configured `management_latency`, if any.
+async fn latency(gateway: &Gateway) {
+    let latency = gateway.options().management_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+}
+
 /// An AWS JSON error: status, `x-amzn-ErrorType` and `{"message": ...}`.
 pub(crate) fn aws_error(status: StatusCode, error_type: &str, message: Option<&str>) -> Response {
     let mut response = (
@@ -50,6 +58,7 @@ pub async fn post(
     Path(connection_id): Path<String>,
     body: Bytes,
 ) -> Response {
+    latency(&gateway).await;
     if body.len() > GATEWAY_MAX_PAYLOAD {
         return aws_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -110,6 +119,7 @@ fn injected(gateway: &Gateway, connection_id: &str, fault: FaultKind) -> Respons
 
 /// `GET @connections/{id}`: connectedAt, lastActiveAt and identity, as API Gateway returns them.
 pub async fn get(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
+    latency(&gateway).await;
     let Some(connection) = gateway.connections().get(&connection_id) else {
         return gone();
     };
@@ -134,6 +144,7 @@ pub async fn get(State(gateway): State<Gateway>, Path(connection_id): Path<Strin
 
 /// `DELETE @connections/{id}`: closes the connection (1000) and runs `$disconnect`.
 pub async fn delete(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
+    latency(&gateway).await;
     let Some(connection) = gateway.connections().get(&connection_id) else {
         return gone();
     };

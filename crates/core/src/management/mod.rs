@@ -1,7 +1,9 @@
 //! The management port: posting to connections through API Gateway's `@connections`
-//! API. [`apigw::ApiGatewayManagement`] is the adapter over the AWS SDK client.
+//! API. [`apigw::ApiGatewayManagement`] is the adapter: signed HTTP requests
+//! ([`sigv4`]) over a pooled client.
 
 pub mod apigw;
+pub mod sigv4;
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequestContext;

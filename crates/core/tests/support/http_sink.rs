@@ -6,10 +6,21 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// One request as the sink received it.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // each test target uses a different part
+pub struct Seen {
+    /// The request line, e.g. `POST /test/@connections/ok HTTP/1.1`.
+    pub line: String,
+    /// Header names (lower-cased) and values, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
 /// Answers `@connections` calls by the connection id's first word, the way API
 /// Gateway answers: status, `x-amzn-ErrorType` and a JSON message. Records each
-/// request line.
-pub async fn serve() -> (String, Arc<Mutex<Vec<String>>>) {
+/// request.
+pub async fn serve() -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -41,9 +52,19 @@ pub async fn serve() -> (String, Arc<Mutex<Vec<String>>>) {
                     if buf.len() < end + 4 + length {
                         continue;
                     }
+                    let body = buf[end + 4..end + 4 + length].to_vec();
                     buf.drain(..end + 4 + length);
-                    let line = head.lines().next().unwrap().to_owned();
-                    log.lock().unwrap().push(line.clone());
+                    let mut lines = head.lines();
+                    let line = lines.next().unwrap().to_owned();
+                    let headers = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                        .collect();
+                    log.lock().unwrap().push(Seen {
+                        line: line.clone(),
+                        headers,
+                        body,
+                    });
                     let (status, kind) = match line.split("/@connections/").nth(1).unwrap_or("") {
                         id if id.starts_with("gone") => ("410 Gone", "GoneException"),
                         id if id.starts_with("big") => {
