@@ -1,11 +1,17 @@
 //! The WebSocket side: the `$connect` handshake, one task per connection reading
 //! frames and writing replies, route selection, limits and `$disconnect`.
 //!
-//! Ordering: each connection has one worker running its message events one at a
-//! time, in the order the frames arrived, so replies come back in order. Different
-//! connections run concurrently. (API Gateway itself promises no order: it invokes
-//! the integration once per frame, possibly in parallel.)
+//! Ordering: each connection runs its message events one at a time, in the order
+//! the frames arrived, so replies come back in order. Different connections run
+//! concurrently. (API Gateway itself promises no order: it invokes the integration
+//! once per frame, possibly in parallel.)
+//!
+//! Memory: an idle connection is one task holding its socket, a command queue and
+//! one timer. A message event runs as a task of its own, started when its frame is
+//! next in line; frames waiting behind it sit in a queue that allocates only when
+//! used (docs/performance.md has the measurements).
 
+use std::collections::VecDeque;
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,19 +27,21 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use roomcast_core::store::now_millis;
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite;
 
 use crate::Gateway;
-use crate::connections::{Command, ConnectionHandle, OUTBOUND_QUEUE};
+use crate::connections::{Command, CommandSender, ConnectionHandle, command_queue};
 use crate::events::{ConnectionContext, gateway_id, select_route};
 use crate::handlers::{Integration, InvokeError};
 
-/// Initial read buffer of a connection; it grows for larger frames.
-const READ_BUFFER: usize = 4 * 1024;
+/// Initial read buffer of a connection, held for as long as it is open; it grows
+/// for larger frames (which are then read this many bytes at a time). Client
+/// frames are mostly small JSON documents.
+const READ_BUFFER: usize = 1024;
 
-/// Frames one connection may have waiting for its message worker.
+/// Frames one connection may have waiting behind the message event it is running.
 pub const INBOUND_QUEUE: usize = 256;
 
 /// How long a closing handshake may take before the socket is dropped anyway.
@@ -165,7 +173,7 @@ fn copy_headers(answer: &ApiGatewayProxyResponse, into: &mut HeaderMap) {
     }
 }
 
-/// A frame from the client, queued for the connection's message worker.
+/// A frame from the client, waiting for its message event.
 enum Inbound {
     Text(String),
     Binary(bytes::Bytes),
@@ -193,10 +201,66 @@ impl Ending {
     }
 }
 
+/// A connection's message events: the one running (a task of its own, so a slow
+/// client's socket never holds up its fan-outs) and the frames waiting behind it,
+/// in arrival order. Idle, this is an empty queue and no task.
+#[derive(Default)]
+struct Messages {
+    running: Option<JoinHandle<()>>,
+    waiting: VecDeque<Inbound>,
+}
+
+impl Messages {
+    /// Runs `frame` now if nothing is running, or queues it. Hands it back when
+    /// [`INBOUND_QUEUE`] frames are already waiting.
+    fn accept(
+        &mut self,
+        frame: Inbound,
+        start: impl FnOnce(Inbound) -> JoinHandle<()>,
+    ) -> Result<(), Inbound> {
+        if self.running.is_none() {
+            self.running = Some(start(frame));
+        } else if self.waiting.len() < INBOUND_QUEUE {
+            self.waiting.push_back(frame);
+        } else {
+            return Err(frame);
+        }
+        Ok(())
+    }
+
+    /// Waits for the running event to finish; pending forever when none runs.
+    async fn finished(&mut self) {
+        match &mut self.running {
+            Some(running) => {
+                // A panic was already reported by the task; the next frame runs anyway.
+                let _ = running.await;
+                self.running = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Starts the next waiting frame, if any.
+    fn start_next(&mut self, start: impl FnOnce(Inbound) -> JoinHandle<()>) {
+        self.running = self.waiting.pop_front().map(start);
+        if self.waiting.is_empty() && self.waiting.capacity() > 0 {
+            // A burst is over: give its queue back.
+            self.waiting = VecDeque::new();
+        }
+    }
+}
+
 async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut socket: WebSocket) {
-    let options = gateway.options().clone();
-    let connection_id = context.connection_id.clone();
-    let (commands, mut command_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    // Only the durations: a clone of all the options would keep copies of their
+    // strings for every connection.
+    let options = gateway.options();
+    let (idle_timeout, max_duration, integration_timeout) = (
+        options.idle_timeout,
+        options.max_connection_duration,
+        options.integration_timeout,
+    );
+    let connection_id = context.connection_id.as_str();
+    let (commands, mut command_rx) = command_queue();
     let last_active_ms = Arc::new(AtomicU64::new(context.connected_at_ms));
     gateway.connections().insert(ConnectionHandle {
         context: Arc::clone(&context),
@@ -205,18 +269,24 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
     });
     tracing::info!(%connection_id, "connected");
 
-    let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-    let worker = tokio::spawn(message_worker(
-        gateway.clone(),
-        Arc::clone(&context),
-        inbound_rx,
-        commands,
-    ));
+    let mut messages = Messages::default();
+    let start = |frame: Inbound| {
+        tokio::spawn(message_worker(
+            gateway.clone(),
+            Arc::clone(&context),
+            frame,
+            commands.clone(),
+        ))
+    };
 
     let mut shutdown = gateway.shutdown_signal();
-    let cap = sleep_until(Instant::now() + options.max_connection_duration);
-    tokio::pin!(cap);
-    let mut last_activity = Instant::now();
+    // One timer for both the idle timeout and the connection cap: it fires at the
+    // earlier of the two and, when activity moved the idle deadline, is set again.
+    let connected = Instant::now();
+    let cap = connected + max_duration;
+    let mut last_activity = connected;
+    let timer = sleep_until(cap.min(last_activity + idle_timeout));
+    tokio::pin!(timer);
     let touch = |last_activity: &mut Instant| {
         *last_activity = Instant::now();
         last_active_ms.store(now_millis(), Ordering::Relaxed);
@@ -227,11 +297,16 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
             frame = socket.recv() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     touch(&mut last_activity);
-                    accept(&inbound, Inbound::Text(text.as_str().to_owned()), &context, &mut socket).await;
+                    let frame = Inbound::Text(text.as_str().to_owned());
+                    if let Some(throttled) = accept(&mut messages, frame, start, &context) {
+                        let _ = socket.send(throttled).await;
+                    }
                 }
                 Some(Ok(Message::Binary(data))) => {
                     touch(&mut last_activity);
-                    accept(&inbound, Inbound::Binary(data), &context, &mut socket).await;
+                    if let Some(throttled) = accept(&mut messages, Inbound::Binary(data), start, &context) {
+                        let _ = socket.send(throttled).await;
+                    }
                 }
                 // tungstenite answers pings itself; both count as activity.
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => touch(&mut last_activity),
@@ -244,6 +319,7 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
                 Some(Err(error)) => break read_error(&error),
                 None => break Ending { code: close::ABNORMAL, reason: String::new(), send_close: false, readable: false },
             },
+            () = messages.finished() => messages.start_next(start),
             command = command_rx.recv() => match command {
                 Some(Command::Send(message)) => {
                     touch(&mut last_activity);
@@ -254,46 +330,82 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
                 Some(Command::Close { code, reason }) => break Ending::server(code, &reason),
                 None => break Ending::server(close::GOING_AWAY, "Going away"),
             },
-            () = sleep_until(last_activity + options.idle_timeout) => {
-                tracing::info!(%connection_id, "idle timeout");
-                break Ending::server(close::GOING_AWAY, "Going away");
-            }
-            () = &mut cap => {
-                tracing::info!(%connection_id, "maximum connection duration reached");
-                break Ending::server(close::GOING_AWAY, "Going away");
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= cap {
+                    tracing::info!(%connection_id, "maximum connection duration reached");
+                    break Ending::server(close::GOING_AWAY, "Going away");
+                }
+                let idle_at = last_activity + idle_timeout;
+                if now >= idle_at {
+                    tracing::info!(%connection_id, "idle timeout");
+                    break Ending::server(close::GOING_AWAY, "Going away");
+                }
+                timer.as_mut().reset(cap.min(idle_at));
             }
             () = async { let _ = shutdown.wait_for(|down| *down).await; } => break Ending::server(close::GOING_AWAY, "Going away"),
         }
     };
 
     // From here on the connection is gone for @connections (410), as on API Gateway.
-    gateway.connections().remove(&connection_id);
-    drop(inbound);
-    finish_close(&mut socket, &ending).await;
+    gateway.connections().remove(connection_id);
+    // Frames already accepted still run, in order, while the socket closes.
+    let Messages { running, waiting } = messages;
+    let pending = (running.is_some() || !waiting.is_empty()).then(|| {
+        let (gateway, context, commands) =
+            (gateway.clone(), Arc::clone(&context), commands.clone());
+        tokio::spawn(async move {
+            if let Some(running) = running {
+                let _ = running.await;
+            }
+            for frame in waiting {
+                message_worker(
+                    gateway.clone(),
+                    Arc::clone(&context),
+                    frame,
+                    commands.clone(),
+                )
+                .await;
+            }
+        })
+    });
+    drop(commands);
+    // Boxed: the closing handshake and `$disconnect` run once, and their futures
+    // would otherwise make every idle connection's task as large as they are.
+    Box::pin(finish_close(&mut socket, &ending)).await;
     drop(socket);
 
     // Let frames already accepted finish before $disconnect, so it cleans up after them.
-    let _ = timeout(options.integration_timeout, worker).await;
-    run_disconnect(&gateway, &context, ending.code, &ending.reason).await;
+    if let Some(pending) = pending {
+        let _ = timeout(integration_timeout, pending).await;
+    }
+    Box::pin(run_disconnect(
+        &gateway,
+        &context,
+        ending.code,
+        &ending.reason,
+    ))
+    .await;
 }
 
-/// Queues a frame for the message worker. When the connection has more frames
-/// waiting than it may, the frame is dropped and the client told so, as API Gateway
-/// does when it throttles a route: memory stays bounded whatever a client sends.
-async fn accept(
-    inbound: &mpsc::Sender<Inbound>,
+/// Runs a frame's message event, or queues it behind the running one. When the
+/// connection has more frames waiting than it may, the frame is dropped and the
+/// answer for the client returned, as API Gateway does when it throttles a route:
+/// memory stays bounded whatever a client sends. (Not async, so the connection's
+/// task does not carry a future for this rare case.)
+fn accept(
+    messages: &mut Messages,
     frame: Inbound,
+    start: impl FnOnce(Inbound) -> JoinHandle<()>,
     context: &ConnectionContext,
-    socket: &mut WebSocket,
-) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = inbound.try_send(frame) {
-        tracing::warn!(connection_id = %context.connection_id, "too many frames queued; dropping one");
-        let throttled = serde_json::json!({
-            "message": "Too Many Requests",
-            "connectionId": context.connection_id,
-        });
-        let _ = socket.send(Message::text(throttled.to_string())).await;
-    }
+) -> Option<Message> {
+    messages.accept(frame, start).err()?;
+    tracing::warn!(connection_id = %context.connection_id, "too many frames queued; dropping one");
+    let throttled = serde_json::json!({
+        "message": "Too Many Requests",
+        "connectionId": context.connection_id,
+    });
+    Some(Message::text(throttled.to_string()))
 }
 
 /// Maps a read error to the close API Gateway sends: 1009 for a frame or message
@@ -350,54 +462,52 @@ async fn finish_close(socket: &mut WebSocket, ending: &Ending) {
     }
 }
 
-/// Runs the connection's message events one at a time, in arrival order, and sends
-/// each integration response body back to the client (the `$default` route response).
+/// Runs one frame's message event and sends the integration response body back to
+/// the client (the `$default` route response) through the connection's command queue.
 async fn message_worker(
     gateway: Gateway,
     context: Arc<ConnectionContext>,
-    mut inbound: mpsc::Receiver<Inbound>,
-    commands: mpsc::Sender<Command>,
+    frame: Inbound,
+    commands: CommandSender,
 ) {
-    while let Some(frame) = inbound.recv().await {
-        let (route, body, is_base64) = match frame {
-            Inbound::Text(text) => (select_route(&text), text, false),
-            Inbound::Binary(data) => (
-                roomcast_core::names::route::DEFAULT,
-                STANDARD.encode(&data),
-                true,
-            ),
-        };
-        let event = match context.message(route, body, is_base64, now_millis()) {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::error!(error = %e, "could not build a message event");
-                continue;
-            }
-        };
-        let request_id = event.request_context.request_id.clone().unwrap_or_default();
-        let reply = match gateway.invoke(Integration::Message, event).await {
-            Ok(answer) => response_frame(answer),
-            Err(e) => {
-                tracing::warn!(connection_id = %context.connection_id, route, error = %e, "integration failed");
-                let message = match e {
-                    InvokeError::TimedOut => "Endpoint request timed out",
-                    InvokeError::Failed => "Internal server error",
-                };
-                Some(Message::text(
-                    serde_json::json!({
-                        "message": message,
-                        "connectionId": context.connection_id,
-                        "requestId": request_id,
-                    })
-                    .to_string(),
-                ))
-            }
-        };
-        if let Some(reply) = reply
-            && commands.send(Command::Send(reply)).await.is_err()
-        {
-            break;
+    let (route, body, is_base64) = match frame {
+        Inbound::Text(text) => (select_route(&text), text, false),
+        Inbound::Binary(data) => (
+            roomcast_core::names::route::DEFAULT,
+            STANDARD.encode(&data),
+            true,
+        ),
+    };
+    let event = match context.message(route, body, is_base64, now_millis()) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::error!(error = %e, "could not build a message event");
+            return;
         }
+    };
+    let request_id = event.request_context.request_id.clone().unwrap_or_default();
+    let reply = match gateway.invoke(Integration::Message, event).await {
+        Ok(answer) => response_frame(answer),
+        Err(e) => {
+            tracing::warn!(connection_id = %context.connection_id, route, error = %e, "integration failed");
+            let message = match e {
+                InvokeError::TimedOut => "Endpoint request timed out",
+                InvokeError::Failed => "Internal server error",
+            };
+            Some(Message::text(
+                serde_json::json!({
+                    "message": message,
+                    "connectionId": context.connection_id,
+                    "requestId": request_id,
+                })
+                .to_string(),
+            ))
+        }
+    };
+    if let Some(reply) = reply {
+        // Behind whatever was queued for the client meanwhile; an error means the
+        // connection is gone, and the reply with it.
+        let _ = commands.send(Command::Send(reply)).await;
     }
 }
 
@@ -440,6 +550,40 @@ pub(crate) async fn run_disconnect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn frames_run_in_order_with_at_most_the_inbound_queue_waiting() {
+        let started = std::sync::Mutex::new(Vec::new());
+        let start = |frame: Inbound| {
+            if let Inbound::Text(text) = frame {
+                started.lock().unwrap().push(text);
+            }
+            tokio::spawn(async {})
+        };
+        let mut messages = Messages::default();
+        for i in 0..=INBOUND_QUEUE {
+            assert!(messages.accept(Inbound::Text(i.to_string()), start).is_ok());
+        }
+        // One running and INBOUND_QUEUE waiting: the next frame is refused.
+        assert!(
+            messages
+                .accept(Inbound::Text("over".into()), start)
+                .is_err()
+        );
+        assert_eq!(*started.lock().unwrap(), ["0"]);
+        for _ in 0..=INBOUND_QUEUE {
+            messages.finished().await;
+            messages.start_next(start);
+        }
+        assert!(messages.running.is_none());
+        assert_eq!(
+            messages.waiting.capacity(),
+            0,
+            "an empty queue holds no memory"
+        );
+        let expected: Vec<String> = (0..=INBOUND_QUEUE).map(|i| i.to_string()).collect();
+        assert_eq!(*started.lock().unwrap(), expected);
+    }
 
     #[test]
     fn connect_headers_reach_the_handshake_but_not_framing_ones() {
