@@ -9,6 +9,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
     ApiGatewayRequestAuthorizer,
 };
+use aws_lambda_events::iam::IamPolicyEffect;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use roomcast_core::auth::Decision;
@@ -17,6 +18,8 @@ use serde_json::{Value, json};
 
 use crate::Gateway;
 use crate::events::{ConnectionContext, gateway_id, header_maps, query_maps};
+use crate::remote::{RemoteError, RemoteInvoker};
+use crate::routes::AuthorizerTarget;
 
 /// API Gateway's limit on a Lambda authorizer's response (policy plus context), in
 /// bytes; a larger one fails the handshake with 500.
@@ -35,7 +38,7 @@ pub(crate) async fn authorize(
     query: &[(String, String)],
     now_ms: u64,
 ) -> Result<ApiGatewayRequestAuthorizer, Response> {
-    let Some(authorizer) = gateway.options().authorizer.clone() else {
+    let Some(target) = gateway.authorizer().cloned() else {
         return Ok(ApiGatewayRequestAuthorizer::default());
     };
     let request = match request(gateway, context, headers, query, now_ms) {
@@ -45,27 +48,47 @@ pub(crate) async fn authorize(
             return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
         }
     };
-    let limit = gateway.options().integration_timeout;
-    // A task of its own, like a Lambda invocation: a panic fails this handshake only.
-    let run =
-        tokio::spawn(
-            async move { tokio::time::timeout(limit, authorizer.authorize(&request)).await },
-        );
-    let decision = match run.await {
-        Ok(Ok(decision)) => decision,
-        Ok(Err(_elapsed)) => {
-            tracing::warn!(connection_id = %context.connection_id, "the authorizer timed out");
-            return Err(message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-            ));
+    let failed = || message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+    // In-process or remote, the answer is evaluated below by the same code.
+    let decision = match target {
+        AuthorizerTarget::InProcess(authorizer) => {
+            let limit = gateway.options().integration_timeout;
+            // A task of its own, like a Lambda invocation: a panic fails this handshake only.
+            let run = tokio::spawn(async move {
+                tokio::time::timeout(limit, authorizer.authorize(&request)).await
+            });
+            match run.await {
+                Ok(Ok(decision)) => decision,
+                Ok(Err(_elapsed)) => {
+                    tracing::warn!(connection_id = %context.connection_id, "the authorizer timed out");
+                    return Err(failed());
+                }
+                Err(_panicked) => {
+                    tracing::warn!(connection_id = %context.connection_id, "the authorizer failed");
+                    return Err(failed());
+                }
+            }
         }
-        Err(_panicked) => {
-            tracing::warn!(connection_id = %context.connection_id, "the authorizer failed");
-            return Err(message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-            ));
+        AuthorizerTarget::Remote {
+            invoker,
+            function,
+            identity_sources,
+            timeout,
+        } => {
+            if let Some(missing) = identity_sources
+                .iter()
+                .find(|source| !has_identity_source(source, headers, query))
+            {
+                tracing::info!(connection_id = %context.connection_id, %missing, "identity source missing");
+                return Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"));
+            }
+            match remote_decision(&invoker, &function, &request, timeout).await {
+                Ok(decision) => decision,
+                Err(error) => {
+                    tracing::warn!(connection_id = %context.connection_id, %function, %error, "the authorizer failed");
+                    return Err(failed());
+                }
+            }
         }
     };
     match decision {
@@ -101,6 +124,46 @@ pub(crate) async fn authorize(
             tracing::info!(connection_id = %context.connection_id, "the authorizer refused the handshake");
             Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"))
         }
+    }
+}
+
+/// Invokes a remote authorizer and reads its answer as API Gateway does: the error
+/// `Unauthorized` is a 401, a policy with a Deny statement (or no Allow) a 403.
+async fn remote_decision(
+    invoker: &RemoteInvoker,
+    function: &str,
+    request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    limit: std::time::Duration,
+) -> Result<Decision, String> {
+    let payload = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let value = match invoker.invoke(function, payload, limit).await {
+        Ok(value) => value,
+        Err(RemoteError::Function { message, .. }) if message == "Unauthorized" => {
+            return Ok(Decision::Unauthorized);
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let response: ApiGatewayCustomAuthorizerResponse =
+        serde_json::from_value(value).map_err(|e| format!("not an authorizer response: {e}"))?;
+    let effects = || response.policy_document.statement.iter().map(|s| &s.effect);
+    let allowed = effects().any(|e| matches!(e, IamPolicyEffect::Allow))
+        && !effects().any(|e| matches!(e, IamPolicyEffect::Deny));
+    Ok(if allowed {
+        Decision::Allow(response)
+    } else {
+        Decision::Deny(response)
+    })
+}
+
+/// Whether a handshake carries an `IdentitySource` (`route.request.header.X` or
+/// `route.request.querystring.X`; other kinds are not checked locally).
+fn has_identity_source(source: &str, headers: &HeaderMap, query: &[(String, String)]) -> bool {
+    if let Some(name) = source.strip_prefix("route.request.header.") {
+        headers.get(name).is_some_and(|v| !v.is_empty())
+    } else if let Some(name) = source.strip_prefix("route.request.querystring.") {
+        query.iter().any(|(n, v)| n == name && !v.is_empty())
+    } else {
+        true
     }
 }
 

@@ -1,0 +1,323 @@
+//! The routes the gateway serves and what runs behind each: roomcast's built-in
+//! routes (no template), or the template's (`roomcast dev --template`), with each
+//! function run in-process or invoked through a Lambda Invoke endpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use roomcast_core::App;
+use roomcast_core::auth::{AuthConfig, Authorizer};
+use roomcast_core::config::Config;
+use roomcast_core::names::{env, route};
+
+use crate::handlers::Integration;
+use crate::remote::RemoteInvoker;
+use crate::template::{Diagnostic, RouteSelection, Template};
+
+/// What runs a route's function.
+#[derive(Clone)]
+pub enum Target {
+    /// One of roomcast's handlers, in-process, with this function's [`App`].
+    Handler {
+        app: Arc<App>,
+        integration: Integration,
+    },
+    /// A function behind a Lambda Invoke endpoint.
+    Remote {
+        invoker: RemoteInvoker,
+        function: String,
+    },
+}
+
+/// A route and its integration.
+#[derive(Clone)]
+pub struct RouteTarget {
+    pub key: String,
+    pub target: Target,
+    /// With a route response, the integration's response body goes back to the client.
+    pub two_way: bool,
+    /// The integration timeout (API Gateway's: at most 29 s).
+    pub timeout: Duration,
+    /// The function's own `Timeout`: when it is the shorter, running out of time is
+    /// a function error, not an integration timeout.
+    pub function_timeout: Option<Duration>,
+}
+
+/// The `$connect` authorizer and what runs it.
+#[derive(Clone)]
+pub enum AuthorizerTarget {
+    InProcess(Arc<Authorizer>),
+    Remote {
+        invoker: RemoteInvoker,
+        function: String,
+        /// `IdentitySource`s: when one is missing the handshake gets 401 and the
+        /// authorizer is not invoked.
+        identity_sources: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+/// How the template's functions run.
+#[derive(Debug, Clone)]
+pub enum FunctionMode {
+    /// In-process, chosen by each function's `Binary` build property.
+    InProcess,
+    /// Through a Lambda Invoke endpoint; `names` maps logical ids to the names to
+    /// invoke (the logical id itself when absent).
+    Remote {
+        endpoint: String,
+        names: BTreeMap<String, String>,
+    },
+}
+
+/// `roomcast dev --template`: the template, each function's resolved
+/// environment, and how its functions run.
+#[derive(Debug, Clone)]
+pub struct SamOptions {
+    pub template: Arc<Template>,
+    pub environment: BTreeMap<String, BTreeMap<String, String>>,
+    pub mode: FunctionMode,
+}
+
+/// The routes the gateway serves.
+#[derive(Clone)]
+pub struct RouteTable {
+    selection: RouteSelection,
+    connect: Option<RouteTarget>,
+    disconnect: Option<RouteTarget>,
+    messages: HashMap<String, RouteTarget>,
+}
+
+/// What [`RouteTable::select`] found for a frame.
+pub enum Selected<'a> {
+    Route(&'a RouteTarget),
+    /// No route matched and there is no `$default`.
+    NoRoute,
+}
+
+impl RouteTable {
+    /// roomcast's routes, all served by `app`'s handlers: `$connect`,
+    /// `$disconnect`, and two-way `$default`, `join`, `leave`, `send` and `ping`
+    /// selected by `$request.body.action`.
+    pub fn builtin(app: &Arc<App>, timeout: Duration) -> Self {
+        let handler = |key: &str, integration| RouteTarget {
+            key: key.to_owned(),
+            target: Target::Handler {
+                app: Arc::clone(app),
+                integration,
+            },
+            two_way: true,
+            timeout,
+            function_timeout: None,
+        };
+        let messages = route::MESSAGE_ROUTES
+            .into_iter()
+            .chain([route::DEFAULT])
+            .map(|key| (key.to_owned(), handler(key, Integration::Message)))
+            .collect();
+        Self {
+            selection: RouteSelection::action(),
+            connect: Some(handler(route::CONNECT, Integration::Connect)),
+            disconnect: Some(handler(route::DISCONNECT, Integration::Disconnect)),
+            messages,
+        }
+    }
+
+    pub fn connect(&self) -> Option<&RouteTarget> {
+        self.connect.as_ref()
+    }
+
+    pub fn disconnect(&self) -> Option<&RouteTarget> {
+        self.disconnect.as_ref()
+    }
+
+    /// The route of a text frame (`None`: a binary frame), by the route selection
+    /// expression; a frame whose key names no route goes to `$default`.
+    pub fn select(&self, text: Option<&str>) -> Selected<'_> {
+        let found = text
+            .and_then(|t| self.selection.key_of(t))
+            .and_then(|key| self.messages.get(&key))
+            .or_else(|| self.messages.get(route::DEFAULT));
+        match found {
+            Some(route) => Selected::Route(route),
+            None => Selected::NoRoute,
+        }
+    }
+
+    /// The message route keys, sorted (for the start-up banner).
+    pub fn message_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.messages.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+}
+
+/// What the template's in-process functions share with the gateway.
+pub struct Shared<'a> {
+    pub store: Arc<dyn roomcast_core::store::Store>,
+    pub management: Arc<dyn roomcast_core::management::Management>,
+    pub table: &'a str,
+    pub management_endpoint: &'a str,
+    pub integration_timeout: Duration,
+    pub sdk: &'a aws_config::SdkConfig,
+}
+
+/// Why the template's routes cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[error("{function}: {message}")]
+pub struct FunctionSetupError {
+    pub function: String,
+    pub message: String,
+}
+
+/// The template's routes and authorizer, and what was left out (a function that
+/// cannot run in-process: its routes are not served).
+pub fn from_template(
+    sam: &SamOptions,
+    shared: &Shared<'_>,
+) -> Result<(RouteTable, Option<AuthorizerTarget>, Vec<Diagnostic>), FunctionSetupError> {
+    let template = &sam.template;
+    let mut diagnostics = Vec::new();
+    let remote = match &sam.mode {
+        FunctionMode::Remote { endpoint, names } => {
+            Some((RemoteInvoker::new(shared.sdk, endpoint), names))
+        }
+        FunctionMode::InProcess => None,
+    };
+    let empty = BTreeMap::new();
+    let env_of = |id: &str| sam.environment.get(id).unwrap_or(&empty);
+    let remote_name = |names: &BTreeMap<String, String>, id: &str| {
+        names.get(id).cloned().unwrap_or_else(|| id.to_owned())
+    };
+
+    // In-process: one App per function, configured by its environment, sharing
+    // the gateway's store and @connections.
+    let mut apps: HashMap<String, Arc<App>> = HashMap::new();
+    let mut messages = HashMap::new();
+    let (mut connect, mut disconnect) = (None, None);
+    for (key, r) in &template.routes {
+        let function = template.functions.get(&r.function);
+        let target = match &remote {
+            Some((invoker, names)) => Target::Remote {
+                invoker: invoker.clone(),
+                function: remote_name(names, &r.function),
+            },
+            None => {
+                let binary = function.and_then(|f| f.binary.as_deref());
+                let integration = match binary {
+                    Some("connect") => Integration::Connect,
+                    Some("disconnect") => Integration::Disconnect,
+                    Some("message") => Integration::Message,
+                    other => {
+                        diagnostics.push(Diagnostic {
+                            logical_id: r.function.clone(),
+                            message: format!(
+                                "binary {} has no in-process handler: route {key} is not \
+                                 served (use --invoke-endpoint to run the real functions)",
+                                other.unwrap_or("(none)")
+                            ),
+                        });
+                        continue;
+                    }
+                };
+                let app = match apps.get(&r.function) {
+                    Some(app) => Arc::clone(app),
+                    None => {
+                        let app =
+                            Arc::new(in_process_app(&r.function, env_of(&r.function), shared)?);
+                        apps.insert(r.function.clone(), Arc::clone(&app));
+                        app
+                    }
+                };
+                Target::Handler { app, integration }
+            }
+        };
+        let route = RouteTarget {
+            key: key.clone(),
+            target,
+            two_way: r.two_way,
+            timeout: r.timeout.map_or(shared.integration_timeout, |t| {
+                t.min(shared.integration_timeout)
+            }),
+            function_timeout: function.and_then(|f| f.timeout),
+        };
+        match key.as_str() {
+            route::CONNECT => connect = Some(route),
+            route::DISCONNECT => disconnect = Some(route),
+            _ => {
+                messages.insert(key.clone(), route);
+            }
+        }
+    }
+
+    let authorizer = match (&template.authorizer, &remote) {
+        (None, _) => None,
+        (Some(a), Some((invoker, names))) => Some(AuthorizerTarget::Remote {
+            invoker: invoker.clone(),
+            function: remote_name(names, &a.function),
+            identity_sources: a.identity_sources.clone(),
+            timeout: shared.integration_timeout,
+        }),
+        (Some(a), None) => {
+            let binary = template
+                .functions
+                .get(&a.function)
+                .and_then(|f| f.binary.as_deref());
+            if binary != Some("authorizer") {
+                return Err(FunctionSetupError {
+                    function: a.function.clone(),
+                    message: format!(
+                        "the $connect authorizer's binary {} has no in-process handler: \
+                         use --invoke-endpoint",
+                        binary.unwrap_or("(none)")
+                    ),
+                });
+            }
+            let env = env_of(&a.function);
+            let config = AuthConfig::from_lookup(|name| env.get(name).cloned()).map_err(|e| {
+                FunctionSetupError {
+                    function: a.function.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            Some(AuthorizerTarget::InProcess(Arc::new(Authorizer::new(
+                config,
+            ))))
+        }
+    };
+    Ok((
+        RouteTable {
+            selection: template.selection.clone(),
+            connect,
+            disconnect,
+            messages,
+        },
+        authorizer,
+        diagnostics,
+    ))
+}
+
+/// A function's [`App`] from its environment; the table and management endpoint
+/// are the gateway's own (the store is the gateway's, and `@connections` is served
+/// by it), whatever the environment says.
+fn in_process_app(
+    function: &str,
+    environment: &BTreeMap<String, String>,
+    shared: &Shared<'_>,
+) -> Result<App, FunctionSetupError> {
+    let config = Config::from_lookup(|name| match name {
+        env::TABLE => Some(shared.table.to_owned()),
+        env::MANAGEMENT_ENDPOINT => Some(shared.management_endpoint.to_owned()),
+        _ => environment.get(name).cloned(),
+    })
+    .map_err(|e| FunctionSetupError {
+        function: function.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(App::new(
+        config,
+        Arc::clone(&shared.store),
+        Arc::clone(&shared.management),
+    ))
+}
