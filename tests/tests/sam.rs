@@ -25,8 +25,14 @@ use support::Client;
 /// The first invocation of each function builds it (`cargo run`): generous.
 const BUILD_WAIT: Duration = Duration::from_secs(900);
 
+/// A path in the repository, canonical: cargo lambda watch hands the manifest path
+/// to `cargo run`, and one spelling of it keeps cargo's fingerprints stable.
 fn repo_file(path: &str) -> String {
-    format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(|p| p.canonicalize().ok())
+        .expect("the repository root");
+    root.join(path).to_string_lossy().into_owned()
 }
 
 fn free_port() -> u16 {

@@ -14,7 +14,8 @@ use roomcast_core::auth::{AuthConfig, Authorizer};
 use std::collections::BTreeMap;
 
 use roomcast_local::template::{
-    Diagnostic, EnvFile, Pseudo, Template, dotenv, merged_environment, resolve_environment,
+    Diagnostic, EnvFile, Environments, Pseudo, Template, dotenv, merged_environment,
+    resolve_environment,
 };
 use roomcast_local::{Backend, FaultKind, Faults, FunctionMode, GatewayOptions, SamOptions};
 
@@ -312,11 +313,7 @@ fn sam_environment(
     template: &str,
     env_file: Option<&str>,
     region: &str,
-) -> anyhow::Result<(
-    Template,
-    BTreeMap<String, BTreeMap<String, String>>,
-    Vec<Diagnostic>,
-)> {
+) -> anyhow::Result<(Template, Environments, Vec<Diagnostic>)> {
     let template = Template::from_file(template)?;
     let env_file = env_file
         .map(EnvFile::from_file)

@@ -369,6 +369,9 @@ impl Template {
     }
 }
 
+/// Each function's environment variables, by logical id.
+pub type Environments = BTreeMap<String, BTreeMap<String, String>>;
+
 /// Local overrides of the functions' environment, in the format of `sam local
 /// --env-vars`: `{"Parameters": {..every function..}, "LogicalId": {..one..}}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -430,7 +433,7 @@ pub fn resolve_environment(
     template: &Template,
     env_file: &EnvFile,
     pseudo: &Pseudo,
-) -> (BTreeMap<String, BTreeMap<String, String>>, Vec<Diagnostic>) {
+) -> (Environments, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let mut all = BTreeMap::new();
     for (id, function) in &template.functions {
