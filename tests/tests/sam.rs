@@ -62,7 +62,17 @@ impl Watch {
         let env_file =
             std::env::temp_dir().join(format!("roomcast-sam-{:x}.env", fastrand::u64(..)));
         std::fs::write(&env_file, text).expect("env file written");
-        let child = Command::new("cargo")
+        let mut command = Command::new("cargo");
+        // What cargo sets for a test process (CARGO_PKG_*, CARGO_MANIFEST_DIR, …) must
+        // not reach the `cargo run` that cargo lambda watch starts: build scripts that
+        // watch the environment would rerun and rebuild the SDK under both cargos.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if (name.starts_with("CARGO_") && name != "CARGO_HOME") || name == "OUT_DIR" {
+                command.env_remove(name.as_ref());
+            }
+        }
+        let child = command
             .args(["lambda", "watch", "--ignore-changes", "--quiet"])
             .args([
                 "--invoke-address",
