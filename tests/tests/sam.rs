@@ -1,6 +1,8 @@
 //! `roomcast dev --template … --invoke-endpoint …` against `cargo lambda watch`
-//! serving the project's own function binaries, on dynalite (scripts/test starts it
-//! and pre-builds the binaries; cargo-lambda comes from `pip install cargo-lambda`).
+//! serving the project's own function binaries, on dynalite (scripts/test starts
+//! it, and builds the binaries with `cargo build --workspace --bins` first so that
+//! watch's `cargo run` finds them fresh; cargo-lambda comes from
+//! `pip install cargo-lambda`).
 //!
 //! One test, so `cargo lambda watch` starts (and builds) once: the real template's
 //! room flow, then a fixture template without a `send` route and with a failing
@@ -47,6 +49,8 @@ fn free_port() -> u16 {
 struct Watch {
     child: Child,
     env_file: PathBuf,
+    /// The file recording the process group for scripts/test's exit trap.
+    group_file: Option<PathBuf>,
 }
 
 impl Watch {
@@ -63,12 +67,14 @@ impl Watch {
             std::env::temp_dir().join(format!("roomcast-sam-{:x}.env", fastrand::u64(..)));
         std::fs::write(&env_file, text).expect("env file written");
         let mut command = Command::new("cargo");
-        // What cargo sets for a test process (CARGO_PKG_*, CARGO_MANIFEST_DIR, …) must
-        // not reach the `cargo run` that cargo lambda watch starts: build scripts that
-        // watch the environment would rerun and rebuild the SDK under both cargos.
+        // The variables cargo sets for a test process must not reach the `cargo run`
+        // that cargo lambda watch starts: build scripts that watch the environment
+        // (e.g. OUT_DIR, CARGO_MANIFEST_DIR) would rerun and rebuild much of the
+        // SDK. The caller's own cargo settings (CARGO_TARGET_DIR, CARGO_BUILD_JOBS,
+        // CARGO_NET_OFFLINE, ...) stay, so watch builds where and how scripts/test did.
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy();
-            if (name.starts_with("CARGO_") && name != "CARGO_HOME") || name == "OUT_DIR" {
+            if set_by_cargo_for_tests(&name) {
                 command.env_remove(name.as_ref());
             }
         }
@@ -94,23 +100,70 @@ impl Watch {
             .process_group(0)
             .spawn()
             .expect("cargo lambda watch starts");
-        Self { child, env_file }
+        // Its own process group, so the whole tree (watch, cargo run, the
+        // functions) can be stopped at once; scripts/test's exit trap stops the
+        // group too when this process dies without running Drop (Ctrl-C, CI cancel).
+        let group_file = std::env::var_os("ROOMCAST_TEST_PROCESS_GROUPS").map(|dir| {
+            let file = PathBuf::from(dir).join(format!("watch-{}", child.id()));
+            std::fs::write(&file, child.id().to_string()).expect("process group recorded");
+            file
+        });
+        Self {
+            child,
+            env_file,
+            group_file,
+        }
     }
+
+    fn signal_group(&self, signal: &str) -> bool {
+        let group = format!("-{}", self.child.id());
+        Command::new("kill")
+            .args([signal, "--", &group])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Waits up to `limit` for watch itself to exit; never blocks longer.
+    fn exited_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The variables cargo sets for the test processes it runs.
+fn set_by_cargo_for_tests(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || name.starts_with("CARGO_BIN_")
+        || matches!(
+            name,
+            "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+        )
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if !(self.signal_group("-TERM") && self.exited_within(Duration::from_secs(5))) {
+            self.signal_group("-KILL");
+            // Without `kill`, at least watch itself goes.
+            let _ = self.child.kill();
+            self.exited_within(Duration::from_secs(5));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
+        // Children of watch that ignored TERM.
+        self.signal_group("-KILL");
+        if let Some(file) = &self.group_file {
+            let _ = std::fs::remove_file(file);
+        }
         let _ = std::fs::remove_file(&self.env_file);
     }
 }
