@@ -394,8 +394,24 @@ async fn message_worker(
         };
         let request_id = event.request_context.request_id.clone().unwrap_or_default();
         let reply = match gateway.invoke_route(route, event).await {
-            // Only a route with a route response sends the integration's body back.
-            Ok(answer) if route.two_way => response_frame(answer),
+            // Only a route with a route response sends the integration's body back,
+            // within the message payload limit that applies to every frame.
+            Ok(answer) if route.two_way => match response_frame(answer) {
+                Some(frame) if frame_len(&frame) > gateway.options().max_message_bytes => {
+                    tracing::warn!(
+                        connection_id = %context.connection_id,
+                        route = %route.key,
+                        bytes = frame_len(&frame),
+                        "the route response is over the message payload limit"
+                    );
+                    Some(gateway_error(
+                        "Internal server error",
+                        &context.connection_id,
+                        &request_id,
+                    ))
+                }
+                frame => frame,
+            },
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(connection_id = %context.connection_id, route = %route.key, error = %e, "integration failed");
@@ -424,6 +440,15 @@ fn gateway_error(message: &str, connection_id: &str, request_id: &str) -> Messag
         })
         .to_string(),
     )
+}
+
+/// A data frame's payload size.
+fn frame_len(frame: &Message) -> usize {
+    match frame {
+        Message::Text(text) => text.len(),
+        Message::Binary(data) => data.len(),
+        _ => 0,
+    }
 }
 
 /// The integration response body as the frame the route response sends; no body, no frame.

@@ -184,7 +184,7 @@ impl Gateway {
         let authorizer = options
             .authorizer
             .clone()
-            .map(routes::AuthorizerTarget::InProcess);
+            .map(routes::AuthorizerTarget::in_process);
         Self::with_routes(options, app, local_addr, routes, authorizer)
     }
 
@@ -258,7 +258,17 @@ impl Gateway {
                     .await
             }
             routes::Target::Remote { invoker, function } => {
-                remote_route(invoker, function, &event, limit).await
+                // $connect's response decides the handshake even without a route
+                // response, so it is always read.
+                let one_way = !route.two_way && route.key != roomcast_core::names::route::CONNECT;
+                remote::route(invoker, function, &event, limit, one_way).await
+            }
+            routes::Target::Unmapped => {
+                tracing::warn!(
+                    route = %route.key,
+                    "the route's integration could not be mapped from the template"
+                );
+                Err(InvokeError::Failed)
             }
         };
         match result {
@@ -321,29 +331,6 @@ impl Gateway {
         self.inner.shutdown.send_replace(true);
         let mut tasks = self.inner.tasks.subscribe();
         let _ = tasks.wait_for(|n| *n == 0).await;
-    }
-}
-
-/// Invokes a remote function with a WebSocket event and reads its proxy response;
-/// the detail of a failure is logged, the caller gets API Gateway's generic kinds.
-async fn remote_route(
-    invoker: &remote::RemoteInvoker,
-    function: &str,
-    event: &ApiGatewayWebsocketProxyRequest,
-    limit: Duration,
-) -> Result<ApiGatewayProxyResponse, InvokeError> {
-    let payload = serde_json::to_vec(event).map_err(|_| InvokeError::Failed)?;
-    let failed = |error: &dyn std::fmt::Display| {
-        tracing::warn!(function, %error, "the integration failed");
-        InvokeError::Failed
-    };
-    match invoker.invoke(function, payload, limit).await {
-        Ok(value) => serde_json::from_value(value).map_err(|e| failed(&e)),
-        Err(remote::RemoteError::TimedOut(_)) => {
-            tracing::warn!(function, "the integration timed out");
-            Err(InvokeError::TimedOut)
-        }
-        Err(e) => Err(failed(&e)),
     }
 }
 

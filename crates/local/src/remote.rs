@@ -11,9 +11,16 @@
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::Value;
+
+use crate::handlers::InvokeError;
+
+/// Lambda's limit on a synchronous invocation's response: a larger one is a
+/// function error (`Function.ResponseSizeTooLarge`).
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
 /// Why a remote invocation produced no usable response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,8 +28,9 @@ pub enum RemoteError {
     #[error("the function did not answer within {0:?}")]
     TimedOut(Duration),
     /// The function failed (`X-Amz-Function-Error`, or the error document
-    /// `cargo lambda watch` answers with a 500).
-    #[error("function error {error_type}: {message}")]
+    /// `cargo lambda watch` answers with a 500). `message` is the function's own
+    /// `errorMessage`, which may quote a token or a frame: it is not displayed.
+    #[error("function error {error_type}")]
     Function { error_type: String, message: String },
     #[error("the Invoke endpoint answered HTTP {status}")]
     Status { status: u16 },
@@ -96,16 +104,81 @@ impl RemoteInvoker {
                 message: String::new(),
             }));
         }
+        if body.len() > MAX_RESPONSE_BYTES {
+            return Err(RemoteError::Function {
+                error_type: "Function.ResponseSizeTooLarge".to_owned(),
+                message: String::new(),
+            });
+        }
         let value: Value = serde_json::from_slice(body).map_err(|e| RemoteError::Function {
             error_type: "Gateway.InvalidResponse".to_owned(),
-            message: format!("the function's response is not JSON: {e}"),
+            message: serde_error(&e),
         })?;
-        // cargo lambda watch answers an initialisation error with 200 and the
-        // error document; a proxy response never has errorType and errorMessage.
-        if let Some(error) = error_document(body) {
+        // cargo lambda watch answers an initialisation error with 200, without
+        // X-Amz-Function-Error, and the runtime's error document as the body
+        // (its init_error route). Anything else a 200 carries is the function's
+        // own result, even with an errorMessage field in it.
+        if is_bare_error_document(&value)
+            && let Some(error) = error_document(body)
+        {
             return Err(error);
         }
         Ok(value)
+    }
+}
+
+/// Serde's error without its text, which can quote the value it failed on.
+fn serde_error(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// Exactly `{"errorType": "...", "errorMessage": "..."}`: what a runtime reports
+/// an initialisation error with, and never a proxy response (no `statusCode`).
+fn is_bare_error_document(value: &Value) -> bool {
+    value.as_object().is_some_and(|fields| {
+        fields.len() == 2
+            && fields.get("errorType").is_some_and(Value::is_string)
+            && fields.get("errorMessage").is_some_and(Value::is_string)
+    })
+}
+
+/// Invokes a remote function with a WebSocket event and reads its proxy response.
+/// The detail of a failure goes to the log (never the function's response or
+/// error message, which may quote tokens or frames); the caller gets API
+/// Gateway's generic kinds. With `one_way`, the response is not read at all (API
+/// Gateway sends nothing back on a route without a route response, whatever the
+/// function returned), so only an invocation that failed fails.
+pub async fn route(
+    invoker: &RemoteInvoker,
+    function: &str,
+    event: &ApiGatewayWebsocketProxyRequest,
+    limit: Duration,
+    one_way: bool,
+) -> Result<ApiGatewayProxyResponse, InvokeError> {
+    let payload = serde_json::to_vec(event).map_err(|_| InvokeError::Failed)?;
+    match invoker.invoke(function, payload, limit).await {
+        Ok(_) if one_way => Ok(ApiGatewayProxyResponse::default()),
+        Ok(value) => serde_json::from_value(value).map_err(|e| {
+            tracing::warn!(
+                function,
+                error = %serde_error(&e),
+                "the function's response is not a proxy response"
+            );
+            InvokeError::Failed
+        }),
+        Err(RemoteError::TimedOut(_)) => {
+            tracing::warn!(function, "the integration timed out");
+            Err(InvokeError::TimedOut)
+        }
+        Err(error) => {
+            tracing::warn!(function, %error, "the integration failed");
+            Err(InvokeError::Failed)
+        }
     }
 }
 
@@ -165,6 +238,27 @@ mod tests {
                 )
                     .into_response(),
                 "crashes" => (StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
+                // A function's own result that happens to carry errorMessage.
+                "ok-with-error-message" => (
+                    StatusCode::OK,
+                    r#"{"statusCode":200,"body":"ok","errorMessage":"x"}"#,
+                )
+                    .into_response(),
+                // cargo lambda watch's answer to an initialisation error.
+                "init-error" => (
+                    StatusCode::OK,
+                    r#"{"errorType":"Init","errorMessage":"ROOMCAST_TABLE user secret"}"#,
+                )
+                    .into_response(),
+                "huge" => (
+                    StatusCode::OK,
+                    format!(
+                        r#"{{"statusCode":200,"body":"{}"}}"#,
+                        "a".repeat(MAX_RESPONSE_BYTES)
+                    ),
+                )
+                    .into_response(),
+                "null" => (StatusCode::OK, "null").into_response(),
                 "garbage" => (StatusCode::OK, "not json {").into_response(),
                 "slow" => {
                     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -220,10 +314,68 @@ mod tests {
             invoker.invoke("slow", b"{}".to_vec(), short).await,
             Err(RemoteError::TimedOut(short))
         );
+        assert_eq!(
+            invoker
+                .invoke("ok-with-error-message", b"{}".to_vec(), limit)
+                .await,
+            Ok(serde_json::json!({"statusCode": 200, "body": "ok", "errorMessage": "x"}))
+        );
+        let init = invoker.invoke("init-error", b"{}".to_vec(), limit).await;
+        assert_eq!(
+            init,
+            Err(RemoteError::Function {
+                error_type: "Init".into(),
+                message: "ROOMCAST_TABLE user secret".into()
+            })
+        );
+        // What gets logged never quotes the function's own message.
+        let shown = init.unwrap_err().to_string();
+        assert!(!shown.contains("secret"), "{shown}");
+        assert_eq!(
+            invoker.invoke("huge", b"{}".to_vec(), limit).await,
+            Err(RemoteError::Function {
+                error_type: "Function.ResponseSizeTooLarge".into(),
+                message: String::new()
+            })
+        );
         let nowhere = RemoteInvoker::new(&sdk, "http://127.0.0.1:9");
         assert!(matches!(
             nowhere.invoke("echo", b"{}".to_vec(), limit).await,
             Err(RemoteError::Transport(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn one_way_routes_ignore_what_the_function_returned() {
+        let sdk = crate::local_sdk_config("us-east-1").await;
+        let invoker = RemoteInvoker::new(&sdk, &endpoint().await);
+        let event = ApiGatewayWebsocketProxyRequest::default();
+        let limit = Duration::from_secs(10);
+        assert!(route(&invoker, "null", &event, limit, true).await.is_ok());
+        assert_eq!(
+            route(&invoker, "null", &event, limit, false).await,
+            Err(InvokeError::Failed)
+        );
+        // A failed invocation fails a one-way route all the same.
+        assert_eq!(
+            route(&invoker, "fails", &event, limit, true).await,
+            Err(InvokeError::Failed)
+        );
+        let answer = route(&invoker, "ok-with-error-message", &event, limit, false)
+            .await
+            .expect("the function's own response");
+        assert_eq!(answer.status_code, 200);
+    }
+
+    #[test]
+    fn serde_errors_are_logged_without_the_values() {
+        let e = serde_json::from_str::<u32>(r#""user secret text""#).unwrap_err();
+        assert!(
+            e.to_string().contains("user secret text"),
+            "serde quotes it"
+        );
+        let shown = serde_error(&e);
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("line 1"), "{shown}");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use roomcast_core::App;
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::config::Config;
-use roomcast_core::names::{env, route};
+use roomcast_core::names::{binary as binary_name, env, route};
 
 use crate::handlers::Integration;
 use crate::remote::RemoteInvoker;
@@ -28,6 +28,9 @@ pub enum Target {
         invoker: RemoteInvoker,
         function: String,
     },
+    /// A route whose integration could not be mapped: every invocation fails, as
+    /// a route with a broken integration does on AWS (the frame is not rerouted).
+    Unmapped,
 }
 
 /// A route and its integration.
@@ -44,18 +47,42 @@ pub struct RouteTarget {
     pub function_timeout: Option<Duration>,
 }
 
-/// The `$connect` authorizer and what runs it.
+/// The `$connect` authorizer and what runs it. `identity_sources`: the
+/// `IdentitySource`s; when one is missing the handshake gets 401 and the
+/// authorizer is not invoked.
 #[derive(Clone)]
 pub enum AuthorizerTarget {
-    InProcess(Arc<Authorizer>),
+    InProcess {
+        authorizer: Arc<Authorizer>,
+        identity_sources: Vec<String>,
+    },
     Remote {
         invoker: RemoteInvoker,
         function: String,
-        /// `IdentitySource`s: when one is missing the handshake gets 401 and the
-        /// authorizer is not invoked.
         identity_sources: Vec<String>,
         timeout: Duration,
     },
+}
+
+impl AuthorizerTarget {
+    /// roomcast's own authorizer, which reads the token from wherever it finds it.
+    pub fn in_process(authorizer: Arc<Authorizer>) -> Self {
+        Self::InProcess {
+            authorizer,
+            identity_sources: Vec::new(),
+        }
+    }
+
+    pub fn identity_sources(&self) -> &[String] {
+        match self {
+            Self::InProcess {
+                identity_sources, ..
+            }
+            | Self::Remote {
+                identity_sources, ..
+            } => identity_sources,
+        }
+    }
 }
 
 /// How the template's functions run.
@@ -171,8 +198,10 @@ pub struct FunctionSetupError {
     pub message: String,
 }
 
-/// The template's routes and authorizer, and what was left out (a function that
-/// cannot run in-process: its routes are not served).
+/// The template's routes and authorizer, and what could not be mapped (a route
+/// whose function is unknown or cannot run in-process answers "Internal server
+/// error"). A `$connect` route or authorizer that cannot be mapped is an error:
+/// serving the API without it would accept handshakes the deployed API refuses.
 pub fn from_template(
     sam: &SamOptions,
     shared: &Shared<'_>,
@@ -197,40 +226,79 @@ pub fn from_template(
     let mut messages = HashMap::new();
     let (mut connect, mut disconnect) = (None, None);
     for (key, r) in &template.routes {
-        let function = template.functions.get(&r.function);
+        let Some(function_id) = r.function.as_deref() else {
+            // The template's diagnostics say why.
+            if key == route::CONNECT {
+                return Err(FunctionSetupError {
+                    function: r.logical_id.clone(),
+                    message: "the $connect route or its authorizer cannot be mapped (see the \
+                              template's warnings); serving it without them would accept \
+                              handshakes the deployed API refuses"
+                        .to_owned(),
+                });
+            }
+            messages_or(
+                key,
+                &mut connect,
+                &mut disconnect,
+                &mut messages,
+                RouteTarget {
+                    key: key.clone(),
+                    target: Target::Unmapped,
+                    two_way: r.two_way,
+                    timeout: shared.integration_timeout,
+                    function_timeout: None,
+                },
+            );
+            continue;
+        };
+        let function = template.functions.get(function_id);
         let target = match &remote {
             Some((invoker, names)) => Target::Remote {
                 invoker: invoker.clone(),
-                function: remote_name(names, &r.function),
+                function: remote_name(names, function_id),
             },
             None => {
                 let binary = function.and_then(|f| f.binary.as_deref());
-                let integration = match binary {
-                    Some("connect") => Integration::Connect,
-                    Some("disconnect") => Integration::Disconnect,
-                    Some("message") => Integration::Message,
-                    other => {
-                        diagnostics.push(Diagnostic {
-                            logical_id: r.function.clone(),
+                match binary.and_then(Integration::from_binary) {
+                    None if key == route::CONNECT => {
+                        return Err(FunctionSetupError {
+                            function: function_id.to_owned(),
                             message: format!(
-                                "binary {} has no in-process handler: route {key} is not \
-                                 served (use --invoke-endpoint to run the real functions)",
-                                other.unwrap_or("(none)")
+                                "binary {} has no in-process handler, and $connect cannot \
+                                 be served without its function: use --invoke-endpoint",
+                                binary.unwrap_or("(none)")
                             ),
                         });
-                        continue;
                     }
-                };
-                let app = match apps.get(&r.function) {
-                    Some(app) => Arc::clone(app),
                     None => {
-                        let app =
-                            Arc::new(in_process_app(&r.function, env_of(&r.function), shared)?);
-                        apps.insert(r.function.clone(), Arc::clone(&app));
-                        app
+                        diagnostics.push(Diagnostic {
+                            logical_id: function_id.to_owned(),
+                            message: format!(
+                                "binary {} has no in-process handler: route {key} answers \
+                                 \"Internal server error\" (use --invoke-endpoint to run the \
+                                 real functions)",
+                                binary.unwrap_or("(none)")
+                            ),
+                        });
+                        Target::Unmapped
                     }
-                };
-                Target::Handler { app, integration }
+                    Some(integration) => {
+                        let app = match apps.get(function_id) {
+                            Some(app) => Arc::clone(app),
+                            None => {
+                                let app = Arc::new(in_process_app(
+                                    function_id,
+                                    env_of(function_id),
+                                    shared,
+                                )?);
+                                apps.insert(function_id.to_owned(), Arc::clone(&app));
+                                app
+                            }
+                        };
+                        Target::Handler { app, integration }
+                    }
+                }
             }
         };
         let route = RouteTarget {
@@ -242,13 +310,7 @@ pub fn from_template(
             }),
             function_timeout: function.and_then(|f| f.timeout),
         };
-        match key.as_str() {
-            route::CONNECT => connect = Some(route),
-            route::DISCONNECT => disconnect = Some(route),
-            _ => {
-                messages.insert(key.clone(), route);
-            }
-        }
+        messages_or(key, &mut connect, &mut disconnect, &mut messages, route);
     }
 
     let authorizer = match (&template.authorizer, &remote) {
@@ -264,7 +326,7 @@ pub fn from_template(
                 .functions
                 .get(&a.function)
                 .and_then(|f| f.binary.as_deref());
-            if binary != Some("authorizer") {
+            if binary != Some(binary_name::AUTHORIZER) {
                 return Err(FunctionSetupError {
                     function: a.function.clone(),
                     message: format!(
@@ -281,9 +343,10 @@ pub fn from_template(
                     message: e.to_string(),
                 }
             })?;
-            Some(AuthorizerTarget::InProcess(Arc::new(Authorizer::new(
-                config,
-            ))))
+            Some(AuthorizerTarget::InProcess {
+                authorizer: Arc::new(Authorizer::new(config)),
+                identity_sources: a.identity_sources.clone(),
+            })
         }
     };
     Ok((
@@ -296,6 +359,23 @@ pub fn from_template(
         authorizer,
         diagnostics,
     ))
+}
+
+/// Files `route` under `$connect`, `$disconnect` or the message routes.
+fn messages_or(
+    key: &str,
+    connect: &mut Option<RouteTarget>,
+    disconnect: &mut Option<RouteTarget>,
+    messages: &mut HashMap<String, RouteTarget>,
+    route: RouteTarget,
+) {
+    match key {
+        route::CONNECT => *connect = Some(route),
+        route::DISCONNECT => *disconnect = Some(route),
+        _ => {
+            messages.insert(key.to_owned(), route);
+        }
+    }
 }
 
 /// A function's [`App`] from its environment; the table and management endpoint

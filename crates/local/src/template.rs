@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use roomcast_core::names::route;
+
 use crate::auth::LOCAL_ACCOUNT;
 
 /// Why a template cannot be served at all.
@@ -111,8 +113,12 @@ impl RouteSelection {
 pub struct Route {
     pub logical_id: String,
     pub key: String,
-    /// The logical id of the function behind the route's integration.
-    pub function: String,
+    /// The logical id of the function behind the route's integration. `None`: the
+    /// route's integration or authorizer could not be mapped (a [`Diagnostic`] says
+    /// why). The route is still served, by an integration that fails, so its frames
+    /// get "Internal server error" as a broken route's do on AWS instead of going to
+    /// `$default`; a `$connect` route like that stops the gateway from starting.
+    pub function: Option<String>,
     /// Whether the route has a route response: only then does the integration's
     /// response body go back to the client.
     pub two_way: bool,
@@ -267,62 +273,85 @@ impl Template {
                 diagnostics.push(diagnostic(id, "RouteKey is not a plain string"));
                 continue;
             };
-            let target = match p.get("Target").map(symbolic) {
-                Some(Ok(target)) => target,
+            // Why the route cannot run as deployed, if it cannot.
+            let mut unmapped = None;
+            let integration = match p.get("Target").map(symbolic) {
+                Some(Ok(target)) => {
+                    let found = target
+                        .strip_prefix("integrations/${")
+                        .and_then(|rest| rest.strip_suffix('}'))
+                        .and_then(|i| integrations.get(i));
+                    if found.is_none() {
+                        unmapped = Some(format!(
+                            "Target {target:?} names no mapped integration of {api_id}"
+                        ));
+                    }
+                    found
+                }
                 Some(Err(why)) => {
-                    diagnostics.push(diagnostic(id, format!("Target: {why}")));
-                    continue;
+                    unmapped = Some(format!("Target: {why}"));
+                    None
                 }
                 None => {
-                    diagnostics.push(diagnostic(id, "no Target: the route is not served"));
-                    continue;
+                    unmapped = Some("no Target".to_owned());
+                    None
                 }
             };
-            let integration = target
-                .strip_prefix("integrations/${")
-                .and_then(|rest| rest.strip_suffix('}'));
-            let Some((function, timeout)) = integration.and_then(|i| integrations.get(i)) else {
+            match p.get("AuthorizationType").and_then(Value::as_str) {
+                None | Some("NONE") => {}
+                Some("CUSTOM") => {
+                    let named = match p.get("AuthorizerId") {
+                        Some(Value::Object(m)) => m.get("Ref").and_then(Value::as_str),
+                        _ => None,
+                    };
+                    match named.and_then(|a| authorizers.get(a)) {
+                        None => {
+                            unmapped.get_or_insert_with(|| {
+                                "AuthorizerId names no mapped authorizer".to_owned()
+                            });
+                        }
+                        Some(found) if key == route::CONNECT => authorizer = Some(found.clone()),
+                        Some(_) => diagnostics.push(diagnostic(
+                            id,
+                            "an authorizer on a route other than $connect is ignored \
+                             (API Gateway allows them on $connect only)",
+                        )),
+                    }
+                }
+                Some(other) => {
+                    unmapped.get_or_insert_with(|| {
+                        format!("AuthorizationType {other} is not emulated")
+                    });
+                }
+            }
+            if let Some(why) = &unmapped {
+                let effect = if key == route::CONNECT {
+                    "roomcast dev will not start (serving $connect without it would accept \
+                     handshakes AWS refuses)"
+                } else {
+                    "the route answers \"Internal server error\""
+                };
+                diagnostics.push(diagnostic(id, format!("{why}: {effect}")));
+            }
+            let route = Route {
+                logical_id: id.clone(),
+                key: key.to_owned(),
+                function: integration
+                    .filter(|_| unmapped.is_none())
+                    .map(|(f, _)| f.clone()),
+                two_way: two_way.iter().any(|r| r == id),
+                timeout: integration.and_then(|(_, t)| *t),
+            };
+            if let Some(first) = routes.insert(key.to_owned(), route) {
                 diagnostics.push(diagnostic(
                     id,
                     format!(
-                        "Target {target:?} names no mapped integration of {api_id}: \
-                         the route is not served"
+                        "RouteKey {key:?} is also the key of {}: API Gateway refuses \
+                         duplicate route keys; {id} is served",
+                        first.logical_id
                     ),
                 ));
-                continue;
-            };
-            if p.get("AuthorizationType").and_then(Value::as_str) == Some("CUSTOM") {
-                let named = match p.get("AuthorizerId") {
-                    Some(Value::Object(m)) => m.get("Ref").and_then(Value::as_str),
-                    _ => None,
-                };
-                let Some(found) = named.and_then(|a| authorizers.get(a)) else {
-                    diagnostics.push(diagnostic(
-                        id,
-                        "AuthorizerId names no mapped authorizer: the route is not served",
-                    ));
-                    continue;
-                };
-                if key == roomcast_core::names::route::CONNECT {
-                    authorizer = Some(found.clone());
-                } else {
-                    diagnostics.push(diagnostic(
-                        id,
-                        "an authorizer on a route other than $connect is ignored \
-                         (API Gateway allows them on $connect only)",
-                    ));
-                }
             }
-            routes.insert(
-                key.to_owned(),
-                Route {
-                    logical_id: id.clone(),
-                    key: key.to_owned(),
-                    function: function.clone(),
-                    two_way: two_way.iter().any(|r| r == id),
-                    timeout: *timeout,
-                },
-            );
         }
 
         let parameters = doc
@@ -360,7 +389,7 @@ impl Template {
         let mut ids: Vec<String> = self
             .routes
             .values()
-            .map(|r| r.function.clone())
+            .filter_map(|r| r.function.clone())
             .chain(self.authorizer.iter().map(|a| a.function.clone()))
             .collect();
         ids.sort();
@@ -875,10 +904,20 @@ mod tests {
                 "send"
             ]
         );
-        assert_eq!(t.routes["$connect"].function, "ConnectFunction");
-        assert_eq!(t.routes["$disconnect"].function, "DisconnectFunction");
+        assert_eq!(
+            t.routes["$connect"].function.as_deref(),
+            Some("ConnectFunction")
+        );
+        assert_eq!(
+            t.routes["$disconnect"].function.as_deref(),
+            Some("DisconnectFunction")
+        );
         for key in ["$default", "join", "leave", "send", "ping"] {
-            assert_eq!(t.routes[key].function, "MessageFunction", "{key}");
+            assert_eq!(
+                t.routes[key].function.as_deref(),
+                Some("MessageFunction"),
+                "{key}"
+            );
             assert!(t.routes[key].two_way, "{key}");
         }
         assert!(!t.routes["$connect"].two_way);
@@ -1035,7 +1074,12 @@ Resources:
         let t = Template::parse(SMALL).unwrap();
         assert_eq!(t.selection.path, ["op"]);
         let keys: Vec<&str> = t.routes.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["$default", "echo"]);
+        // Unmappable routes keep their keys (they fail rather than fall to $default).
+        assert_eq!(keys, ["$default", "echo", "lost", "proxy", "weird"]);
+        assert_eq!(t.routes["echo"].function.as_deref(), Some("Fn"));
+        for key in ["lost", "proxy", "weird"] {
+            assert_eq!(t.routes[key].function, None, "{key}");
+        }
         assert!(t.routes["echo"].two_way);
         assert!(!t.routes["$default"].two_way);
         assert_eq!(t.routes["echo"].timeout, Some(Duration::from_secs(3)));
