@@ -271,6 +271,15 @@ async fn sam_template_through_cargo_lambda_watch() {
         "cargo lambda watch: functions warm after {:?}",
         started.elapsed()
     );
+    // The failures below surface only as API Gateway's generic 500s, which a wrong
+    // name (404) or a transport error would produce too: first prove that the
+    // broadcast function itself runs and fails on a WebSocket event.
+    let connect_event =
+        std::fs::read(repo_file("events/connect.json")).expect("events/connect.json");
+    match invoker.invoke("broadcast", connect_event, BUILD_WAIT).await {
+        Err(RemoteError::Function { .. }) => {}
+        other => panic!("broadcast must run and fail on a connect event: {other:?}"),
+    }
 
     // 1. The real template: connect (through the authorizer), join, send, disconnect.
     let running = gateway(gateway_port, "template.yaml", &endpoint, &[], &backend).await;

@@ -90,7 +90,12 @@ fn options(template: Template) -> GatewayOptions {
 #[tokio::test]
 async fn template_routes_in_process_over_real_sockets() {
     let template = Template::parse(TEMPLATE).expect("template parses");
-    let running = support::start(options(template)).await;
+    let options = options(template);
+    // GatewayOptions' Debug (via SamOptions) names variables, never their values.
+    let shown = format!("{options:?}");
+    assert!(shown.contains("ROOMCAST_POLICIES"), "{shown}");
+    assert!(!shown.contains("anyone"), "{shown}");
+    let running = support::start(options).await;
     let mut client = Client::connect(&running.websocket_url()).await;
     // join runs the message handler in-process and its route response comes back.
     client.join("chat:template").await;

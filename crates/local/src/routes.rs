@@ -100,11 +100,25 @@ pub enum FunctionMode {
 
 /// `roomcast dev --template`: the template, each function's resolved
 /// environment, and how its functions run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SamOptions {
     pub template: Arc<Template>,
     pub environment: BTreeMap<String, BTreeMap<String, String>>,
     pub mode: FunctionMode,
+}
+
+/// The environment by name only: its values include secrets (`ROOMCAST_JWT_SECRET`).
+impl std::fmt::Debug for SamOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SamOptions")
+            .field("template", &self.template.api_logical_id)
+            .field(
+                "environment",
+                &crate::template::names_only(&self.environment),
+            )
+            .field("mode", &self.mode)
+            .finish()
+    }
 }
 
 /// The routes the gateway serves.

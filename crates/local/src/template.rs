@@ -403,10 +403,30 @@ pub type Environments = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Local overrides of the functions' environment, in the format of `sam local
 /// --env-vars`: `{"Parameters": {..every function..}, "LogicalId": {..one..}}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct EnvFile {
     pub global: BTreeMap<String, String>,
     pub functions: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Names only: the values include secrets such as `ROOMCAST_JWT_SECRET`.
+impl std::fmt::Debug for EnvFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvFile")
+            .field("global", &self.global.keys().collect::<Vec<_>>())
+            .field("functions", &names_only(&self.functions))
+            .finish()
+    }
+}
+
+/// Each function's variable names, without their values.
+pub fn names_only(
+    per_function: &BTreeMap<String, BTreeMap<String, String>>,
+) -> BTreeMap<&str, Vec<&str>> {
+    per_function
+        .iter()
+        .map(|(id, vars)| (id.as_str(), vars.keys().map(String::as_str).collect()))
+        .collect()
 }
 
 impl EnvFile {
@@ -994,6 +1014,15 @@ mod tests {
             merged["ROOMCAST_MANAGEMENT_ENDPOINT"],
             "http://127.0.0.1:3001/local"
         );
+        // The one for sam local start-lambda: the gateway on the host, not 3001.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/env.sam.json");
+        let file = EnvFile::from_file(path).expect("infra/env.sam.json parses");
+        let (env, diagnostics) = resolve_environment(&real(), &file, &pseudo());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        assert_eq!(
+            env["BroadcastFunction"]["ROOMCAST_MANAGEMENT_ENDPOINT"],
+            "http://host.docker.internal:3002/local"
+        );
     }
 
     #[test]
@@ -1128,6 +1157,23 @@ Resources:
                    {ProtocolType: WEBSOCKET, RouteSelectionExpression: \"$request.header.x\"}\n";
         let err = Template::parse(bad).unwrap_err().to_string();
         assert!(err.contains("$request.header.x"), "{err}");
+    }
+
+    #[test]
+    fn env_files_debug_without_values() {
+        let file = EnvFile::parse(
+            r#"{"Parameters": {"ROOMCAST_JWT_SECRET": "hunter2-hunter2"}, "F": {"K": "v-secret"}}"#,
+        )
+        .unwrap();
+        let shown = format!("{file:?}");
+        assert!(
+            shown.contains("ROOMCAST_JWT_SECRET") && shown.contains('K'),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("v-secret"),
+            "{shown}"
+        );
     }
 
     #[test]
