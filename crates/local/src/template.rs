@@ -726,6 +726,17 @@ fn lambda_function(
     functions: &BTreeMap<String, Function>,
 ) -> Result<String, String> {
     let uri = symbolic(uri.ok_or("no URI")?)?;
+    // WebSocket APIs take Lambda integrations and authorizers only in the
+    // API Gateway service-action form; a bare function ARN fails to deploy.
+    if !(uri.contains(":apigateway:")
+        && uri.contains(":lambda:path/2015-03-31/functions/")
+        && uri.ends_with("/invocations"))
+    {
+        return Err(format!(
+            "{uri:?} is not of the form arn:aws:apigateway:REGION:lambda:path/\
+             2015-03-31/functions/${{Function.Arn}}/invocations"
+        ));
+    }
     let arn = uri
         .split("${")
         .skip(1)
@@ -1078,6 +1089,9 @@ Resources:
       ApiId: !Ref Api
       IntegrationType: AWS_PROXY
       IntegrationUri: !Sub "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Other.Arn}/invocations"
+  Bare:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties: {ApiId: !Ref Api, IntegrationType: AWS_PROXY, IntegrationUri: !GetAtt Fn.Arn}
   Default:
     Type: AWS::ApiGatewayV2::Route
     Properties: {ApiId: !Ref Api, RouteKey: $default, Target: !Join ["/", [integrations, !Ref Lambda]]}
@@ -1124,6 +1138,10 @@ Resources:
             "{text:?}"
         );
         assert!(has("Proxy: Target"), "{text:?}");
+        assert!(
+            has("Bare: IntegrationUri: \"${Fn.Arn}\" is not of the form"),
+            "{text:?}"
+        );
         assert!(has("Lost: Target"), "{text:?}");
         assert!(
             has("Weird: Target: the intrinsic Fn::If cannot be resolved locally"),
