@@ -11,7 +11,13 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use roomcast_client::{Broadcast, Broadcaster, Target};
 use roomcast_core::auth::policy::Policies;
 use roomcast_core::auth::{AuthConfig, Authorizer};
-use roomcast_local::{Backend, FaultKind, Faults, GatewayOptions};
+use std::collections::BTreeMap;
+
+use roomcast_local::template::{
+    Diagnostic, EnvFile, Environments, Pseudo, Template, dotenv, merged_environment,
+    resolve_environment,
+};
+use roomcast_local::{Backend, FaultKind, Faults, FunctionMode, GatewayOptions, SamOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +39,35 @@ enum Command {
     Broadcast(BroadcastArgs),
     /// Load-test a roomcast WebSocket URL: connections, fan-out latency, throughput.
     Bench(bench::BenchArgs),
+    /// Print the environment a SAM template (plus an env file) gives its functions,
+    /// as KEY=value lines for `cargo lambda watch --env-file`.
+    Env(EnvArgs),
+}
+
+#[derive(Debug, Args)]
+struct EnvArgs {
+    /// The SAM template.
+    #[arg(long, value_name = "PATH", default_value = "template.yaml")]
+    template: String,
+    /// Local overrides in `sam local --env-vars` JSON format.
+    #[arg(long, value_name = "PATH")]
+    env_file: Option<String>,
+    /// Only this function's variables (a logical id); default: every function's,
+    /// merged, as `cargo lambda watch` gives all functions one environment.
+    #[arg(long, value_name = "LOGICAL_ID")]
+    function: Option<String>,
+    /// The region `AWS::Region` resolves to.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+}
+
+/// How template functions are named on the Invoke endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FunctionNames {
+    /// The template's logical ids (`sam local start-lambda`).
+    LogicalId,
+    /// The `Metadata.BuildProperties.Binary` names (`cargo lambda watch`).
+    Binary,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +183,40 @@ struct DevArgs {
     /// (docs/auth.md). Default: anyone may join and send everywhere.
     #[arg(long, env = "ROOMCAST_POLICIES", value_name = "JSON|PATH")]
     policies: Option<String>,
+    /// Serve the WebSocket API of this SAM template (its routes, route responses,
+    /// authorizer and functions) instead of the built-in routes. The auth and policy
+    /// flags are then ignored: the template's functions and their environment decide.
+    #[arg(long, value_name = "PATH")]
+    template: Option<String>,
+    /// Invoke the template's functions through this Lambda Invoke endpoint
+    /// (`cargo lambda watch`, `sam local start-lambda`, or Lambda) instead of
+    /// running them in-process.
+    #[arg(long, value_name = "URL", requires = "template")]
+    invoke_endpoint: Option<String>,
+    /// How functions are named on the Invoke endpoint.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "logical-id",
+        requires = "invoke_endpoint"
+    )]
+    function_names: FunctionNames,
+    /// Invoke this template function under another name (repeatable), e.g.
+    /// MessageFunction=my-stack-MessageFunction-AbC123.
+    #[arg(long = "function-name", value_name = "LOGICAL=NAME", value_parser = parse_pair, requires = "invoke_endpoint")]
+    function_name: Vec<(String, String)>,
+    /// Environment overrides for the template's functions, in the `sam local
+    /// --env-vars` JSON format (used by in-process functions; pass the same file
+    /// to `sam local start-lambda --env-vars`, or `roomcast env` to cargo lambda).
+    #[arg(long, value_name = "PATH", requires = "template")]
+    env_file: Option<String>,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err("expected LOGICAL=NAME".to_owned()),
+    }
 }
 
 /// The authorizer and policies for `roomcast dev`, and the lines describing them.
@@ -243,7 +312,57 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(args) => runtime.block_on(dev(args)),
         Command::Broadcast(args) => runtime.block_on(broadcast(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Env(args) => env(args),
     }
+}
+
+/// Reads the template and env file and resolves every function's environment;
+/// the diagnostics say what was left out and why.
+fn sam_environment(
+    template: &str,
+    env_file: Option<&str>,
+    region: &str,
+) -> anyhow::Result<(Template, Environments, Vec<Diagnostic>)> {
+    let template = Template::from_file(template)?;
+    let env_file = env_file
+        .map(EnvFile::from_file)
+        .transpose()?
+        .unwrap_or_default();
+    let pseudo = Pseudo {
+        region: region.to_owned(),
+        stack_name: "local".to_owned(),
+    };
+    let (environment, mut diagnostics) = resolve_environment(&template, &env_file, &pseudo);
+    diagnostics.splice(0..0, template.diagnostics.iter().cloned());
+    Ok((template, environment, diagnostics))
+}
+
+fn env(args: EnvArgs) -> anyhow::Result<()> {
+    let (_, environment, mut diagnostics) =
+        sam_environment(&args.template, args.env_file.as_deref(), &args.region)?;
+    let env = match &args.function {
+        Some(id) => environment
+            .get(id)
+            .cloned()
+            .with_context(|| format!("the template has no function {id}"))?,
+        None => {
+            let (merged, conflicts) = merged_environment(&environment);
+            diagnostics.extend(conflicts);
+            merged
+        }
+    };
+    let (text, unwritable) = dotenv(&env);
+    print!("{text}");
+    for d in &diagnostics {
+        eprintln!("roomcast env: {d}");
+    }
+    if !unwritable.is_empty() {
+        anyhow::bail!(
+            "cannot write {} in the env-file format (values holding ', \" and `, or \\n)",
+            unwritable.join(", ")
+        );
+    }
+    Ok(())
 }
 
 async fn broadcast(args: BroadcastArgs) -> anyhow::Result<()> {
@@ -312,7 +431,53 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
         .context("--fault-rate/--fault-kinds")?;
     let auth = dev_auth(&args)?;
+    let mut sam_banner = Vec::new();
+    let sam = match &args.template {
+        None => None,
+        Some(path) => {
+            let (template, environment, diagnostics) =
+                sam_environment(path, args.env_file.as_deref(), &args.region)?;
+            let mode = match &args.invoke_endpoint {
+                None => FunctionMode::InProcess,
+                Some(endpoint) => {
+                    let mut names = match args.function_names {
+                        FunctionNames::Binary => template.binary_names(),
+                        FunctionNames::LogicalId => BTreeMap::new(),
+                    };
+                    names.extend(args.function_name.iter().cloned());
+                    FunctionMode::Remote {
+                        endpoint: endpoint.trim_end_matches('/').to_owned(),
+                        names,
+                    }
+                }
+            };
+            sam_banner.push(format!(
+                "  template: {path} ({}, routes selected by $request.body.{})",
+                template.api_logical_id,
+                template.selection.path.join(".")
+            ));
+            sam_banner.push(match &mode {
+                FunctionMode::InProcess => {
+                    "  functions: in-process (store and @connections are this gateway's)".to_owned()
+                }
+                FunctionMode::Remote { endpoint, .. } => {
+                    format!(
+                        "  functions: invoked at {endpoint}/2015-03-31/functions/NAME/invocations"
+                    )
+                }
+            });
+            for d in &diagnostics {
+                sam_banner.push(format!("  template: WARNING: {d}"));
+            }
+            Some(SamOptions {
+                template: std::sync::Arc::new(template),
+                environment,
+                mode,
+            })
+        }
+    };
     let options = GatewayOptions {
+        sam,
         faults,
         management_latency: Duration::from_millis(args.management_latency_ms),
         authorizer: Some(auth.authorizer),
@@ -342,8 +507,18 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             println!("  store: DynamoDB table {table} at {endpoint}")
         }
     }
-    for line in &auth.banner {
-        println!("{line}");
+    if sam_banner.is_empty() {
+        for line in &auth.banner {
+            println!("{line}");
+        }
+    } else {
+        for line in &sam_banner {
+            println!("{line}");
+        }
+        println!(
+            "  routes: {}",
+            running.gateway().routes().message_keys().join(" ")
+        );
     }
     println!("Press Ctrl-C to stop.");
     tokio::signal::ctrl_c()

@@ -48,7 +48,9 @@ pub async fn run_authorizer() -> Result<(), Error> {
                     Ok(response)
                 }
                 // API Gateway matches this exact message to answer 401.
-                crate::auth::Decision::Unauthorized => Err(Error::from("Unauthorized")),
+                crate::auth::Decision::Unauthorized => {
+                    Err(Error::from(crate::names::authorizer::UNAUTHORIZED))
+                }
             }
         },
     ))

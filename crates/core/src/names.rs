@@ -17,6 +17,20 @@ pub mod route {
     pub const MESSAGE_ROUTES: [&str; 4] = [JOIN, LEAVE, SEND, PING];
 }
 
+/// The function binaries (functions/*), named as cargo-lambda builds them and as
+/// template.yaml's `Metadata.BuildProperties.Binary` names them; `cargo lambda
+/// watch` serves each under its binary name.
+pub mod binary {
+    pub const CONNECT: &str = "connect";
+    pub const DISCONNECT: &str = "disconnect";
+    pub const MESSAGE: &str = "message";
+    pub const AUTHORIZER: &str = "authorizer";
+    pub const BROADCAST: &str = "broadcast";
+
+    /// Every binary, in the order they are usually listed.
+    pub const ALL: [&str; 5] = [CONNECT, DISCONNECT, MESSAGE, AUTHORIZER, BROADCAST];
+}
+
 /// The single table's attribute names and key prefixes.
 pub mod attr {
     /// Partition key: `conn#<connectionId>` or `room#<room>`.
@@ -84,6 +98,9 @@ pub mod env {
 
 /// Keys of the authorizer context that API Gateway attaches to every event of a connection.
 pub mod authorizer {
+    /// The error message a Lambda authorizer fails with to make API Gateway answer
+    /// the handshake with 401 (matched exactly).
+    pub const UNAUTHORIZED: &str = "Unauthorized";
     pub const USER_ID: &str = "userId";
     pub const PRINCIPAL_ID: &str = "principalId";
     /// The token's roles, comma-joined (context values must be strings, numbers or booleans).

@@ -9,6 +9,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
     ApiGatewayRequestAuthorizer,
 };
+use aws_lambda_events::iam::IamPolicyEffect;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use roomcast_core::auth::Decision;
@@ -17,6 +18,8 @@ use serde_json::{Value, json};
 
 use crate::Gateway;
 use crate::events::{ConnectionContext, gateway_id, header_maps, query_maps};
+use crate::remote::{RemoteError, RemoteInvoker};
+use crate::routes::AuthorizerTarget;
 
 /// API Gateway's limit on a Lambda authorizer's response (policy plus context), in
 /// bytes; a larger one fails the handshake with 500.
@@ -35,7 +38,7 @@ pub(crate) async fn authorize(
     query: &[(String, String)],
     now_ms: u64,
 ) -> Result<ApiGatewayRequestAuthorizer, Response> {
-    let Some(authorizer) = gateway.options().authorizer.clone() else {
+    let Some(target) = gateway.authorizer().cloned() else {
         return Ok(ApiGatewayRequestAuthorizer::default());
     };
     let request = match request(gateway, context, headers, query, now_ms) {
@@ -45,28 +48,49 @@ pub(crate) async fn authorize(
             return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
         }
     };
-    let limit = gateway.options().integration_timeout;
-    // A task of its own, like a Lambda invocation: a panic fails this handshake only.
-    let run =
-        tokio::spawn(
-            async move { tokio::time::timeout(limit, authorizer.authorize(&request)).await },
-        );
-    let decision = match run.await {
-        Ok(Ok(decision)) => decision,
-        Ok(Err(_elapsed)) => {
-            tracing::warn!(connection_id = %context.connection_id, "the authorizer timed out");
-            return Err(message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-            ));
+    let failed = || message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+    // API Gateway answers 401 without invoking the authorizer when the handshake
+    // lacks one of its identity sources, whichever way the authorizer runs.
+    if let Some(missing) = target
+        .identity_sources()
+        .iter()
+        .find(|source| !has_identity_source(source, headers, query))
+    {
+        tracing::info!(connection_id = %context.connection_id, %missing, "identity source missing");
+        return Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"));
+    }
+    // In-process or remote, the answer is evaluated below by the same code.
+    let decision = match target {
+        AuthorizerTarget::InProcess { authorizer, .. } => {
+            let limit = gateway.options().integration_timeout;
+            // A task of its own, like a Lambda invocation: a panic fails this handshake only.
+            let run = tokio::spawn(async move {
+                tokio::time::timeout(limit, authorizer.authorize(&request)).await
+            });
+            match run.await {
+                Ok(Ok(decision)) => decision,
+                Ok(Err(_elapsed)) => {
+                    tracing::warn!(connection_id = %context.connection_id, "the authorizer timed out");
+                    return Err(failed());
+                }
+                Err(_panicked) => {
+                    tracing::warn!(connection_id = %context.connection_id, "the authorizer failed");
+                    return Err(failed());
+                }
+            }
         }
-        Err(_panicked) => {
-            tracing::warn!(connection_id = %context.connection_id, "the authorizer failed");
-            return Err(message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-            ));
-        }
+        AuthorizerTarget::Remote {
+            invoker,
+            function,
+            timeout,
+            ..
+        } => match remote_decision(&invoker, &function, &request, timeout).await {
+            Ok(decision) => decision,
+            Err(error) => {
+                tracing::warn!(connection_id = %context.connection_id, %function, %error, "the authorizer failed");
+                return Err(failed());
+            }
+        },
     };
     match decision {
         Decision::Allow(response) => {
@@ -101,6 +125,105 @@ pub(crate) async fn authorize(
             tracing::info!(connection_id = %context.connection_id, "the authorizer refused the handshake");
             Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"))
         }
+    }
+}
+
+/// Why a remote authorizer gave no decision; never quotes its response.
+#[derive(Debug, thiserror::Error)]
+enum RemoteAuthorizerError {
+    #[error("{0}")]
+    Invoke(#[from] RemoteError),
+    #[error("cannot serialise the authorizer request")]
+    Request,
+    #[error("not an authorizer response: {0:?} error at line {1} column {2}")]
+    NotAResponse(serde_json::error::Category, usize, usize),
+    #[error("context value {0:?} is not a string, number or boolean")]
+    Context(String),
+}
+
+/// Invokes a remote authorizer and reads its answer as API Gateway does: the error
+/// `Unauthorized` is a 401; a policy is an Allow only when a statement allows
+/// `execute-api:Invoke` on the `$connect` method ARN and none denies it (else a
+/// 403); a context value that is not a string, number or boolean is a failure.
+async fn remote_decision(
+    invoker: &RemoteInvoker,
+    function: &str,
+    request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    limit: std::time::Duration,
+) -> Result<Decision, RemoteAuthorizerError> {
+    let payload = serde_json::to_vec(request).map_err(|_| RemoteAuthorizerError::Request)?;
+    let value = match invoker.invoke(function, payload, limit).await {
+        Ok(value) => value,
+        Err(RemoteError::Function { message, .. }) if message == ctx::UNAUTHORIZED => {
+            return Ok(Decision::Unauthorized);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let response: ApiGatewayCustomAuthorizerResponse = serde_json::from_value(value)
+        .map_err(|e| RemoteAuthorizerError::NotAResponse(e.classify(), e.line(), e.column()))?;
+    if let Value::Object(fields) = &response.context
+        && let Some((name, _)) = fields
+            .iter()
+            .find(|(_, v)| !matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
+    {
+        return Err(RemoteAuthorizerError::Context(name.clone()));
+    }
+    let method_arn = request.method_arn.as_deref().unwrap_or_default();
+    let applies = |effect: IamPolicyEffect| {
+        response.policy_document.statement.iter().any(|s| {
+            s.effect == effect
+                && s.action
+                    .iter()
+                    .any(|a| iam_matches(&a.to_ascii_lowercase(), INVOKE_ACTION))
+                && s.resource.iter().any(|r| iam_matches(r, method_arn))
+        })
+    };
+    Ok(
+        if applies(IamPolicyEffect::Allow) && !applies(IamPolicyEffect::Deny) {
+            Decision::Allow(response)
+        } else {
+            Decision::Deny(response)
+        },
+    )
+}
+
+/// The action an authorizer's policy must allow, lower-cased (IAM compares
+/// actions case-insensitively).
+const INVOKE_ACTION: &str = "execute-api:invoke";
+
+/// IAM's wildcard match: `*` any run of characters, `?` any one character.
+fn iam_matches(pattern: &str, value: &str) -> bool {
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    // Greedy matching with backtracking to the last `*`: linear in practice.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < v.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == v[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+/// Whether a handshake carries an `IdentitySource` (`route.request.header.X` or
+/// `route.request.querystring.X`; other kinds are not checked locally).
+fn has_identity_source(source: &str, headers: &HeaderMap, query: &[(String, String)]) -> bool {
+    if let Some(name) = source.strip_prefix("route.request.header.") {
+        headers.get(name).is_some_and(|v| !v.is_empty())
+    } else if let Some(name) = source.strip_prefix("route.request.querystring.") {
+        query.iter().any(|(n, v)| n == name && !v.is_empty())
+    } else {
+        true
     }
 }
 
@@ -165,6 +288,22 @@ fn request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iam_wildcards() {
+        let arn = "arn:aws:execute-api:us-east-1:000000000000:local/local/$connect";
+        assert!(iam_matches(arn, arn));
+        assert!(iam_matches("*", arn));
+        assert!(iam_matches("arn:aws:execute-api:*:*:local/*", arn));
+        assert!(iam_matches("arn:aws:execute-api:us-east-?:*", arn));
+        assert!(!iam_matches("arn:aws:execute-api:*:*:other/*", arn));
+        assert!(!iam_matches(
+            "arn:aws:execute-api:us-east-1:000000000000:local/local/$default",
+            arn
+        ));
+        assert!(iam_matches("execute-api:*", INVOKE_ACTION));
+        assert!(!iam_matches("execute-api:managec*", INVOKE_ACTION));
+    }
 
     #[test]
     fn authorizer_responses_over_8_kb_are_measured_as_too_large() {

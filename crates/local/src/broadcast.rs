@@ -14,7 +14,7 @@ use crate::WeakGateway;
 use crate::invoke::{FunctionError, LambdaFunction};
 
 /// The names the broadcast function answers to.
-pub const NAMES: [&str; 2] = ["broadcast", "BroadcastFunction"];
+pub const NAMES: [&str; 2] = [roomcast_core::names::binary::BROADCAST, "BroadcastFunction"];
 
 /// Holds the gateway weakly: the gateway owns the registry.
 pub(crate) struct BroadcastFunction {

@@ -19,4 +19,6 @@ pub enum LocalError {
         #[source]
         source: roomcast_core::store::StoreError,
     },
+    #[error("cannot run the template's functions: {0}")]
+    Function(#[source] crate::routes::FunctionSetupError),
 }

@@ -33,8 +33,9 @@ use tokio_tungstenite::tungstenite;
 
 use crate::Gateway;
 use crate::connections::{Command, CommandSender, ConnectionHandle, command_queue};
-use crate::events::{ConnectionContext, gateway_id, select_route};
-use crate::handlers::{Integration, InvokeError};
+use crate::events::{ConnectionContext, gateway_id};
+use crate::handlers::InvokeError;
+use crate::routes::Selected;
 
 /// Initial read buffer of a connection, held for as long as it is open; it grows
 /// for larger frames (which are then read this many bytes at a time). Client
@@ -103,7 +104,16 @@ pub async fn websocket(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let answer = match gateway.invoke(Integration::Connect, event).await {
+    // Without a $connect route, API Gateway accepts every (authorized) handshake.
+    let connected = match gateway.routes().connect() {
+        Some(route) => gateway.invoke_route(route, event).await,
+        None => {
+            let mut accepted = ApiGatewayProxyResponse::default();
+            accepted.status_code = 200;
+            Ok(accepted)
+        }
+    };
+    let answer = match connected {
         Ok(answer) => answer,
         Err(e) => {
             // API Gateway answers a failed or timed-out integration with a 500.
@@ -470,15 +480,21 @@ async fn message_worker(
     frame: Inbound,
     commands: CommandSender,
 ) {
-    let (route, body, is_base64) = match frame {
-        Inbound::Text(text) => (select_route(&text), text, false),
-        Inbound::Binary(data) => (
-            roomcast_core::names::route::DEFAULT,
-            STANDARD.encode(&data),
-            true,
-        ),
+    let (selected, body, is_base64) = match frame {
+        Inbound::Text(text) => (gateway.routes().select(Some(&text)), text, false),
+        Inbound::Binary(data) => (gateway.routes().select(None), STANDARD.encode(&data), true),
     };
-    let event = match context.message(route, body, is_base64, now_millis()) {
+    let route = match selected {
+        Selected::Route(route) => route,
+        Selected::NoRoute => {
+            // No matching route and no $default: API Gateway answers the client
+            // itself, without invoking anything.
+            let refusal = gateway_error("Forbidden", &context.connection_id, &gateway_id());
+            let _ = commands.send(Command::Send(refusal)).await;
+            return;
+        }
+    };
+    let event = match context.message(&route.key, body, is_base64, now_millis()) {
         Ok(event) => event,
         Err(e) => {
             tracing::error!(error = %e, "could not build a message event");
@@ -486,28 +502,60 @@ async fn message_worker(
         }
     };
     let request_id = event.request_context.request_id.clone().unwrap_or_default();
-    let reply = match gateway.invoke(Integration::Message, event).await {
-        Ok(answer) => response_frame(answer),
+    let reply = match gateway.invoke_route(route, event).await {
+        // Only a route with a route response sends the integration's body back,
+        // within the message payload limit that applies to every frame.
+        Ok(answer) if route.two_way => match response_frame(answer) {
+            Some(frame) if frame_len(&frame) > gateway.options().max_message_bytes => {
+                tracing::warn!(
+                    connection_id = %context.connection_id,
+                    route = %route.key,
+                    bytes = frame_len(&frame),
+                    "the route response is over the message payload limit"
+                );
+                Some(gateway_error(
+                    "Internal server error",
+                    &context.connection_id,
+                    &request_id,
+                ))
+            }
+            frame => frame,
+        },
+        Ok(_) => None,
         Err(e) => {
-            tracing::warn!(connection_id = %context.connection_id, route, error = %e, "integration failed");
+            tracing::warn!(connection_id = %context.connection_id, route = %route.key, error = %e, "integration failed");
             let message = match e {
                 InvokeError::TimedOut => "Endpoint request timed out",
                 InvokeError::Failed => "Internal server error",
             };
-            Some(Message::text(
-                serde_json::json!({
-                    "message": message,
-                    "connectionId": context.connection_id,
-                    "requestId": request_id,
-                })
-                .to_string(),
-            ))
+            Some(gateway_error(message, &context.connection_id, &request_id))
         }
     };
     if let Some(reply) = reply {
         // Behind whatever was queued for the client meanwhile; an error means the
         // connection is gone, and the reply with it.
         let _ = commands.send(Command::Send(reply)).await;
+    }
+}
+
+/// A frame API Gateway itself sends the client: `{"message", "connectionId", "requestId"}`.
+fn gateway_error(message: &str, connection_id: &str, request_id: &str) -> Message {
+    Message::text(
+        serde_json::json!({
+            "message": message,
+            "connectionId": connection_id,
+            "requestId": request_id,
+        })
+        .to_string(),
+    )
+}
+
+/// A data frame's payload size.
+fn frame_len(frame: &Message) -> usize {
+    match frame {
+        Message::Text(text) => text.len(),
+        Message::Binary(data) => data.len(),
+        _ => 0,
     }
 }
 
@@ -539,7 +587,10 @@ pub(crate) async fn run_disconnect(
         }
     };
     let connection_id = &context.connection_id;
-    match gateway.invoke(Integration::Disconnect, event).await {
+    let Some(route) = gateway.routes().disconnect() else {
+        return;
+    };
+    match gateway.invoke_route(route, event).await {
         Ok(answer) => {
             tracing::info!(%connection_id, code, status = answer.status_code, "disconnected")
         }

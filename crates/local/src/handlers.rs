@@ -8,8 +8,10 @@
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use roomcast_core::names::binary;
 use roomcast_core::{App, handlers};
 use std::sync::Arc;
+
 /// Which handler an event goes to (the integration of its route).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Integration {
@@ -18,12 +20,34 @@ pub enum Integration {
     Message,
 }
 
+impl Integration {
+    /// Every integration, each with the function binary that runs it.
+    pub const ALL: [Self; 3] = [Self::Connect, Self::Disconnect, Self::Message];
+
+    /// The handler a function binary runs; `None` for binaries without a
+    /// WebSocket route handler (the authorizer, broadcast).
+    pub fn from_binary(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.binary() == name)
+    }
+
+    /// The function binary (functions/*) that runs this handler.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::Connect => binary::CONNECT,
+            Self::Disconnect => binary::DISCONNECT,
+            Self::Message => binary::MESSAGE,
+        }
+    }
+}
+
 /// Why an invocation produced no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InvokeError {
     #[error("the integration timed out")]
     TimedOut,
-    #[error("the handler panicked")]
+    /// The function failed: it panicked or returned an error, its response could not
+    /// be read, or the route has no function that can run (the log says which).
+    #[error("the function failed")]
     Failed,
 }
 

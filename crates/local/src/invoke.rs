@@ -82,13 +82,9 @@ impl FunctionRegistry {
     /// Registers roomcast's three WebSocket functions (`connect`, `disconnect`,
     /// `message`), run by `gateway`'s handler runtime, and the broadcast function.
     pub(crate) fn register_builtins(&self, gateway: &Gateway) {
-        for (name, integration) in [
-            ("connect", Integration::Connect),
-            ("disconnect", Integration::Disconnect),
-            ("message", Integration::Message),
-        ] {
+        for integration in Integration::ALL {
             self.register(
-                name,
+                integration.binary(),
                 Arc::new(RouteFunction {
                     gateway: gateway.downgrade(),
                     integration,

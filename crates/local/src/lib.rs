@@ -12,6 +12,9 @@
 //! - [`broadcast`]: the broadcast function, registered on the Invoke API.
 //! - [`faults`]: optional fault injection for `@connections` POSTs.
 //! - [`auth`]: the `$connect` REQUEST authorizer, run before `$connect` as API Gateway does.
+//! - [`routes`]: the routes served (built-in, or the template's) and what runs each.
+//! - [`template`]: reading the WebSocket API and its functions from a SAM template.
+//! - [`remote`]: invoking functions through a Lambda Invoke endpoint.
 //! - [`handlers`]: running roomcast's route handlers, one task per invocation.
 //! - [`events`]: building API Gateway events, ids and timestamps.
 //! - [`error`]: the library's error type.
@@ -29,6 +32,9 @@ pub mod gateway;
 pub mod handlers;
 pub mod invoke;
 pub mod management;
+pub mod remote;
+pub mod routes;
+pub mod template;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -57,6 +63,7 @@ pub use error::LocalError;
 pub use faults::{FaultKind, Faults};
 pub use handlers::{HandlerPool, Integration, InvokeError};
 pub use invoke::{FunctionError, FunctionRegistry, LambdaFunction};
+pub use routes::{FunctionMode, SamOptions};
 
 /// API Gateway's WebSocket frame limit; larger frames close the connection with 1009.
 pub const GATEWAY_MAX_FRAME: usize = 32 * 1024;
@@ -96,6 +103,10 @@ pub struct GatewayOptions {
     /// so the emulator works without configuration; deployed stacks default to
     /// authenticated-only instead.
     pub policies: Option<Policies>,
+    /// Serve a SAM template's routes and functions instead of the built-in ones;
+    /// `authorizer` and `policies` are then ignored (the template's functions and
+    /// their environment decide).
+    pub sam: Option<SamOptions>,
 }
 
 impl Default for GatewayOptions {
@@ -115,6 +126,7 @@ impl Default for GatewayOptions {
             management_latency: Duration::ZERO,
             authorizer: None,
             policies: None,
+            sam: None,
         }
     }
 }
@@ -140,6 +152,8 @@ struct Inner {
     connections: Registry,
     functions: FunctionRegistry,
     handlers: HandlerPool,
+    routes: routes::RouteTable,
+    authorizer: Option<routes::AuthorizerTarget>,
     faults: Option<faults::FaultInjector>,
     shutdown: watch::Sender<bool>,
     /// How many connection tasks (and their `$disconnect`s) are still running.
@@ -171,6 +185,22 @@ impl Gateway {
         app: Arc<App>,
         local_addr: SocketAddr,
     ) -> Result<Self, LocalError> {
+        let routes = routes::RouteTable::builtin(&app, options.integration_timeout);
+        let authorizer = options
+            .authorizer
+            .clone()
+            .map(routes::AuthorizerTarget::in_process);
+        Self::with_routes(options, app, local_addr, routes, authorizer)
+    }
+
+    /// State for a gateway serving `routes`, with `authorizer` on `$connect`.
+    pub fn with_routes(
+        options: GatewayOptions,
+        app: Arc<App>,
+        local_addr: SocketAddr,
+        routes: routes::RouteTable,
+        authorizer: Option<routes::AuthorizerTarget>,
+    ) -> Result<Self, LocalError> {
         let handlers = HandlerPool;
         let faults = options.faults.clone().map(faults::FaultInjector::new);
         let gateway = Self {
@@ -182,6 +212,8 @@ impl Gateway {
                 connections: Registry::default(),
                 functions: FunctionRegistry::default(),
                 handlers,
+                routes,
+                authorizer,
                 shutdown: watch::Sender::new(false),
                 tasks: watch::Sender::new(0),
             }),
@@ -209,6 +241,55 @@ impl Gateway {
                 self.inner.options.integration_timeout,
             )
             .await
+    }
+
+    /// Runs a route's integration within its timeout. A function that runs out of
+    /// its own (shorter) `Timeout` has failed; running out of the integration
+    /// timeout is a timeout.
+    pub async fn invoke_route(
+        &self,
+        route: &routes::RouteTarget,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, InvokeError> {
+        let (limit, function_limited) = match route.function_timeout {
+            Some(own) if own < route.timeout => (own, true),
+            _ => (route.timeout, false),
+        };
+        let result = match &route.target {
+            routes::Target::Handler { app, integration } => {
+                self.inner
+                    .handlers
+                    .invoke(Arc::clone(app), *integration, event, limit)
+                    .await
+            }
+            routes::Target::Remote { invoker, function } => {
+                // $connect's response decides the handshake even without a route
+                // response, so it is always read.
+                let one_way = !route.two_way && route.key != roomcast_core::names::route::CONNECT;
+                remote::route(invoker, function, &event, limit, one_way).await
+            }
+            routes::Target::Unmapped => {
+                tracing::warn!(
+                    route = %route.key,
+                    "the route's integration could not be mapped from the template"
+                );
+                Err(InvokeError::Failed)
+            }
+        };
+        match result {
+            Err(InvokeError::TimedOut) if function_limited => Err(InvokeError::Failed),
+            other => other,
+        }
+    }
+
+    /// The routes this gateway serves.
+    pub fn routes(&self) -> &routes::RouteTable {
+        &self.inner.routes
+    }
+
+    /// The `$connect` authorizer, if there is one.
+    pub fn authorizer(&self) -> Option<&routes::AuthorizerTarget> {
+        self.inner.authorizer.as_ref()
     }
 
     pub fn app(&self) -> &App {
@@ -421,15 +502,36 @@ pub async fn serve(
     let local_addr = listener
         .local_addr()
         .map_err(|source| LocalError::Bind { addr, source })?;
-    let mut config = Config::new(table);
-    config.management_endpoint = Some(format!("http://{local_addr}/{}", options.stage));
+    let management_endpoint = format!("http://{local_addr}/{}", options.stage);
+    let mut config = Config::new(table.clone());
+    config.management_endpoint = Some(management_endpoint.clone());
     config.policies = options.policies.clone().unwrap_or_else(Policies::open);
+    let management: Arc<dyn roomcast_core::management::Management> =
+        Arc::new(ApiGatewayManagement::new(sdk));
     let app = Arc::new(App::new(
         config,
-        store,
-        Arc::new(ApiGatewayManagement::new(sdk)),
+        Arc::clone(&store),
+        Arc::clone(&management),
     ));
-    let gateway = Gateway::new(options, app, local_addr)?;
+    let gateway = match &options.sam {
+        None => Gateway::new(options, app, local_addr)?,
+        Some(sam) => {
+            let shared = routes::Shared {
+                store,
+                management,
+                table: &table,
+                management_endpoint: &management_endpoint,
+                integration_timeout: options.integration_timeout,
+                sdk,
+            };
+            let (routes, authorizer, diagnostics) =
+                routes::from_template(sam, &shared).map_err(LocalError::Function)?;
+            for d in &diagnostics {
+                tracing::warn!(logical_id = %d.logical_id, "{}", d.message);
+            }
+            Gateway::with_routes(options, app, local_addr, routes, authorizer)?
+        }
+    };
     let routes = router(gateway.clone());
     let (stop, mut stopped) = watch::channel(false);
     let server = tokio::spawn(async move {

@@ -1,0 +1,417 @@
+//! The routes the gateway serves and what runs behind each: roomcast's built-in
+//! routes (no template), or the template's (`roomcast dev --template`), with each
+//! function run in-process or invoked through a Lambda Invoke endpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use roomcast_core::App;
+use roomcast_core::auth::{AuthConfig, Authorizer};
+use roomcast_core::config::Config;
+use roomcast_core::names::{binary as binary_name, env, route};
+
+use crate::handlers::Integration;
+use crate::remote::RemoteInvoker;
+use crate::template::{Diagnostic, RouteSelection, Template};
+
+/// What runs a route's function.
+#[derive(Clone)]
+pub enum Target {
+    /// One of roomcast's handlers, in-process, with this function's [`App`].
+    Handler {
+        app: Arc<App>,
+        integration: Integration,
+    },
+    /// A function behind a Lambda Invoke endpoint.
+    Remote {
+        invoker: RemoteInvoker,
+        function: String,
+    },
+    /// A route whose integration could not be mapped: every invocation fails, as
+    /// a route with a broken integration does on AWS (the frame is not rerouted).
+    Unmapped,
+}
+
+/// A route and its integration.
+#[derive(Clone)]
+pub struct RouteTarget {
+    pub key: String,
+    pub target: Target,
+    /// With a route response, the integration's response body goes back to the client.
+    pub two_way: bool,
+    /// The integration timeout (API Gateway's: at most 29 s).
+    pub timeout: Duration,
+    /// The function's own `Timeout`: when it is the shorter, running out of time is
+    /// a function error, not an integration timeout.
+    pub function_timeout: Option<Duration>,
+}
+
+/// The `$connect` authorizer and what runs it. `identity_sources`: the
+/// `IdentitySource`s; when one is missing the handshake gets 401 and the
+/// authorizer is not invoked.
+#[derive(Clone)]
+pub enum AuthorizerTarget {
+    InProcess {
+        authorizer: Arc<Authorizer>,
+        identity_sources: Vec<String>,
+    },
+    Remote {
+        invoker: RemoteInvoker,
+        function: String,
+        identity_sources: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+impl AuthorizerTarget {
+    /// roomcast's own authorizer, which reads the token from wherever it finds it.
+    pub fn in_process(authorizer: Arc<Authorizer>) -> Self {
+        Self::InProcess {
+            authorizer,
+            identity_sources: Vec::new(),
+        }
+    }
+
+    pub fn identity_sources(&self) -> &[String] {
+        match self {
+            Self::InProcess {
+                identity_sources, ..
+            }
+            | Self::Remote {
+                identity_sources, ..
+            } => identity_sources,
+        }
+    }
+}
+
+/// How the template's functions run.
+#[derive(Debug, Clone)]
+pub enum FunctionMode {
+    /// In-process, chosen by each function's `Binary` build property.
+    InProcess,
+    /// Through a Lambda Invoke endpoint; `names` maps logical ids to the names to
+    /// invoke (the logical id itself when absent).
+    Remote {
+        endpoint: String,
+        names: BTreeMap<String, String>,
+    },
+}
+
+/// `roomcast dev --template`: the template, each function's resolved
+/// environment, and how its functions run.
+#[derive(Clone)]
+pub struct SamOptions {
+    pub template: Arc<Template>,
+    pub environment: BTreeMap<String, BTreeMap<String, String>>,
+    pub mode: FunctionMode,
+}
+
+/// The environment by name only: its values include secrets (`ROOMCAST_JWT_SECRET`).
+impl std::fmt::Debug for SamOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SamOptions")
+            .field("template", &self.template.api_logical_id)
+            .field(
+                "environment",
+                &crate::template::names_only(&self.environment),
+            )
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// The routes the gateway serves.
+#[derive(Clone)]
+pub struct RouteTable {
+    selection: RouteSelection,
+    connect: Option<RouteTarget>,
+    disconnect: Option<RouteTarget>,
+    messages: HashMap<String, RouteTarget>,
+}
+
+/// What [`RouteTable::select`] found for a frame.
+pub enum Selected<'a> {
+    Route(&'a RouteTarget),
+    /// No route matched and there is no `$default`.
+    NoRoute,
+}
+
+impl RouteTable {
+    /// roomcast's routes, all served by `app`'s handlers: `$connect`,
+    /// `$disconnect`, and two-way `$default`, `join`, `leave`, `send` and `ping`
+    /// selected by `$request.body.action`.
+    pub fn builtin(app: &Arc<App>, timeout: Duration) -> Self {
+        let handler = |key: &str, integration| RouteTarget {
+            key: key.to_owned(),
+            target: Target::Handler {
+                app: Arc::clone(app),
+                integration,
+            },
+            two_way: true,
+            timeout,
+            function_timeout: None,
+        };
+        let messages = route::MESSAGE_ROUTES
+            .into_iter()
+            .chain([route::DEFAULT])
+            .map(|key| (key.to_owned(), handler(key, Integration::Message)))
+            .collect();
+        Self {
+            selection: RouteSelection::action(),
+            connect: Some(handler(route::CONNECT, Integration::Connect)),
+            disconnect: Some(handler(route::DISCONNECT, Integration::Disconnect)),
+            messages,
+        }
+    }
+
+    pub fn connect(&self) -> Option<&RouteTarget> {
+        self.connect.as_ref()
+    }
+
+    pub fn disconnect(&self) -> Option<&RouteTarget> {
+        self.disconnect.as_ref()
+    }
+
+    /// The route of a text frame (`None`: a binary frame), by the route selection
+    /// expression; a frame whose key names no route goes to `$default`.
+    pub fn select(&self, text: Option<&str>) -> Selected<'_> {
+        let found = text
+            .and_then(|t| self.selection.key_of(t))
+            .and_then(|key| self.messages.get(&key))
+            .or_else(|| self.messages.get(route::DEFAULT));
+        match found {
+            Some(route) => Selected::Route(route),
+            None => Selected::NoRoute,
+        }
+    }
+
+    /// The message route keys, sorted (for the start-up banner).
+    pub fn message_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.messages.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+}
+
+/// What the template's in-process functions share with the gateway.
+pub struct Shared<'a> {
+    pub store: Arc<dyn roomcast_core::store::Store>,
+    pub management: Arc<dyn roomcast_core::management::Management>,
+    pub table: &'a str,
+    pub management_endpoint: &'a str,
+    pub integration_timeout: Duration,
+    pub sdk: &'a aws_config::SdkConfig,
+}
+
+/// Why the template's routes cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[error("{function}: {message}")]
+pub struct FunctionSetupError {
+    pub function: String,
+    pub message: String,
+}
+
+/// The template's routes and authorizer, and what could not be mapped (a route
+/// whose function is unknown or cannot run in-process answers "Internal server
+/// error"). A `$connect` route or authorizer that cannot be mapped is an error:
+/// serving the API without it would accept handshakes the deployed API refuses.
+pub fn from_template(
+    sam: &SamOptions,
+    shared: &Shared<'_>,
+) -> Result<(RouteTable, Option<AuthorizerTarget>, Vec<Diagnostic>), FunctionSetupError> {
+    let template = &sam.template;
+    let mut diagnostics = Vec::new();
+    let remote = match &sam.mode {
+        FunctionMode::Remote { endpoint, names } => {
+            Some((RemoteInvoker::new(shared.sdk, endpoint), names))
+        }
+        FunctionMode::InProcess => None,
+    };
+    let empty = BTreeMap::new();
+    let env_of = |id: &str| sam.environment.get(id).unwrap_or(&empty);
+    let remote_name = |names: &BTreeMap<String, String>, id: &str| {
+        names.get(id).cloned().unwrap_or_else(|| id.to_owned())
+    };
+
+    // In-process: one App per function, configured by its environment, sharing
+    // the gateway's store and @connections.
+    let mut apps: HashMap<String, Arc<App>> = HashMap::new();
+    let mut messages = HashMap::new();
+    let (mut connect, mut disconnect) = (None, None);
+    for (key, r) in &template.routes {
+        let Some(function_id) = r.function.as_deref() else {
+            // The template's diagnostics say why.
+            if key == route::CONNECT {
+                return Err(FunctionSetupError {
+                    function: r.logical_id.clone(),
+                    message: "the $connect route or its authorizer cannot be mapped (see the \
+                              template's warnings); serving it without them would accept \
+                              handshakes the deployed API refuses"
+                        .to_owned(),
+                });
+            }
+            messages_or(
+                key,
+                &mut connect,
+                &mut disconnect,
+                &mut messages,
+                RouteTarget {
+                    key: key.clone(),
+                    target: Target::Unmapped,
+                    two_way: r.two_way,
+                    timeout: shared.integration_timeout,
+                    function_timeout: None,
+                },
+            );
+            continue;
+        };
+        let function = template.functions.get(function_id);
+        let target = match &remote {
+            Some((invoker, names)) => Target::Remote {
+                invoker: invoker.clone(),
+                function: remote_name(names, function_id),
+            },
+            None => {
+                let binary = function.and_then(|f| f.binary.as_deref());
+                match binary.and_then(Integration::from_binary) {
+                    None if key == route::CONNECT => {
+                        return Err(FunctionSetupError {
+                            function: function_id.to_owned(),
+                            message: format!(
+                                "binary {} has no in-process handler, and $connect cannot \
+                                 be served without its function: use --invoke-endpoint",
+                                binary.unwrap_or("(none)")
+                            ),
+                        });
+                    }
+                    None => {
+                        diagnostics.push(Diagnostic {
+                            logical_id: function_id.to_owned(),
+                            message: format!(
+                                "binary {} has no in-process handler: route {key} answers \
+                                 \"Internal server error\" (use --invoke-endpoint to run the \
+                                 real functions)",
+                                binary.unwrap_or("(none)")
+                            ),
+                        });
+                        Target::Unmapped
+                    }
+                    Some(integration) => {
+                        let app = match apps.get(function_id) {
+                            Some(app) => Arc::clone(app),
+                            None => {
+                                let app = Arc::new(in_process_app(
+                                    function_id,
+                                    env_of(function_id),
+                                    shared,
+                                )?);
+                                apps.insert(function_id.to_owned(), Arc::clone(&app));
+                                app
+                            }
+                        };
+                        Target::Handler { app, integration }
+                    }
+                }
+            }
+        };
+        let route = RouteTarget {
+            key: key.clone(),
+            target,
+            two_way: r.two_way,
+            timeout: r.timeout.map_or(shared.integration_timeout, |t| {
+                t.min(shared.integration_timeout)
+            }),
+            function_timeout: function.and_then(|f| f.timeout),
+        };
+        messages_or(key, &mut connect, &mut disconnect, &mut messages, route);
+    }
+
+    let authorizer = match (&template.authorizer, &remote) {
+        (None, _) => None,
+        (Some(a), Some((invoker, names))) => Some(AuthorizerTarget::Remote {
+            invoker: invoker.clone(),
+            function: remote_name(names, &a.function),
+            identity_sources: a.identity_sources.clone(),
+            timeout: shared.integration_timeout,
+        }),
+        (Some(a), None) => {
+            let binary = template
+                .functions
+                .get(&a.function)
+                .and_then(|f| f.binary.as_deref());
+            if binary != Some(binary_name::AUTHORIZER) {
+                return Err(FunctionSetupError {
+                    function: a.function.clone(),
+                    message: format!(
+                        "the $connect authorizer's binary {} has no in-process handler: \
+                         use --invoke-endpoint",
+                        binary.unwrap_or("(none)")
+                    ),
+                });
+            }
+            let env = env_of(&a.function);
+            let config = AuthConfig::from_lookup(|name| env.get(name).cloned()).map_err(|e| {
+                FunctionSetupError {
+                    function: a.function.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            Some(AuthorizerTarget::InProcess {
+                authorizer: Arc::new(Authorizer::new(config)),
+                identity_sources: a.identity_sources.clone(),
+            })
+        }
+    };
+    Ok((
+        RouteTable {
+            selection: template.selection.clone(),
+            connect,
+            disconnect,
+            messages,
+        },
+        authorizer,
+        diagnostics,
+    ))
+}
+
+/// Files `route` under `$connect`, `$disconnect` or the message routes.
+fn messages_or(
+    key: &str,
+    connect: &mut Option<RouteTarget>,
+    disconnect: &mut Option<RouteTarget>,
+    messages: &mut HashMap<String, RouteTarget>,
+    route: RouteTarget,
+) {
+    match key {
+        route::CONNECT => *connect = Some(route),
+        route::DISCONNECT => *disconnect = Some(route),
+        _ => {
+            messages.insert(key.to_owned(), route);
+        }
+    }
+}
+
+/// A function's [`App`] from its environment; the table and management endpoint
+/// are the gateway's own (the store is the gateway's, and `@connections` is served
+/// by it), whatever the environment says.
+fn in_process_app(
+    function: &str,
+    environment: &BTreeMap<String, String>,
+    shared: &Shared<'_>,
+) -> Result<App, FunctionSetupError> {
+    let config = Config::from_lookup(|name| match name {
+        env::TABLE => Some(shared.table.to_owned()),
+        env::MANAGEMENT_ENDPOINT => Some(shared.management_endpoint.to_owned()),
+        _ => environment.get(name).cloned(),
+    })
+    .map_err(|e| FunctionSetupError {
+        function: function.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(App::new(
+        config,
+        Arc::clone(&shared.store),
+        Arc::clone(&shared.management),
+    ))
+}
