@@ -430,7 +430,13 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(anyhow::Error::msg)
         .context("--fault-rate/--fault-kinds")?;
-    let auth = dev_auth(&args)?;
+    // With a template its functions and their environment decide auth: the auth
+    // flags (and their environment variables) are not read, so a stray
+    // ROOMCAST_POLICIES in the shell cannot break `--template`.
+    let auth = match args.template {
+        None => Some(dev_auth(&args)?),
+        Some(_) => None,
+    };
     let mut sam_banner = Vec::new();
     let sam = match &args.template {
         None => None,
@@ -480,8 +486,8 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         sam,
         faults,
         management_latency: Duration::from_millis(args.management_latency_ms),
-        authorizer: Some(auth.authorizer),
-        policies: auth.policies,
+        authorizer: auth.as_ref().map(|a| std::sync::Arc::clone(&a.authorizer)),
+        policies: auth.as_ref().and_then(|a| a.policies.clone()),
         host: args.host,
         port: args.port,
         stage: args.stage,
@@ -507,7 +513,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             println!("  store: DynamoDB table {table} at {endpoint}")
         }
     }
-    if sam_banner.is_empty() {
+    if let Some(auth) = &auth {
         for line in &auth.banner {
             println!("{line}");
         }
