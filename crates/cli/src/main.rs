@@ -579,6 +579,70 @@ mod tests {
     }
 
     #[test]
+    fn dev_template_flags() {
+        let Command::Dev(args) = Cli::parse_from([
+            "roomcast",
+            "dev",
+            "--template",
+            "template.yaml",
+            "--env-file",
+            "infra/env.local.json",
+            "--invoke-endpoint",
+            "http://127.0.0.1:9000",
+            "--function-name",
+            "ConnectFunction=connect",
+            "--function-name",
+            "MessageFunction=my-stack-message",
+            "--management-latency-ms",
+            "20",
+        ])
+        .command
+        else {
+            panic!("expected dev");
+        };
+        assert_eq!(args.template.as_deref(), Some("template.yaml"));
+        assert_eq!(args.env_file.as_deref(), Some("infra/env.local.json"));
+        assert_eq!(
+            args.invoke_endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(
+            args.function_name,
+            [
+                ("ConnectFunction".to_owned(), "connect".to_owned()),
+                ("MessageFunction".to_owned(), "my-stack-message".to_owned())
+            ]
+        );
+        assert_eq!(args.management_latency_ms, 20);
+        // The invoke endpoint and the env file only make sense with a template;
+        // a name override only with an invoke endpoint; a pair needs its `=`.
+        for bad in [
+            &["roomcast", "dev", "--invoke-endpoint", "http://x"][..],
+            &["roomcast", "dev", "--env-file", "e.json"],
+            &[
+                "roomcast",
+                "dev",
+                "--template",
+                "t.yaml",
+                "--function-name",
+                "A=B",
+            ],
+            &[
+                "roomcast",
+                "dev",
+                "--template",
+                "t.yaml",
+                "--invoke-endpoint",
+                "http://x",
+                "--function-name",
+                "A",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
     fn broadcast_needs_exactly_one_target() {
         let parse = |args: &[&str]| {
             Cli::try_parse_from(["roomcast", "broadcast", "--event", "e"].iter().chain(args))
