@@ -30,3 +30,16 @@ pub mod protocol;
 pub mod store;
 
 pub use app::App;
+
+/// An error and its sources, `outer: inner: root`. HTTP and SDK clients' own
+/// messages ("error sending request", "dispatch failure") say nothing alone.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

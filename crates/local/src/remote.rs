@@ -93,7 +93,7 @@ impl RemoteInvoker {
                 let status = e.raw_response().map(|r| r.status().as_u16());
                 return Err(match status {
                     Some(status) if !(200..300).contains(&status) => RemoteError::Status { status },
-                    _ => RemoteError::Transport(describe(&e)),
+                    _ => RemoteError::Transport(roomcast_core::error_chain(&e)),
                 });
             }
         };
@@ -195,18 +195,6 @@ fn error_document(body: &[u8]) -> Option<RemoteError> {
         error_type,
         message,
     })
-}
-
-/// The whole source chain: the SDK's own message is just "dispatch failure".
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

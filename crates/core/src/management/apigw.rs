@@ -152,7 +152,7 @@ impl ApiGatewayManagement {
         let response = request
             .send()
             .await
-            .map_err(|e| PostError::Transport(error_chain(&e)))?;
+            .map_err(|e| PostError::Transport(crate::error_chain(&e)))?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(());
@@ -222,17 +222,6 @@ impl ApiGatewayManagement {
     fn now(&self) -> SystemTime {
         self.time.now()
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Maps an answer by HTTP status, which is what the service's typed errors
