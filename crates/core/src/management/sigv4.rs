@@ -44,12 +44,24 @@ pub struct Signer {
     cached: Mutex<Option<CachedKey>>,
 }
 
-#[derive(Debug)]
+/// The signing key and what it was derived from: `YYYYMMDD`, region, service and
+/// secret key (the access key id is not an input).
 struct CachedKey {
-    /// `YYYYMMDD`, access key id, region and service the key was derived for.
-    scope: (String, String, String, String),
-    secret_hash: digest::Digest,
+    date: String,
+    region: String,
+    service: String,
+    secret: String,
     key: hmac::Key,
+}
+
+impl std::fmt::Debug for CachedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedKey")
+            .field("date", &self.date)
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Signer {
@@ -126,14 +138,12 @@ impl Signer {
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service),
     /// "aws4_request"), derived again only when the day or credentials change.
     fn signing_key(&self, key: &Key<'_>, date: &str) -> hmac::Key {
-        let secret_hash = digest::digest(&digest::SHA256, key.secret_access_key.as_bytes());
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = cached.as_ref()
-            && c.scope.0 == date
-            && c.scope.1 == key.access_key_id
-            && c.scope.2 == key.region
-            && c.scope.3 == key.service
-            && c.secret_hash.as_ref() == secret_hash.as_ref()
+            && c.date == date
+            && c.region == key.region
+            && c.service == key.service
+            && c.secret == key.secret_access_key
         {
             return c.key.clone();
         }
@@ -147,13 +157,10 @@ impl Signer {
         let k_signing = step(k_service.as_ref(), "aws4_request");
         let derived = hmac::Key::new(hmac::HMAC_SHA256, k_signing.as_ref());
         *cached = Some(CachedKey {
-            scope: (
-                date.to_owned(),
-                key.access_key_id.to_owned(),
-                key.region.to_owned(),
-                key.service.to_owned(),
-            ),
-            secret_hash,
+            date: date.to_owned(),
+            region: key.region.to_owned(),
+            service: key.service.to_owned(),
+            secret: key.secret_access_key.to_owned(),
             key: derived.clone(),
         });
         derived
@@ -227,6 +234,47 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
              SignedHeaders=host;x-amz-date, \
              Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+        );
+    }
+
+    /// The cached key is reused only for the same day, region, service and
+    /// secret: a signer that signed with other credentials before signs as a
+    /// fresh one does.
+    #[test]
+    fn the_cached_key_follows_the_credentials_and_the_day() {
+        let request = Request {
+            method: "POST",
+            host: "example.amazonaws.com",
+            path: "/prod/@connections/abc%3D",
+            headers: &[("content-type", "application/octet-stream")],
+            body: b"{}",
+        };
+        let key = |secret| Key {
+            access_key_id: "AKIDEXAMPLE",
+            secret_access_key: secret,
+            session_token: None,
+            region: "eu-west-1",
+            service: "execute-api",
+        };
+        let day = UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
+        let next_day = day + std::time::Duration::from_secs(86_400);
+        let reused = Signer::default();
+        for (secret, now) in [
+            ("s3cr3t-one", day),
+            ("s3cr3t-two", day),
+            ("s3cr3t-two", next_day),
+            ("s3cr3t-one", day),
+        ] {
+            assert_eq!(
+                reused.sign(&key(secret), &request, now),
+                Signer::default().sign(&key(secret), &request, now),
+                "{secret} at {now:?}"
+            );
+        }
+        let debug = format!("{reused:?}");
+        assert!(
+            debug.contains("eu-west-1") && !debug.contains("s3cr3t"),
+            "{debug}"
         );
     }
 
