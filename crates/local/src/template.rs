@@ -175,12 +175,19 @@ impl Template {
         let raw: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(yaml).map_err(|e| TemplateError::Yaml(e.to_string()))?;
         let doc = to_json(raw);
-        let empty = Map::new();
-        let resources = doc
-            .get("Resources")
+        let parameters: BTreeMap<String, Option<String>> = doc
+            .get("Parameters")
             .and_then(Value::as_object)
-            .unwrap_or(&empty);
+            .map(|params| {
+                params
+                    .iter()
+                    .map(|(name, p)| (name.clone(), p.get("Default").and_then(scalar)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut diagnostics = Vec::new();
+        let resources = deployed_resources(&doc, &parameters, &mut diagnostics);
+        let resources = &resources;
 
         let apis: Vec<(&String, &Value)> = resources
             .iter()
@@ -208,11 +215,27 @@ impl Template {
             })?;
 
         let functions = functions(&doc, resources);
-        let of_api = |r: &Value| props(r).get("ApiId") == Some(&reference(api_id));
-        let by_kind = |wanted: &'static str| {
+        // The API a route, integration, authorizer or route response belongs to, by
+        // `!Ref Api` or `!GetAtt Api.ApiId`. One that names no API of the template
+        // (an import, a literal id, a condition) cannot be placed: reported.
+        fn api_of(r: &Value) -> Option<&str> {
+            props(r).get("ApiId").and_then(|v| named(v, "ApiId"))
+        }
+        for (id, resource) in resources {
+            if API_PARTS.contains(&kind(resource))
+                && api_of(resource).is_none_or(|a| kind_of(resources, a) != API)
+            {
+                diagnostics.push(diagnostic(
+                    id,
+                    "ApiId does not name an AWS::ApiGatewayV2::Api of this template \
+                     (use !Ref or !GetAtt …ApiId): not served",
+                ));
+            }
+        }
+        let by_kind = move |wanted: &'static str| {
             resources
                 .iter()
-                .filter(move |(_, r)| kind(r) == wanted && of_api(r))
+                .filter(move |(_, r)| kind(r) == wanted && api_of(r) == Some(api_id.as_str()))
         };
 
         // Integration logical id -> (function logical id, timeout).
@@ -258,12 +281,30 @@ impl Template {
                 Err(why) => diagnostics.push(diagnostic(id, format!("AuthorizerUri: {why}"))),
             }
         }
-        let two_way: Vec<String> = by_kind("AWS::ApiGatewayV2::RouteResponse")
-            .filter_map(|(_, r)| match props(r).get("RouteId") {
-                Some(Value::Object(m)) => m.get("Ref").and_then(Value::as_str).map(str::to_owned),
-                _ => None,
-            })
-            .collect();
+        let mut two_way: Vec<String> = Vec::new();
+        for (id, resource) in by_kind("AWS::ApiGatewayV2::RouteResponse") {
+            let p = props(resource);
+            let key = p.get("RouteResponseKey").and_then(Value::as_str);
+            let route = p.get("RouteId").and_then(|v| named(v, "RouteId"));
+            match (key, route) {
+                (Some("$default"), Some(route)) if kind_of(resources, route) == ROUTE => {
+                    two_way.push(route.to_owned());
+                }
+                (Some("$default"), _) => diagnostics.push(diagnostic(
+                    id,
+                    "RouteId does not name an AWS::ApiGatewayV2::Route of this template: \
+                     ignored, the route stays one-way",
+                )),
+                (other, _) => diagnostics.push(diagnostic(
+                    id,
+                    format!(
+                        "RouteResponseKey {}: WebSocket APIs take only $default: \
+                         ignored, the route stays one-way",
+                        other.unwrap_or("(none)")
+                    ),
+                )),
+            }
+        }
 
         let mut routes = BTreeMap::new();
         let mut authorizer = None;
@@ -300,11 +341,9 @@ impl Template {
             match p.get("AuthorizationType").and_then(Value::as_str) {
                 None | Some("NONE") => {}
                 Some("CUSTOM") => {
-                    let named = match p.get("AuthorizerId") {
-                        Some(Value::Object(m)) => m.get("Ref").and_then(Value::as_str),
-                        _ => None,
-                    };
-                    match named.and_then(|a| authorizers.get(a)) {
+                    let authorizer_id =
+                        p.get("AuthorizerId").and_then(|v| named(v, "AuthorizerId"));
+                    match authorizer_id.and_then(|a| authorizers.get(a)) {
                         None => {
                             unmapped.get_or_insert_with(|| {
                                 "AuthorizerId names no mapped authorizer".to_owned()
@@ -354,16 +393,6 @@ impl Template {
             }
         }
 
-        let parameters = doc
-            .get("Parameters")
-            .and_then(Value::as_object)
-            .map(|params| {
-                params
-                    .iter()
-                    .map(|(name, p)| (name.clone(), p.get("Default").and_then(scalar)))
-                    .collect()
-            })
-            .unwrap_or_default();
         Ok(Self {
             api_logical_id: api_id.clone(),
             selection,
@@ -622,16 +651,24 @@ fn resolve(value: &Value, template: &Template, pseudo: &Pseudo) -> Result<Option
             )),
         }
     };
+    // `${x}` from the variables of `[text, {x: …}]`, else a parameter or pseudo parameter.
+    let sub = |text: &str, variables: &Map<String, Value>| {
+        substitute(text, &|v| match variables.get(v) {
+            Some(value) => resolve(value, template, pseudo).map(Option::unwrap_or_default),
+            None if v.contains('.') => {
+                Err(format!("${{{v}}} is an attribute known only once deployed"))
+            }
+            None => name(v).map(Option::unwrap_or_default),
+        })
+        .map(Some)
+    };
     match (function, arg) {
         ("Ref", Value::String(v)) => name(v),
-        ("Fn::Sub", Value::String(text)) => substitute(text, &|v| {
-            if v.contains('.') {
-                Err(format!("${{{v}}} is an attribute known only once deployed"))
-            } else {
-                name(v).map(Option::unwrap_or_default)
-            }
-        })
-        .map(Some),
+        ("Fn::Sub", Value::String(text)) => sub(text, &Map::new()),
+        ("Fn::Sub", Value::Array(parts)) => match parts.as_slice() {
+            [Value::String(text), Value::Object(variables)] => sub(text, variables),
+            _ => Err("Fn::Sub takes a string or [string, {variables}]".into()),
+        },
         ("Fn::Join", Value::Array(parts)) => match parts.as_slice() {
             [Value::String(sep), Value::Array(items)] => {
                 let mut out = Vec::new();
@@ -822,8 +859,160 @@ fn props(resource: &Value) -> &Map<String, Value> {
         .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
-fn reference(logical_id: &str) -> Value {
-    serde_json::json!({ "Ref": logical_id })
+const API: &str = "AWS::ApiGatewayV2::Api";
+const ROUTE: &str = "AWS::ApiGatewayV2::Route";
+/// The resources that hang off an API through their `ApiId`.
+const API_PARTS: [&str; 4] = [
+    ROUTE,
+    "AWS::ApiGatewayV2::Integration",
+    "AWS::ApiGatewayV2::Authorizer",
+    "AWS::ApiGatewayV2::RouteResponse",
+];
+/// The kinds whose `Condition` decides what `roomcast dev` serves.
+const SERVED_KINDS: [&str; 6] = [
+    API,
+    ROUTE,
+    "AWS::ApiGatewayV2::Integration",
+    "AWS::ApiGatewayV2::Authorizer",
+    "AWS::ApiGatewayV2::RouteResponse",
+    "AWS::Serverless::Function",
+];
+
+fn kind_of<'a>(resources: &'a Map<String, Value>, logical_id: &str) -> &'a str {
+    resources.get(logical_id).map(kind).unwrap_or("")
+}
+
+/// The logical id that `{"Ref": X}` or `{"Fn::GetAtt": [X, attribute]}` (or
+/// `"X.attribute"`) names.
+fn named<'a>(value: &'a Value, attribute: &str) -> Option<&'a str> {
+    match intrinsic(value)? {
+        ("Ref", Value::String(id)) => Some(id),
+        ("Fn::GetAtt", Value::Array(parts)) => match parts.as_slice() {
+            [Value::String(id), Value::String(attr)] if attr == attribute => Some(id),
+            _ => None,
+        },
+        ("Fn::GetAtt", Value::String(dotted)) => dotted
+            .strip_suffix(attribute)
+            .and_then(|id| id.strip_suffix('.')),
+        _ => None,
+    }
+}
+
+/// The template's resources as a deployment with the parameters' defaults would
+/// create them: a resource whose `Condition` is false is left out. A condition
+/// that needs what only a deployment knows (a pseudo parameter, a parameter
+/// without a default) is reported, and its resources are kept.
+fn deployed_resources(
+    doc: &Value,
+    parameters: &BTreeMap<String, Option<String>>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Map<String, Value> {
+    let empty = Map::new();
+    let resources = doc
+        .get("Resources")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let conditions = Conditions {
+        defined: doc
+            .get("Conditions")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty),
+        parameters,
+    };
+    let mut kept = Map::new();
+    for (id, resource) in resources {
+        let condition = resource.get("Condition").and_then(Value::as_str);
+        if let Some(name) = condition.filter(|_| SERVED_KINDS.contains(&kind(resource))) {
+            match conditions.named(name, 0) {
+                Ok(true) => {}
+                Ok(false) => {
+                    diagnostics.push(diagnostic(
+                        id,
+                        format!(
+                            "Condition {name} is false with the parameters' defaults: \
+                             left out, as such a deployment would"
+                        ),
+                    ));
+                    continue;
+                }
+                Err(why) => diagnostics.push(diagnostic(
+                    id,
+                    format!("Condition {name} cannot be evaluated locally ({why}): served"),
+                )),
+            }
+        }
+        kept.insert(id.clone(), resource.clone());
+    }
+    kept
+}
+
+/// The `Conditions` section, evaluated with the parameters' defaults.
+struct Conditions<'a> {
+    defined: &'a Map<String, Value>,
+    parameters: &'a BTreeMap<String, Option<String>>,
+}
+
+impl Conditions<'_> {
+    /// Conditions may refer to each other; deeper than this is a cycle.
+    const MAX_DEPTH: usize = 32;
+
+    fn named(&self, name: &str, depth: usize) -> Result<bool, String> {
+        if depth > Self::MAX_DEPTH {
+            return Err(format!("condition {name} refers to itself"));
+        }
+        let value = self
+            .defined
+            .get(name)
+            .ok_or_else(|| format!("no condition {name} in Conditions"))?;
+        self.evaluate(value, depth + 1)
+    }
+
+    fn evaluate(&self, value: &Value, depth: usize) -> Result<bool, String> {
+        let Some((function, arg)) = value
+            .as_object()
+            .filter(|m| m.len() == 1)
+            .and_then(|m| m.iter().next().map(|(k, v)| (k.as_str(), v)))
+        else {
+            return Err(
+                "a condition must be one Fn::Equals, Fn::Not, Fn::And, Fn::Or or Condition".into(),
+            );
+        };
+        let all = |items: &Value| -> Result<Vec<bool>, String> {
+            match items {
+                Value::Array(items) => items.iter().map(|c| self.evaluate(c, depth + 1)).collect(),
+                _ => Err(format!("{function} takes a list of conditions")),
+            }
+        };
+        match (function, arg) {
+            ("Condition", Value::String(name)) => self.named(name, depth),
+            ("Fn::Equals", Value::Array(pair)) => match pair.as_slice() {
+                [a, b] => Ok(self.text(a)? == self.text(b)?),
+                _ => Err("Fn::Equals takes two values".into()),
+            },
+            ("Fn::Not", items) => match all(items)?.as_slice() {
+                [one] => Ok(!one),
+                _ => Err("Fn::Not takes one condition".into()),
+            },
+            ("Fn::And", items) => Ok(all(items)?.into_iter().all(|c| c)),
+            ("Fn::Or", items) => Ok(all(items)?.into_iter().any(|c| c)),
+            (other, _) => Err(format!("{other} is not a condition function")),
+        }
+    }
+
+    fn text(&self, value: &Value) -> Result<String, String> {
+        if let Some(text) = scalar(value) {
+            return Ok(text);
+        }
+        match intrinsic(value) {
+            Some(("Ref", Value::String(name))) => match self.parameters.get(name) {
+                Some(Some(default)) => Ok(default.clone()),
+                Some(None) => Err(format!("parameter {name} has no Default")),
+                None => Err(format!("{name} is known only once deployed")),
+            },
+            Some((other, _)) => Err(format!("{other} inside a condition")),
+            None => Err("not a string or a Ref".into()),
+        }
+    }
 }
 
 /// `{"Ref": x}` or `{"Fn::X": args}` (one key).
@@ -1158,6 +1347,140 @@ Resources:
         assert!(
             diagnostics[0].message.contains("C is left unset"),
             "{diagnostics:?}"
+        );
+    }
+
+    const CONDITIONS: &str = r#"
+Parameters:
+  Env: {Type: String, Default: dev}
+  Zone: {Type: String}
+Conditions:
+  IsProd: !Equals [!Ref Env, prod]
+  IsDev: !Not [!Condition IsProd]
+  Both: {"Fn::And": [{"Condition": IsDev}, {"Fn::Equals": [a, a]}]}
+  InRegion: !Equals [!Ref "AWS::Region", us-east-1]
+  InZone: !Equals [!Ref Zone, z]
+  Loop: !Or [!Condition Loop]
+Resources:
+  Api:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: "$request.body.action"}
+  HttpApi:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: {ProtocolType: HTTP}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          GREETING: !Sub ["${Hello}-${Env}-${AWS::Region}", {Hello: !Join ["", [h, i]]}]
+          ARN: !Sub ["${X}", {X: !GetAtt T.Arn}]
+  Lambda:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !GetAtt Api.ApiId
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Fn.Arn}/invocations"
+  Auth:
+    Type: AWS::ApiGatewayV2::Authorizer
+    Properties:
+      ApiId: {"Fn::GetAtt": [Api, ApiId]}
+      AuthorizerType: REQUEST
+      IdentitySource: [route.request.querystring.token]
+      AuthorizerUri: !Sub "arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Fn.Arn}/invocations"
+  Connect:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !GetAtt Api.ApiId
+      RouteKey: $connect
+      AuthorizationType: CUSTOM
+      AuthorizerId: !GetAtt Auth.AuthorizerId
+      Target: !Sub "integrations/${Lambda}"
+  Echo:
+    Type: AWS::ApiGatewayV2::Route
+    Condition: Both
+    Properties: {ApiId: !Ref Api, RouteKey: echo, Target: !Sub "integrations/${Lambda}"}
+  EchoResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties: {ApiId: !Ref Api, RouteId: !GetAtt Echo.RouteId, RouteResponseKey: $default}
+  OtherKey:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties: {ApiId: !Ref Api, RouteId: !Ref Connect, RouteResponseKey: custom}
+  Orphan:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties: {ApiId: !Ref Api, RouteId: !Ref Nothing, RouteResponseKey: $default}
+  ProdOnly:
+    Type: AWS::ApiGatewayV2::Route
+    Condition: IsProd
+    Properties: {ApiId: !Ref Api, RouteKey: prod, Target: !Sub "integrations/${Lambda}"}
+  RegionRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Condition: InRegion
+    Properties: {ApiId: !Ref Api, RouteKey: region, Target: !Sub "integrations/${Lambda}"}
+  ZoneRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Condition: InZone
+    Properties: {ApiId: !Ref Api, RouteKey: zone, Target: !Sub "integrations/${Lambda}"}
+  LoopRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Condition: Loop
+    Properties: {ApiId: !Ref Api, RouteKey: loop, Target: !Sub "integrations/${Lambda}"}
+  Imported:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: {ApiId: !ImportValue shared-api, RouteKey: imported, Target: !Sub "integrations/${Lambda}"}
+  HttpRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: {ApiId: !Ref HttpApi, RouteKey: "GET /x"}
+"#;
+
+    #[test]
+    fn api_references_conditions_and_route_responses() {
+        let t = Template::parse(CONDITIONS).unwrap();
+        let keys: Vec<&str> = t.routes.keys().map(String::as_str).collect();
+        // ProdOnly's condition is false; Imported and the HTTP API's route are not this API's.
+        assert_eq!(keys, ["$connect", "echo", "loop", "region", "zone"]);
+        for route in t.routes.values() {
+            assert_eq!(route.function.as_deref(), Some("Fn"), "{}", route.key);
+        }
+        let authorizer = t
+            .authorizer
+            .as_ref()
+            .expect("the authorizer named by !GetAtt");
+        assert_eq!(authorizer.logical_id, "Auth");
+        assert!(t.routes["echo"].two_way, "RouteId by !GetAtt Echo.RouteId");
+        assert!(
+            !t.routes["$connect"].two_way,
+            "RouteResponseKey custom is not $default"
+        );
+
+        let text: Vec<String> = t.diagnostics.iter().map(ToString::to_string).collect();
+        let has = |needle: &str| text.iter().any(|d| d.contains(needle));
+        for needle in [
+            "ProdOnly: Condition IsProd is false with the parameters' defaults: left out",
+            "RegionRoute: Condition InRegion cannot be evaluated locally \
+             (AWS::Region is known only once deployed): served",
+            "ZoneRoute: Condition InZone cannot be evaluated locally (parameter Zone has no Default)",
+            "LoopRoute: Condition Loop cannot be evaluated locally (condition Loop refers to itself)",
+            "Imported: ApiId does not name an AWS::ApiGatewayV2::Api of this template",
+            "OtherKey: RouteResponseKey custom: WebSocket APIs take only $default",
+            "Orphan: RouteId does not name an AWS::ApiGatewayV2::Route",
+        ] {
+            assert!(has(needle), "{needle:?} not in {text:#?}");
+        }
+        assert_eq!(text.len(), 7, "nothing else is reported: {text:#?}");
+
+        let (env, diagnostics) = resolve_environment(&t, &EnvFile::default(), &pseudo());
+        assert_eq!(
+            env["Fn"]["GREETING"],
+            format!("hi-dev-{}", pseudo().region),
+            "Fn::Sub's list form"
+        );
+        assert!(!env["Fn"].contains_key("ARN"));
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|d| d.contains("ARN is left unset: Fn::GetAtt cannot be resolved")),
+            "{text:?}"
         );
     }
 
