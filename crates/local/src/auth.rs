@@ -41,13 +41,11 @@ pub(crate) async fn authorize(
     let Some(target) = gateway.authorizer().cloned() else {
         return Ok(ApiGatewayRequestAuthorizer::default());
     };
-    let request = match request(gateway, context, headers, query, now_ms) {
-        Ok(request) => request,
-        Err(e) => {
-            tracing::error!(error = %e, "could not build the authorizer request");
-            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
-        }
-    };
+    // The event as API Gateway sends it, and the same event typed for the
+    // in-process authorizer (the typed request leaves out some requestContext
+    // fields, so a remote authorizer gets the JSON itself).
+    let event = request(gateway, context, headers, query, now_ms);
+    let method_arn = event["methodArn"].as_str().unwrap_or_default().to_owned();
     let failed = || message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
     // API Gateway answers 401 without invoking the authorizer when the handshake
     // lacks one of its identity sources, whichever way the authorizer runs.
@@ -62,6 +60,14 @@ pub(crate) async fn authorize(
     // In-process or remote, the answer is evaluated below by the same code.
     let decision = match target {
         AuthorizerTarget::InProcess { authorizer, .. } => {
+            let request: ApiGatewayCustomAuthorizerRequestTypeRequest =
+                match serde_json::from_value(event) {
+                    Ok(request) => request,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not build the authorizer request");
+                        return Err(failed());
+                    }
+                };
             let limit = gateway.options().integration_timeout;
             // A task of its own, like a Lambda invocation: a panic fails this handshake only.
             let run = tokio::spawn(async move {
@@ -84,7 +90,7 @@ pub(crate) async fn authorize(
             function,
             timeout,
             ..
-        } => match remote_decision(&invoker, &function, &request, timeout).await {
+        } => match remote_decision(&invoker, &function, &event, &method_arn, timeout).await {
             Ok(decision) => decision,
             Err(error) => {
                 tracing::warn!(connection_id = %context.connection_id, %function, %error, "the authorizer failed");
@@ -148,10 +154,11 @@ enum RemoteAuthorizerError {
 async fn remote_decision(
     invoker: &RemoteInvoker,
     function: &str,
-    request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+    event: &Value,
+    method_arn: &str,
     limit: std::time::Duration,
 ) -> Result<Decision, RemoteAuthorizerError> {
-    let payload = serde_json::to_vec(request).map_err(|_| RemoteAuthorizerError::Request)?;
+    let payload = serde_json::to_vec(event).map_err(|_| RemoteAuthorizerError::Request)?;
     let value = match invoker.invoke(function, payload, limit).await {
         Ok(value) => value,
         Err(RemoteError::Function { message, .. }) if message == ctx::UNAUTHORIZED => {
@@ -168,7 +175,6 @@ async fn remote_decision(
     {
         return Err(RemoteAuthorizerError::Context(name.clone()));
     }
-    let method_arn = request.method_arn.as_deref().unwrap_or_default();
     let applies = |effect: IamPolicyEffect| {
         response.policy_document.statement.iter().any(|s| {
             s.effect == effect
@@ -249,7 +255,7 @@ fn request(
     headers: &HeaderMap,
     query: &[(String, String)],
     now_ms: u64,
-) -> Result<ApiGatewayCustomAuthorizerRequestTypeRequest, serde_json::Error> {
+) -> Value {
     let options = gateway.options();
     let (single, multi) = header_maps(headers);
     let (query_single, query_multi) = query_maps(query);
@@ -260,7 +266,7 @@ fn request(
         options.stage,
         route::CONNECT
     );
-    serde_json::from_value(json!({
+    json!({
         "type": "REQUEST",
         "methodArn": method_arn,
         "headers": single,
@@ -282,7 +288,7 @@ fn request(
             "connectionId": context.connection_id,
             "apiId": options.api_id,
         },
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -222,6 +222,22 @@ pub(crate) fn header_maps(
     )
 }
 
+/// An event as API Gateway sends it to a function. aws_lambda_events serializes
+/// the single-value `queryStringParameters` of WebSocket events as lists
+/// (`{"token": ["a"]}`); API Gateway sends strings, the last value of a repeated
+/// name, and functions in other languages read them as strings.
+pub(crate) fn to_wire(event: &ApiGatewayWebsocketProxyRequest) -> serde_json::Result<Vec<u8>> {
+    let mut value = serde_json::to_value(event)?;
+    if let Some(Value::Object(single)) = value.get_mut("queryStringParameters") {
+        for v in single.values_mut() {
+            if let Value::Array(values) = v {
+                *v = values.pop().unwrap_or_else(|| Value::String(String::new()));
+            }
+        }
+    }
+    serde_json::to_vec(&value)
+}
+
 /// Query-string maps.
 pub(crate) fn query_maps(
     query: &[(String, String)],
@@ -301,6 +317,13 @@ mod tests {
             2
         );
         assert_eq!(event.query_string_parameters.first("token"), Some("2"));
+        let wire: Value = serde_json::from_slice(&to_wire(&event).unwrap()).unwrap();
+        assert_eq!(wire["queryStringParameters"], json!({"token": "2"}));
+        assert_eq!(
+            wire["multiValueQueryStringParameters"],
+            json!({"token": ["1", "2"]})
+        );
+        assert_eq!(wire["requestContext"]["connectionId"], "L0SM9cOFvHcCIhw=");
         assert_eq!(
             event.multi_value_query_string_parameters.all("token"),
             Some(vec!["1", "2"])

@@ -160,7 +160,7 @@ pub async fn route(
     limit: Duration,
     one_way: bool,
 ) -> Result<ApiGatewayProxyResponse, InvokeError> {
-    let payload = serde_json::to_vec(event).map_err(|_| InvokeError::Failed)?;
+    let payload = crate::events::to_wire(event).map_err(|_| InvokeError::Failed)?;
     match invoker.invoke(function, payload, limit).await {
         Ok(_) if one_way => Ok(ApiGatewayProxyResponse::default()),
         Ok(value) => serde_json::from_value(value).map_err(|e| {
