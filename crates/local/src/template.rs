@@ -43,8 +43,20 @@ pub enum TemplateError {
          use $request.body.<field> (dotted paths allowed)"
     )]
     Selection { api: String, expression: String },
-    #[error("the env file {path} is not valid: {message}")]
-    EnvFile { path: String, message: String },
+    #[error("the env file {path} is not valid: {source}")]
+    EnvFile { path: String, source: EnvFileError },
+}
+
+/// Why an env file (`sam local --env-vars` format) was refused. Messages name
+/// sections and variables, never values (they may be secrets).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvFileError {
+    #[error("not a JSON object of sections: {0}")]
+    Json(String),
+    #[error("{0:?} must be an object of variables")]
+    Section(String),
+    #[error("{section}.{name} must be a string, number or boolean")]
+    Value { section: String, name: String },
 }
 
 /// Something in the template that the emulator leaves out, and why.
@@ -464,25 +476,27 @@ impl EnvFile {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| TemplateError::EnvFile {
+        Self::parse(&text).map_err(|source| TemplateError::EnvFile {
             path: path.to_owned(),
-            message,
+            source,
         })
     }
 
-    pub fn parse(json: &str) -> Result<Self, String> {
-        let doc: Map<String, Value> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    pub fn parse(json: &str) -> Result<Self, EnvFileError> {
+        // serde_json's messages give a position, not the text there.
+        let doc: Map<String, Value> =
+            serde_json::from_str(json).map_err(|e| EnvFileError::Json(e.to_string()))?;
         let mut file = Self::default();
         for (section, variables) in doc {
             let Value::Object(variables) = variables else {
-                return Err(format!("{section:?} must be an object of variables"));
+                return Err(EnvFileError::Section(section));
             };
             let mut values = BTreeMap::new();
             for (name, value) in variables {
                 // SAM passes numbers and booleans on as their text.
-                let text = scalar(&value).ok_or_else(|| {
-                    format!("{section}.{name} must be a string, number or boolean")
-                })?;
+                let Some(text) = scalar(&value) else {
+                    return Err(EnvFileError::Value { section, name });
+                };
                 values.insert(name, text);
             }
             if section == "Parameters" {
@@ -1524,8 +1538,20 @@ Resources:
         assert_eq!(file.global["N"], "3");
         assert_eq!(file.global["B"], "true");
         assert_eq!(file.functions["F"]["X"], "y");
-        assert!(EnvFile::parse(r#"{"F": {"X": {"nested": 1}}}"#).is_err());
-        assert!(EnvFile::parse(r#"{"F": 1}"#).is_err());
+        assert_eq!(
+            EnvFile::parse(r#"{"F": {"X": {"nested": "secret"}}}"#),
+            Err(EnvFileError::Value {
+                section: "F".into(),
+                name: "X".into()
+            })
+        );
+        assert_eq!(
+            EnvFile::parse(r#"{"F": 1}"#),
+            Err(EnvFileError::Section("F".into()))
+        );
+        let broken = EnvFile::parse(r#"{"F": {"X": "hunter2""#).unwrap_err();
+        assert!(matches!(broken, EnvFileError::Json(_)), "{broken:?}");
+        assert!(!broken.to_string().contains("hunter2"), "{broken}");
         let env: BTreeMap<String, String> = [
             ("A", "plain"),
             ("B", "two words"),
