@@ -204,7 +204,7 @@ impl Template {
         let apis: Vec<(&String, &Value)> = resources
             .iter()
             .filter(|(_, r)| {
-                kind(r) == "AWS::ApiGatewayV2::Api"
+                kind(r) == API
                     && props(r).get("ProtocolType").and_then(Value::as_str) == Some("WEBSOCKET")
             })
             .collect();
@@ -252,7 +252,7 @@ impl Template {
 
         // Integration logical id -> (function logical id, timeout).
         let mut integrations = BTreeMap::new();
-        for (id, resource) in by_kind("AWS::ApiGatewayV2::Integration") {
+        for (id, resource) in by_kind(INTEGRATION) {
             match integration_function(props(resource), &functions) {
                 Ok(function) => {
                     let timeout = props(resource)
@@ -265,7 +265,7 @@ impl Template {
             }
         }
         let mut authorizers = BTreeMap::new();
-        for (id, resource) in by_kind("AWS::ApiGatewayV2::Authorizer") {
+        for (id, resource) in by_kind(AUTHORIZER) {
             let p = props(resource);
             if p.get("AuthorizerType").and_then(Value::as_str) != Some("REQUEST") {
                 diagnostics.push(diagnostic(id, "only REQUEST authorizers are emulated"));
@@ -294,7 +294,7 @@ impl Template {
             }
         }
         let mut two_way: Vec<String> = Vec::new();
-        for (id, resource) in by_kind("AWS::ApiGatewayV2::RouteResponse") {
+        for (id, resource) in by_kind(ROUTE_RESPONSE) {
             let p = props(resource);
             let key = p.get("RouteResponseKey").and_then(Value::as_str);
             let route = p.get("RouteId").and_then(|v| named(v, "RouteId"));
@@ -320,7 +320,7 @@ impl Template {
 
         let mut routes = BTreeMap::new();
         let mut authorizer = None;
-        for (id, resource) in by_kind("AWS::ApiGatewayV2::Route") {
+        for (id, resource) in by_kind(ROUTE) {
             let p = props(resource);
             let Some(key) = p.get("RouteKey").and_then(Value::as_str) else {
                 diagnostics.push(diagnostic(id, "RouteKey is not a plain string"));
@@ -830,7 +830,7 @@ fn functions(doc: &Value, resources: &Map<String, Value>) -> BTreeMap<String, Fu
     let global_timeout = globals.and_then(|g| g.get("Timeout")).and_then(number);
     resources
         .iter()
-        .filter(|(_, r)| kind(r) == "AWS::Serverless::Function")
+        .filter(|(_, r)| kind(r) == FUNCTION)
         .map(|(id, r)| {
             let p = props(r);
             let mut environment: BTreeMap<String, Value> = global_env
@@ -873,24 +873,21 @@ fn props(resource: &Value) -> &Map<String, Value> {
         .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
+// The resource types the emulator reads.
 const API: &str = "AWS::ApiGatewayV2::Api";
 const ROUTE: &str = "AWS::ApiGatewayV2::Route";
+const INTEGRATION: &str = "AWS::ApiGatewayV2::Integration";
+const AUTHORIZER: &str = "AWS::ApiGatewayV2::Authorizer";
+const ROUTE_RESPONSE: &str = "AWS::ApiGatewayV2::RouteResponse";
+const FUNCTION: &str = "AWS::Serverless::Function";
 /// The resources that hang off an API through their `ApiId`.
-const API_PARTS: [&str; 4] = [
-    ROUTE,
-    "AWS::ApiGatewayV2::Integration",
-    "AWS::ApiGatewayV2::Authorizer",
-    "AWS::ApiGatewayV2::RouteResponse",
-];
-/// The kinds whose `Condition` decides what `roomcast dev` serves.
-const SERVED_KINDS: [&str; 6] = [
-    API,
-    ROUTE,
-    "AWS::ApiGatewayV2::Integration",
-    "AWS::ApiGatewayV2::Authorizer",
-    "AWS::ApiGatewayV2::RouteResponse",
-    "AWS::Serverless::Function",
-];
+const API_PARTS: [&str; 4] = [ROUTE, INTEGRATION, AUTHORIZER, ROUTE_RESPONSE];
+
+/// Whether a resource of this type is one whose `Condition` decides what
+/// `roomcast dev` serves.
+fn served_kind(kind: &str) -> bool {
+    kind == API || kind == FUNCTION || API_PARTS.contains(&kind)
+}
 
 fn kind_of<'a>(resources: &'a Map<String, Value>, logical_id: &str) -> &'a str {
     resources.get(logical_id).map(kind).unwrap_or("")
@@ -936,7 +933,7 @@ fn deployed_resources(
     let mut kept = Map::new();
     for (id, resource) in resources {
         let condition = resource.get("Condition").and_then(Value::as_str);
-        if let Some(name) = condition.filter(|_| SERVED_KINDS.contains(&kind(resource))) {
+        if let Some(name) = condition.filter(|_| served_kind(kind(resource))) {
             match conditions.named(name, 0) {
                 Ok(true) => {}
                 Ok(false) => {
