@@ -1,0 +1,141 @@
+/** The client's connection state. */
+export type State = "connecting" | "open" | "reconnecting" | "closed";
+
+type Token = string | null | undefined;
+/**
+ * A token, or a function called before every connection attempt (the first, every
+ * reconnect, every make-before-break rotation) that returns one. `null`, `undefined`
+ * or `""` connects without a token (anonymous).
+ */
+export type TokenSource = Token | (() => Token | Promise<Token>);
+
+/** A position in a room's history: the last event seen. */
+export interface Since {
+  offset: number;
+  epoch: string;
+}
+
+export interface JoinOptions {
+  /** Ask the server for the events after this position (rooms with history only). */
+  since?: Since;
+}
+
+export interface HistoryOptions {
+  limit: number;
+  /** Only events with a smaller offset. */
+  before?: number;
+}
+
+export interface Sender {
+  connectionId: string | null;
+  userId: string | null;
+  service?: true;
+}
+
+/** An `event` frame, as the server sends it. */
+export interface RoomEvent<T = unknown> {
+  type: "event";
+  /** `null` for backend broadcasts to a user, to connections or to everyone. */
+  room: string | null;
+  event: string;
+  data: T;
+  from: Sender;
+  ts: number;
+  /** Rooms with history: the event's position in the room (+1 per event). */
+  offset?: number;
+  epoch?: string;
+}
+
+export interface Ack {
+  type: "ack";
+  id: number;
+  ok: true;
+  action: "join" | "leave" | "send";
+  room: string;
+  /** `send`: live members other than the sender that were posted to. */
+  recipients?: number;
+  /** `send`: how many of those posts API Gateway accepted. */
+  delivered?: number;
+  /** Rooms with history: the room's current offset (join) or the event's (send). */
+  offset?: number;
+  epoch?: string;
+  /** `join` with `since`: whether every missed event was delivered before this ack. */
+  recovered?: boolean;
+}
+
+export interface History {
+  type: "history";
+  room: string;
+  epoch: string;
+  events: RoomEvent[];
+}
+
+export interface Presence {
+  type: "presence";
+  room: string;
+  members: { userId: string | null; connections: number }[];
+  count: number;
+  truncated?: true;
+}
+
+export interface PresenceChange {
+  type: "presence";
+  room: string;
+  change: "join" | "leave";
+  member: { userId: string | null; connectionId: string };
+}
+
+/** What a rejoin after a reconnect found. */
+export interface RejoinInfo {
+  /** The room keeps history (the join ack carried an epoch). */
+  history: boolean;
+  /**
+   * Every event since the last one seen was delivered: no refetch needed. Always
+   * `false` for rooms without history, whose events during the gap are lost.
+   */
+  recovered: boolean;
+  offset?: number;
+  epoch?: string;
+}
+
+/** The part of the WebSocket API the client uses (browsers' WebSocket, Node 22's, ws). */
+export interface WebSocketLike {
+  readonly protocol: string;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+export type WebSocketConstructor = new (url: string, protocols?: string[]) => WebSocketLike;
+
+export interface ReconnectOptions {
+  /** Upper bound of the first wait (full jitter: a random wait up to the bound). Default 500 ms. */
+  initialDelayMs?: number;
+  /** Largest bound; the bound doubles per failed attempt up to this. Default 30 s. */
+  maxDelayMs?: number;
+  /** Failed attempts in a row before giving up (state `closed`). Default Infinity. */
+  maxAttempts?: number;
+}
+
+export interface ClientOptions {
+  token?: TokenSource;
+  /** Where the token goes: the `bearer` subprotocol (default) or the `token` query parameter. */
+  tokenTransport?: "subprotocol" | "query";
+  /** `false`: never reconnect. */
+  reconnect?: ReconnectOptions | false;
+  /** How long a request waits for its reply once sent. Default 10 s. */
+  ackTimeoutMs?: number;
+  /** Ping interval, well inside API Gateway's 10-minute idle timeout. Default 5 minutes. */
+  pingIntervalMs?: number;
+  /** Replace a connection this old, make-before-break, ahead of the 2-hour cap. Default 110 minutes. */
+  maxConnectionMs?: number;
+  /** Requests that may wait for a connection. Default 1000. */
+  maxQueue?: number;
+  /** Largest frame the server accepts (ROOMCAST_MAX_MESSAGE_BYTES). Default 32768. */
+  maxMessageBytes?: number;
+  /** A WebSocket implementation; default: the global one, else the `ws` package. */
+  WebSocket?: WebSocketConstructor;
+}
