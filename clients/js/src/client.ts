@@ -44,8 +44,6 @@ interface Pending {
 interface Conn {
   ws?: WebSocketLike;
   pending: Map<number, Pending>;
-  /** Replaced by a newer connection: closed once its replies are in. */
-  draining?: boolean;
   /**
    * The id of the first request refused with `token_expired`: the server refuses every
    * later frame too, so none of them was carried out and all may be sent again.
@@ -342,7 +340,6 @@ export class Roomcast {
     else if (reply.type !== "error") p.r.ok(reply);
     else if (reply.code === "token_expired" && p.r.n) this.requeue([p.r]);
     else p.r.ko(new RoomcastError(String(reply.code), String(reply.message ?? reply.code), p.r.f.room as string));
-    if (c.draining && !c.pending.size) c.ws?.close(1000);
   }
 
   private requeue(rs: Req[]): void {
@@ -453,11 +450,10 @@ export class Roomcast {
     this.conn = c;
     this.next = undefined;
     this.attempts = 0;
-    if (old) {
-      old.draining = true;
-      if (!old.pending.size) old.ws?.close(1000);
-      else this.later(() => old.ws?.close(1000), this.o.ackTimeoutMs);
-    }
+    // The old connection stays open for one ack timeout: replies to its requests and
+    // events of fan-outs that read the member list before this connection joined are
+    // still on their way to it. Copies that reach both are dropped (`dup`, offsets).
+    if (old) this.later(() => old.ws?.close(1000), this.o.ackTimeoutMs);
     for (const t of this.connTimers) clearTimeout(t);
     this.connTimers.clear();
     this.ping(c);

@@ -1,0 +1,135 @@
+// Dropped connections against a real `roomcast dev`: DELETE @connections, the
+// connection-duration cap (make-before-break rotation ahead of it), giving up.
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import { after, before, test } from "node:test";
+import { connect } from "../dist/index.js";
+import { collect, rejectsWith, room, sleep, startServer, state, waitFor } from "./helpers.js";
+
+let server;
+const clients = [];
+const client = (opts, url = server.url) => {
+  const rc = connect(url, opts);
+  clients.push(rc);
+  return rc;
+};
+
+before(async () => {
+  server = await startServer();
+});
+after(async () => {
+  clients.forEach((c) => c.close());
+  await server?.stop();
+});
+
+/** b's connection id, as a's copy of an event from b names it. */
+async function connectionIdOf(a, b, r) {
+  const got = collect(a, r, "whoami");
+  await b.send(r, "whoami", null);
+  await waitFor(() => got.length, "b's whoami event");
+  return got[0].frame.from.connectionId;
+}
+
+test("after DELETE @connections the client reconnects, rejoins and sends what was queued", async () => {
+  const r = room();
+  const a = client();
+  const b = client({ reconnect: { initialDelayMs: 50 } });
+  await Promise.all([a.join(r), b.join(r)]);
+  const states = [];
+  b.onState((s) => states.push(s));
+  const rejoins = [];
+  b.onRejoin((rm, info) => rejoins.push([rm, info]));
+  const id = await connectionIdOf(a, b, r);
+  const res = await fetch(`${server.management}/@connections/${encodeURIComponent(id)}`, { method: "DELETE" });
+  assert.equal(res.status, 204);
+  await waitFor(() => states.includes("reconnecting"), "state reconnecting");
+  // Sent while disconnected: queued, then sent after the rejoin.
+  const toA = collect(a, r, "queued");
+  const queued = b.send(r, "queued", 1);
+  await state(b, "open");
+  assert.equal((await queued).recipients, 1);
+  await waitFor(() => toA.length === 1, "the queued event at a");
+  assert.deepEqual(rejoins, [[r, { history: false, recovered: false }]]);
+  // Events flow to the new connection again.
+  const toB = collect(b, r, "again");
+  await a.send(r, "again", 2);
+  await waitFor(() => toB.length === 1, "a's event at b's new connection");
+  assert.notEqual(await connectionIdOf(a, b, r), id);
+  assert.deepEqual(states, ["reconnecting", "open"]);
+});
+
+test("a send in flight when the connection drops rejects with closed; a join is repeated", async () => {
+  const r = room();
+  const a = client();
+  const b = client({ reconnect: { initialDelayMs: 50 } });
+  await Promise.all([a.join(r), b.join(r)]);
+  const id = await connectionIdOf(a, b, r);
+  // The DELETE and the frames race: whichever way it goes, no promise is left hanging
+  // and each outcome is a typed one.
+  const other = room();
+  const [join, send] = [b.join(other), b.send(r, "racing", 1).catch((e) => e)];
+  await fetch(`${server.management}/@connections/${encodeURIComponent(id)}`, { method: "DELETE" });
+  assert.equal((await join).room, other);
+  const s = await send;
+  assert.ok(s.action === "send" || s.code === "closed", `send: ${s.code ?? s.action}`);
+  if (s.code) assert.match(s.message, /may or may not/);
+  await state(b, "open");
+});
+
+test("make-before-break: rotating ahead of the duration cap loses and repeats no event", async () => {
+  // The server cuts connections at 8 s; both clients replace theirs every 1.5 s.
+  const policies = { default: { join: "anyone", send: "anyone", rateLimit: { limit: 5000, windowSecs: 10 } } };
+  const capped = await startServer(["--max-connection-secs", "8", "--policies", JSON.stringify(policies)]);
+  // Each old connection stays open for an ack timeout (3 s) after its replacement is
+  // ready, so events during those 3 s reach b twice.
+  const opts = { maxConnectionMs: 1500, ackTimeoutMs: 3000 };
+  const a = client(opts, capped.url);
+  const b = client(opts, capped.url);
+  try {
+    const r = room();
+    await Promise.all([a.join(r), b.join(r)]);
+    const states = [];
+    b.onState((s) => states.push(s));
+    const got = collect(b, r, "n");
+    const ids = new Set();
+    a.on(r, "whoami", (_, f) => ids.add(f.from.connectionId));
+    let n = 0;
+    // Until b has used three connections (two rotations), a sends a numbered event
+    // and b says who it is.
+    while (ids.size < 3) {
+      await a.send(r, "n", ++n);
+      if (n % 5 === 0) await b.send(r, "whoami", null);
+      await sleep(5);
+      if (n > 100_000) throw new Error("b never rotated");
+    }
+    await a.send(r, "n", ++n);
+    await waitFor(() => got.some((g) => g.data === n), "the last event");
+    const seen = got.map((g) => g.data).sort((x, y) => x - y);
+    assert.deepEqual(
+      seen,
+      Array.from({ length: n }, (_, i) => i + 1),
+    );
+    assert.deepEqual(states, [], "b never left the open state");
+  } finally {
+    a.close();
+    b.close();
+    await capped.stop();
+  }
+});
+
+test("maxAttempts: the client gives up, reports it, and fails what waited", async () => {
+  // A port nobody listens on.
+  const port = await new Promise((ok) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const p = s.address().port;
+      s.close(() => ok(p));
+    });
+  });
+  const rc = client({ reconnect: { initialDelayMs: 10, maxAttempts: 2 } }, `ws://127.0.0.1:${port}/local`);
+  const errors = [];
+  rc.onError((e) => errors.push(e.code));
+  const waiting = rc.join(room());
+  await rejectsWith(waiting, "closed");
+  assert.equal(rc.state, "closed");
+  assert.deepEqual(errors, ["refused", "refused", "refused", "closed"]);
+});
