@@ -189,7 +189,10 @@ export class Roomcast {
       return this.request(f, false, false).then((ack) => {
         const st = this.rooms.get(room);
         // The sender gets no copy of its own event, but recovery would replay it.
-        if (st && typeof ack.offset === "number" && ack.epoch === st.epoch) this.mark(st, ack.offset);
+        if (st?.epoch !== undefined && typeof ack.offset === "number" && (ack.epoch ?? st.epoch) === st.epoch) {
+          // Seen, but not a position to recover from: others' earlier events may be in flight.
+          this.mark(st, ack.offset, false);
+        }
         return ack as Ack;
       });
     });
@@ -571,10 +574,10 @@ export class Roomcast {
     this.emit(`m\n${m.room ?? ""}\n${m.event}`, m.data, m);
   }
 
-  private mark(st: RoomState, offset: number): void {
+  private mark(st: RoomState, offset: number, advance = true): void {
     st.seen.add(offset);
     if (st.seen.size > SEEN) st.seen.delete(st.seen.values().next().value!);
-    st.offset = Math.max(st.offset ?? offset, offset);
+    if (advance) st.offset = Math.max(st.offset ?? offset, offset);
   }
 
   private joinFrame(room: string, st: RoomState): Frame {

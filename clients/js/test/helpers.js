@@ -30,7 +30,7 @@ export async function startServer(args = []) {
   }
   const child = spawn(BIN, ["dev", "--port", "0", ...args], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn", RUST_BACKTRACE: "0" },
   });
   const output = [];
   createInterface({ input: child.stderr }).on("line", (l) => output.push(l));
