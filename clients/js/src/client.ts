@@ -306,7 +306,8 @@ export class Roomcast {
     this.flushing = true;
     try {
       let c: Conn | undefined;
-      while (this.queue.length && this.state === "open" && (c = this.conn)) {
+      // A connection whose token expired refuses every frame: wait for the next one.
+      while (this.queue.length && this.state === "open" && (c = this.conn) && c.expired === undefined) {
         const r = this.queue.shift()!;
         const sent = this.transmit(c, r);
         if (r.gate) await sent;
@@ -385,8 +386,7 @@ export class Roomcast {
       }
       Ctor = this.options.WebSocket ?? (await platformWebSocket());
     } catch (e) {
-      this.emitError(e as RoomcastError);
-      return this.lost(c);
+      return this.fail(c, e as RoomcastError);
     }
     if (this.next !== c) return;
     let url = this.url;
@@ -399,8 +399,7 @@ export class Roomcast {
       ws = new Ctor(url, protocols);
     } catch {
       // The platform's message may quote the subprotocols, and so the token.
-      this.emitError(new RoomcastError("invalid", "the URL or the token cannot open a WebSocket"));
-      return this.lost(c);
+      return this.fail(c, new RoomcastError("invalid", "the URL or the token cannot open a WebSocket"));
     }
     c.ws = ws;
     let opened = false;
@@ -417,6 +416,14 @@ export class Roomcast {
       if (!opened) this.emitError(new RoomcastError("refused", "the connection closed before it opened"));
       this.lost(c);
     };
+  }
+
+  /** An attempt failed before a socket existed: retried, unless no attempt can succeed. */
+  private fail(c: Conn, e: RoomcastError): void {
+    this.emitError(e);
+    if (e.code !== "invalid") return this.lost(c);
+    this.conns.delete(c);
+    this.close();
   }
 
   /** Joins every room again on a new connection, then makes it the one requests use. */
@@ -505,7 +512,7 @@ export class Roomcast {
         return this.close();
       }
       const bound = Math.min(this.o.maxDelayMs, this.o.initialDelayMs * 2 ** this.attempts++);
-      this.later(() => (this.conn ? this.rotate() : void this.open()), Math.random() * bound);
+      this.later(() => this.next || (this.conn ? this.rotate() : void this.open()), Math.random() * bound);
     };
     if (c === this.next) {
       this.next = undefined;

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { connect } from "../dist/index.js";
-import { AUTH_FLAGS, collect, room, startServer, state, token, waitFor } from "./helpers.js";
+import { AUTH_FLAGS, collect, room, startServer, state, token, waitFor } from "./support.js";
 
 let server;
 const clients = [];

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { connect, RoomcastError } from "../dist/index.js";
-import { collect, rejectsWith, room, startServer, state, waitFor } from "./helpers.js";
+import { collect, rejectsWith, room, startServer, state, waitFor } from "./support.js";
 
 const POLICIES = JSON.stringify({
   default: { join: "anyone", send: "anyone" },
@@ -169,4 +169,13 @@ test("an ack that does not come in time rejects with timeout", async () => {
     b.close();
     await slow.stop();
   }
+});
+
+test("a URL no WebSocket can open closes the client with invalid", async () => {
+  const a = connect("not a url");
+  const errors = [];
+  a.onError((e) => errors.push(e.code));
+  await state(a, "closed");
+  assert.deepEqual(errors, ["invalid"]);
+  await rejectsWith(a.join(room()), "closed");
 });

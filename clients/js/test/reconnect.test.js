@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { after, before, test } from "node:test";
 import { connect } from "../dist/index.js";
-import { collect, rejectsWith, room, sleep, startServer, state, waitFor } from "./helpers.js";
+import { collect, rejectsWith, room, sleep, startServer, state, waitFor } from "./support.js";
 
 let server;
 const clients = [];
@@ -132,4 +132,29 @@ test("maxAttempts: the client gives up, reports it, and fails what waited", asyn
   await rejectsWith(waiting, "closed");
   assert.equal(rc.state, "closed");
   assert.deepEqual(errors, ["refused", "refused", "refused", "closed"]);
+});
+
+test("pings keep a connection from the idle timeout that cuts a silent one", async () => {
+  const idle = await startServer(["--idle-timeout-secs", "3"]);
+  const pinger = client({ pingIntervalMs: 300 }, idle.url);
+  const silent = client({ reconnect: { initialDelayMs: 10 } }, idle.url);
+  try {
+    const r = room();
+    await Promise.all([pinger.join(r), silent.join(r)]);
+    const pingerStates = [];
+    pinger.onState((s) => pingerStates.push(s));
+    const silentStates = [];
+    silent.onState((s) => silentStates.push(s));
+    // The silent client is cut once it has been idle for 3 s, and reconnects.
+    await waitFor(() => silentStates.includes("reconnecting"), "the silent client's idle cut");
+    await state(silent, "open");
+    assert.deepEqual(pingerStates, []);
+    const got = collect(pinger, r, "still");
+    await silent.send(r, "still", "here");
+    await waitFor(() => got.length === 1, "an event at the pinging client");
+  } finally {
+    pinger.close();
+    silent.close();
+    await idle.stop();
+  }
 });

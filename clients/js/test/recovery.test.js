@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { connect } from "../dist/index.js";
-import { collect, room, startServer, state, waitFor } from "./helpers.js";
+import { collect, room, startServer, state, waitFor } from "./support.js";
 
 const POLICIES = JSON.stringify({
   default: { join: "anyone", send: "anyone" },
