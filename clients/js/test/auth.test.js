@@ -2,26 +2,11 @@
 // subprotocol and the query parameter, the token function called on every attempt,
 // a refused handshake retried with a fresh token, and token_expired mid-connection.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { connect } from "../dist/index.js";
-import { AUTH_FLAGS, collect, room, startServer, state, token, waitFor } from "./support.js";
+import { test } from "node:test";
+import { AUTH_FLAGS, collect, room, serverPerFile, state, token, waitFor } from "./support.js";
 
-let server;
-const clients = [];
-const client = (opts) => {
-  const rc = connect(server.url, opts);
-  clients.push(rc);
-  return rc;
-};
-
-before(async () => {
-  // No --policies: the safe default, signed-in users only.
-  server = await startServer(AUTH_FLAGS);
-});
-after(async () => {
-  clients.forEach((c) => c.close());
-  await server?.stop();
-});
+const fx = serverPerFile(AUTH_FLAGS);
+const client = (opts, url) => fx.client(opts, url);
 
 test("an async token function's token, in the bearer subprotocol, identifies the sender", async () => {
   const r = room();

@@ -1,9 +1,9 @@
 // Requests, acks, typed errors, validation, the queue and ack timeouts against a real
 // `roomcast dev` (anonymous, with a policy document that forbids some namespaces).
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { connect, RoomcastError } from "../dist/index.js";
-import { collect, rejectsWith, room, startServer, state, waitFor } from "./support.js";
+import { collect, rejectsWith, room, serverPerFile, startServer, state, waitFor } from "./support.js";
 
 const POLICIES = JSON.stringify({
   default: { join: "anyone", send: "anyone" },
@@ -13,21 +13,8 @@ const POLICIES = JSON.stringify({
   },
 });
 
-let server;
-const clients = [];
-const client = (opts) => {
-  const rc = connect(server.url, opts);
-  clients.push(rc);
-  return rc;
-};
-
-before(async () => {
-  server = await startServer(["--policies", POLICIES]);
-});
-after(async () => {
-  clients.forEach((c) => c.close());
-  await server?.stop();
-});
+const fx = serverPerFile(["--policies", POLICIES]);
+const client = (opts, url) => fx.client(opts, url);
 
 test("join, send and leave resolve with the server's acks; the other member gets the event", async () => {
   const r = room();

@@ -2,33 +2,11 @@
 // connection-duration cap (make-before-break rotation ahead of it), giving up.
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
-import { after, before, test } from "node:test";
-import { connect } from "../dist/index.js";
-import { collect, rejectsWith, room, sleep, startServer, state, waitFor } from "./support.js";
+import { test } from "node:test";
+import { collect, connectionIdOf, drop, rejectsWith, room, serverPerFile, sleep, startServer, state, waitFor } from "./support.js";
 
-let server;
-const clients = [];
-const client = (opts, url = server.url) => {
-  const rc = connect(url, opts);
-  clients.push(rc);
-  return rc;
-};
-
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  clients.forEach((c) => c.close());
-  await server?.stop();
-});
-
-/** b's connection id, as a's copy of an event from b names it. */
-async function connectionIdOf(a, b, r) {
-  const got = collect(a, r, "whoami");
-  await b.send(r, "whoami", null);
-  await waitFor(() => got.length, "b's whoami event");
-  return got[0].frame.from.connectionId;
-}
+const fx = serverPerFile();
+const client = (opts, url) => fx.client(opts, url);
 
 test("after DELETE @connections the client reconnects, rejoins and sends what was queued", async () => {
   const r = room();
@@ -40,8 +18,7 @@ test("after DELETE @connections the client reconnects, rejoins and sends what wa
   const rejoins = [];
   b.onRejoin((rm, info) => rejoins.push([rm, info]));
   const id = await connectionIdOf(a, b, r);
-  const res = await fetch(`${server.management}/@connections/${encodeURIComponent(id)}`, { method: "DELETE" });
-  assert.equal(res.status, 204);
+  await drop(fx.server, id);
   await waitFor(() => states.includes("reconnecting"), "state reconnecting");
   // Sent while disconnected: queued, then sent after the rejoin.
   const toA = collect(a, r, "queued");
@@ -68,7 +45,7 @@ test("a send in flight when the connection drops rejects with closed; a join is 
   // and each outcome is a typed one.
   const other = room();
   const [join, send] = [b.join(other), b.send(r, "racing", 1).catch((e) => e)];
-  await fetch(`${server.management}/@connections/${encodeURIComponent(id)}`, { method: "DELETE" });
+  await drop(fx.server, id);
   assert.equal((await join).room, other);
   const s = await send;
   assert.ok(s.action === "send" || s.code === "closed", `send: ${s.code ?? s.action}`);

@@ -2,9 +2,8 @@
 // `presence` and `presenceEvents`) against a real `roomcast dev`. A server without
 // that support fails these tests with a message saying so; they are never skipped.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { connect } from "../dist/index.js";
-import { collect, room, startServer, state, waitFor } from "./support.js";
+import { test } from "node:test";
+import { collect, connectionIdOf, drop, room, serverPerFile, state, waitFor } from "./support.js";
 
 const POLICIES = JSON.stringify({
   default: { join: "anyone", send: "anyone" },
@@ -13,30 +12,12 @@ const POLICIES = JSON.stringify({
   },
 });
 
-let server;
-let startError;
-const clients = [];
-const client = (opts) => {
-  const rc = connect(server.url, opts);
-  clients.push(rc);
-  return rc;
-};
-
-before(async () => {
-  try {
-    server = await startServer(["--policies", POLICIES]);
-  } catch (e) {
-    startError = e;
-  }
-});
-after(async () => {
-  clients.forEach((c) => c.close());
-  await server?.stop();
-});
+const fx = serverPerFile(["--policies", POLICIES]);
+const client = (opts, url) => fx.client(opts, url);
 
 function requireServer() {
-  if (startError) {
-    assert.fail(`roomcast dev refused a policy with history/presence, so it lacks that support: ${startError.message}`);
+  if (fx.startError) {
+    assert.fail(`roomcast dev refused a policy with history/presence, so it lacks that support: ${fx.startError.message}`);
   }
 }
 
@@ -85,12 +66,7 @@ test("after a drop the rejoin recovers the missed events, in order, once each", 
   b.onRejoin((rm, info) => rejoins.push([rm, info]));
   await a.send(r, "m", 1);
   await waitFor(() => got.length === 1, "event 1");
-  const whoami = collect(a, r, "whoami");
-  await b.send(r, "whoami", null);
-  await waitFor(() => whoami.length === 1, "b's connection id");
-  const id = whoami[0].frame.from.connectionId;
-  const res = await fetch(`${server.management}/@connections/${encodeURIComponent(id)}`, { method: "DELETE" });
-  assert.equal(res.status, 204);
+  await drop(fx.server, await connectionIdOf(a, b, r));
   await state(b, "reconnecting");
   await a.send(r, "m", 2);
   const last = await a.send(r, "m", 3);

@@ -5,7 +5,9 @@ import { createHmac } from "node:crypto";
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
+import { connect } from "../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const BIN = process.env.ROOMCAST_BIN
@@ -117,4 +119,50 @@ export async function rejectsWith(promise, code) {
     return e;
   }
   throw new Error(`expected a RoomcastError ${code}, but it resolved`);
+}
+
+/**
+ * One `roomcast dev` for a test file: started before its tests, stopped after them,
+ * with every client made by `client()` closed. A server that fails to start is kept
+ * as `startError`, for tests that must explain what the server lacks.
+ */
+export function serverPerFile(args = []) {
+  const clients = [];
+  const fx = {
+    server: undefined,
+    startError: undefined,
+    client(opts, url = fx.server.url) {
+      const rc = connect(url, opts);
+      clients.push(rc);
+      return rc;
+    },
+  };
+  before(async () => {
+    try {
+      fx.server = await startServer(args);
+    } catch (e) {
+      fx.startError = e;
+    }
+  });
+  after(async () => {
+    clients.forEach((c) => c.close());
+    await fx.server?.stop();
+  });
+  return fx;
+}
+
+/** `b`'s connection id, as `a`'s copy of an event from `b` in room `r` names it. */
+export async function connectionIdOf(a, b, r) {
+  const got = [];
+  const stop = a.on(r, "whoami", (_, frame) => got.push(frame.from.connectionId));
+  await b.send(r, "whoami", null);
+  await waitFor(() => got.length, "b's whoami event");
+  stop();
+  return got[0];
+}
+
+/** Drops a connection the way a backend does: DELETE @connections/{id}. */
+export async function drop(server, connectionId) {
+  const res = await fetch(`${server.management}/@connections/${encodeURIComponent(connectionId)}`, { method: "DELETE" });
+  if (res.status !== 204) throw new Error(`DELETE @connections answered ${res.status}`);
 }
