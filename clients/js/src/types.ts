@@ -116,7 +116,7 @@ export interface ReconnectOptions {
   initialDelayMs?: number;
   /** Largest bound; the bound doubles per failed attempt up to this. Default 30 s. */
   maxDelayMs?: number;
-  /** Failed attempts in a row before giving up (state `closed`). Default Infinity. */
+  /** Retries after a failed or lost connection before giving up (state `closed`); reset by every successful one. Default Infinity. */
   maxAttempts?: number;
 }
 
