@@ -340,14 +340,14 @@ Globals:
   Function:
     Timeout: soon
 Resources:
-  Api:
-    Type: AWS::ApiGatewayV2::Api
-    Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.action}
   Fn:
     Type: AWS::Serverless::Function
     Condition: [not, a, name]
     Metadata: {BuildProperties: {Binary: message}}
     Properties: {Timeout: later, Environment: {Variables: [A, B]}}
+  Api:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: {RouteSelectionExpression: $request.body.action, ProtocolType: WEBSOCKET}
   Lambda:
     Type: AWS::ApiGatewayV2::Integration
     Properties:
@@ -364,12 +364,7 @@ Resources:
       AuthorizerUri: !Sub arn:aws:apigateway:r:lambda:path/2015-03-31/functions/${Fn.Arn}/invocations
   Connect:
     Type: AWS::ApiGatewayV2::Route
-    Properties:
-      ApiId: !Ref Api
-      RouteKey: $connect
-      AuthorizationType: CUSTOM
-      AuthorizerId: !Ref Auth
-      Target: !Sub integrations/${Lambda}
+    Properties: {ApiId: !Ref Api, RouteKey: $connect, AuthorizationType: CUSTOM, AuthorizerId: !Ref Auth, Target: !Sub "integrations/${Lambda}"}
   Keyed:
     Type: AWS::ApiGatewayV2::Route
     Properties: {ApiId: !Ref Api, RouteKey: keyed, ApiKeyRequired: true, Target: !Sub "integrations/${Lambda}"}
