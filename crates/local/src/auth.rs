@@ -10,13 +10,14 @@ use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer,
 };
 use aws_lambda_events::iam::IamPolicyEffect;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use roomcast_core::auth::Decision;
 use roomcast_core::names::{authorizer as ctx, route};
 use serde_json::{Value, json};
 
 use crate::Gateway;
+use crate::aws::{AwsError, LOCAL_ACCOUNT};
 use crate::events::{ConnectionContext, gateway_id, header_maps, query_maps};
 use crate::remote::{RemoteError, RemoteInvoker};
 use crate::routes::AuthorizerTarget;
@@ -24,9 +25,6 @@ use crate::routes::AuthorizerTarget;
 /// API Gateway's limit on a Lambda authorizer's response (policy plus context), in
 /// bytes; a larger one fails the handshake with 500.
 pub const MAX_AUTHORIZER_RESPONSE_BYTES: usize = 8 * 1024;
-
-/// The account id in the ARNs the emulator reports.
-pub const LOCAL_ACCOUNT: &str = "000000000000";
 
 /// Runs the gateway's authorizer, if it has one, for a handshake. `Ok` carries the
 /// authorizer context for the connection (empty without an authorizer); `Err` the
@@ -238,14 +236,9 @@ fn response_size(response: &ApiGatewayCustomAuthorizerResponse) -> usize {
     serde_json::to_vec(response).map_or(usize::MAX, |r| r.len())
 }
 
-/// API Gateway's JSON error body.
+/// API Gateway's answer refusing a handshake.
 fn message(status: StatusCode, text: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({ "message": text }).to_string(),
-    )
-        .into_response()
+    AwsError::handshake(status, text).into_response()
 }
 
 /// The REQUEST authorizer event API Gateway sends for a WebSocket `$connect`.

@@ -1,5 +1,5 @@
 //! The library's errors. Request-level failures never get here: they become HTTP
-//! answers (403, 404, 410, 413, ...) shaped like AWS's.
+//! answers (403, 404, 410, 413, ...) shaped like AWS's by [`crate::aws::AwsError`].
 
 use std::io;
 
@@ -9,8 +9,6 @@ pub enum LocalError {
     InvalidStage(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: io::Error },
-    #[error("cannot start the handler runtime: {0}")]
-    Runtime(#[source] io::Error),
     #[error("the gateway's server failed: {0}")]
     Serve(#[source] io::Error),
     #[error("cannot prepare DynamoDB table {table:?}: {source}")]

@@ -155,24 +155,6 @@ impl ConnectionContext {
     }
 }
 
-/// `$request.body.action`: the top-level `action` string of a JSON object frame, if
-/// it names a message route; anything else (not JSON, no action, an unknown one)
-/// goes to `$default`, as with `RouteSelectionExpression: $request.body.action`.
-pub fn select_route(body: &str) -> &'static str {
-    #[derive(serde::Deserialize)]
-    struct Selector {
-        action: Option<Value>,
-    }
-    let action = serde_json::from_str::<Selector>(body)
-        .ok()
-        .and_then(|s| s.action)
-        .and_then(|a| a.as_str().map(str::to_owned));
-    roomcast_core::names::route::MESSAGE_ROUTES
-        .into_iter()
-        .find(|route| action.as_deref() == Some(*route))
-        .unwrap_or(roomcast_core::names::route::DEFAULT)
-}
-
 /// Epoch milliseconds as ISO-8601 UTC with milliseconds (`2026-11-26T11:20:50.123Z`),
 /// the format `@connections` GET uses for connectedAt and lastActiveAt.
 pub fn iso8601(epoch_ms: u64) -> String {
@@ -267,16 +249,6 @@ mod tests {
         let id = gateway_id();
         assert_eq!(id.len(), 16);
         assert!(id.ends_with('='), "{id}");
-    }
-
-    #[test]
-    fn routes_by_action_with_default_fallback() {
-        assert_eq!(select_route(r#"{"action":"join","room":"a"}"#), "join");
-        assert_eq!(select_route(r#"{"action":"send"}"#), "send");
-        assert_eq!(select_route(r#"{"action":"dance"}"#), "$default");
-        assert_eq!(select_route(r#"{"action":5}"#), "$default");
-        assert_eq!(select_route("not json"), "$default");
-        assert_eq!(select_route("[1]"), "$default");
     }
 
     #[test]

@@ -16,11 +16,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::Gateway;
+use crate::aws::{AwsError, LOCAL_ACCOUNT};
 use crate::events::gateway_id;
 use crate::handlers::Integration;
-
-/// Account id in the ARNs the emulator reports.
-const ACCOUNT: &str = "000000000000";
 
 /// A function error, reported as Lambda reports an unhandled error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,17 +141,8 @@ fn function_name(raw: &str) -> &str {
     rest.split_once(':').map_or(rest, |(name, _)| name)
 }
 
-fn lambda_error(status: StatusCode, error_type: &str, message: &str) -> Response {
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({ "Type": "User", "message": message }).to_string(),
-    )
-        .into_response();
-    if let Ok(value) = HeaderValue::from_str(error_type) {
-        response.headers_mut().insert("x-amzn-ErrorType", value);
-    }
-    response
+fn lambda_error(status: StatusCode, error_type: &'static str, message: &str) -> Response {
+    AwsError::lambda(status, error_type, message).into_response()
 }
 
 /// `POST /2015-03-31/functions/{name}/invocations`, honouring
@@ -170,7 +159,7 @@ pub async fn invoke(
         return lambda_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
-            &format!("Function not found: arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"),
+            &format!("Function not found: arn:aws:lambda:{region}:{LOCAL_ACCOUNT}:function:{name}"),
         );
     };
     let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {

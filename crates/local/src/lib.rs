@@ -4,37 +4,49 @@
 //!
 //! # Layout
 //!
-//! - [`gateway`]: the WebSocket side: `$connect` during the handshake, one task per
-//!   connection, route selection, replies, limits, timeouts and `$disconnect`.
+//! - [`websocket`]: the WebSocket side: `$connect` during the handshake, one task
+//!   per connection, route selection, replies, limits, timeouts and `$disconnect`.
+//!   (The [`Gateway`] type, the state all of these share, is in this file.)
 //! - [`connections`]: the registry of open connections and their command queues.
-//! - [`management`]: the `@connections` API (POST, GET, DELETE) with AWS-shaped errors.
+//! - [`management`]: the `@connections` API (POST, GET, DELETE).
 //! - [`invoke`]: the Lambda Invoke API over a registry of in-process functions.
 //! - [`broadcast`]: the broadcast function, registered on the Invoke API.
 //! - [`faults`]: optional fault injection for `@connections` POSTs.
 //! - [`auth`]: the `$connect` REQUEST authorizer, run before `$connect` as API Gateway does.
-//! - [`routes`]: the routes served (built-in, or the template's) and what runs each.
-//! - [`template`]: reading the WebSocket API and its functions from a SAM template.
+//! - [`routes`]: the routes served (built-in, or the template's) and the [`routes::Runner`]
+//!   behind each.
+//! - [`selection`]: the route selection expression (`$request.body.…`) and its evaluation.
+//! - [`template`]: reading a SAM template: [`template::model`] (one reader per resource
+//!   kind), [`template::cfn`] (intrinsics, conditions, pseudo parameters),
+//!   [`template::env`] (env files and the functions' resolved environments).
 //! - [`remote`]: invoking functions through a Lambda Invoke endpoint.
 //! - [`handlers`]: running roomcast's route handlers, one task per invocation.
 //! - [`events`]: building API Gateway events, ids and timestamps.
+//! - [`aws`]: the local account id and [`AwsError`], which renders every AWS-shaped
+//!   error response (`@connections`, Lambda Invoke, refused handshakes).
 //! - [`error`]: the library's error type.
+//!
+//! Imports run one way: `template` reads `selection` and `aws`; `routes` reads
+//! `template` and `selection`; `auth` reads `routes` and `aws`.
 //!
 //! [`serve`] binds, starts everything and returns a [`RunningGateway`]; the CLI and
 //! the end-to-end tests both use it. [`router`] builds the HTTP routes alone.
 
 pub mod auth;
+pub mod aws;
 pub mod broadcast;
 pub mod connections;
 pub mod error;
 pub mod events;
 pub mod faults;
-pub mod gateway;
 pub mod handlers;
 pub mod invoke;
 pub mod management;
 pub mod remote;
 pub mod routes;
+pub mod selection;
 pub mod template;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -43,8 +55,6 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::Response;
 use axum::routing::{get, post};
 use roomcast_core::App;
 use roomcast_core::auth::Authorizer;
@@ -58,6 +68,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use aws::{AwsError, LOCAL_ACCOUNT};
 pub use connections::Registry;
 pub use error::LocalError;
 pub use faults::{FaultKind, Faults};
@@ -255,20 +266,20 @@ impl Gateway {
             Some(own) if own < route.timeout => (own, true),
             _ => (route.timeout, false),
         };
-        let result = match &route.target {
-            routes::Target::Handler { app, integration } => {
+        let result = match &route.runner {
+            routes::Runner::Handler { app, integration } => {
                 self.inner
                     .handlers
                     .invoke(Arc::clone(app), *integration, event, limit)
                     .await
             }
-            routes::Target::Remote { invoker, function } => {
+            routes::Runner::Remote { invoker, function } => {
                 // $connect's response decides the handshake even without a route
                 // response, so it is always read.
                 let one_way = !route.two_way && route.key != roomcast_core::names::route::CONNECT;
                 remote::route(invoker, function, &event, limit, one_way).await
             }
-            routes::Target::Unmapped => {
+            routes::Runner::Unmapped => {
                 tracing::warn!(
                     route = %route.key,
                     "the route's integration could not be mapped from the template"
@@ -351,8 +362,8 @@ pub fn router(gateway: Gateway) -> Router {
         .get(management::get)
         .delete(management::delete);
     Router::new()
-        .route("/", get(gateway::websocket))
-        .route(&stage, get(gateway::websocket))
+        .route("/", get(websocket::websocket))
+        .route(&stage, get(websocket::websocket))
         .route(&format!("{stage}/@connections/{{id}}"), connections.clone())
         .route("/@connections/{id}", connections)
         .route(
@@ -363,12 +374,8 @@ pub fn router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-async fn forbidden() -> Response {
-    management::aws_error(
-        StatusCode::FORBIDDEN,
-        "ForbiddenException",
-        Some("Forbidden"),
-    )
+async fn forbidden() -> AwsError {
+    AwsError::forbidden()
 }
 
 /// An `SdkConfig` for local use: the region from `options`, and static dummy

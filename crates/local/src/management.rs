@@ -1,24 +1,28 @@
 //! The `@connections` API (API Gateway Management API) on the gateway's own port,
 //! under `/{stage}/@connections/{id}` and `/@connections/{id}`. Authorization is not
-//! checked: any SigV4 signature (or none) is accepted. Errors carry the
-//! `x-amzn-ErrorType` header the AWS SDKs key their typed errors on.
+//! checked: any SigV4 signature (or none) is accepted. Errors are [`AwsError`]s,
+//! which carry the `x-amzn-ErrorType` header the AWS SDKs key their typed errors on.
 
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::ws::Message;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use roomcast_core::config::GATEWAY_MAX_PAYLOAD;
 use serde_json::json;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::Gateway;
+use crate::aws::AwsError;
 use crate::connections::Command;
 use crate::events::iso8601;
 use crate::faults::FaultKind;
-use crate::gateway::close;
+use crate::websocket::close;
+
+/// The 429's message when a connection's outbound queue is full.
+const OUTBOUND_FULL: &str = "The client's outbound buffer is full";
 
 /// How long DELETE waits for room in a full outbound queue.
 const DELETE_WAIT: Duration = Duration::from_secs(5);
@@ -31,26 +35,6 @@ async fn latency(gateway: &Gateway) {
     }
 }
 
-/// An AWS JSON error: status, `x-amzn-ErrorType` and `{"message": ...}`.
-pub(crate) fn aws_error(status: StatusCode, error_type: &str, message: Option<&str>) -> Response {
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({ "message": message }).to_string(),
-    )
-        .into_response();
-    if let Ok(value) = HeaderValue::from_str(error_type) {
-        response.headers_mut().insert("x-amzn-ErrorType", value);
-    }
-    response
-}
-
-/// 410, shaped so the SDK raises its typed `GoneException`; API Gateway's body
-/// carries a null message.
-fn gone() -> Response {
-    aws_error(StatusCode::GONE, "GoneException", None)
-}
-
 /// `POST @connections/{id}`: the body goes to the client as one frame (text when
 /// it is UTF-8, binary otherwise).
 pub async fn post(
@@ -60,20 +44,13 @@ pub async fn post(
 ) -> Response {
     latency(&gateway).await;
     if body.len() > GATEWAY_MAX_PAYLOAD {
-        return aws_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PayloadTooLargeException",
-            Some(&format!(
-                "Payload of {} bytes exceeds the limit of {GATEWAY_MAX_PAYLOAD} bytes",
-                body.len()
-            )),
-        );
+        return AwsError::payload_too_large(body.len(), GATEWAY_MAX_PAYLOAD).into_response();
     }
     if let Some(fault) = gateway.injected_fault(&connection_id) {
-        return injected(&gateway, &connection_id, fault);
+        return injected(&gateway, &connection_id, fault).into_response();
     }
     let Some(connection) = gateway.connections().get(&connection_id) else {
-        return gone();
+        return AwsError::gone().into_response();
     };
     let message = match std::str::from_utf8(&body) {
         Ok(text) => Message::text(text),
@@ -81,19 +58,15 @@ pub async fn post(
     };
     match connection.commands.try_send(Command::Send(message)) {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(TrySendError::Full(_)) => aws_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "LimitExceededException",
-            Some("The client's outbound buffer is full"),
-        ),
-        Err(TrySendError::Closed(_)) => gone(),
+        Err(TrySendError::Full(_)) => AwsError::limit_exceeded(OUTBOUND_FULL).into_response(),
+        Err(TrySendError::Closed(_)) => AwsError::gone().into_response(),
     }
 }
 
 /// The answer to a POST that fault injection picked. An injected 410 also closes
 /// the connection (1001, then `$disconnect`), so what follows matches a client
 /// that went away.
-fn injected(gateway: &Gateway, connection_id: &str, fault: FaultKind) -> Response {
+fn injected(gateway: &Gateway, connection_id: &str, fault: FaultKind) -> AwsError {
     match fault {
         FaultKind::Gone => {
             if let Some(connection) = gateway.connections().get(connection_id) {
@@ -102,18 +75,10 @@ fn injected(gateway: &Gateway, connection_id: &str, fault: FaultKind) -> Respons
                     reason: "injected fault: gone".to_owned(),
                 });
             }
-            gone()
+            AwsError::gone()
         }
-        FaultKind::Throttled => aws_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "LimitExceededException",
-            Some("injected fault: throttled"),
-        ),
-        FaultKind::ServerError => aws_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerErrorException",
-            Some("injected fault: internal error"),
-        ),
+        FaultKind::Throttled => AwsError::limit_exceeded("injected fault: throttled"),
+        FaultKind::ServerError => AwsError::internal("injected fault: internal error"),
     }
 }
 
@@ -121,7 +86,7 @@ fn injected(gateway: &Gateway, connection_id: &str, fault: FaultKind) -> Respons
 pub async fn get(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
     latency(&gateway).await;
     let Some(connection) = gateway.connections().get(&connection_id) else {
-        return gone();
+        return AwsError::gone().into_response();
     };
     let context = &connection.context;
     let mut identity = serde_json::Map::new();
@@ -146,7 +111,7 @@ pub async fn get(State(gateway): State<Gateway>, Path(connection_id): Path<Strin
 pub async fn delete(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
     latency(&gateway).await;
     let Some(connection) = gateway.connections().get(&connection_id) else {
-        return gone();
+        return AwsError::gone().into_response();
     };
     let command = Command::Close {
         code: close::NORMAL,
@@ -154,11 +119,7 @@ pub async fn delete(State(gateway): State<Gateway>, Path(connection_id): Path<St
     };
     match tokio::time::timeout(DELETE_WAIT, connection.commands.send(command)).await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(_)) => gone(),
-        Err(_) => aws_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "LimitExceededException",
-            Some("The client's outbound buffer is full"),
-        ),
+        Ok(Err(_)) => AwsError::gone().into_response(),
+        Err(_) => AwsError::limit_exceeded(OUTBOUND_FULL).into_response(),
     }
 }

@@ -13,11 +13,13 @@ use roomcast_core::names::{binary as binary_name, env, route};
 
 use crate::handlers::Integration;
 use crate::remote::RemoteInvoker;
-use crate::template::{Diagnostic, RouteSelection, Template};
+use crate::selection::RouteSelection;
+use crate::template::{Diagnostic, Template};
 
-/// What runs a route's function.
+/// What runs a route's function: in-process, behind an Invoke endpoint, or
+/// nothing (an unmapped route).
 #[derive(Clone)]
-pub enum Target {
+pub enum Runner {
     /// One of roomcast's handlers, in-process, with this function's [`App`].
     Handler {
         app: Arc<App>,
@@ -37,7 +39,7 @@ pub enum Target {
 #[derive(Clone)]
 pub struct RouteTarget {
     pub key: String,
-    pub target: Target,
+    pub runner: Runner,
     /// With a route response, the integration's response body goes back to the client.
     pub two_way: bool,
     /// The integration timeout (API Gateway's: at most 29 s).
@@ -144,7 +146,7 @@ impl RouteTable {
     pub fn builtin(app: &Arc<App>, timeout: Duration) -> Self {
         let handler = |key: &str, integration| RouteTarget {
             key: key.to_owned(),
-            target: Target::Handler {
+            runner: Runner::Handler {
                 app: Arc::clone(app),
                 integration,
             },
@@ -251,14 +253,14 @@ pub fn from_template(
                         .to_owned(),
                 });
             }
-            messages_or(
+            insert_by_key(
                 key,
                 &mut connect,
                 &mut disconnect,
                 &mut messages,
                 RouteTarget {
                     key: key.clone(),
-                    target: Target::Unmapped,
+                    runner: Runner::Unmapped,
                     two_way: r.two_way,
                     timeout: shared.integration_timeout,
                     function_timeout: None,
@@ -267,8 +269,8 @@ pub fn from_template(
             continue;
         };
         let function = template.functions.get(function_id);
-        let target = match &remote {
-            Some((invoker, names)) => Target::Remote {
+        let runner = match &remote {
+            Some((invoker, names)) => Runner::Remote {
                 invoker: invoker.clone(),
                 function: remote_name(names, function_id),
             },
@@ -295,7 +297,7 @@ pub fn from_template(
                                 binary.unwrap_or("(none)")
                             ),
                         });
-                        Target::Unmapped
+                        Runner::Unmapped
                     }
                     Some(integration) => {
                         let app = match apps.get(function_id) {
@@ -310,21 +312,21 @@ pub fn from_template(
                                 app
                             }
                         };
-                        Target::Handler { app, integration }
+                        Runner::Handler { app, integration }
                     }
                 }
             }
         };
         let route = RouteTarget {
             key: key.clone(),
-            target,
+            runner,
             two_way: r.two_way,
             timeout: r.timeout.map_or(shared.integration_timeout, |t| {
                 t.min(shared.integration_timeout)
             }),
             function_timeout: function.and_then(|f| f.timeout),
         };
-        messages_or(key, &mut connect, &mut disconnect, &mut messages, route);
+        insert_by_key(key, &mut connect, &mut disconnect, &mut messages, route);
     }
 
     let authorizer = match (&template.authorizer, &remote) {
@@ -375,8 +377,8 @@ pub fn from_template(
     ))
 }
 
-/// Files `route` under `$connect`, `$disconnect` or the message routes.
-fn messages_or(
+/// Puts `route` in `$connect`, `$disconnect` or the message routes, by its key.
+fn insert_by_key(
     key: &str,
     connect: &mut Option<RouteTarget>,
     disconnect: &mut Option<RouteTarget>,

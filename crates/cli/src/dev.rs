@@ -1,0 +1,475 @@
+//! `roomcast dev`: runs the local API Gateway WebSocket emulator (crates/local) until
+//! Ctrl-C, with roomcast's built-in routes and the auth flags, or with a SAM
+//! template's routes and functions (in-process or behind an Invoke endpoint).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use roomcast_core::auth::policy::Policies;
+use roomcast_core::auth::{AuthConfig, Authorizer};
+use roomcast_local::{Backend, FaultKind, Faults, FunctionMode, GatewayOptions, SamOptions};
+
+use crate::env::sam_environment;
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 3001)]
+    port: u16,
+    /// Stage name: the WebSocket URL's path and the @connections base path.
+    #[arg(long, default_value = "local")]
+    stage: String,
+    /// Use DynamoDB (or dynalite) at this endpoint instead of the in-memory store.
+    #[arg(long, value_name = "URL", requires = "table")]
+    dynamodb_endpoint: Option<String>,
+    /// The DynamoDB table; created (with its index) if missing.
+    #[arg(long, value_name = "NAME", requires = "dynamodb_endpoint")]
+    table: Option<String>,
+    /// Close connections idle for this many seconds (API Gateway: 600).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_secs: u64,
+    /// Close connections open for this many seconds (API Gateway: 7200).
+    #[arg(long, value_name = "SECS", default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connection_secs: u64,
+    /// Region for the SDK clients and ARNs.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Answer this share (0 to 1) of @connections POSTs with an injected fault.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    fault_rate: f64,
+    /// The injected faults, chosen uniformly: 410 (also closes the connection), 429, 500.
+    #[arg(
+        long,
+        value_name = "CODES",
+        value_delimiter = ',',
+        default_value = "410,429,500"
+    )]
+    fault_kinds: Vec<FaultKind>,
+    /// Seed of the fault injector's RNG, for repeatable runs.
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    fault_seed: u64,
+    /// Delay every @connections answer by this many milliseconds, as a call to
+    /// API Gateway in a region takes (about 10-30 ms) and loopback does not.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    management_latency_ms: u64,
+    /// HS256 secret (at least 32 bytes) that tokens are signed with. Prefer the
+    /// environment variable: command lines are visible to other local users.
+    #[arg(
+        long,
+        env = "ROOMCAST_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    jwt_secret: Option<String>,
+    /// JWKS URL for RS256/ES256 tokens.
+    #[arg(long, env = "ROOMCAST_JWKS_URL", value_name = "URL")]
+    jwks_url: Option<String>,
+    /// Required token issuer (`iss`); needed with --jwt-secret or --jwks-url.
+    #[arg(long, env = "ROOMCAST_JWT_ISSUER", value_name = "ISS")]
+    jwt_issuer: Option<String>,
+    /// Required token audience (`aud`); needed with --jwt-secret or --jwks-url.
+    #[arg(long, env = "ROOMCAST_JWT_AUDIENCE", value_name = "AUD")]
+    jwt_audience: Option<String>,
+    /// Clock skew allowed on exp and nbf, in seconds (default 30).
+    #[arg(long, env = "ROOMCAST_JWT_LEEWAY_SECS", value_name = "SECS")]
+    jwt_leeway_secs: Option<u64>,
+    /// Let clients without a token connect anonymously. Always on when neither
+    /// --jwt-secret nor --jwks-url is given.
+    #[arg(long, env = "ROOMCAST_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
+    /// Namespace policies: a JSON document, or the path of a file holding one
+    /// (docs/auth.md). Default: anyone may join and send everywhere.
+    #[arg(long, env = "ROOMCAST_POLICIES", value_name = "JSON|PATH")]
+    policies: Option<String>,
+    /// Serve the WebSocket API of this SAM template (its routes, route responses,
+    /// authorizer and functions) instead of the built-in routes. The auth and policy
+    /// flags are then ignored: the template's functions and their environment decide.
+    #[arg(long, value_name = "PATH")]
+    template: Option<String>,
+    /// Invoke the template's functions through this Lambda Invoke endpoint
+    /// (`cargo lambda watch`, `sam local start-lambda`, or Lambda) instead of
+    /// running them in-process.
+    #[arg(long, value_name = "URL", requires = "template")]
+    invoke_endpoint: Option<String>,
+    /// How functions are named on the Invoke endpoint.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "logical-id",
+        requires = "invoke_endpoint"
+    )]
+    function_names: FunctionNames,
+    /// Invoke this template function under another name (repeatable), e.g.
+    /// MessageFunction=my-stack-MessageFunction-AbC123.
+    #[arg(long = "function-name", value_name = "LOGICAL=NAME", value_parser = parse_pair, requires = "invoke_endpoint")]
+    function_name: Vec<(String, String)>,
+    /// Environment overrides for the template's functions, in the `sam local
+    /// --env-vars` JSON format (used by in-process functions; pass the same file
+    /// to `sam local start-lambda --env-vars`, or `roomcast env` to cargo lambda).
+    #[arg(long, value_name = "PATH", requires = "template")]
+    env_file: Option<String>,
+}
+
+/// How template functions are named on the Invoke endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FunctionNames {
+    /// The template's logical ids (`sam local start-lambda`).
+    LogicalId,
+    /// The `Metadata.BuildProperties.Binary` names (`cargo lambda watch`).
+    Binary,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err("expected LOGICAL=NAME".to_owned()),
+    }
+}
+
+/// The authorizer and policies for `roomcast dev`, and the lines describing them.
+struct DevAuth {
+    authorizer: std::sync::Arc<Authorizer>,
+    policies: Option<Policies>,
+    banner: Vec<String>,
+}
+
+fn dev_auth(args: &DevArgs) -> anyhow::Result<DevAuth> {
+    use roomcast_core::names::env;
+    let lookup = |name: &str| match name {
+        env::JWT_SECRET => args.jwt_secret.clone(),
+        env::JWKS_URL => args.jwks_url.clone(),
+        env::JWT_ISSUER => args.jwt_issuer.clone(),
+        env::JWT_AUDIENCE => args.jwt_audience.clone(),
+        env::JWT_LEEWAY_SECS => args.jwt_leeway_secs.map(|s| s.to_string()),
+        env::ALLOW_ANONYMOUS => Some(args.allow_anonymous.to_string()),
+        _ => None,
+    };
+    let mut config = AuthConfig::from_lookup(lookup)
+        .context("auth flags (--jwt-secret, --jwks-url, --jwt-issuer, --jwt-audience)")?;
+    let mut banner = Vec::new();
+    match &config.jwt {
+        None => {
+            // No key: nothing could verify a token, so dev stays usable anonymously.
+            config.allow_anonymous = true;
+            banner.push(
+                "  auth: WARNING: NO AUTHENTICATION: no --jwt-secret or --jwks-url, so every \
+                 client connects ANONYMOUSLY (tokens are refused)"
+                    .to_owned(),
+            );
+        }
+        Some(jwt) => {
+            let keys = match (&jwt.secret, &jwt.jwks_url) {
+                (Some(_), Some(url)) => format!("HS256 secret and JWKS {url}"),
+                (Some(_), None) => "HS256 secret".to_owned(),
+                (None, Some(url)) => format!("JWKS {url}"),
+                (None, None) => String::new(),
+            };
+            banner.push(format!(
+                "  auth: JWT ({keys}), iss {}, aud {}; anonymous connections {}",
+                jwt.issuer,
+                jwt.audience,
+                if config.allow_anonymous {
+                    "ALLOWED"
+                } else {
+                    "refused"
+                }
+            ));
+        }
+    }
+    let policies = args
+        .policies
+        .as_deref()
+        .map(roomcast_core::config::policies)
+        .transpose()
+        .context("--policies")?;
+    banner.push(match &policies {
+        None => "  policies: WARNING: OPEN: anyone may join and send in every namespace \
+                 (set --policies; deployed stacks default to signed-in users only)"
+            .to_owned(),
+        Some(p) => format!(
+            "  policies: {} namespace(s) configured, others follow the default",
+            p.namespaces.len()
+        ),
+    });
+    Ok(DevAuth {
+        authorizer: std::sync::Arc::new(Authorizer::new(config)),
+        policies,
+        banner,
+    })
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let faults = (args.fault_rate > 0.0)
+        .then(|| Faults::new(args.fault_rate, args.fault_kinds.clone(), args.fault_seed))
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("--fault-rate/--fault-kinds")?;
+    // With a template its functions and their environment decide auth: the auth
+    // flags (and their environment variables) are not read, so a stray
+    // ROOMCAST_POLICIES in the shell cannot break `--template`.
+    let auth = match args.template {
+        None => Some(dev_auth(&args)?),
+        Some(_) => None,
+    };
+    let mut sam_banner = Vec::new();
+    let sam = match &args.template {
+        None => None,
+        Some(path) => {
+            let (template, environment, diagnostics) =
+                sam_environment(path, args.env_file.as_deref(), &args.region)?;
+            let mode = match &args.invoke_endpoint {
+                None => FunctionMode::InProcess,
+                Some(endpoint) => {
+                    let mut names = match args.function_names {
+                        FunctionNames::Binary => template.binary_names(),
+                        FunctionNames::LogicalId => BTreeMap::new(),
+                    };
+                    names.extend(args.function_name.iter().cloned());
+                    FunctionMode::Remote {
+                        endpoint: endpoint.trim_end_matches('/').to_owned(),
+                        names,
+                    }
+                }
+            };
+            sam_banner.push(format!(
+                "  template: {path} ({}, routes selected by $request.body.{})",
+                template.api_logical_id,
+                template.selection.path.join(".")
+            ));
+            sam_banner.push(match &mode {
+                FunctionMode::InProcess => {
+                    "  functions: in-process (store and @connections are this gateway's)".to_owned()
+                }
+                FunctionMode::Remote { endpoint, .. } => {
+                    format!(
+                        "  functions: invoked at {endpoint}/2015-03-31/functions/NAME/invocations"
+                    )
+                }
+            });
+            for d in &diagnostics {
+                sam_banner.push(format!("  template: WARNING: {d}"));
+            }
+            Some(SamOptions {
+                template: std::sync::Arc::new(template),
+                environment,
+                mode,
+            })
+        }
+    };
+    let options = GatewayOptions {
+        sam,
+        faults,
+        management_latency: Duration::from_millis(args.management_latency_ms),
+        authorizer: auth.as_ref().map(|a| std::sync::Arc::clone(&a.authorizer)),
+        policies: auth.as_ref().and_then(|a| a.policies.clone()),
+        host: args.host,
+        port: args.port,
+        stage: args.stage,
+        region: args.region.clone(),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        max_connection_duration: Duration::from_secs(args.max_connection_secs),
+        ..GatewayOptions::default()
+    };
+    let backend = match (args.dynamodb_endpoint, args.table) {
+        (Some(endpoint), Some(table)) => Backend::Dynamo { endpoint, table },
+        _ => Backend::Memory,
+    };
+    let sdk = roomcast_local::local_sdk_config(&args.region).await;
+    let (store, table) = roomcast_local::open_store(&backend, &sdk).await?;
+    let running = roomcast_local::serve(options, store, table, &sdk).await?;
+    println!("roomcast dev: listening on {}", running.local_addr());
+    println!("  WebSocket URL:         {}", running.websocket_url());
+    println!("  @connections endpoint: {}", running.management_endpoint());
+    println!("  Lambda endpoint:       {}", running.lambda_endpoint());
+    match &backend {
+        Backend::Memory => println!("  store: in memory"),
+        Backend::Dynamo { endpoint, table } => {
+            println!("  store: DynamoDB table {table} at {endpoint}")
+        }
+    }
+    if let Some(auth) = &auth {
+        for line in &auth.banner {
+            println!("{line}");
+        }
+    } else {
+        for line in &sam_banner {
+            println!("{line}");
+        }
+        println!(
+            "  routes: {}",
+            running.gateway().routes().message_keys().join(" ")
+        );
+    }
+    println!("Press Ctrl-C to stop.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
+    println!("roomcast dev: shutting down (closing connections, running $disconnect)");
+    running.shutdown().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::{Cli, Command};
+
+    #[test]
+    fn dev_defaults_and_store_flags() {
+        let Command::Dev(args) = Cli::parse_from(["roomcast", "dev"]).command else {
+            panic!("expected dev");
+        };
+        assert_eq!(
+            (args.host.as_str(), args.port, args.stage.as_str()),
+            ("127.0.0.1", 3001, "local")
+        );
+        assert_eq!(
+            (args.idle_timeout_secs, args.max_connection_secs),
+            (600, 7200)
+        );
+        assert!(args.dynamodb_endpoint.is_none());
+        // A table needs an endpoint and the other way round.
+        assert!(Cli::try_parse_from(["roomcast", "dev", "--table", "t"]).is_err());
+        assert!(Cli::try_parse_from(["roomcast", "dev", "--idle-timeout-secs", "0"]).is_err());
+        let Command::Dev(args) = Cli::parse_from([
+            "roomcast",
+            "dev",
+            "--dynamodb-endpoint",
+            "http://127.0.0.1:4567",
+            "--table",
+            "t",
+        ])
+        .command
+        else {
+            panic!("expected dev");
+        };
+        assert_eq!(args.table.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn dev_template_flags() {
+        let Command::Dev(args) = Cli::parse_from([
+            "roomcast",
+            "dev",
+            "--template",
+            "template.yaml",
+            "--env-file",
+            "infra/env.local.json",
+            "--invoke-endpoint",
+            "http://127.0.0.1:9000",
+            "--function-name",
+            "ConnectFunction=connect",
+            "--function-name",
+            "MessageFunction=my-stack-message",
+            "--management-latency-ms",
+            "20",
+        ])
+        .command
+        else {
+            panic!("expected dev");
+        };
+        assert_eq!(args.template.as_deref(), Some("template.yaml"));
+        assert_eq!(args.env_file.as_deref(), Some("infra/env.local.json"));
+        assert_eq!(
+            args.invoke_endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(
+            args.function_name,
+            [
+                ("ConnectFunction".to_owned(), "connect".to_owned()),
+                ("MessageFunction".to_owned(), "my-stack-message".to_owned())
+            ]
+        );
+        assert_eq!(args.management_latency_ms, 20);
+        // The invoke endpoint and the env file only make sense with a template;
+        // a name override only with an invoke endpoint; a pair needs its `=`.
+        for bad in [
+            &["roomcast", "dev", "--invoke-endpoint", "http://x"][..],
+            &["roomcast", "dev", "--env-file", "e.json"],
+            &[
+                "roomcast",
+                "dev",
+                "--template",
+                "t.yaml",
+                "--function-name",
+                "A=B",
+            ],
+            &[
+                "roomcast",
+                "dev",
+                "--template",
+                "t.yaml",
+                "--invoke-endpoint",
+                "http://x",
+                "--function-name",
+                "A",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn dev_fault_flags() {
+        let Command::Dev(args) = Cli::parse_from([
+            "roomcast",
+            "dev",
+            "--fault-rate",
+            "0.2",
+            "--fault-kinds",
+            "429,500",
+        ])
+        .command
+        else {
+            panic!("expected dev");
+        };
+        assert_eq!(
+            args.fault_kinds,
+            [FaultKind::Throttled, FaultKind::ServerError]
+        );
+        assert!(Cli::try_parse_from(["roomcast", "dev", "--fault-kinds", "418"]).is_err());
+    }
+
+    fn dev_args(flags: &[&str]) -> DevArgs {
+        let argv = ["roomcast", "dev"].iter().chain(flags).copied();
+        match Cli::parse_from(argv).command {
+            Command::Dev(args) => args,
+            _ => unreachable!("dev parses as dev"),
+        }
+    }
+
+    #[test]
+    fn dev_auth_defaults_to_anonymous_and_checks_the_flags() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let mut no_keys = dev_args(&[]);
+        // Whatever the environment says, this case has no key.
+        (no_keys.jwt_secret, no_keys.jwks_url) = (None, None);
+        let auth = dev_auth(&no_keys).unwrap();
+        assert!(auth.authorizer.allows_anonymous());
+        assert!(auth.policies.is_none());
+        assert!(auth.banner.iter().any(|l| l.contains("ANONYMOUSLY")));
+        let mut keyed = dev_args(&["--jwt-issuer", "i", "--jwt-audience", "a"]);
+        keyed.jwt_secret = Some(secret.into());
+        keyed.allow_anonymous = false;
+        let auth = dev_auth(&keyed).unwrap();
+        assert!(!auth.authorizer.allows_anonymous());
+        assert!(auth.banner.iter().all(|l| !l.contains(secret)));
+        let mut no_issuer = dev_args(&[]);
+        no_issuer.jwt_secret = Some(secret.into());
+        no_issuer.jwt_issuer = None;
+        let err = format!("{:#}", dev_auth(&no_issuer).err().unwrap());
+        assert!(err.contains("ROOMCAST_JWT_ISSUER"), "{err}");
+        let mut bad_policies = dev_args(&["--policies", r#"{"namespaces":{"a:b":{}}}"#]);
+        bad_policies.jwt_secret = None;
+        let err = format!("{:#}", dev_auth(&bad_policies).err().unwrap());
+        assert!(err.contains("ROOMCAST_POLICIES"), "{err}");
+    }
+}
