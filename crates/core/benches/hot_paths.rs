@@ -51,7 +51,7 @@ fn serialization(c: &mut Criterion) {
                     room: "chat:general",
                     event: "message",
                     data: black_box(data),
-                    from: protocol::From {
+                    from: protocol::Sender {
                         connection_id: "L0SM9cOFvHcCIhw=",
                         user_id: Some("alice"),
                     },

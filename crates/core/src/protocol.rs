@@ -316,10 +316,10 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// Who sent an event.
+/// Who sent an event (`from` of a member event).
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct From<'a> {
+pub struct Sender<'a> {
     pub connection_id: &'a str,
     pub user_id: Option<&'a str>,
 }
@@ -332,7 +332,7 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         event: &'a str,
         data: &'a RawValue,
-        from: From<'a>,
+        from: Sender<'a>,
         ts: u64,
     },
     Ack {
@@ -542,7 +542,7 @@ mod tests {
             room: "r",
             event: "e",
             data: &data,
-            from: From {
+            from: Sender {
                 connection_id: "c=",
                 user_id: None,
             },
