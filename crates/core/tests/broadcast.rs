@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use roomcast_core::broadcast::{self, Broadcast, BroadcastError, Target};
+use roomcast_core::broadcast::{self, Audience, Broadcast, BroadcastError};
 use roomcast_core::handlers::{connect, message};
 use roomcast_core::store::dynamo::DynamoStore;
 use roomcast_core::store::{Store, now_millis, now_secs};
@@ -70,7 +70,7 @@ fn counts(result: &Value) -> Value {
 fn requests_are_validated() {
     let parse = |v: Value| Broadcast::parse(&v.to_string());
     let ok = parse(json!({"room": "chat:1", "event": "e", "data": {"x": [1, 2]}})).unwrap();
-    assert_eq!(ok.target, Target::Room("chat:1".into()));
+    assert_eq!(ok.audience, Audience::Room("chat:1".into()));
     assert_eq!(ok.data.get(), r#"{"x":[1,2]}"#);
     assert_eq!(
         parse(json!({"user": "u", "event": "e"}))
@@ -82,8 +82,8 @@ fn requests_are_validated() {
     assert_eq!(
         parse(json!({"all": true, "event": "e", "except": ["a"]}))
             .unwrap()
-            .target,
-        Target::All
+            .audience,
+        Audience::All
     );
     for bad in [
         json!({"event": "e"}),

@@ -34,13 +34,10 @@ pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawV
             ProtocolError::new(ErrorCode::Internal, "roomcast is misconfigured")
         })?;
     let payload = ServerFrame::Event {
-        room,
+        room: Some(room),
         event,
         data,
-        from: Sender {
-            connection_id,
-            user_id: route.identity.user_id.as_deref(),
-        },
+        from: Sender::member(connection_id, route.identity.user_id.as_deref()),
         ts: now_millis(),
     }
     .to_json();
