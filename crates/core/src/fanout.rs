@@ -272,7 +272,7 @@ impl Fanout<'_> {
                         // Posts may have gone out: finish those already read, and
                         // report the failure with what was done.
                         Err(e) => {
-                            tracing::warn!(error = %e, "reading recipients failed mid-fan-out");
+                            tracing::warn!(error = %crate::error_chain(&e), "reading recipients failed mid-fan-out");
                             failure = Some(e);
                             next_page = None;
                         }
@@ -350,7 +350,9 @@ impl Fanout<'_> {
         match self.store.remove_connection(connection_id).await {
             Ok(items) => tracing::info!(connection_id, items, "removed gone connection"),
             // The items expire by TTL anyway; a later fan-out will try again.
-            Err(e) => tracing::warn!(connection_id, error = %e, "could not remove gone connection"),
+            Err(e) => {
+                tracing::warn!(connection_id, error = %crate::error_chain(&e), "could not remove gone connection")
+            }
         }
     }
 }

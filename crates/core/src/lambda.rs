@@ -40,18 +40,25 @@ pub trait Handler: Send + Sync {
 /// Runs a function under the Lambda runtime until the runtime stops. `cold_start`
 /// builds its handler; it runs once, after tracing is set up, and its error (a
 /// missing setting, say) ends the process before any invocation.
-pub async fn run<H, E>(cold_start: impl Future<Output = Result<H, E>>) -> Result<(), Error>
+pub fn run<H, E>(
+    cold_start: impl Future<Output = Result<H, E>>,
+) -> impl Future<Output = Result<(), Error>>
 where
     H: Handler,
     E: Into<Error>,
 {
-    lambda_runtime::tracing::init_default_subscriber();
-    let handler = cold_start.await.map_err(Into::into)?;
-    let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<H::Event>| async move {
-        handler.call(event.payload, event.context).await
-    }))
-    .await
+    // Boxed: building the AWS clients is a large future, awaited once; unboxed it
+    // would sit in the runtime's future for the life of the process.
+    let cold_start = Box::pin(cold_start);
+    async move {
+        lambda_runtime::tracing::init_default_subscriber();
+        let handler = cold_start.await.map_err(Into::into)?;
+        let handler = &handler;
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<H::Event>| async move {
+            handler.call(event.payload, event.context).await
+        }))
+        .await
+    }
 }
 
 /// `connect`, `disconnect` or `message`: one [`Integration`] with its [`App`].

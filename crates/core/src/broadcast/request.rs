@@ -64,7 +64,7 @@ pub enum BroadcastError {
     #[error("event frame is {0} bytes; API Gateway posts at most {GATEWAY_MAX_PAYLOAD} bytes")]
     TooLarge(usize),
     /// Reading recipients failed; the broadcast may have reached some of them.
-    #[error("reading recipients failed: {0}")]
+    #[error("reading recipients failed: {}", crate::error_chain(.0))]
     Store(#[from] StoreError),
     #[error("no @connections endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT")]
     NoEndpoint,

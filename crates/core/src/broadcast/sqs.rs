@@ -196,7 +196,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
             }
             Ok(None) => streamed,
             Err(e) => {
-                tracing::error!(error = %e, "reading broadcast recipients failed");
+                tracing::error!(error = %crate::error_chain(&e), "reading broadcast recipients failed");
                 return all_ids();
             }
         }
@@ -225,14 +225,14 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
             Ok(stats) => log_stats("queued broadcast", &stats),
             // Nothing went out: retrying sends it once.
             Err(Incomplete { stats, error }) if stats.recipients == 0 => {
-                tracing::warn!(message_id = queued.message_id, error = %error, "queued broadcast failed");
+                tracing::warn!(message_id = queued.message_id, error = %crate::error_chain(&error), "queued broadcast failed");
                 retry.push(queued.message_id.clone());
             }
             // Some posts went out: a retry would reach them twice. Count and log.
             Err(Incomplete { stats, error }) => {
                 tracing::error!(
                     message_id = queued.message_id,
-                    error = %error,
+                    error = %crate::error_chain(&error),
                     "queued broadcast incomplete: reading recipients failed after some posts; not retried"
                 );
                 log_stats("incomplete queued broadcast", &stats);

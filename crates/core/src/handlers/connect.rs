@@ -50,7 +50,7 @@ pub async fn connect(
             response
         }
         Err(e) => {
-            tracing::error!(connection_id, error = %e, "could not record connection");
+            tracing::error!(connection_id, error = %crate::error_chain(&e), "could not record connection");
             status(500)
         }
     }

@@ -259,6 +259,6 @@ async fn dispatch(route: &Route<'_>, frame: ClientFrame<'_>) -> Reply {
 
 /// A store failure: details go to the log, the client gets a retryable `internal`.
 fn internal(e: StoreError) -> ProtocolError {
-    tracing::error!(error = %e, "store failed");
+    tracing::error!(error = %crate::error_chain(&e), "store failed");
     ProtocolError::new(ErrorCode::Internal, "temporary failure; try again")
 }
