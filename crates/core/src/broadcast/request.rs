@@ -10,9 +10,9 @@ use crate::fanout::Recipients;
 use crate::protocol::{MAX_EVENT_BYTES, Sender, ServerFrame, validate_room};
 use crate::store::StoreError;
 
-/// Longest user id accepted as a target, in bytes.
+/// Longest user id accepted as a `user` audience, in bytes.
 pub const MAX_USER_BYTES: usize = 256;
-/// Most connection ids in a `connections` target or an `except` list.
+/// Most connection ids in a `connections` audience or an `except` list.
 pub const MAX_IDS: usize = 10_000;
 /// Longest conflation key, in bytes.
 pub const MAX_CONFLATE_BYTES: usize = 256;

@@ -32,7 +32,7 @@ struct Queued {
 }
 
 /// Handles one SQS batch: drops superseded conflated messages, groups the rest by
-/// target (recipients are read once per group), fans them out in queue order and
+/// audience (recipients are read once per group), fans them out in queue order and
 /// reports as failed only the messages worth retrying:
 ///
 /// - malformed messages (they fail again, and so reach the dead-letter queue
@@ -186,7 +186,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
     // same list.
     let listed;
     let streamed = first.broadcast.audience.recipients();
-    let target = if group.len() == 1 || first.broadcast.audience == Audience::All {
+    let recipients = if group.len() == 1 || first.broadcast.audience == Audience::All {
         streamed
     } else {
         match fanout.list(streamed, now, MAX_LISTED).await {
@@ -221,7 +221,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
                 continue;
             }
         };
-        match fanout.send(target, &except, payload, now).await {
+        match fanout.send(recipients, &except, payload, now).await {
             Ok(stats) => log_stats("queued broadcast", &stats),
             // Nothing went out: retrying sends it once.
             Err(Incomplete { stats, error }) if stats.recipients == 0 => {
