@@ -1,4 +1,4 @@
-//! Auth over real sockets on `roomcast dev` (issue 4): the `$connect` authorizer
+//! Auth over real sockets on `roomcast dev`: the `$connect` authorizer
 //! refuses handshakes before the upgrade, accepts tokens from the query string and
 //! from the `bearer` subprotocol, and its context reaches every later event; the
 //! namespace policies and the rate limits apply to frames.

@@ -6,13 +6,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
 use aws_sdk_apigatewaymanagement::operation::get_connection::GetConnectionError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use roomcast_core::store::memory::MemoryStore;
-use roomcast_core::store::{Connection, Member, MemberPage, Store, StoreError};
+use roomcast_core::store::failing::{Call, FailingStore};
 use serde_json::json;
 use support::{Client, WAIT, http, options, start, start_with};
 use tokio_tungstenite::tungstenite::Message;
@@ -295,49 +293,12 @@ async fn shutdown_closes_connections_with_going_away() {
     stopped.expect("clean shutdown");
 }
 
-/// A store whose `put_connection` fails: `$connect` answers 500, as it would when
-/// DynamoDB is down.
-struct RefusingStore(MemoryStore);
-
-#[async_trait]
-impl Store for RefusingStore {
-    async fn put_connection(&self, _: &Connection) -> Result<(), StoreError> {
-        Err(StoreError::Backend {
-            operation: "PutItem",
-            message: "unavailable (test)".into(),
-        })
-    }
-    async fn connection(&self, id: &str, now: u64) -> Result<Option<Connection>, StoreError> {
-        self.0.connection(id, now).await
-    }
-    async fn join(&self, room: &str, member: &Member) -> Result<(), StoreError> {
-        self.0.join(room, member).await
-    }
-    async fn leave(&self, room: &str, id: &str) -> Result<bool, StoreError> {
-        self.0.leave(room, id).await
-    }
-    async fn member(&self, room: &str, id: &str, now: u64) -> Result<Option<Member>, StoreError> {
-        self.0.member(room, id, now).await
-    }
-    async fn members_page(
-        &self,
-        room: &str,
-        cursor: Option<&str>,
-        limit: usize,
-        now: u64,
-    ) -> Result<MemberPage, StoreError> {
-        self.0.members_page(room, cursor, limit, now).await
-    }
-    async fn remove_connection(&self, id: &str) -> Result<usize, StoreError> {
-        self.0.remove_connection(id).await
-    }
-}
-
 #[tokio::test]
 async fn handshake_is_refused_with_the_connect_status() {
     let gateway = start_with(
         options(),
-        Arc::new(RefusingStore(MemoryStore::new())),
+        // `put_connection` fails, as it would when DynamoDB is down.
+        Arc::new(FailingStore::new(|call| call == Call::PutConnection)),
         "test".into(),
     )
     .await;

@@ -40,7 +40,9 @@ use aws_sdk_lambda::primitives::Blob;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Who a broadcast goes to.
+/// Who a broadcast goes to: one of the request's `room`, `user`, `connections` or
+/// `all` fields (docs/broadcast.md calls them its target). The broadcast function
+/// reads it as `roomcast_core::broadcast::Audience`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A room's live members.

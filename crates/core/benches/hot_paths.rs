@@ -48,13 +48,10 @@ fn serialization(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(size), &data, |b, data| {
             b.iter(|| {
                 ServerFrame::Event {
-                    room: "chat:general",
+                    room: Some("chat:general"),
                     event: "message",
                     data: black_box(data),
-                    from: protocol::From {
-                        connection_id: "L0SM9cOFvHcCIhw=",
-                        user_id: Some("alice"),
-                    },
+                    from: protocol::Sender::member("L0SM9cOFvHcCIhw=", Some("alice")),
                     ts: 1_800_000_000_000,
                 }
                 .to_json()

@@ -120,9 +120,9 @@ pub fn policies(value: &str) -> Result<Policies, ConfigError> {
             message: format!("cannot read the file {value:?}: {e}"),
         })?
     };
-    Policies::parse(&text).map_err(|message| ConfigError::Policies {
+    Policies::parse(&text).map_err(|e| ConfigError::Policies {
         name: env::POLICIES,
-        message,
+        message: e.to_string(),
     })
 }
 

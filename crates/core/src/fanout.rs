@@ -198,37 +198,12 @@ impl Fanout<'_> {
         let started = Instant::now();
         let concurrency = self.concurrency.max(1);
         let except: HashSet<&str> = except.iter().copied().collect();
-        let fetch = |source: Source,
-                     cursor: Option<String>|
-         -> BoxFuture<'_, Result<ConnectionPage, StoreError>> {
-            let store = self.store;
-            Box::pin(async move {
-                let cursor = cursor.as_deref();
-                match &source {
-                    Source::Room(room) => {
-                        let page = store.members_page(room, cursor, PAGE_SIZE, now).await?;
-                        Ok(ConnectionPage {
-                            connection_ids: page
-                                .members
-                                .into_iter()
-                                .map(|m| m.connection_id)
-                                .collect(),
-                            next: page.next,
-                        })
-                    }
-                    Source::User(user) => {
-                        store
-                            .user_connections_page(user, cursor, PAGE_SIZE, now)
-                            .await
-                    }
-                    Source::All => store.connections_page(cursor, PAGE_SIZE, now).await,
-                }
-            })
-        };
+        let fetch =
+            |source: Source, cursor: Option<String>| read_page(self.store, source, cursor, now);
         let mut queued: VecDeque<String> = VecDeque::new();
         // Ids already posted to, for explicit lists only: a list may repeat an id
         // (and is bounded by `MAX_IDS`), while paginated Query and Scan pages return
-        // each key once, so paged targets keep no per-recipient state.
+        // each key once, so paged recipients keep no per-recipient state.
         let dedup = matches!(recipients, Recipients::Connections(_));
         let mut seen: HashSet<String> = HashSet::new();
         let (source, mut next_page) = match recipients {
@@ -264,7 +239,7 @@ impl Fanout<'_> {
             }
             // The next page is read while this one's posts are in flight, and only
             // once the queue runs low, so memory stays at about two pages for paged
-            // targets (a `Connections` list is held whole, with its `seen` set).
+            // recipients (a `Connections` list is held whole, with its `seen` set).
             let want_page = next_page.is_some() && queued.len() < concurrency;
             if in_flight.is_empty() && !want_page {
                 if next_page.is_none() && queued.is_empty() {
@@ -297,12 +272,41 @@ impl Fanout<'_> {
                         // Posts may have gone out: finish those already read, and
                         // report the failure with what was done.
                         Err(e) => {
-                            tracing::warn!(error = %e, "reading recipients failed mid-fan-out");
+                            tracing::warn!(error = %crate::error_chain(&e), "reading recipients failed mid-fan-out");
                             failure = Some(e);
                             next_page = None;
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Every live recipient of `recipients`, read once, page by page; `None` when
+    /// there are more than `max` (a list of ids is returned as it is).
+    pub async fn list(
+        &self,
+        recipients: Recipients<'_>,
+        now: u64,
+        max: usize,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let source = match recipients {
+            Recipients::Connections(ids) => return Ok(Some(ids.to_vec())),
+            Recipients::Room(room) => Source::Room(room.to_owned()),
+            Recipients::User(user) => Source::User(user.to_owned()),
+            Recipients::All => Source::All,
+        };
+        let mut ids = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = read_page(self.store, source.clone(), cursor, now).await?;
+            ids.extend(page.connection_ids);
+            if ids.len() > max {
+                return Ok(None);
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(Some(ids)),
             }
         }
     }
@@ -346,7 +350,37 @@ impl Fanout<'_> {
         match self.store.remove_connection(connection_id).await {
             Ok(items) => tracing::info!(connection_id, items, "removed gone connection"),
             // The items expire by TTL anyway; a later fan-out will try again.
-            Err(e) => tracing::warn!(connection_id, error = %e, "could not remove gone connection"),
+            Err(e) => {
+                tracing::warn!(connection_id, error = %crate::error_chain(&e), "could not remove gone connection")
+            }
         }
     }
+}
+
+/// One page of a paged source's live connection ids, boxed so the fan-out can hold
+/// the next read while posts are in flight.
+fn read_page(
+    store: &dyn Store,
+    source: Source,
+    cursor: Option<String>,
+    now: u64,
+) -> BoxFuture<'_, Result<ConnectionPage, StoreError>> {
+    Box::pin(async move {
+        let cursor = cursor.as_deref();
+        match &source {
+            Source::Room(room) => {
+                let page = store.members_page(room, cursor, PAGE_SIZE, now).await?;
+                Ok(ConnectionPage {
+                    connection_ids: page.members.into_iter().map(|m| m.connection_id).collect(),
+                    next: page.next,
+                })
+            }
+            Source::User(user) => {
+                store
+                    .user_connections_page(user, cursor, PAGE_SIZE, now)
+                    .await
+            }
+            Source::All => store.connections_page(cursor, PAGE_SIZE, now).await,
+        }
+    })
 }

@@ -6,15 +6,25 @@
 //! - [`clock`]: UTC calendar dates from epoch seconds.
 //! - [`names`]: route keys, table attribute names and environment variables, in one place.
 //! - [`config`]: configuration read once from the environment, checked at start-up.
-//! - [`protocol`]: protocol v1 frames (docs/protocol.md): parsing, validation, replies.
-//! - [`store`]: the connection/room store port, with DynamoDB and in-memory adapters.
+//! - [`protocol`]: protocol v1 frames (docs/protocol.md): parsing, validation, replies,
+//!   and the one `event` frame serializer, for member and backend events alike.
+//! - [`store`]: the connection/room store port, with DynamoDB and in-memory adapters
+//!   (and, with the `test-util` feature, the `FailingStore` test double).
 //! - [`management`]: the `@connections` port, with the API Gateway Management API adapter.
 //! - [`fanout`]: posting one payload to a room's members, a user's connections, a
-//!   list of connections or all of them, with retries and 410 cleanup.
-//! - [`broadcast`]: the broadcast function: backend events, invoked directly or from SQS.
-//! - [`handlers`]: the route handlers, from an API Gateway event to its response.
+//!   list of connections or all of them, with retries and 410 cleanup; the only
+//!   reader of recipient pages.
+//! - [`broadcast`]: the broadcast function's handler (`broadcast/mod.rs`), its
+//!   request validation (`broadcast/request.rs`) and its SQS batch policy: grouping,
+//!   conflation, the deadline and partial batch failures (`broadcast/sqs.rs`).
+//! - [`handlers`]: the route handlers, from an API Gateway event to its response, and
+//!   [`handlers::Integration`], the table of them. `handlers/connect.rs`,
+//!   `handlers/disconnect.rs`; message routes share their steps (parse, token expiry,
+//!   policy, rate limit, reply or close) in `handlers/message/mod.rs` and have one
+//!   file each: `join.rs`, `leave.rs`, `send.rs`, `ping.rs`.
 //! - [`app`]: the dependencies the handlers borrow, built once per process.
-//! - [`lambda`]: the Lambda entry point the function binaries call.
+//! - [`lambda`]: the one Lambda entry point, `run`, and the `Handler` of each of the
+//!   five function binaries.
 
 pub mod app;
 pub mod auth;

@@ -316,23 +316,46 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// Who sent an event.
+/// Who sent an event: a member (`connectionId`, `userId`) or, for backend
+/// broadcasts, the service (both `null`, plus `service: true`, so clients read the
+/// same keys on either).
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct From<'a> {
-    pub connection_id: &'a str,
+pub struct Sender<'a> {
+    pub connection_id: Option<&'a str>,
     pub user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub service: bool,
+}
+
+impl<'a> Sender<'a> {
+    /// The `from` of a backend broadcast.
+    pub const SERVICE: Sender<'static> = Sender {
+        connection_id: None,
+        user_id: None,
+        service: true,
+    };
+
+    /// The `from` of an event a member sent.
+    pub fn member(connection_id: &'a str, user_id: Option<&'a str>) -> Self {
+        Self {
+            connection_id: Some(connection_id),
+            user_id,
+            service: false,
+        }
+    }
 }
 
 /// Frames from roomcast to clients.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerFrame<'a> {
+    /// An event; `room` is `null` for backend broadcasts to other than a room.
     Event {
-        room: &'a str,
+        room: Option<&'a str>,
         event: &'a str,
         data: &'a RawValue,
-        from: From<'a>,
+        from: Sender<'a>,
         ts: u64,
     },
     Ack {
@@ -539,13 +562,10 @@ mod tests {
         let data = RawValue::from_string(r#"{"n":1}"#.into()).unwrap();
         let id = RawValue::from_string("9".into()).unwrap();
         let event = ServerFrame::Event {
-            room: "r",
+            room: Some("r"),
             event: "e",
             data: &data,
-            from: From {
-                connection_id: "c=",
-                user_id: None,
-            },
+            from: Sender::member("c=", None),
             ts: 5,
         };
         let v: Value = serde_json::from_str(&event.to_json()).unwrap();

@@ -1,4 +1,4 @@
-//! Auth and abuse limits (issue 4): the JWT attack suite against the verifier (HS256
+//! Auth and abuse limits: the JWT attack suite against the verifier (HS256
 //! secret and a JWKS served from 127.0.0.1), the `$connect` authorizer's decisions,
 //! and the handlers' per-message checks: token expiry, namespace policies and rate
 //! limits. Keys are the test-only keys in tests/fixtures/auth.

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use roomcast_core::broadcast::{self, Broadcast, BroadcastError, Target};
+use roomcast_core::broadcast::{self, Audience, Broadcast, BroadcastError};
 use roomcast_core::handlers::{connect, message};
 use roomcast_core::store::dynamo::DynamoStore;
+use roomcast_core::store::failing::{Call, FailingStore};
 use roomcast_core::store::{Store, now_millis, now_secs};
 use serde_json::{Value, json};
 use support::{Harness, event, harness_with};
@@ -70,7 +71,7 @@ fn counts(result: &Value) -> Value {
 fn requests_are_validated() {
     let parse = |v: Value| Broadcast::parse(&v.to_string());
     let ok = parse(json!({"room": "chat:1", "event": "e", "data": {"x": [1, 2]}})).unwrap();
-    assert_eq!(ok.target, Target::Room("chat:1".into()));
+    assert_eq!(ok.audience, Audience::Room("chat:1".into()));
     assert_eq!(ok.data.get(), r#"{"x":[1,2]}"#);
     assert_eq!(
         parse(json!({"user": "u", "event": "e"}))
@@ -82,8 +83,8 @@ fn requests_are_validated() {
     assert_eq!(
         parse(json!({"all": true, "event": "e", "except": ["a"]}))
             .unwrap()
-            .target,
-        Target::All
+            .audience,
+        Audience::All
     );
     for bad in [
         json!({"event": "e"}),
@@ -300,66 +301,14 @@ async fn sqs_batches_conflate_group_and_report_only_failures() {
 
 #[tokio::test]
 async fn sqs_messages_whose_recipients_cannot_be_read_are_retried() {
-    // A store that lists nothing: the default `Store` listing methods fail.
-    struct NoListing(roomcast_core::store::memory::MemoryStore);
-    #[async_trait::async_trait]
-    impl Store for NoListing {
-        async fn put_connection(
-            &self,
-            c: &roomcast_core::store::Connection,
-        ) -> Result<(), roomcast_core::store::StoreError> {
-            self.0.put_connection(c).await
-        }
-        async fn connection(
-            &self,
-            id: &str,
-            now: u64,
-        ) -> Result<Option<roomcast_core::store::Connection>, roomcast_core::store::StoreError>
-        {
-            self.0.connection(id, now).await
-        }
-        async fn join(
-            &self,
-            room: &str,
-            m: &roomcast_core::store::Member,
-        ) -> Result<(), roomcast_core::store::StoreError> {
-            self.0.join(room, m).await
-        }
-        async fn leave(
-            &self,
-            room: &str,
-            id: &str,
-        ) -> Result<bool, roomcast_core::store::StoreError> {
-            self.0.leave(room, id).await
-        }
-        async fn member(
-            &self,
-            room: &str,
-            id: &str,
-            now: u64,
-        ) -> Result<Option<roomcast_core::store::Member>, roomcast_core::store::StoreError>
-        {
-            self.0.member(room, id, now).await
-        }
-        async fn members_page(
-            &self,
-            room: &str,
-            cursor: Option<&str>,
-            limit: usize,
-            now: u64,
-        ) -> Result<roomcast_core::store::MemberPage, roomcast_core::store::StoreError> {
-            self.0.members_page(room, cursor, limit, now).await
-        }
-        async fn remove_connection(
-            &self,
-            id: &str,
-        ) -> Result<usize, roomcast_core::store::StoreError> {
-            self.0.remove_connection(id).await
-        }
-    }
-    let h = with_endpoint(harness_with(Arc::new(NoListing(
-        roomcast_core::store::memory::MemoryStore::new(),
-    ))));
+    // A store that lists no user's connections and no table scan.
+    let store = FailingStore::new(|call| {
+        matches!(
+            call,
+            Call::UserConnectionsPage { .. } | Call::ConnectionsPage { .. }
+        )
+    });
+    let h = with_endpoint(harness_with(Arc::new(store)));
     connect_as(&h, "a=", Some("u"), &[]).await;
     let batch = json!({"Records": [
         record("u1", 1, r#"{"user":"u","event":"e"}"#),
@@ -595,106 +544,35 @@ async fn sqs_messages_not_started_before_the_deadline_are_reported() {
     );
 }
 
-/// The memory store, counting listing reads, and failing reads of `broken`'s
-/// members and of any room's second page when told.
+/// Listing reads of a [`counting`] store.
+#[derive(Default)]
 struct Counting {
-    inner: roomcast_core::store::memory::MemoryStore,
-    fail_later_pages: bool,
     members_pages: AtomicUsize,
     connections_pages: AtomicUsize,
 }
 
-fn read_failed() -> roomcast_core::store::StoreError {
-    roomcast_core::store::StoreError::Backend {
-        operation: "Query",
-        message: "injected".into(),
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for Counting {
-    async fn put_connection(
-        &self,
-        c: &roomcast_core::store::Connection,
-    ) -> Result<(), roomcast_core::store::StoreError> {
-        self.inner.put_connection(c).await
-    }
-    async fn connection(
-        &self,
-        id: &str,
-        now: u64,
-    ) -> Result<Option<roomcast_core::store::Connection>, roomcast_core::store::StoreError> {
-        self.inner.connection(id, now).await
-    }
-    async fn join(
-        &self,
-        room: &str,
-        m: &roomcast_core::store::Member,
-    ) -> Result<(), roomcast_core::store::StoreError> {
-        self.inner.join(room, m).await
-    }
-    async fn leave(&self, room: &str, id: &str) -> Result<bool, roomcast_core::store::StoreError> {
-        self.inner.leave(room, id).await
-    }
-    async fn member(
-        &self,
-        room: &str,
-        id: &str,
-        now: u64,
-    ) -> Result<Option<roomcast_core::store::Member>, roomcast_core::store::StoreError> {
-        self.inner.member(room, id, now).await
-    }
-    async fn members_page(
-        &self,
-        room: &str,
-        cursor: Option<&str>,
-        limit: usize,
-        now: u64,
-    ) -> Result<roomcast_core::store::MemberPage, roomcast_core::store::StoreError> {
-        self.members_pages.fetch_add(1, Ordering::SeqCst);
-        if room == "broken" || (self.fail_later_pages && cursor.is_some()) {
-            return Err(read_failed());
-        }
-        self.inner.members_page(room, cursor, limit, now).await
-    }
-    async fn remove_connection(&self, id: &str) -> Result<usize, roomcast_core::store::StoreError> {
-        self.inner.remove_connection(id).await
-    }
-    async fn user_connections_page(
-        &self,
-        user: &str,
-        cursor: Option<&str>,
-        limit: usize,
-        now: u64,
-    ) -> Result<roomcast_core::store::ConnectionPage, roomcast_core::store::StoreError> {
-        self.inner
-            .user_connections_page(user, cursor, limit, now)
-            .await
-    }
-    async fn connections_page(
-        &self,
-        cursor: Option<&str>,
-        limit: usize,
-        now: u64,
-    ) -> Result<roomcast_core::store::ConnectionPage, roomcast_core::store::StoreError> {
-        self.connections_pages.fetch_add(1, Ordering::SeqCst);
-        self.inner.connections_page(cursor, limit, now).await
-    }
-}
-
+/// The memory store, counting listing reads, and failing reads of `broken`'s
+/// members and of any room's second page when told.
 fn counting(fail_later_pages: bool) -> (Harness, Arc<Counting>) {
-    let store = Arc::new(Counting {
-        inner: roomcast_core::store::memory::MemoryStore::new(),
-        fail_later_pages,
-        members_pages: AtomicUsize::new(0),
-        connections_pages: AtomicUsize::new(0),
+    let counts = Arc::new(Counting::default());
+    let seen = counts.clone();
+    let store = FailingStore::new(move |call| match call {
+        Call::MembersPage { room, cursor } => {
+            seen.members_pages.fetch_add(1, Ordering::SeqCst);
+            room == "broken" || (fail_later_pages && cursor.is_some())
+        }
+        Call::ConnectionsPage { .. } => {
+            seen.connections_pages.fetch_add(1, Ordering::SeqCst);
+            false
+        }
+        _ => false,
     });
-    (with_endpoint(harness_with(store.clone())), store)
+    (with_endpoint(harness_with(Arc::new(store))), counts)
 }
 
 #[tokio::test]
 async fn a_recipient_read_failing_mid_fanout_keeps_what_went_out() {
-    let (h, store) = counting(true);
+    let (h, _) = counting(true);
     // One page and one more: the second page's read fails.
     let n = roomcast_core::fanout::PAGE_SIZE + 1;
     for i in 0..n {
@@ -703,10 +581,10 @@ async fn a_recipient_read_failing_mid_fanout_keeps_what_went_out() {
             user_id: None,
             expires_at: now_secs() + 3600,
         };
-        store.join("big", &member).await.unwrap();
+        h.app.store.join("big", &member).await.unwrap();
     }
     let fanout = roomcast_core::fanout::Fanout {
-        store: store.as_ref(),
+        store: h.app.store.as_ref(),
         management: h.management.as_ref(),
         endpoint: ENDPOINT,
         concurrency: 8,
@@ -745,7 +623,7 @@ async fn a_recipient_read_failing_mid_fanout_keeps_what_went_out() {
 
 #[tokio::test]
 async fn queued_all_broadcasts_stream_per_message() {
-    let (h, store) = counting(false);
+    let (h, reads) = counting(false);
     for c in ["a=", "b=", "c="] {
         connect_as(&h, c, None, &[]).await;
         let member = roomcast_core::store::Member {
@@ -753,7 +631,7 @@ async fn queued_all_broadcasts_stream_per_message() {
             user_id: None,
             expires_at: now_secs() + 3600,
         };
-        store.join("r", &member).await.unwrap();
+        h.app.store.join("r", &member).await.unwrap();
     }
     let batch = json!({"Records": [
         record("x1", 1, r#"{"all":true,"event":"x","data":1,"except":["c="]}"#),
@@ -765,9 +643,9 @@ async fn queued_all_broadcasts_stream_per_message() {
     let response = broadcast::handle_sqs(&h.app, event, far()).await;
     assert!(response.batch_item_failures.is_empty());
     // `all` is not collected into one list: each message scans on its own.
-    assert_eq!(store.connections_pages.load(Ordering::SeqCst), 2);
+    assert_eq!(reads.connections_pages.load(Ordering::SeqCst), 2);
     // A room group still reads its (small) member list once.
-    assert_eq!(store.members_pages.load(Ordering::SeqCst), 1);
+    assert_eq!(reads.members_pages.load(Ordering::SeqCst), 1);
     for c in ["a=", "b="] {
         let data: Vec<(Value, Value)> = h
             .management

@@ -1,40 +1,48 @@
 //! The broadcast function on the Lambda Invoke API, as `broadcast` and under the
 //! template's logical id `BroadcastFunction`: the same handler as on Lambda
-//! (`roomcast_core::broadcast::handle`), run against the gateway's store and its
-//! own `@connections` endpoint.
+//! (`roomcast_core::broadcast::handle`), run against the gateway's [`App`] (its store
+//! and its own `@connections` endpoint).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use roomcast_core::App;
 use roomcast_core::broadcast::FUNCTION_TIMEOUT;
 use roomcast_core::store::now_millis;
 use serde_json::Value;
 
-use crate::WeakGateway;
 use crate::invoke::{FunctionError, LambdaFunction};
 
 /// The names the broadcast function answers to.
 pub const NAMES: [&str; 2] = [roomcast_core::names::binary::BROADCAST, "BroadcastFunction"];
 
-/// Holds the gateway weakly: the gateway owns the registry.
+/// The broadcast function with what it runs on.
 pub(crate) struct BroadcastFunction {
-    pub(crate) gateway: WeakGateway,
+    pub(crate) app: Arc<App>,
+    /// The function's own timeout (template.yaml), not API Gateway's 29 s.
+    pub(crate) timeout: Duration,
+}
+
+impl BroadcastFunction {
+    pub(crate) fn new(app: Arc<App>) -> Self {
+        Self {
+            app,
+            timeout: FUNCTION_TIMEOUT,
+        }
+    }
 }
 
 #[async_trait]
 impl LambdaFunction for BroadcastFunction {
     async fn invoke(&self, payload: Value) -> Result<Value, FunctionError> {
-        let gateway = self.gateway.upgrade().ok_or_else(|| FunctionError {
-            error_type: "Runtime.ExitError".to_owned(),
-            error_message: "the gateway has shut down".to_owned(),
-        })?;
         // Run on its own task, as a Lambda invocation is isolated from its caller:
-        // a dropped HTTP request does not cut a fan-out short. The limit is the
-        // function's own timeout (template.yaml), not API Gateway's 29 s.
-        let timeout = FUNCTION_TIMEOUT;
+        // a dropped HTTP request does not cut a fan-out short.
+        let timeout = self.timeout;
         let deadline_ms = now_millis() + u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let app = Arc::clone(&self.app);
         let result = run_with_timeout(timeout, async move {
-            roomcast_core::broadcast::handle(gateway.app(), payload, deadline_ms).await
+            roomcast_core::broadcast::handle(&app, payload, deadline_ms).await
         })
         .await;
         match result {
@@ -73,7 +81,6 @@ async fn run_with_timeout<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
@@ -15,10 +16,12 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use roomcast_core::App;
+
 use crate::Gateway;
 use crate::aws::{AwsError, LOCAL_ACCOUNT};
 use crate::events::gateway_id;
-use crate::handlers::Integration;
+use crate::handlers::{self, Integration};
 
 /// A function error, reported as Lambda reports an unhandled error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,33 +81,33 @@ impl FunctionRegistry {
     }
 
     /// Registers roomcast's three WebSocket functions (`connect`, `disconnect`,
-    /// `message`), run by `gateway`'s handler runtime, and the broadcast function.
-    pub(crate) fn register_builtins(&self, gateway: &Gateway) {
+    /// `message`), each run on `app` within `timeout`, and the broadcast function.
+    pub(crate) fn register_builtins(&self, app: &Arc<App>, timeout: Duration) {
         for integration in Integration::ALL {
             self.register(
                 integration.binary(),
                 Arc::new(RouteFunction {
-                    gateway: gateway.downgrade(),
+                    app: Arc::clone(app),
                     integration,
+                    timeout,
                 }),
             );
         }
         for name in crate::broadcast::NAMES {
             self.register(
                 name,
-                Arc::new(crate::broadcast::BroadcastFunction {
-                    gateway: gateway.downgrade(),
-                }),
+                Arc::new(crate::broadcast::BroadcastFunction::new(Arc::clone(app))),
             );
         }
     }
 }
 
-/// One of roomcast's route handlers as a Lambda function. Holds the gateway weakly:
-/// the gateway owns the registry.
+/// One of roomcast's route handlers as a Lambda function.
 struct RouteFunction {
-    gateway: crate::WeakGateway,
+    app: Arc<App>,
     integration: Integration,
+    /// The integration timeout.
+    timeout: Duration,
 }
 
 #[async_trait]
@@ -116,17 +119,13 @@ impl LambdaFunction for RouteFunction {
                 error_type: "Runtime.DeserializationError".to_owned(),
                 error_message: format!("payload is not an API Gateway WebSocket event: {e}"),
             })?;
-        let gateway = self.gateway.upgrade().ok_or_else(|| FunctionError {
-            error_type: "Runtime.ExitError".to_owned(),
-            error_message: "the gateway has shut down".to_owned(),
-        })?;
-        let response: ApiGatewayProxyResponse = gateway
-            .invoke(self.integration, event)
-            .await
-            .map_err(|e| FunctionError {
-                error_type: "Sandbox.Timedout".to_owned(),
-                error_message: e.to_string(),
-            })?;
+        let response: ApiGatewayProxyResponse =
+            handlers::invoke(Arc::clone(&self.app), self.integration, event, self.timeout)
+                .await
+                .map_err(|e| FunctionError {
+                    error_type: "Sandbox.Timedout".to_owned(),
+                    error_message: e.to_string(),
+                })?;
         serde_json::to_value(response).map_err(|e| FunctionError {
             error_type: "Runtime.SerializationError".to_owned(),
             error_message: e.to_string(),

@@ -10,7 +10,8 @@
 //! - [`connections`]: the registry of open connections and their command queues.
 //! - [`management`]: the `@connections` API (POST, GET, DELETE).
 //! - [`invoke`]: the Lambda Invoke API over a registry of in-process functions.
-//! - [`broadcast`]: the broadcast function, registered on the Invoke API.
+//! - [`broadcast`]: the broadcast function (its `App` and timeout), registered on the
+//!   Invoke API.
 //! - [`faults`]: optional fault injection for `@connections` POSTs.
 //! - [`auth`]: the `$connect` REQUEST authorizer, run before `$connect` as API Gateway does.
 //! - [`routes`]: the routes served (built-in, or the template's) and the [`routes::Runner`]
@@ -20,7 +21,8 @@
 //!   kind), [`template::cfn`] (intrinsics, conditions, pseudo parameters),
 //!   [`template::env`] (env files and the functions' resolved environments).
 //! - [`remote`]: invoking functions through a Lambda Invoke endpoint.
-//! - [`handlers`]: running roomcast's route handlers, one task per invocation.
+//! - [`handlers`]: running roomcast's route handlers (core's `Integration` table), one
+//!   task per invocation.
 //! - [`events`]: building API Gateway events, ids and timestamps.
 //! - [`aws`]: the local account id and [`AwsError`], which renders every AWS-shaped
 //!   error response (`@connections`, Lambda Invoke, refused handshakes).
@@ -49,7 +51,7 @@ pub mod template;
 pub mod websocket;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -72,7 +74,7 @@ pub use aws::{AwsError, LOCAL_ACCOUNT};
 pub use connections::Registry;
 pub use error::LocalError;
 pub use faults::{FaultKind, Faults};
-pub use handlers::{HandlerPool, Integration, InvokeError};
+pub use handlers::{Integration, InvokeError};
 pub use invoke::{FunctionError, FunctionRegistry, LambdaFunction};
 pub use routes::{FunctionMode, SamOptions};
 
@@ -162,22 +164,12 @@ struct Inner {
     local_addr: SocketAddr,
     connections: Registry,
     functions: FunctionRegistry,
-    handlers: HandlerPool,
     routes: routes::RouteTable,
     authorizer: Option<routes::AuthorizerTarget>,
     faults: Option<faults::FaultInjector>,
     shutdown: watch::Sender<bool>,
     /// How many connection tasks (and their `$disconnect`s) are still running.
     tasks: watch::Sender<usize>,
-}
-
-#[derive(Clone)]
-pub(crate) struct WeakGateway(Weak<Inner>);
-
-impl WeakGateway {
-    pub(crate) fn upgrade(&self) -> Option<Gateway> {
-        self.0.upgrade().map(|inner| Gateway { inner })
-    }
 }
 
 /// Counts a running connection task until dropped.
@@ -212,7 +204,6 @@ impl Gateway {
         routes: routes::RouteTable,
         authorizer: Option<routes::AuthorizerTarget>,
     ) -> Result<Self, LocalError> {
-        let handlers = HandlerPool;
         let faults = options.faults.clone().map(faults::FaultInjector::new);
         let gateway = Self {
             inner: Arc::new(Inner {
@@ -222,19 +213,17 @@ impl Gateway {
                 local_addr,
                 connections: Registry::default(),
                 functions: FunctionRegistry::default(),
-                handlers,
                 routes,
                 authorizer,
                 shutdown: watch::Sender::new(false),
                 tasks: watch::Sender::new(0),
             }),
         };
-        gateway.inner.functions.register_builtins(&gateway);
+        let inner = &gateway.inner;
+        inner
+            .functions
+            .register_builtins(&inner.app, inner.options.integration_timeout);
         Ok(gateway)
-    }
-
-    pub(crate) fn downgrade(&self) -> WeakGateway {
-        WeakGateway(Arc::downgrade(&self.inner))
     }
 
     /// Runs one of roomcast's handlers within the integration timeout.
@@ -243,15 +232,13 @@ impl Gateway {
         integration: Integration,
         event: ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, InvokeError> {
-        self.inner
-            .handlers
-            .invoke(
-                Arc::clone(&self.inner.app),
-                integration,
-                event,
-                self.inner.options.integration_timeout,
-            )
-            .await
+        handlers::invoke(
+            Arc::clone(&self.inner.app),
+            integration,
+            event,
+            self.inner.options.integration_timeout,
+        )
+        .await
     }
 
     /// Runs a route's integration within its timeout. A function that runs out of
@@ -268,10 +255,7 @@ impl Gateway {
         };
         let result = match &route.runner {
             routes::Runner::Handler { app, integration } => {
-                self.inner
-                    .handlers
-                    .invoke(Arc::clone(app), *integration, event, limit)
-                    .await
+                handlers::invoke(Arc::clone(app), *integration, event, limit).await
             }
             routes::Runner::Remote { invoker, function } => {
                 // $connect's response decides the handshake even without a route

@@ -1,9 +1,10 @@
 //! The `broadcast` Lambda function: wiring only. The handler is
 //! `roomcast_core::broadcast::handle` (direct invocations and SQS batches alike);
-//! configuration and AWS clients are built once at cold start by
-//! `roomcast_core::broadcast::run`.
+//! `roomcast_core::lambda::run` builds configuration and AWS clients once at cold start.
+
+use roomcast_core::lambda;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    roomcast_core::broadcast::run().await
+    lambda::run(lambda::Broadcast::from_env()).await
 }

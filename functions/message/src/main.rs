@@ -1,8 +1,11 @@
-//! The `message` Lambda function: wiring only. The handler is
-//! `roomcast_core::handlers::message`; configuration and AWS clients are built once at
-//! cold start by `roomcast_core::lambda::run`.
+//! The `message` Lambda function (every message route): wiring only. The handler is
+//! `roomcast_core::handlers::message`; `roomcast_core::lambda::run` builds configuration
+//! and AWS clients once at cold start.
+
+use roomcast_core::handlers::Integration;
+use roomcast_core::lambda;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    roomcast_core::lambda::run(roomcast_core::lambda::Function::Message).await
+    lambda::run(lambda::WebSocket::from_env(Integration::Message)).await
 }

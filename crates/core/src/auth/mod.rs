@@ -89,6 +89,16 @@ impl Identity {
     pub fn expired(&self, now: u64) -> bool {
         self.valid_until().is_some_and(|until| until < now)
     }
+
+    /// The `expires_at` of an item (a connection record, a membership) that would
+    /// live until `ttl_end` (epoch seconds): no later than the token, so the store's
+    /// read-time TTL filters stop events to a connection that outlived its token,
+    /// even if it never sends another frame.
+    pub fn item_expires_at(&self, ttl_end: u64) -> u64 {
+        // Items are live while `expires_at > now`; the token while `now <= until`.
+        self.valid_until()
+            .map_or(ttl_end, |until| ttl_end.min(until.saturating_add(1)))
+    }
 }
 
 /// The authorizer's configuration, read once from the environment.

@@ -193,8 +193,36 @@ struct PartialRateLimit {
     close_after: Option<u64>,
 }
 
+/// Why a policy document was refused; each message says what is wrong and where.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// Not JSON, an unknown field or an unknown rule.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}: rateLimit.limit must be at least 1")]
+    LimitZero(String),
+    #[error("{0}: rateLimit.windowSecs must be 1 to {MAX_WINDOW_SECS}")]
+    Window(String),
+    #[error("{0}: rateLimit.closeAfter must be at least 2 (a multiple of the limit)")]
+    CloseAfter(String),
+    #[error(
+        "namespace {0:?}: names are at most 128 bytes of A-Z a-z 0-9 _ . @ - \
+         (\"\" is the namespace of rooms without a colon)"
+    )]
+    NamespaceName(String),
+    #[error(
+        "namespaces.{name}: rateLimit.windowSecs must equal the default's ({default}): \
+         every rate limit of a connection shares one window"
+    )]
+    SharedWindow { name: String, default: u64 },
+    #[error("connection: limit must be at least 1")]
+    ConnectionLimitZero,
+    #[error("connection: closeAfter must be at least 2 (a multiple of the limit)")]
+    ConnectionCloseAfter,
+}
+
 impl PartialPolicy {
-    fn resolve(self, base: &NamespacePolicy, name: &str) -> Result<NamespacePolicy, String> {
+    fn resolve(self, base: &NamespacePolicy, name: &str) -> Result<NamespacePolicy, PolicyError> {
         let r = self.rate_limit.unwrap_or_default();
         let rate_limit = RateLimit {
             limit: r.limit.unwrap_or(base.rate_limit.limit),
@@ -202,17 +230,13 @@ impl PartialPolicy {
             close_after: r.close_after.unwrap_or(base.rate_limit.close_after),
         };
         if rate_limit.limit == 0 {
-            return Err(format!("{name}: rateLimit.limit must be at least 1"));
+            return Err(PolicyError::LimitZero(name.to_owned()));
         }
         if !(1..=MAX_WINDOW_SECS).contains(&rate_limit.window_secs) {
-            return Err(format!(
-                "{name}: rateLimit.windowSecs must be 1 to {MAX_WINDOW_SECS}"
-            ));
+            return Err(PolicyError::Window(name.to_owned()));
         }
         if rate_limit.close_after < 2 {
-            return Err(format!(
-                "{name}: rateLimit.closeAfter must be at least 2 (a multiple of the limit)"
-            ));
+            return Err(PolicyError::CloseAfter(name.to_owned()));
         }
         Ok(NamespacePolicy {
             join: self.join.unwrap_or_else(|| base.join.clone()),
@@ -263,8 +287,8 @@ impl Policies {
     }
 
     /// Parses and checks a policy document; the error says what is wrong and where.
-    pub fn parse(json: &str) -> Result<Self, String> {
-        let doc: Document = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    pub fn parse(json: &str) -> Result<Self, PolicyError> {
+        let doc: Document = serde_json::from_str(json)?;
         let default = doc
             .default
             .unwrap_or_default()
@@ -276,31 +300,25 @@ impl Policies {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'));
             if !valid_name {
-                return Err(format!(
-                    "namespace {name:?}: names are at most 128 bytes of A-Z a-z 0-9 _ . @ - \
-                     (\"\" is the namespace of rooms without a colon)"
-                ));
+                return Err(PolicyError::NamespaceName(name));
             }
             let policy = partial.resolve(&default, &format!("namespaces.{name}"))?;
             // All of a connection's counters live in one item per window, so that a
             // frame costs one write: every namespace counts in the default's window.
             if policy.rate_limit.window_secs != default.rate_limit.window_secs {
-                return Err(format!(
-                    "namespaces.{name}: rateLimit.windowSecs must equal the default's ({}): \
-                     every rate limit of a connection shares one window",
-                    default.rate_limit.window_secs
-                ));
+                return Err(PolicyError::SharedWindow {
+                    name,
+                    default: default.rate_limit.window_secs,
+                });
             }
             namespaces.insert(name, policy);
         }
         if let Some(c) = doc.connection {
             if c.limit == Some(0) {
-                return Err("connection: limit must be at least 1".into());
+                return Err(PolicyError::ConnectionLimitZero);
             }
             if c.close_after.is_some_and(|n| n < 2) {
-                return Err(
-                    "connection: closeAfter must be at least 2 (a multiple of the limit)".into(),
-                );
+                return Err(PolicyError::ConnectionCloseAfter);
             }
         }
         Ok(Self::with(default, namespaces, doc.connection))
@@ -525,7 +543,7 @@ mod tests {
             (r#"{"connection":{"window":1}}"#, "unknown field"),
         ] {
             let err = Policies::parse(doc).unwrap_err();
-            assert!(err.contains(needle), "{doc}: {err}");
+            assert!(err.to_string().contains(needle), "{doc}: {err}");
         }
         assert_eq!(Policies::parse("{}").unwrap(), Policies::default());
     }

@@ -24,14 +24,8 @@ pub async fn connect(
         .filter(|&t| t > 0)
         .unwrap_or_else(now_millis);
     let identity = Identity::from_context(context);
-    // The record ends when the token does (with the authorizer's leeway), so the
-    // store's read-time TTL filters stop user and all-connection broadcasts to a
-    // connection that outlived its token, even if it never sends another frame.
-    let ttl_end = connected_at / 1000 + app.config.item_ttl.as_secs();
-    let expires_at = identity
-        .valid_until()
-        // Items are live while `expires_at > now`; the token while `now <= until`.
-        .map_or(ttl_end, |until| ttl_end.min(until.saturating_add(1)));
+    // The record ends when the token does (with the authorizer's leeway).
+    let expires_at = identity.item_expires_at(connected_at / 1000 + app.config.item_ttl.as_secs());
     let connection = Connection {
         connection_id: connection_id.to_owned(),
         connected_at,
@@ -56,7 +50,7 @@ pub async fn connect(
             response
         }
         Err(e) => {
-            tracing::error!(connection_id, error = %e, "could not record connection");
+            tracing::error!(connection_id, error = %crate::error_chain(&e), "could not record connection");
             status(500)
         }
     }

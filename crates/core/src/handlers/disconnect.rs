@@ -25,7 +25,7 @@ pub async fn disconnect(
             status(200)
         }
         Err(e) => {
-            tracing::error!(connection_id, error = %e, "could not remove connection");
+            tracing::error!(connection_id, error = %crate::error_chain(&e), "could not remove connection");
             status(500)
         }
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
@@ -113,11 +113,11 @@ fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
 fn backend<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     move |e| StoreError::Backend {
         operation,
-        message: DisplayErrorContext(&e).to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -233,10 +233,7 @@ impl DynamoStore {
                 break;
             }
             if std::time::Instant::now() > deadline {
-                return Err(StoreError::Backend {
-                    operation: "DescribeTable",
-                    message: format!("table {} did not become ACTIVE within 60 s", self.table),
-                });
+                return Err(StoreError::NotActive(self.table.clone()));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

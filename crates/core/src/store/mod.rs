@@ -8,6 +8,8 @@
 //! only lazily.
 
 pub mod dynamo;
+#[cfg(any(test, feature = "test-util"))]
+pub mod failing;
 pub mod memory;
 
 use async_trait::async_trait;
@@ -64,11 +66,15 @@ pub struct FrameCounts {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("DynamoDB {operation} failed: {message}")]
+    /// A DynamoDB call failed; the SDK's error is the source.
+    #[error("DynamoDB {operation} failed")]
     Backend {
         operation: &'static str,
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("table {0} did not become ACTIVE within 60 s")]
+    NotActive(String),
     #[error("stored item is malformed: {0}")]
     Corrupt(String),
     #[error("DynamoDB left {0} deletes unprocessed after retries")]
@@ -130,15 +136,7 @@ pub trait Store: Send + Sync + 'static {
         key: Option<&str>,
         expires_at: u64,
         now: u64,
-    ) -> Result<FrameCounts, StoreError> {
-        // Test doubles need not count; a real adapter must, so the default fails
-        // closed (the frame gets `internal`) instead of letting everything through.
-        let _ = (connection_id, bucket, key, expires_at, now);
-        Err(StoreError::Backend {
-            operation: "count_frame",
-            message: "this store does not implement rate counters".into(),
-        })
-    }
+    ) -> Result<FrameCounts, StoreError>;
 
     /// Up to `limit` live connections of `user_id` after `cursor` (the `byUser`
     /// index). Like [`Store::members_page`], a page may be short and still have a `next`.
@@ -148,11 +146,7 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: usize,
         now: u64,
-    ) -> Result<ConnectionPage, StoreError> {
-        // Like count_frame: test doubles need not list; real adapters override.
-        let _ = (user_id, cursor, limit, now);
-        Err(not_listed("user_connections_page"))
-    }
+    ) -> Result<ConnectionPage, StoreError>;
 
     /// Up to `limit` live connections after `cursor`, across the whole store: a
     /// paginated Scan in DynamoDB, so its cost grows with the table, not the result.
@@ -161,17 +155,7 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: usize,
         now: u64,
-    ) -> Result<ConnectionPage, StoreError> {
-        let _ = (cursor, limit, now);
-        Err(not_listed("connections_page"))
-    }
-}
-
-fn not_listed(operation: &'static str) -> StoreError {
-    StoreError::Backend {
-        operation,
-        message: "this store does not list connections".into(),
-    }
+    ) -> Result<ConnectionPage, StoreError>;
 }
 
 /// The current time in epoch seconds and milliseconds.

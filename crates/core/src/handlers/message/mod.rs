@@ -1,3 +1,17 @@
+//! Every message route (`join`, `leave`, `send`, `ping` and `$default`): the steps
+//! all frames share (parse, token expiry, policy, rate limit, reply or close) are
+//! here; what each route does is in its own file, a function of the [`Route`] and
+//! the frame's fields, called from [`dispatch`].
+//!
+//! Adding a route: its frame in [`crate::protocol::ClientFrame`], its policy
+//! action (if any) in [`policy_check`], a file here with its function, and one arm
+//! in [`dispatch`].
+
+mod join;
+mod leave;
+mod ping;
+mod send;
+
 use aws_lambda_events::apigw::{
     ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
     ApiGatewayWebsocketProxyRequestContext,
@@ -10,13 +24,12 @@ use crate::app::App;
 use crate::auth::Identity;
 use crate::auth::policy::Action;
 use crate::auth::ratelimit::{self, Verdict};
-use crate::fanout::Fanout;
 use crate::management::endpoint_for;
 use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame};
-use crate::store::{Member, StoreError, now_millis, now_secs};
+use crate::store::{StoreError, now_secs};
 
 /// Why a frame was not carried out.
-enum Refusal {
+pub(super) enum Refusal {
     /// Reply with this error frame.
     Frame(ProtocolError),
     /// Send this error frame, then close the connection.
@@ -62,15 +75,9 @@ pub async fn message(
         );
         return close(app, context, connection_id, id, &e).await;
     }
-    // Policy checks first: they cost no write, and a refused room frame is then
-    // counted only against the connection-wide limit.
+    // Policy checks first: they cost no write.
     let frame = frame.and_then(|frame| {
-        let policies = &app.config.policies;
-        match &frame {
-            ClientFrame::Join { room } => policies.check(Action::Join, room, &identity)?,
-            ClientFrame::Send { room, .. } => policies.check(Action::Send, room, &identity)?,
-            ClientFrame::Leave { .. } | ClientFrame::Ping => {}
-        }
+        policy_check(app, &frame, &identity)?;
         Ok(frame)
     });
     let room = match &frame {
@@ -82,7 +89,16 @@ pub async fn message(
     let outcome = match limit(app, connection_id, room, now).await {
         Err(refusal) => Err(refusal),
         Ok(()) => match frame {
-            Ok(frame) => act(app, context, &identity, connection_id, id, frame).await,
+            Ok(frame) => {
+                let route = Route {
+                    app,
+                    context,
+                    identity: &identity,
+                    connection_id,
+                    id,
+                };
+                dispatch(&route, frame).await
+            }
             Err(e) => Err(Refusal::Frame(e)),
         },
     };
@@ -181,16 +197,28 @@ async fn limit(
     }
 }
 
-async fn act(
-    app: &App,
-    context: &ApiGatewayWebsocketProxyRequestContext,
-    identity: &Identity,
-    connection_id: &str,
-    id: Option<&RawValue>,
-    frame: ClientFrame<'_>,
-) -> Result<Option<String>, Refusal> {
-    let ack = |action: &'static str, room: &str, sent: Option<(usize, usize)>| {
-        id.map(|id| {
+/// What every route function gets: the frame's connection and its request id.
+pub(super) struct Route<'a> {
+    pub app: &'a App,
+    pub context: &'a ApiGatewayWebsocketProxyRequestContext,
+    pub identity: &'a Identity,
+    pub connection_id: &'a str,
+    /// The frame's `id`, echoed in its ack, pong or error.
+    pub id: Option<&'a RawValue>,
+}
+
+/// A route's outcome: the reply frame (if any), or why the frame was refused.
+pub(super) type Reply = Result<Option<String>, Refusal>;
+
+impl Route<'_> {
+    /// The ack of a room frame, sent only when the frame carried an `id`.
+    fn ack(
+        &self,
+        action: &'static str,
+        room: &str,
+        sent: Option<(usize, usize)>,
+    ) -> Option<String> {
+        self.id.map(|id| {
             ServerFrame::Ack {
                 id,
                 ok: true,
@@ -201,91 +229,36 @@ async fn act(
             }
             .to_json()
         })
-    };
-    match frame {
-        ClientFrame::Ping => Ok(Some(ServerFrame::Pong { id }.to_json())),
-        ClientFrame::Join { room } => {
-            // The policy was checked and the frame counted by the caller. The
-            // membership ends when the token does, so a connection outliving its
-            // token stops receiving the room's events even if it never sends again.
-            let ttl_end = now_secs() + app.config.item_ttl.as_secs();
-            let member = Member {
-                connection_id: connection_id.to_owned(),
-                user_id: identity.user_id.clone(),
-                // Items are live while `expires_at > now`; the token while `now <= until`.
-                expires_at: identity
-                    .valid_until()
-                    .map_or(ttl_end, |until| ttl_end.min(until.saturating_add(1))),
-            };
-            app.store.join(&room, &member).await.map_err(internal)?;
-            Ok(ack(protocol_action::JOIN, &room, None))
-        }
-        ClientFrame::Leave { room } => {
-            // Leaving is always allowed, but counted (by the caller) like any frame.
-            app.store
-                .leave(&room, connection_id)
-                .await
-                .map_err(internal)?;
-            Ok(ack(protocol_action::LEAVE, &room, None))
-        }
-        ClientFrame::Send { room, event, data } => {
-            let now = now_secs();
-            if app
-                .store
-                .member(&room, connection_id, now)
-                .await
-                .map_err(internal)?
-                .is_none()
-            {
-                return Err(ProtocolError::new(
-                    ErrorCode::NotMember,
-                    format!("join {room:?} before sending to it"),
-                )
-                .into());
-            }
-            let endpoint = endpoint_for(app.config.management_endpoint.as_deref(), context)
-                .ok_or_else(|| {
-                    tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT");
-                    ProtocolError::new(ErrorCode::Internal, "roomcast is misconfigured")
-                })?;
-            let payload = ServerFrame::Event {
-                room: &room,
-                event: &event,
-                data,
-                from: protocol::From {
-                    connection_id,
-                    user_id: identity.user_id.as_deref(),
-                },
-                ts: now_millis(),
-            }
-            .to_json();
-            let stats = Fanout::for_app(app, &endpoint)
-                .to_room(&room, Some(connection_id), Bytes::from(payload), now)
-                .await
-                .map_err(internal)?;
-            tracing::info!(
-                connection_id,
-                recipients = stats.recipients,
-                delivered = stats.delivered,
-                gone = stats.gone,
-                failed = stats.failed,
-                "sent"
-            );
-            Ok(ack(
-                protocol_action::SEND,
-                &room,
-                Some((stats.recipients, stats.delivered)),
-            ))
-        }
     }
 }
 
-mod protocol_action {
-    pub use crate::names::route::{JOIN, LEAVE, SEND};
+/// The policy a frame needs, checked before it is counted: a refused room frame is
+/// then counted only against the connection-wide limit.
+fn policy_check(
+    app: &App,
+    frame: &ClientFrame<'_>,
+    identity: &Identity,
+) -> Result<(), ProtocolError> {
+    let policies = &app.config.policies;
+    match frame {
+        ClientFrame::Join { room } => policies.check(Action::Join, room, identity),
+        ClientFrame::Send { room, .. } => policies.check(Action::Send, room, identity),
+        ClientFrame::Leave { .. } | ClientFrame::Ping => Ok(()),
+    }
+}
+
+/// Runs the route of a frame that passed its policy and rate limit.
+async fn dispatch(route: &Route<'_>, frame: ClientFrame<'_>) -> Reply {
+    match frame {
+        ClientFrame::Join { room } => join::join(route, &room).await,
+        ClientFrame::Leave { room } => leave::leave(route, &room).await,
+        ClientFrame::Send { room, event, data } => send::send(route, &room, &event, data).await,
+        ClientFrame::Ping => ping::ping(route).await,
+    }
 }
 
 /// A store failure: details go to the log, the client gets a retryable `internal`.
 fn internal(e: StoreError) -> ProtocolError {
-    tracing::error!(error = %e, "store failed");
+    tracing::error!(error = %crate::error_chain(&e), "store failed");
     ProtocolError::new(ErrorCode::Internal, "temporary failure; try again")
 }
