@@ -113,6 +113,13 @@ pub struct DevArgs {
     /// to `sam local start-lambda --env-vars`, or `roomcast env` to cargo lambda).
     #[arg(long, value_name = "PATH", requires = "template")]
     env_file: Option<String>,
+    /// Serve this directory's files to plain GET requests (`/` is index.html).
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<std::path::PathBuf>,
+    /// The broadcast queue's visibility timeout: how long a failed message waits
+    /// before it is retried (template.yaml: 720).
+    #[arg(long, value_name = "SECS", default_value_t = 720)]
+    queue_visibility_timeout_secs: u64,
 }
 
 /// How template functions are named on the Invoke endpoint.
@@ -273,6 +280,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         region: args.region.clone(),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         max_connection_duration: Duration::from_secs(args.max_connection_secs),
+        queue: roomcast_local::queue::QueueOptions {
+            visibility_timeout: Duration::from_secs(args.queue_visibility_timeout_secs),
+            ..Default::default()
+        },
+        static_dir: (args.static_dir.as_deref())
+            .map(roomcast_local::static_files::StaticDir::new)
+            .transpose()
+            .context("--static")?,
         ..GatewayOptions::default()
     };
     let backend = match (args.dynamodb_endpoint, args.table) {
@@ -286,6 +301,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  WebSocket URL:         {}", running.websocket_url());
     println!("  @connections endpoint: {}", running.management_endpoint());
     println!("  Lambda endpoint:       {}", running.lambda_endpoint());
+    println!("  SQS queue URL:         {}", running.queue_url());
+    if let Some(dir) = &running.gateway().options().static_dir {
+        let root = dir.root().display();
+        println!(
+            "  static files:          {root} at http://{}/",
+            running.local_addr()
+        );
+    }
     match &backend {
         Backend::Memory => println!("  store: in memory"),
         Backend::Dynamo { endpoint, table } => {
@@ -335,6 +358,8 @@ mod tests {
             (600, 7200)
         );
         assert!(args.dynamodb_endpoint.is_none());
+        assert!(args.static_dir.is_none());
+        assert_eq!(args.queue_visibility_timeout_secs, 720);
         // A table needs an endpoint and the other way round.
         assert!(Cli::try_parse_from(["roomcast", "dev", "--table", "t"]).is_err());
         assert!(Cli::try_parse_from(["roomcast", "dev", "--idle-timeout-secs", "0"]).is_err());

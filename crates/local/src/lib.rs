@@ -12,6 +12,9 @@
 //! - [`invoke`]: the Lambda Invoke API over a registry of in-process functions.
 //! - [`broadcast`]: the broadcast function (its `App` and timeout), registered on the
 //!   Invoke API.
+//! - [`queue`]: the broadcast queue (SQS API on `POST /`), its dead-letter queue
+//!   and the event source mapping that feeds the broadcast function.
+//! - [`static_files`]: `--static DIR`, web pages served beside the API.
 //! - [`faults`]: optional fault injection for `@connections` POSTs.
 //! - [`auth`]: the `$connect` REQUEST authorizer, run before `$connect` as API Gateway does.
 //! - [`routes`]: the routes served (built-in, or the template's) and the [`routes::Runner`]
@@ -44,9 +47,11 @@ pub mod faults;
 pub mod handlers;
 pub mod invoke;
 pub mod management;
+pub mod queue;
 pub mod remote;
 pub mod routes;
 pub mod selection;
+pub mod static_files;
 pub mod template;
 pub mod websocket;
 
@@ -120,6 +125,10 @@ pub struct GatewayOptions {
     /// `authorizer` and `policies` are then ignored (the template's functions and
     /// their environment decide).
     pub sam: Option<SamOptions>,
+    /// The broadcast queue and its event source mapping (template.yaml's settings).
+    pub queue: queue::QueueOptions,
+    /// Files served to plain GET requests (`--static DIR`).
+    pub static_dir: Option<static_files::StaticDir>,
 }
 
 impl Default for GatewayOptions {
@@ -140,6 +149,8 @@ impl Default for GatewayOptions {
             authorizer: None,
             policies: None,
             sam: None,
+            queue: queue::QueueOptions::default(),
+            static_dir: None,
         }
     }
 }
@@ -167,6 +178,7 @@ struct Inner {
     routes: routes::RouteTable,
     authorizer: Option<routes::AuthorizerTarget>,
     faults: Option<faults::FaultInjector>,
+    queues: Arc<queue::Queues>,
     shutdown: watch::Sender<bool>,
     /// How many connection tasks (and their `$disconnect`s) are still running.
     tasks: watch::Sender<usize>,
@@ -205,11 +217,13 @@ impl Gateway {
         authorizer: Option<routes::AuthorizerTarget>,
     ) -> Result<Self, LocalError> {
         let faults = options.faults.clone().map(faults::FaultInjector::new);
+        let queues = Arc::new(queue::Queues::new(options.queue.clone()));
         let gateway = Self {
             inner: Arc::new(Inner {
                 app,
                 options,
                 faults,
+                queues,
                 local_addr,
                 connections: Registry::default(),
                 functions: FunctionRegistry::default(),
@@ -308,6 +322,11 @@ impl Gateway {
         &self.inner.functions
     }
 
+    /// The broadcast queue and its dead-letter queue.
+    pub fn queues(&self) -> &Arc<queue::Queues> {
+        &self.inner.queues
+    }
+
     /// The injected fault for a POST to `connection_id`, if fault injection is on.
     pub(crate) fn injected_fault(&self, connection_id: &str) -> Option<FaultKind> {
         self.inner.faults.as_ref()?.decide(connection_id)
@@ -335,8 +354,9 @@ impl Gateway {
 }
 
 /// The gateway's HTTP routes: the WebSocket endpoint at `/{stage}` and `/`,
-/// `@connections` under both, and the Lambda Invoke API. Anything else is 403, which
-/// is what API Gateway answers for a path it does not serve.
+/// `@connections` under both, the Lambda Invoke API, and the SQS API on `POST /`.
+/// Anything else is 403, which is what API Gateway answers for a path it does not
+/// serve; with `static_dir`, plain GETs of its files are answered first.
 ///
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
 /// handshake reads the peer address for `identity.sourceIp`.
@@ -345,8 +365,8 @@ pub fn router(gateway: Gateway) -> Router {
     let connections = axum::routing::post(management::post)
         .get(management::get)
         .delete(management::delete);
-    Router::new()
-        .route("/", get(websocket::websocket))
+    let router = Router::new()
+        .route("/", get(websocket::websocket).post(queue::api::post))
         .route(&stage, get(websocket::websocket))
         .route(&format!("{stage}/@connections/{{id}}"), connections.clone())
         .route("/@connections/{id}", connections)
@@ -355,7 +375,14 @@ pub fn router(gateway: Gateway) -> Router {
             post(invoke::invoke),
         )
         .fallback(forbidden)
-        .with_state(gateway)
+        .with_state(gateway.clone());
+    match gateway.options().static_dir.clone() {
+        Some(dir) => router.layer(axum::middleware::from_fn_with_state(
+            dir,
+            static_files::serve,
+        )),
+        None => router,
+    }
 }
 
 async fn forbidden() -> AwsError {
@@ -457,6 +484,12 @@ impl RunningGateway {
 
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
+    }
+
+    /// The broadcast queue's URL (the endpoint for an SQS SDK client is
+    /// [`RunningGateway::lambda_endpoint`]'s).
+    pub fn queue_url(&self) -> String {
+        queue::api::queue_url(&self.gateway, queue::QueueKind::Broadcast)
     }
 
     /// Stops accepting connections, closes the open ones with 1001 "Going away",
