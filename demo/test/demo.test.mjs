@@ -79,7 +79,7 @@ before(async () => {
 
 after(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => {});
-  for (const child of children) child.kill("SIGTERM");
+  for (const child of children.reverse()) child.kill("SIGTERM");
 });
 
 async function browser(name) {
@@ -198,7 +198,7 @@ test("the demo: chat, presence, the queue-fed dashboard, dropped sockets, reload
   const before = dash.received;
   await until("dashboard updates after the reconnect", async () =>
     (await alice.page.evaluate(() => window.demo.dash.received)) > before + 10);
-  await alice.page.screenshot({ path: join(SHOTS, "2-after-reconnect.png") });
+  await alice.page.screenshot({ path: join(SHOTS, "2-after-reconnect.png"), clip: { x: 0, y: 0, width: 1280, height: 712 } });
 
   // A reload brings the earlier messages back (server history, or the other page's replay).
   await bob.page.reload();
