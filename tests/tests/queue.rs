@@ -24,6 +24,16 @@ fn sqs(gateway: &RunningGateway, sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Cl
     )
 }
 
+async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("GetQueueUrl")
+        .queue_url
+        .expect("a queue URL")
+}
+
 /// What the event source mapping handed the function, batch by batch: each
 /// record's body and `ApproximateReceiveCount`.
 #[derive(Default)]
@@ -99,14 +109,7 @@ async fn sdk_and_client_messages_reach_room_members() {
     }
     let mut outsider = Client::connect(&gateway.websocket_url()).await;
 
-    let url = sqs
-        .get_queue_url()
-        .queue_name(QUEUE_NAME)
-        .send()
-        .await
-        .expect("GetQueueUrl")
-        .queue_url
-        .expect("a queue URL");
+    let url = queue_url(&sqs, QUEUE_NAME).await;
     assert_eq!(url, gateway.queue_url());
 
     let body = r#"{"room":"q","event":"raw","data":1}"#;
@@ -358,14 +361,7 @@ async fn a_bad_message_is_retried_then_dead_lettered_without_blocking_others() {
 
     // The bad message comes back after each visibility timeout, five receives in
     // all (maxReceiveCount), then moves to the dead-letter queue.
-    let dead_letter_url = sqs
-        .get_queue_url()
-        .queue_name(DEAD_LETTER_QUEUE_NAME)
-        .send()
-        .await
-        .expect("GetQueueUrl")
-        .queue_url
-        .unwrap();
+    let dead_letter_url = queue_url(&sqs, DEAD_LETTER_QUEUE_NAME).await;
     let count = |url: String| {
         let sqs = sqs.clone();
         async move {
