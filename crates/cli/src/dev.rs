@@ -466,7 +466,7 @@ mod tests {
     fn dev_args(flags: &[&str]) -> DevArgs {
         let argv = ["roomcast", "dev"].iter().chain(flags).copied();
         match Cli::parse_from(argv).command {
-            Command::Dev(args) => args,
+            Command::Dev(args) => *args,
             _ => unreachable!("dev parses as dev"),
         }
     }

@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a local API Gateway WebSocket API with roomcast's handlers in-process.
-    Dev(dev::DevArgs),
+    Dev(Box<dev::DevArgs>),
     /// Send an event to a room, a user, connections or everyone through the
     /// broadcast function, and print what the fan-out did.
     Broadcast(broadcast::BroadcastArgs),
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Dev(args) => runtime.block_on(dev::run(args)),
+        Command::Dev(args) => runtime.block_on(dev::run(*args)),
         Command::Broadcast(args) => runtime.block_on(broadcast::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Env(args) => env::run(args),
