@@ -1,6 +1,6 @@
 //! The SQS API on the gateway's port (`POST /`), in the AWS JSON 1.0 protocol the
-//! AWS SDKs speak to SQS (aws-sdk-sqs 1.x, the JavaScript SDK v3, boto3 1.34.90 and
-//! later): `X-Amz-Target: AmazonSQS.<Operation>`, content type
+//! AWS SDKs have spoken to SQS since late 2023 (aws-sdk-sqs 1.x, the JavaScript SDK
+//! v3, boto3, the AWS CLI): `X-Amz-Target: AmazonSQS.<Operation>`, content type
 //! `application/x-amz-json-1.0`. Served: `GetQueueUrl`, `SendMessage`,
 //! `SendMessageBatch`, `GetQueueAttributes`. Errors carry `__type` and the
 //! `x-amzn-query-error` header the SDKs read their error codes from. Signatures
