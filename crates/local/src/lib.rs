@@ -12,6 +12,7 @@
 //! - [`invoke`]: the Lambda Invoke API over a registry of in-process functions.
 //! - [`broadcast`]: the broadcast function (its `App` and timeout), registered on the
 //!   Invoke API.
+//! - [`metrics`]: `GET /metrics`, the counters and gauges in the Prometheus text format.
 //! - [`faults`]: optional fault injection for `@connections` POSTs.
 //! - [`auth`]: the `$connect` REQUEST authorizer, run before `$connect` as API Gateway does.
 //! - [`routes`]: the routes served (built-in, or the template's) and the [`routes::Runner`]
@@ -44,6 +45,7 @@ pub mod faults;
 pub mod handlers;
 pub mod invoke;
 pub mod management;
+pub mod metrics;
 pub mod remote;
 pub mod routes;
 pub mod selection;
@@ -63,6 +65,7 @@ use roomcast_core::auth::Authorizer;
 use roomcast_core::auth::policy::Policies;
 use roomcast_core::config::{CONNECTION_CAP, Config, GATEWAY_MAX_PAYLOAD};
 use roomcast_core::management::apigw::ApiGatewayManagement;
+use roomcast_core::metrics::Metrics;
 use roomcast_core::store::Store;
 use roomcast_core::store::dynamo::DynamoStore;
 use roomcast_core::store::memory::MemoryStore;
@@ -120,6 +123,8 @@ pub struct GatewayOptions {
     /// `authorizer` and `policies` are then ignored (the template's functions and
     /// their environment decide).
     pub sam: Option<SamOptions>,
+    /// What every handler and authorizer of the gateway counts into (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for GatewayOptions {
@@ -140,6 +145,7 @@ impl Default for GatewayOptions {
             authorizer: None,
             policies: None,
             sam: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -345,7 +351,8 @@ pub fn router(gateway: Gateway) -> Router {
     let connections = axum::routing::post(management::post)
         .get(management::get)
         .delete(management::delete);
-    Router::new()
+    let router = metrics::route(Router::new(), &stage);
+    router
         .route("/", get(websocket::websocket))
         .route(&stage, get(websocket::websocket))
         .route(&format!("{stage}/@connections/{{id}}"), connections.clone())
@@ -499,11 +506,10 @@ pub async fn serve(
     config.policies = options.policies.clone().unwrap_or_else(Policies::open);
     let management: Arc<dyn roomcast_core::management::Management> =
         Arc::new(ApiGatewayManagement::new(sdk));
-    let app = Arc::new(App::new(
-        config,
-        Arc::clone(&store),
-        Arc::clone(&management),
-    ));
+    let app = Arc::new(
+        App::new(config, Arc::clone(&store), Arc::clone(&management))
+            .with_metrics(Arc::clone(&options.metrics)),
+    );
     let gateway = match &options.sam {
         None => Gateway::new(options, app, local_addr)?,
         Some(sam) => {
@@ -514,6 +520,7 @@ pub async fn serve(
                 management_endpoint: &management_endpoint,
                 integration_timeout: options.integration_timeout,
                 sdk,
+                metrics: Arc::clone(&options.metrics),
             };
             let (routes, authorizer, diagnostics) =
                 routes::from_template(sam, &shared).map_err(LocalError::Function)?;
