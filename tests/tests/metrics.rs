@@ -12,7 +12,7 @@ use roomcast_client::{Broadcast, Broadcaster, Target};
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_local::{GatewayOptions, RunningGateway};
 use serde_json::json;
-use support::{Client, WAIT, http, options, start};
+use support::{WAIT, clients_in, http, options, start};
 use tokio_tungstenite::tungstenite;
 
 /// One scrape of `/metrics`, parsed.
@@ -78,16 +78,6 @@ impl Metrics {
     fn delta(&self, before: &Metrics, key: &str) -> f64 {
         self.get(key) - before.get(key)
     }
-}
-
-async fn clients_in(gateway: &RunningGateway, room: &str, n: usize) -> Vec<Client> {
-    let mut clients = Vec::new();
-    for _ in 0..n {
-        let mut c = Client::connect(&gateway.websocket_url()).await;
-        c.join(room).await;
-        clients.push(c);
-    }
-    clients
 }
 
 #[tokio::test]

@@ -71,83 +71,72 @@ pub struct Family {
     pub help: &'static str,
 }
 
-const CONNECTS: Family = Family {
-    name: "connects",
-    label: None,
-    help: "WebSocket connections recorded by $connect.",
-};
-const DISCONNECTS: Family = Family {
-    name: "disconnects",
-    label: None,
-    help: "Connections removed by $disconnect.",
-};
-const REFUSED: Family = Family {
-    name: "handshakes_refused",
-    label: Some("reason"),
-    help: "Handshakes the $connect authorizer refused, by reason.",
-};
-const FRAMES: Family = Family {
-    name: "frames",
-    label: Some("action"),
-    help: "Client frames received, by action (invalid: did not parse).",
-};
-const ERRORS: Family = Family {
-    name: "errors",
-    label: Some("code"),
-    help: "Error frames sent to clients, by code.",
-};
-const FANOUTS: Family = Family {
-    name: "fanouts",
-    label: None,
-    help: "Fan-outs (a send or a broadcast to its recipients).",
-};
-const RECIPIENTS: Family = Family {
-    name: "fanout_recipients",
-    label: None,
-    help: "Connections fan-outs posted to.",
-};
-const DELIVERED: Family = Family {
-    name: "fanout_delivered",
-    label: None,
-    help: "Posts API Gateway accepted.",
-};
-const GONE: Family = Family {
-    name: "fanout_gone",
-    label: None,
-    help: "Recipients found gone (410) and removed.",
-};
-const FAILED: Family = Family {
-    name: "fanout_failed",
-    label: None,
-    help: "Posts that failed for good (413, 403, retries exhausted).",
-};
-const THROTTLED: Family = Family {
-    name: "fanout_throttled_retries",
-    label: None,
-    help: "Posts retried after a 429 from @connections.",
-};
-const BROADCASTS: Family = Family {
-    name: "broadcasts",
-    label: Some("audience"),
-    help: "Backend broadcast requests, by audience kind.",
-};
-const SQS_MESSAGES: Family = Family {
-    name: "sqs_messages",
-    label: None,
-    help: "Messages in the SQS batches of the broadcast function (per invocation: the batch size).",
-};
-const SQS_CONFLATED: Family = Family {
-    name: "sqs_conflated",
-    label: None,
-    help: "Queued broadcasts superseded by a later one with the same conflation key.",
-};
+const CONNECTS: Family = Family::new(
+    "connects",
+    None,
+    "WebSocket connections recorded by $connect.",
+);
+const DISCONNECTS: Family = Family::new("disconnects", None, "Connections removed by $disconnect.");
+const REFUSED: Family = Family::new(
+    "handshakes_refused",
+    Some("reason"),
+    "Handshakes the $connect authorizer refused, by reason.",
+);
+const FRAMES: Family = Family::new(
+    "frames",
+    Some("action"),
+    "Client frames received, by action (invalid: did not parse).",
+);
+const ERRORS: Family = Family::new(
+    "errors",
+    Some("code"),
+    "Error frames sent to clients, by code.",
+);
+const FANOUTS: Family = Family::new(
+    "fanouts",
+    None,
+    "Fan-outs (a send or a broadcast to its recipients).",
+);
+const RECIPIENTS: Family =
+    Family::new("fanout_recipients", None, "Connections fan-outs posted to.");
+const DELIVERED: Family = Family::new("fanout_delivered", None, "Posts API Gateway accepted.");
+const GONE: Family = Family::new(
+    "fanout_gone",
+    None,
+    "Recipients found gone (410) and removed.",
+);
+const FAILED: Family = Family::new(
+    "fanout_failed",
+    None,
+    "Posts that failed for good (413, 403, retries exhausted).",
+);
+const THROTTLED: Family = Family::new(
+    "fanout_throttled_retries",
+    None,
+    "Posts retried after a 429 from @connections.",
+);
+const BROADCASTS: Family = Family::new(
+    "broadcasts",
+    Some("audience"),
+    "Backend broadcast requests, by audience kind.",
+);
+const SQS_MESSAGES: Family = Family::new(
+    "sqs_messages",
+    None,
+    "Messages in the SQS batches of the broadcast function (per invocation: the batch size).",
+);
+const SQS_CONFLATED: Family = Family::new(
+    "sqs_conflated",
+    None,
+    "Queued broadcasts superseded by a later one with the same conflation key.",
+);
 
 /// The fan-out duration: a histogram in Prometheus, one value per fan-out in EMF.
-pub const FANOUT_MS: Family = Family {
-    name: "fanout_ms",
-    label: None,
-    help: "Milliseconds from the start of a fan-out to its last post's outcome.",
-};
+pub const FANOUT_MS: Family = Family::new(
+    "fanout_ms",
+    None,
+    "Milliseconds from the start of a fan-out to its last post's outcome.",
+);
 
 /// Upper bounds (ms) of the fan-out latency histogram's buckets (`+Inf` follows).
 pub const FANOUT_MS_BUCKETS: [u64; 13] =
@@ -156,6 +145,12 @@ pub const FANOUT_MS_BUCKETS: [u64; 13] =
 /// Most fan-out durations kept between two drains: EMF takes at most 100 values
 /// per metric.
 pub const MAX_SAMPLES: usize = 100;
+
+impl Family {
+    const fn new(name: &'static str, label: Option<&'static str>, help: &'static str) -> Self {
+        Self { name, label, help }
+    }
+}
 
 impl Counter {
     pub const ALL: [Self; 30] = [
