@@ -12,7 +12,7 @@ use roomcast_core::store::Store;
 use roomcast_core::store::memory::MemoryStore;
 use roomcast_local::{FaultKind, Faults, RunningGateway};
 use serde_json::{Value, json};
-use support::{Client, WAIT, connection_id, options, start, start_with};
+use support::{Client, WAIT, clients_in, connection_id, options, start, start_with};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn broadcaster(gateway: &RunningGateway, function: &str) -> Broadcaster {
@@ -22,16 +22,6 @@ async fn broadcaster(gateway: &RunningGateway, function: &str) -> Broadcaster {
             .build(),
     );
     Broadcaster::lambda(lambda, function)
-}
-
-async fn clients_in(gateway: &RunningGateway, room: &str, n: usize) -> Vec<Client> {
-    let mut clients = Vec::new();
-    for _ in 0..n {
-        let mut c = Client::connect(&gateway.websocket_url()).await;
-        c.join(room).await;
-        clients.push(c);
-    }
-    clients
 }
 
 fn assert_adds_up(stats: &Stats) {

@@ -3,12 +3,14 @@
 //! template's routes and functions (in-process or behind an Invoke endpoint).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use roomcast_core::auth::policy::Policies;
 use roomcast_core::auth::{AuthConfig, Authorizer};
+use roomcast_core::metrics::Metrics;
 use roomcast_local::{Backend, FaultKind, Faults, FunctionMode, GatewayOptions, SamOptions};
 
 use crate::env::sam_environment;
@@ -120,6 +122,10 @@ pub struct DevArgs {
     /// before it is retried (template.yaml: 720).
     #[arg(long, value_name = "SECS", default_value_t = 720)]
     queue_visibility_timeout_secs: u64,
+    /// Print a summary line (connections, frames/s, deliveries/s, p99 fan-out)
+    /// every few seconds; `GET /metrics` serves the counters either way.
+    #[arg(long)]
+    stats: bool,
 }
 
 /// How template functions are named on the Invoke endpoint.
@@ -145,7 +151,7 @@ struct DevAuth {
     banner: Vec<String>,
 }
 
-fn dev_auth(args: &DevArgs) -> anyhow::Result<DevAuth> {
+fn dev_auth(args: &DevArgs, metrics: &Arc<Metrics>) -> anyhow::Result<DevAuth> {
     use roomcast_core::names::env;
     let lookup = |name: &str| match name {
         env::JWT_SECRET => args.jwt_secret.clone(),
@@ -204,7 +210,7 @@ fn dev_auth(args: &DevArgs) -> anyhow::Result<DevAuth> {
         ),
     });
     Ok(DevAuth {
-        authorizer: std::sync::Arc::new(Authorizer::new(config)),
+        authorizer: Arc::new(Authorizer::new(config).with_metrics(Arc::clone(metrics))),
         policies,
         banner,
     })
@@ -216,11 +222,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(anyhow::Error::msg)
         .context("--fault-rate/--fault-kinds")?;
+    let metrics = Arc::<Metrics>::default();
     // With a template its functions and their environment decide auth: the auth
     // flags (and their environment variables) are not read, so a stray
     // ROOMCAST_POLICIES in the shell cannot break `--template`.
     let auth = match args.template {
-        None => Some(dev_auth(&args)?),
+        None => Some(dev_auth(&args, &metrics)?),
         Some(_) => None,
     };
     let mut sam_banner = Vec::new();
@@ -288,6 +295,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .map(roomcast_local::static_files::StaticDir::new)
             .transpose()
             .context("--static")?,
+        metrics,
         ..GatewayOptions::default()
     };
     let backend = match (args.dynamodb_endpoint, args.table) {
@@ -328,11 +336,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             running.gateway().routes().message_keys().join(" ")
         );
     }
+    println!(
+        "  metrics:               http://{}/metrics",
+        running.local_addr()
+    );
     println!("Press Ctrl-C to stop.");
+    let stats = args
+        .stats
+        .then(|| crate::stats::spawn(running.gateway().clone(), crate::stats::INTERVAL));
     tokio::signal::ctrl_c()
         .await
         .context("cannot listen for Ctrl-C")?;
     println!("roomcast dev: shutting down (closing connections, running $disconnect)");
+    if let Some(stats) = stats {
+        stats.abort();
+    }
     running.shutdown().await?;
     Ok(())
 }
@@ -477,24 +495,27 @@ mod tests {
         let mut no_keys = dev_args(&[]);
         // Whatever the environment says, this case has no key.
         (no_keys.jwt_secret, no_keys.jwks_url) = (None, None);
-        let auth = dev_auth(&no_keys).unwrap();
+        let auth = dev_auth(&no_keys, &Arc::default()).unwrap();
         assert!(auth.authorizer.allows_anonymous());
         assert!(auth.policies.is_none());
         assert!(auth.banner.iter().any(|l| l.contains("ANONYMOUSLY")));
         let mut keyed = dev_args(&["--jwt-issuer", "i", "--jwt-audience", "a"]);
         keyed.jwt_secret = Some(secret.into());
         keyed.allow_anonymous = false;
-        let auth = dev_auth(&keyed).unwrap();
+        let auth = dev_auth(&keyed, &Arc::default()).unwrap();
         assert!(!auth.authorizer.allows_anonymous());
         assert!(auth.banner.iter().all(|l| !l.contains(secret)));
         let mut no_issuer = dev_args(&[]);
         no_issuer.jwt_secret = Some(secret.into());
         no_issuer.jwt_issuer = None;
-        let err = format!("{:#}", dev_auth(&no_issuer).err().unwrap());
+        let err = format!("{:#}", dev_auth(&no_issuer, &Arc::default()).err().unwrap());
         assert!(err.contains("ROOMCAST_JWT_ISSUER"), "{err}");
         let mut bad_policies = dev_args(&["--policies", r#"{"namespaces":{"a:b":{}}}"#]);
         bad_policies.jwt_secret = None;
-        let err = format!("{:#}", dev_auth(&bad_policies).err().unwrap());
+        let err = format!(
+            "{:#}",
+            dev_auth(&bad_policies, &Arc::default()).err().unwrap()
+        );
         assert!(err.contains("ROOMCAST_POLICIES"), "{err}");
     }
 }

@@ -5,6 +5,8 @@
 //!
 //! - `dev`: `roomcast dev`, the local API Gateway WebSocket emulator (crates/local)
 //!   until Ctrl-C, with the built-in routes or a SAM template's.
+//! - `stats`: `roomcast dev --stats`, a summary line of the gateway's metrics every
+//!   few seconds.
 //! - `broadcast`: `roomcast broadcast`, a backend event through the broadcast
 //!   function (crates/client), deployed or in `roomcast dev`.
 //! - `bench`: `roomcast bench`, a load test of a WebSocket URL.
@@ -15,6 +17,7 @@ mod bench;
 mod broadcast;
 mod dev;
 mod env;
+mod stats;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

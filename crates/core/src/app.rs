@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::{Config, ConfigError};
 use crate::management::Management;
 use crate::management::apigw::ApiGatewayManagement;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::dynamo::DynamoStore;
 
@@ -12,6 +13,8 @@ pub struct App {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub management: Arc<dyn Management>,
+    /// What the handlers count; shared by every `App` of a `roomcast dev` process.
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -20,7 +23,14 @@ impl App {
             config,
             store,
             management,
+            metrics: Arc::default(),
         }
+    }
+
+    /// This app, counting into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// What a Lambda function builds once at cold start: configuration from the

@@ -5,6 +5,10 @@
 //! The handlers: [`WebSocket`] (`connect`, `disconnect`, `message`, one per
 //! [`Integration`]), [`Authorizer`] and [`Broadcast`]. A function binary is one line:
 //! `lambda::run(lambda::WebSocket::from_env(Integration::Connect))`.
+//!
+//! Each invocation runs in a tracing span with its request id and connection id
+//! (JSON log lines when the function's log format is JSON), and ends with one
+//! CloudWatch EMF line of what it counted ([`invoke`]).
 
 use std::convert::Infallible;
 
@@ -16,11 +20,15 @@ use lambda_runtime::{Context, Diagnostic, Error, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::auth::Decision;
 use crate::broadcast::BroadcastError;
 use crate::config::ConfigError;
 use crate::handlers::Integration;
+use crate::metrics::Metrics;
+use crate::metrics::emf::{self, EmfWriter};
+use crate::store::now_millis;
 use crate::{App, auth, names};
 
 /// A Lambda function's handler: its state is built once, and each invocation
@@ -35,6 +43,50 @@ pub trait Handler: Send + Sync {
         event: Self::Event,
         context: Context,
     ) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send;
+
+    /// The accumulator the handler counts into, drained after each invocation.
+    fn metrics(&self) -> &Metrics;
+
+    /// The stage the invocation's metrics are reported under.
+    fn stage(&self, event: &Self::Event) -> String;
+
+    /// The connection an event is about, for the invocation's log span.
+    fn connection_id(_event: &Self::Event) -> Option<String> {
+        None
+    }
+}
+
+/// The stage of metrics no event or setting names.
+const UNKNOWN_STAGE: &str = "unknown";
+
+/// Runs one invocation: the handler in a span carrying the request and connection
+/// ids, then one EMF line to `emf` with what the invocation counted.
+pub async fn invoke<H: Handler>(
+    handler: &H,
+    event: H::Event,
+    context: Context,
+    emf: &dyn EmfWriter,
+) -> Result<H::Response, H::Error> {
+    let stage = handler.stage(&event);
+    let connection_id = H::connection_id(&event);
+    let span = tracing::info_span!(
+        "invocation",
+        request_id = %context.request_id,
+        connection_id = connection_id.as_deref()
+    );
+    let result = handler.call(event, context).instrument(span).await;
+    if let Some(line) = emf::line(&handler.metrics().drain(), &stage, now_millis()) {
+        emf.write_line(&line);
+    }
+    result
+}
+
+/// The stage an event names, else [`UNKNOWN_STAGE`].
+fn stage_of(stage: Option<&str>) -> String {
+    stage
+        .filter(|s| !s.is_empty())
+        .unwrap_or(UNKNOWN_STAGE)
+        .to_owned()
 }
 
 /// Runs a function under the Lambda runtime until the runtime stops. `cold_start`
@@ -55,7 +107,8 @@ where
         let handler = cold_start.await.map_err(Into::into)?;
         let handler = &handler;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<H::Event>| async move {
-            handler.call(event.payload, event.context).await
+            // Boxed: held inline, each invocation's future would grow the runtime's.
+            Box::pin(invoke(handler, event.payload, event.context, &emf::Stdout)).await
         }))
         .await
     }
@@ -88,6 +141,18 @@ impl Handler for WebSocket {
     ) -> Result<Self::Response, Self::Error> {
         Ok(self.integration.call(&self.app, event).await)
     }
+
+    fn metrics(&self) -> &Metrics {
+        &self.app.metrics
+    }
+
+    fn stage(&self, event: &Self::Event) -> String {
+        stage_of(event.request_context.stage.as_deref())
+    }
+
+    fn connection_id(event: &Self::Event) -> Option<String> {
+        event.request_context.connection_id.clone()
+    }
 }
 
 /// The `$connect` REQUEST authorizer. A Deny policy makes API Gateway refuse the
@@ -117,12 +182,23 @@ impl Handler for Authorizer {
             Decision::Unauthorized => Err(Error::from(names::authorizer::UNAUTHORIZED)),
         }
     }
+
+    fn metrics(&self) -> &Metrics {
+        self.0.metrics()
+    }
+
+    fn stage(&self, event: &Self::Event) -> String {
+        stage_of(event.request_context.stage.as_deref())
+    }
 }
 
 /// The broadcast function ([`crate::broadcast::handle`]): direct invocations and
 /// SQS batches alike.
 pub struct Broadcast {
     pub app: App,
+    /// The stage its metrics are reported under: no API Gateway event names it,
+    /// so `ROOMCAST_STAGE` does (set by the template).
+    pub stage: String,
 }
 
 impl Broadcast {
@@ -133,7 +209,11 @@ impl Broadcast {
         if app.config.management_endpoint.is_none() {
             return Err(ConfigError::Missing(names::env::MANAGEMENT_ENDPOINT));
         }
-        Ok(Self { app })
+        let stage = std::env::var(names::env::STAGE).ok();
+        Ok(Self {
+            app,
+            stage: stage_of(stage.as_deref()),
+        })
     }
 }
 
@@ -144,5 +224,13 @@ impl Handler for Broadcast {
 
     async fn call(&self, event: Value, context: Context) -> Result<Value, BroadcastError> {
         crate::broadcast::handle(&self.app, event, context.deadline).await
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.app.metrics
+    }
+
+    fn stage(&self, _event: &Value) -> String {
+        self.stage.clone()
     }
 }

@@ -22,6 +22,9 @@
 //!   `handlers/disconnect.rs`; message routes share their steps (parse, token expiry,
 //!   policy, rate limit, reply or close) in `handlers/message/mod.rs` and have one
 //!   file each: `join.rs`, `leave.rs`, `send.rs`, `ping.rs`.
+//! - [`metrics`]: the counters and fan-out durations handlers record, written as
+//!   CloudWatch EMF lines by the Lambda entry point and as Prometheus text by
+//!   `roomcast dev` (docs/operations.md).
 //! - [`app`]: the dependencies the handlers borrow, built once per process.
 //! - [`lambda`]: the one Lambda entry point, `run`, and the `Handler` of each of the
 //!   five function binaries.
@@ -35,6 +38,7 @@ pub mod fanout;
 pub mod handlers;
 pub mod lambda;
 pub mod management;
+pub mod metrics;
 pub mod names;
 pub mod protocol;
 pub mod store;

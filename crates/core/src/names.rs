@@ -94,6 +94,8 @@ pub mod env {
     pub const ALLOW_ANONYMOUS: &str = "ROOMCAST_ALLOW_ANONYMOUS";
     /// The broadcast function's name or ARN, for `roomcast broadcast`.
     pub const BROADCAST_FUNCTION: &str = "ROOMCAST_BROADCAST_FUNCTION";
+    /// The stage metrics are reported under where no event names it (the broadcast function).
+    pub const STAGE: &str = "ROOMCAST_STAGE";
 }
 
 /// Keys of the authorizer context that API Gateway attaches to every event of a connection.

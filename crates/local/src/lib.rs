@@ -15,6 +15,7 @@
 //! - [`queue`]: the broadcast queue (SQS API on `POST /`), its dead-letter queue
 //!   and the event source mapping that feeds the broadcast function.
 //! - [`static_files`]: `--static DIR`, web pages served beside the API.
+//! - [`metrics`]: `GET /metrics`, the counters and gauges in the Prometheus text format.
 //! - [`faults`]: optional fault injection for `@connections` POSTs.
 //! - [`auth`]: the `$connect` REQUEST authorizer, run before `$connect` as API Gateway does.
 //! - [`routes`]: the routes served (built-in, or the template's) and the [`routes::Runner`]
@@ -48,6 +49,7 @@ pub mod handlers;
 pub mod invoke;
 pub mod management;
 pub mod queue;
+pub mod metrics;
 pub mod remote;
 pub mod routes;
 pub mod selection;
@@ -68,6 +70,7 @@ use roomcast_core::auth::Authorizer;
 use roomcast_core::auth::policy::Policies;
 use roomcast_core::config::{CONNECTION_CAP, Config, GATEWAY_MAX_PAYLOAD};
 use roomcast_core::management::apigw::ApiGatewayManagement;
+use roomcast_core::metrics::Metrics;
 use roomcast_core::store::Store;
 use roomcast_core::store::dynamo::DynamoStore;
 use roomcast_core::store::memory::MemoryStore;
@@ -129,6 +132,8 @@ pub struct GatewayOptions {
     pub queue: queue::QueueOptions,
     /// Files served to plain GET requests (`--static DIR`).
     pub static_dir: Option<static_files::StaticDir>,
+    /// What every handler and authorizer of the gateway counts into (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for GatewayOptions {
@@ -151,6 +156,7 @@ impl Default for GatewayOptions {
             sam: None,
             queue: queue::QueueOptions::default(),
             static_dir: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -365,7 +371,7 @@ pub fn router(gateway: Gateway) -> Router {
     let connections = axum::routing::post(management::post)
         .get(management::get)
         .delete(management::delete);
-    let router = Router::new()
+    let router = metrics::route(Router::new(), &stage)
         .route("/", get(websocket::websocket).post(queue::api::post))
         .route(&stage, get(websocket::websocket))
         .route(&format!("{stage}/@connections/{{id}}"), connections.clone())
@@ -532,11 +538,10 @@ pub async fn serve(
     config.policies = options.policies.clone().unwrap_or_else(Policies::open);
     let management: Arc<dyn roomcast_core::management::Management> =
         Arc::new(ApiGatewayManagement::new(sdk));
-    let app = Arc::new(App::new(
-        config,
-        Arc::clone(&store),
-        Arc::clone(&management),
-    ));
+    let app = Arc::new(
+        App::new(config, Arc::clone(&store), Arc::clone(&management))
+            .with_metrics(Arc::clone(&options.metrics)),
+    );
     let gateway = match &options.sam {
         None => Gateway::new(options, app, local_addr)?,
         Some(sam) => {
@@ -547,6 +552,7 @@ pub async fn serve(
                 management_endpoint: &management_endpoint,
                 integration_timeout: options.integration_timeout,
                 sdk,
+                metrics: Arc::clone(&options.metrics),
             };
             let (routes, authorizer, diagnostics) =
                 routes::from_template(sam, &shared).map_err(LocalError::Function)?;

@@ -204,6 +204,7 @@ pub struct Shared<'a> {
     pub management_endpoint: &'a str,
     pub integration_timeout: Duration,
     pub sdk: &'a aws_config::SdkConfig,
+    pub metrics: Arc<roomcast_core::metrics::Metrics>,
 }
 
 /// Why the template's routes cannot be served.
@@ -360,7 +361,9 @@ pub fn from_template(
                 }
             })?;
             Some(AuthorizerTarget::InProcess {
-                authorizer: Arc::new(Authorizer::new(config)),
+                authorizer: Arc::new(
+                    Authorizer::new(config).with_metrics(Arc::clone(&shared.metrics)),
+                ),
                 identity_sources: a.identity_sources.clone(),
             })
         }
@@ -415,5 +418,6 @@ fn in_process_app(
         config,
         Arc::clone(&shared.store),
         Arc::clone(&shared.management),
-    ))
+    )
+    .with_metrics(Arc::clone(&shared.metrics)))
 }

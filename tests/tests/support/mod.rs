@@ -32,6 +32,17 @@ pub async fn sdk() -> aws_config::SdkConfig {
     roomcast_local::local_sdk_config("us-east-1").await
 }
 
+/// `n` clients connected to `gateway`, each a member of `room`.
+pub async fn clients_in(gateway: &RunningGateway, room: &str, n: usize) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let mut c = Client::connect(&gateway.websocket_url()).await;
+        c.join(room).await;
+        clients.push(c);
+    }
+    clients
+}
+
 /// A gateway on a free port with the in-memory store.
 pub async fn start(options: GatewayOptions) -> RunningGateway {
     start_with(options, Arc::new(MemoryStore::new()), "test".into()).await

@@ -12,6 +12,8 @@ pub mod jwt;
 pub mod policy;
 pub mod ratelimit;
 
+use std::sync::Arc;
+
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest,
     ApiGatewayCustomAuthorizerResponse, ApiGatewayWebsocketProxyRequestContext,
@@ -22,6 +24,7 @@ use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde_json::{Map, Value, json};
 
 use crate::config::ConfigError;
+use crate::metrics::{Counter, Metrics};
 use crate::names::{authorizer as ctx, env};
 use jwt::{DEFAULT_LEEWAY_SECS, JWKS_MAX_AGE, JWKS_MIN_REFRESH, JwtConfig, Verifier};
 
@@ -218,6 +221,8 @@ impl Decision {
 pub struct Authorizer {
     verifier: Option<Verifier>,
     allow_anonymous: bool,
+    /// Counts refused handshakes ([`Counter::RefusedNoToken`] and the other reasons).
+    metrics: Arc<Metrics>,
 }
 
 impl Authorizer {
@@ -225,7 +230,18 @@ impl Authorizer {
         Self {
             verifier: config.jwt.map(Verifier::new),
             allow_anonymous: config.allow_anonymous,
+            metrics: Arc::default(),
         }
+    }
+
+    /// This authorizer, counting into `metrics` (`roomcast dev`'s shared accumulator).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn allows_anonymous(&self) -> bool {
@@ -255,9 +271,11 @@ impl Authorizer {
                 ));
             }
             tracing::info!("handshake without a token refused");
+            self.metrics.incr(Counter::RefusedNoToken);
             return Decision::Unauthorized;
         };
         let deny = || {
+            self.metrics.incr(Counter::RefusedBadToken);
             Decision::Deny(response(
                 ANONYMOUS_PRINCIPAL,
                 IamPolicyEffect::Deny,

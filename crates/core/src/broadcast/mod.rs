@@ -43,6 +43,7 @@ pub async fn send(app: &App, broadcast: &Broadcast) -> Result<FanoutStats, Broad
     let endpoint = endpoint(app)?;
     let payload = broadcast.frame(now_millis())?;
     let except: Vec<&str> = broadcast.except.iter().map(String::as_str).collect();
+    app.metrics.broadcast(&broadcast.audience);
     let stats = Fanout::for_app(app, endpoint)
         .to(
             broadcast.audience.recipients(),
@@ -51,11 +52,13 @@ pub async fn send(app: &App, broadcast: &Broadcast) -> Result<FanoutStats, Broad
             now_secs(),
         )
         .await?;
-    log_stats("broadcast", &stats);
+    log_stats(app, "broadcast", &stats);
     Ok(stats)
 }
 
-fn log_stats(what: &'static str, stats: &FanoutStats) {
+/// Logs and counts one fan-out of a broadcast.
+fn log_stats(app: &App, what: &'static str, stats: &FanoutStats) {
+    app.metrics.fanout(stats);
     tracing::info!(
         recipients = stats.recipients,
         delivered = stats.delivered,

@@ -11,6 +11,7 @@ use super::request::{Audience, Broadcast, BroadcastError, MAX_IDS, invalid};
 use super::{endpoint, log_stats};
 use crate::App;
 use crate::fanout::{Fanout, Incomplete, Recipients};
+use crate::metrics::Counter;
 use crate::store::{now_millis, now_secs};
 
 /// Groups of one SQS batch fanned out at the same time; each fan-out keeps its
@@ -48,6 +49,8 @@ struct Queued {
 /// is logged and not retried.
 pub async fn handle_sqs(app: &App, event: SqsEvent, deadline_ms: u64) -> SqsBatchResponse {
     let mut failures: Vec<String> = Vec::new();
+    app.metrics
+        .add(Counter::SqsMessages, event.records.len() as u64);
     let mut kept: Vec<(u64, usize, Queued)> = Vec::new();
     for (position, message) in event.records.into_iter().enumerate() {
         let Some(message_id) = message.message_id.clone() else {
@@ -73,7 +76,10 @@ pub async fn handle_sqs(app: &App, event: SqsEvent, deadline_ms: u64) -> SqsBatc
     // Oldest first: SentTimestamp, then batch order (a standard queue does not
     // keep order, so this is best effort).
     kept.sort_by_key(|(sent, position, _)| (*sent, *position));
+    let parsed = kept.len();
     let kept = conflate(kept.into_iter().map(|(_, _, q)| q).collect());
+    app.metrics
+        .add(Counter::SqsConflated, (parsed - kept.len()) as u64);
 
     let mut groups: BTreeMap<(Audience, Vec<String>), Vec<Queued>> = BTreeMap::new();
     for queued in kept {
@@ -221,8 +227,9 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
                 continue;
             }
         };
+        app.metrics.broadcast(&queued.broadcast.audience);
         match fanout.send(recipients, &except, payload, now).await {
-            Ok(stats) => log_stats("queued broadcast", &stats),
+            Ok(stats) => log_stats(app, "queued broadcast", &stats),
             // Nothing went out: retrying sends it once.
             Err(Incomplete { stats, error }) if stats.recipients == 0 => {
                 tracing::warn!(message_id = queued.message_id, error = %crate::error_chain(&error), "queued broadcast failed");
@@ -235,7 +242,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
                     error = %crate::error_chain(&error),
                     "queued broadcast incomplete: reading recipients failed after some posts; not retried"
                 );
-                log_stats("incomplete queued broadcast", &stats);
+                log_stats(app, "incomplete queued broadcast", &stats);
             }
         }
     }

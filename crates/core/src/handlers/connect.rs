@@ -6,6 +6,7 @@ use aws_lambda_events::http::header::SEC_WEBSOCKET_PROTOCOL;
 use super::status;
 use crate::app::App;
 use crate::auth::{BEARER_PROTOCOL, Identity, subprotocols};
+use crate::metrics::Counter;
 use crate::store::{Connection, now_millis};
 
 /// `$connect`: records the connection (one write). A non-2xx answer makes API
@@ -37,6 +38,7 @@ pub async fn connect(
     match app.store.put_connection(&connection).await {
         Ok(()) => {
             tracing::info!(connection_id, "connected");
+            app.metrics.incr(Counter::Connects);
             let mut response = status(200);
             // A browser that sent its token as `new WebSocket(url, ["bearer", token])`
             // closes the socket unless the handshake selects one of its subprotocols;

@@ -2,6 +2,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 
 use super::status;
 use crate::app::App;
+use crate::metrics::Counter;
 
 /// `$disconnect`: removes the connection and its memberships. API Gateway delivers
 /// it at most once and sometimes not at all; stored items carry a TTL for that.
@@ -16,6 +17,7 @@ pub async fn disconnect(
     };
     match app.store.remove_connection(connection_id).await {
         Ok(items) => {
+            app.metrics.incr(Counter::Disconnects);
             tracing::info!(
                 connection_id,
                 items,

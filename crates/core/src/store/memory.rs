@@ -62,6 +62,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    fn room_count(&self) -> Option<usize> {
+        Some(self.state().rooms.len())
+    }
+
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         self.state()
             .connections

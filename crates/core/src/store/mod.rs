@@ -85,6 +85,12 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// How many rooms have members, where counting them costs nothing (the
+    /// in-memory store); `roomcast dev`'s `/metrics` reports it.
+    fn room_count(&self) -> Option<usize> {
+        None
+    }
+
     /// Records a new connection: one write.
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
 

@@ -25,6 +25,7 @@ use crate::auth::Identity;
 use crate::auth::policy::Action;
 use crate::auth::ratelimit::{self, Verdict};
 use crate::management::endpoint_for;
+use crate::metrics::Counter;
 use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame};
 use crate::store::{StoreError, now_secs};
 
@@ -64,6 +65,7 @@ pub async fn message(
         let parsed = protocol::parse(body, app.config.max_message_bytes);
         (parsed.id, parsed.frame)
     };
+    app.metrics.incr(frame_counter(&frame));
     let now = now_secs();
     // Authorization holds for every message, not only the handshake: a connection
     // outliving its token is closed on its next frame.
@@ -107,6 +109,7 @@ pub async fn message(
         Ok(None) => status(200),
         Err(Refusal::Frame(e)) => {
             tracing::info!(connection_id, code = e.code.as_str(), "refused frame");
+            app.metrics.error(e.code);
             reply(ServerFrame::error(id, &e).to_json())
         }
         Err(Refusal::Close(e)) => close(app, context, connection_id, id, &e).await,
@@ -128,6 +131,7 @@ async fn close(
         code = e.code.as_str(),
         "closing the connection"
     );
+    app.metrics.error(e.code);
     let frame = ServerFrame::error(id, e).to_json();
     let Some(endpoint) = endpoint_for(app.config.management_endpoint.as_deref(), context) else {
         tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT");
@@ -254,6 +258,17 @@ async fn dispatch(route: &Route<'_>, frame: ClientFrame<'_>) -> Reply {
         ClientFrame::Leave { room } => leave::leave(route, &room).await,
         ClientFrame::Send { room, event, data } => send::send(route, &room, &event, data).await,
         ClientFrame::Ping => ping::ping(route).await,
+    }
+}
+
+/// The counter of a frame, by its action (`invalid` when it did not parse).
+fn frame_counter(frame: &Result<ClientFrame<'_>, ProtocolError>) -> Counter {
+    match frame {
+        Ok(ClientFrame::Join { .. }) => Counter::FrameJoin,
+        Ok(ClientFrame::Leave { .. }) => Counter::FrameLeave,
+        Ok(ClientFrame::Send { .. }) => Counter::FrameSend,
+        Ok(ClientFrame::Ping) => Counter::FramePing,
+        Err(_) => Counter::FrameInvalid,
     }
 }
 

@@ -45,6 +45,7 @@ pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawV
         .to_room(room, Some(connection_id), Bytes::from(payload), now)
         .await
         .map_err(internal)?;
+    app.metrics.fanout(&stats);
     tracing::info!(
         connection_id,
         recipients = stats.recipients,

@@ -1,0 +1,400 @@
+//! What roomcast counts, for operators (docs/operations.md): one [`Metrics`]
+//! accumulator that handlers borrow from the [`crate::App`], and two ways out of it.
+//!
+//! - [`emf`]: a deployed function's invocation as one CloudWatch Embedded Metric
+//!   Format line (the Lambda entry point drains the accumulator after each
+//!   invocation: lambda_runtime runs one invocation at a time per process).
+//! - [`prometheus`]: `roomcast dev`'s process-wide totals in the Prometheus text
+//!   format, with a fan-out latency histogram and the gateway's gauges.
+//!
+//! Every counter is a [`Counter`]; its name is the same on both sides:
+//! [`Counter::family`] plus, for labelled counters, one label. EMF names the metric
+//! `family.value` (`frames.join`); Prometheus `roomcast_family_total{label="value"}`.
+
+pub mod emf;
+pub mod prometheus;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::broadcast::Audience;
+use crate::fanout::FanoutStats;
+use crate::protocol::ErrorCode;
+
+/// A counted event. Labelled families (refused handshakes, frames, errors,
+/// broadcasts) have one variant per label value so the accumulator is an array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    Connects,
+    Disconnects,
+    /// A `$connect` handshake the authorizer refused: no token (401).
+    RefusedNoToken,
+    /// A token that did not verify (403).
+    RefusedBadToken,
+    /// An `Origin` header the stage does not allow (403).
+    RefusedOrigin,
+    FrameJoin,
+    FrameLeave,
+    FrameSend,
+    FramePing,
+    /// A frame that did not parse (bad JSON, unknown action, too large).
+    FrameInvalid,
+    ErrorBadRequest,
+    ErrorUnknownAction,
+    ErrorNotMember,
+    ErrorTooLarge,
+    ErrorForbidden,
+    ErrorRateLimited,
+    ErrorTokenExpired,
+    ErrorInternal,
+    Fanouts,
+    FanoutRecipients,
+    FanoutDelivered,
+    FanoutGone,
+    FanoutFailed,
+    FanoutThrottledRetries,
+    BroadcastRoom,
+    BroadcastUser,
+    BroadcastConnections,
+    BroadcastAll,
+    /// Messages in the SQS batches the broadcast function received.
+    SqsMessages,
+    /// Queued broadcasts dropped because a later one had the same conflation key.
+    SqsConflated,
+}
+
+/// A family of counters: its name, its label (if it has one) and its help text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family {
+    pub name: &'static str,
+    pub label: Option<&'static str>,
+    pub help: &'static str,
+}
+
+const CONNECTS: Family = Family::new(
+    "connects",
+    None,
+    "WebSocket connections recorded by $connect.",
+);
+const DISCONNECTS: Family = Family::new("disconnects", None, "Connections removed by $disconnect.");
+const REFUSED: Family = Family::new(
+    "handshakes_refused",
+    Some("reason"),
+    "Handshakes the $connect authorizer refused, by reason.",
+);
+const FRAMES: Family = Family::new(
+    "frames",
+    Some("action"),
+    "Client frames received, by action (invalid: did not parse).",
+);
+const ERRORS: Family = Family::new(
+    "errors",
+    Some("code"),
+    "Error frames sent to clients, by code.",
+);
+const FANOUTS: Family = Family::new(
+    "fanouts",
+    None,
+    "Fan-outs (a send or a broadcast to its recipients).",
+);
+const RECIPIENTS: Family =
+    Family::new("fanout_recipients", None, "Connections fan-outs posted to.");
+const DELIVERED: Family = Family::new("fanout_delivered", None, "Posts API Gateway accepted.");
+const GONE: Family = Family::new(
+    "fanout_gone",
+    None,
+    "Recipients found gone (410) and removed.",
+);
+const FAILED: Family = Family::new(
+    "fanout_failed",
+    None,
+    "Posts that failed for good (413, 403, retries exhausted).",
+);
+const THROTTLED: Family = Family::new(
+    "fanout_throttled_retries",
+    None,
+    "Posts retried after a 429 from @connections.",
+);
+const BROADCASTS: Family = Family::new(
+    "broadcasts",
+    Some("audience"),
+    "Backend broadcast requests, by audience kind.",
+);
+const SQS_MESSAGES: Family = Family::new(
+    "sqs_messages",
+    None,
+    "Messages in the SQS batches of the broadcast function (per invocation: the batch size).",
+);
+const SQS_CONFLATED: Family = Family::new(
+    "sqs_conflated",
+    None,
+    "Queued broadcasts superseded by a later one with the same conflation key.",
+);
+
+/// The fan-out duration: a histogram in Prometheus, one value per fan-out in EMF.
+pub const FANOUT_MS: Family = Family::new(
+    "fanout_ms",
+    None,
+    "Milliseconds from the start of a fan-out to its last post's outcome.",
+);
+
+/// Upper bounds (ms) of the fan-out latency histogram's buckets (`+Inf` follows).
+pub const FANOUT_MS_BUCKETS: [u64; 13] =
+    [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+
+/// Most fan-out durations kept between two drains: EMF takes at most 100 values
+/// per metric.
+pub const MAX_SAMPLES: usize = 100;
+
+impl Family {
+    const fn new(name: &'static str, label: Option<&'static str>, help: &'static str) -> Self {
+        Self { name, label, help }
+    }
+}
+
+impl Counter {
+    pub const ALL: [Self; 30] = [
+        Self::Connects,
+        Self::Disconnects,
+        Self::RefusedNoToken,
+        Self::RefusedBadToken,
+        Self::RefusedOrigin,
+        Self::FrameJoin,
+        Self::FrameLeave,
+        Self::FrameSend,
+        Self::FramePing,
+        Self::FrameInvalid,
+        Self::ErrorBadRequest,
+        Self::ErrorUnknownAction,
+        Self::ErrorNotMember,
+        Self::ErrorTooLarge,
+        Self::ErrorForbidden,
+        Self::ErrorRateLimited,
+        Self::ErrorTokenExpired,
+        Self::ErrorInternal,
+        Self::Fanouts,
+        Self::FanoutRecipients,
+        Self::FanoutDelivered,
+        Self::FanoutGone,
+        Self::FanoutFailed,
+        Self::FanoutThrottledRetries,
+        Self::BroadcastRoom,
+        Self::BroadcastUser,
+        Self::BroadcastConnections,
+        Self::BroadcastAll,
+        Self::SqsMessages,
+        Self::SqsConflated,
+    ];
+
+    /// The counter's family and, for labelled families, its label value.
+    pub fn family(self) -> (Family, Option<&'static str>) {
+        match self {
+            Self::Connects => (CONNECTS, None),
+            Self::Disconnects => (DISCONNECTS, None),
+            Self::RefusedNoToken => (REFUSED, Some("no_token")),
+            Self::RefusedBadToken => (REFUSED, Some("bad_token")),
+            Self::RefusedOrigin => (REFUSED, Some("origin")),
+            Self::FrameJoin => (FRAMES, Some("join")),
+            Self::FrameLeave => (FRAMES, Some("leave")),
+            Self::FrameSend => (FRAMES, Some("send")),
+            Self::FramePing => (FRAMES, Some("ping")),
+            Self::FrameInvalid => (FRAMES, Some("invalid")),
+            Self::ErrorBadRequest => (ERRORS, Some(ErrorCode::BadRequest.as_str())),
+            Self::ErrorUnknownAction => (ERRORS, Some(ErrorCode::UnknownAction.as_str())),
+            Self::ErrorNotMember => (ERRORS, Some(ErrorCode::NotMember.as_str())),
+            Self::ErrorTooLarge => (ERRORS, Some(ErrorCode::TooLarge.as_str())),
+            Self::ErrorForbidden => (ERRORS, Some(ErrorCode::Forbidden.as_str())),
+            Self::ErrorRateLimited => (ERRORS, Some(ErrorCode::RateLimited.as_str())),
+            Self::ErrorTokenExpired => (ERRORS, Some(ErrorCode::TokenExpired.as_str())),
+            Self::ErrorInternal => (ERRORS, Some(ErrorCode::Internal.as_str())),
+            Self::Fanouts => (FANOUTS, None),
+            Self::FanoutRecipients => (RECIPIENTS, None),
+            Self::FanoutDelivered => (DELIVERED, None),
+            Self::FanoutGone => (GONE, None),
+            Self::FanoutFailed => (FAILED, None),
+            Self::FanoutThrottledRetries => (THROTTLED, None),
+            Self::BroadcastRoom => (BROADCASTS, Some("room")),
+            Self::BroadcastUser => (BROADCASTS, Some("user")),
+            Self::BroadcastConnections => (BROADCASTS, Some("connections")),
+            Self::BroadcastAll => (BROADCASTS, Some("all")),
+            Self::SqsMessages => (SQS_MESSAGES, None),
+            Self::SqsConflated => (SQS_CONFLATED, None),
+        }
+    }
+
+    /// The EMF metric name: the family, then `.value` for labelled counters.
+    pub fn emf_name(self) -> String {
+        match self.family() {
+            (family, None) => family.name.to_owned(),
+            (family, Some(value)) => format!("{}.{value}", family.name),
+        }
+    }
+
+    /// The error frame's counter.
+    pub fn error(code: ErrorCode) -> Self {
+        match code {
+            ErrorCode::BadRequest => Self::ErrorBadRequest,
+            ErrorCode::UnknownAction => Self::ErrorUnknownAction,
+            ErrorCode::NotMember => Self::ErrorNotMember,
+            ErrorCode::TooLarge => Self::ErrorTooLarge,
+            ErrorCode::Forbidden => Self::ErrorForbidden,
+            ErrorCode::RateLimited => Self::ErrorRateLimited,
+            ErrorCode::TokenExpired => Self::ErrorTokenExpired,
+            ErrorCode::Internal => Self::ErrorInternal,
+        }
+    }
+
+    /// A broadcast request's counter, by its audience kind.
+    pub fn broadcast(audience: &Audience) -> Self {
+        match audience {
+            Audience::Room(_) => Self::BroadcastRoom,
+            Audience::User(_) => Self::BroadcastUser,
+            Audience::Connections(_) => Self::BroadcastConnections,
+            Audience::All => Self::BroadcastAll,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The accumulator: lock-free counters and histogram buckets, plus the fan-out
+/// durations since the last [`Metrics::drain`] (at most [`MAX_SAMPLES`]).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    counters: [AtomicU64; Counter::ALL.len()],
+    /// Fan-outs per bucket of [`FANOUT_MS_BUCKETS`], the last one `+Inf`.
+    buckets: [AtomicU64; FANOUT_MS_BUCKETS.len() + 1],
+    ms_sum: AtomicU64,
+    samples: Mutex<Vec<u64>>,
+}
+
+/// The fan-out latency histogram at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Fan-outs per bucket (not cumulative), the last one `+Inf`.
+    pub buckets: Vec<u64>,
+    pub sum: u64,
+}
+
+impl Histogram {
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The upper bound (ms) of the bucket holding quantile `q` of the fan-outs in
+    /// `self` but not in `before`; `None` without fan-outs in between, `u64::MAX`
+    /// for the `+Inf` bucket.
+    pub fn quantile_since(&self, before: &Histogram, q: f64) -> Option<u64> {
+        let delta: Vec<u64> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.saturating_sub(before.buckets.get(i).copied().unwrap_or(0)))
+            .collect();
+        let total: u64 = delta.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        // The rank of the quantile, 1-based: ceil(q * total).
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, n) in delta.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(FANOUT_MS_BUCKETS.get(i).copied().unwrap_or(u64::MAX));
+            }
+        }
+        Some(u64::MAX)
+    }
+}
+
+/// The counters (in [`Counter::ALL`] order), the histogram and the fan-out
+/// durations, read or drained at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub counters: Vec<(Counter, u64)>,
+    pub histogram: Histogram,
+    pub fanout_ms: Vec<u64>,
+}
+
+impl Snapshot {
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.counters
+            .iter()
+            .find(|(c, _)| *c == counter)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+impl Metrics {
+    pub fn incr(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    pub fn add(&self, counter: Counter, n: u64) {
+        self.counters[counter.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts an error frame sent to a client.
+    pub fn error(&self, code: ErrorCode) {
+        self.incr(Counter::error(code));
+    }
+
+    /// Counts a broadcast request.
+    pub fn broadcast(&self, audience: &Audience) {
+        self.incr(Counter::broadcast(audience));
+    }
+
+    /// Counts one fan-out: its recipients, outcomes, retries and duration.
+    pub fn fanout(&self, stats: &FanoutStats) {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        self.incr(Counter::Fanouts);
+        self.add(Counter::FanoutRecipients, n(stats.recipients));
+        self.add(Counter::FanoutDelivered, n(stats.delivered));
+        self.add(Counter::FanoutGone, n(stats.gone));
+        self.add(Counter::FanoutFailed, n(stats.failed));
+        self.add(Counter::FanoutThrottledRetries, n(stats.throttled_retries));
+        let bucket = FANOUT_MS_BUCKETS
+            .iter()
+            .position(|&bound| stats.ms <= bound)
+            .unwrap_or(FANOUT_MS_BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.ms_sum.fetch_add(stats.ms, Ordering::Relaxed);
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if samples.len() < MAX_SAMPLES {
+            samples.push(stats.ms);
+        }
+    }
+
+    /// The totals so far (`roomcast dev`'s `/metrics`).
+    pub fn snapshot(&self) -> Snapshot {
+        self.read(|a| a.load(Ordering::Relaxed), false)
+    }
+
+    /// The totals since the last drain, resetting them (one Lambda invocation's).
+    pub fn drain(&self) -> Snapshot {
+        self.read(|a| a.swap(0, Ordering::Relaxed), true)
+    }
+
+    fn read(&self, take: impl Fn(&AtomicU64) -> u64, reset: bool) -> Snapshot {
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let fanout_ms = if reset {
+            std::mem::take(&mut *samples)
+        } else {
+            samples.clone()
+        };
+        Snapshot {
+            counters: Counter::ALL
+                .iter()
+                .map(|&c| (c, take(&self.counters[c.index()])))
+                .collect(),
+            histogram: Histogram {
+                buckets: self.buckets.iter().map(&take).collect(),
+                sum: take(&self.ms_sum),
+            },
+            fanout_ms,
+        }
+    }
+}
