@@ -129,6 +129,22 @@ struct HeadItem {
     ttl: u64,
 }
 
+impl From<HeadItem> for StreamHead {
+    fn from(head: HeadItem) -> Self {
+        Self {
+            epoch: head.epoch,
+            offset: head.offset,
+        }
+    }
+}
+
+/// A stream that every restart attempt found expired again: clocks far apart.
+fn still_expired(room: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the stream of {room:?} stayed expired through {OFFSET_ATTEMPTS} restarts"
+    ))
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct EventItem {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -708,11 +724,7 @@ impl Store for DynamoStore {
                 .await;
             match update {
                 Ok(out) => {
-                    let head: HeadItem = from_item(out.attributes.unwrap_or_default())?;
-                    return Ok(StreamHead {
-                        epoch: head.epoch,
-                        offset: head.offset,
-                    });
+                    return Ok(from_item::<HeadItem>(out.attributes.unwrap_or_default())?.into());
                 }
                 Err(e) if condition_failed(&e) => {
                     self.restart_stream(room, ttl_secs, now).await?;
@@ -720,9 +732,7 @@ impl Store for DynamoStore {
                 Err(e) => return Err(backend("UpdateItem")(e)),
             }
         }
-        Err(StoreError::Corrupt(format!(
-            "the stream of {room:?} stayed expired through {OFFSET_ATTEMPTS} restarts"
-        )))
+        Err(still_expired(room))
     }
 
     async fn put_event(
@@ -756,10 +766,7 @@ impl Store for DynamoStore {
             {
                 let head: HeadItem = from_item(item)?;
                 if head.ttl > now {
-                    return Ok(StreamHead {
-                        epoch: head.epoch,
-                        offset: head.offset,
-                    });
+                    return Ok(head.into());
                 }
             }
             // Lost the restart to another request: read the head it wrote.
@@ -767,9 +774,7 @@ impl Store for DynamoStore {
                 return Ok(head);
             }
         }
-        Err(StoreError::Corrupt(format!(
-            "the stream of {room:?} stayed expired through {OFFSET_ATTEMPTS} restarts"
-        )))
+        Err(still_expired(room))
     }
 
     async fn events(
