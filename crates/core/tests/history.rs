@@ -168,6 +168,12 @@ async fn a_rejoin_with_since_replays_the_missed_events_before_its_ack() {
         assert_eq!(send(&h, "a=", "hist:r", n).await["recipients"], 0);
     }
     clear(&h);
+    // Replay posts are retried like any fan-out's: two 429s do not stop it.
+    h.management
+        .throttle
+        .lock()
+        .unwrap()
+        .insert("b2=".into(), 2);
     let since = json!({"offset": seen["offset"], "epoch": b["epoch"]});
     let ack = frame(
         &h,
@@ -195,6 +201,16 @@ async fn a_rejoin_with_since_replays_the_missed_events_before_its_ack() {
     .await;
     assert_eq!(ack["recovered"], true);
     assert!(received(&h, "b3=", "event").is_empty());
+    // A replay to a connection that is gone stops: not recovered.
+    h.management.gone.lock().unwrap().insert("b4=".into());
+    let since = json!({"offset": 4, "epoch": b["epoch"]});
+    let ack = frame(
+        &h,
+        "b4=",
+        json!({"action": "join", "room": "hist:r", "id": 1, "since": since}),
+    )
+    .await;
+    assert_eq!(ack["recovered"], false);
 }
 
 #[tokio::test]

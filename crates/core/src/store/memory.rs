@@ -346,6 +346,12 @@ impl State {
     /// `room`'s stream, started over in a new epoch (expiring at `expires_at`) if
     /// it has expired or never was: the DynamoDB adapter's conditional reset.
     fn live_stream(&mut self, room: &str, expires_at: u64, now: u64) -> &mut Stream {
+        if !self.streams.contains_key(room) {
+            // What TTL does in DynamoDB: a room's stream goes once it expired, so
+            // `roomcast dev` does not keep one per room ever used. Only when a new
+            // stream is added, so the scan is paid once per room.
+            self.streams.retain(|_, s| s.expires_at > now);
+        }
         let stream = self
             .streams
             .entry(room.to_owned())

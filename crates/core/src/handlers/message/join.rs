@@ -5,11 +5,11 @@
 
 use bytes::Bytes;
 
-use super::{AckDetail, Reply, Route, internal};
-use crate::fanout::Fanout;
+use super::{AckDetail, Refusal, Reply, Route, internal};
+use crate::fanout::{Fanout, Recipients};
 use crate::names::route::JOIN;
 use crate::protocol::{Change, Since};
-use crate::store::{Member, now_secs};
+use crate::store::{Member, StoredEvent, now_secs};
 use crate::{presence, stream};
 
 pub(super) async fn join(route: &Route<'_>, room: &str, since: Option<&Since>) -> Reply {
@@ -35,7 +35,7 @@ pub(super) async fn join(route: &Route<'_>, room: &str, since: Option<&Since>) -
             .map_err(internal)?;
         if since.is_some() {
             let replayed = match recovery.replay {
-                Some(events) => replay(route, events).await?,
+                Some(events) => replay(route, events, now).await?,
                 None => false,
             };
             recovered = Some(replayed);
@@ -60,24 +60,31 @@ pub(super) async fn join(route: &Route<'_>, room: &str, since: Option<&Since>) -
 }
 
 /// Posts the missed events to the joining connection, in offset order, before its
-/// ack (the integration response) goes out. Stops at the first post that fails:
-/// the client then sees `recovered: false` and keeps what arrived (deduplicated
-/// by offset).
-async fn replay(
-    route: &Route<'_>,
-    events: Vec<crate::store::StoredEvent>,
-) -> Result<bool, super::Refusal> {
+/// ack (the integration response) goes out, each with the fan-out's retries on
+/// 429 and 5xx. Stops at the first post that fails for good: the client then sees
+/// `recovered: false` and keeps what arrived (deduplicated by offset).
+async fn replay(route: &Route<'_>, events: Vec<StoredEvent>, now: u64) -> Result<bool, Refusal> {
     if events.is_empty() {
         return Ok(true);
     }
     let endpoint = route.endpoint()?;
-    let management = route.app.management.as_ref();
+    let fanout = Fanout::for_app(route.app, &endpoint);
+    let to = [route.connection_id.to_owned()];
     for event in events {
-        if let Err(e) = management
-            .post(&endpoint, route.connection_id, Bytes::from(event.frame))
+        let sent = fanout
+            .to(
+                Recipients::Connections(&to),
+                &[],
+                Bytes::from(event.frame),
+                now,
+            )
             .await
-        {
-            tracing::warn!(connection_id = route.connection_id, error = %e, "replay post failed");
+            .map_err(internal)?;
+        if sent.delivered != 1 {
+            tracing::warn!(
+                connection_id = route.connection_id,
+                "replay stopped: a post failed"
+            );
             return Ok(false);
         }
     }
