@@ -53,6 +53,8 @@ fn serialization(c: &mut Criterion) {
                     data: black_box(data),
                     from: protocol::Sender::member("L0SM9cOFvHcCIhw=", Some("alice")),
                     ts: 1_800_000_000_000,
+                    offset: None,
+                    epoch: None,
                 }
                 .to_json()
             });
@@ -98,6 +100,7 @@ fn fan_out(c: &mut Criterion) {
                     endpoint: &endpoint,
                     concurrency: 64,
                     retry: RetryPolicy::default(),
+                    presence: None,
                 };
                 let stats = fanout
                     .to_room("room", None, Bytes::from_static(b"{\"type\":\"event\"}"), 0)

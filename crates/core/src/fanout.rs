@@ -16,7 +16,10 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 
+use crate::auth::policy::Policies;
 use crate::management::{Management, PostError};
+use crate::presence;
+use crate::protocol::Sender;
 use crate::store::{ConnectionPage, Store, StoreError};
 
 /// Recipients read per Query (or Scan) page.
@@ -103,6 +106,7 @@ enum Source {
 }
 
 /// One room fan-out's parameters.
+#[derive(Clone, Copy)]
 pub struct Fanout<'a> {
     pub store: &'a dyn Store,
     pub management: &'a dyn Management,
@@ -110,6 +114,9 @@ pub struct Fanout<'a> {
     pub endpoint: &'a str,
     pub concurrency: usize,
     pub retry: RetryPolicy,
+    /// The policies, when connections found gone should be announced as leaving
+    /// rooms with presence events (`None`: removed silently).
+    pub presence: Option<&'a Policies>,
 }
 
 impl FanoutStats {
@@ -149,6 +156,7 @@ impl<'a> Fanout<'a> {
             endpoint,
             concurrency: app.config.fanout_concurrency,
             retry: RetryPolicy::default(),
+            presence: Some(&app.config.policies),
         }
     }
 }
@@ -347,8 +355,36 @@ impl Fanout<'_> {
     }
 
     async fn remove_gone(&self, connection_id: &str) {
+        let now = crate::store::now_secs();
+        // The user of a leave: read only where presence events can need it.
+        let user_id = match self.presence {
+            Some(p) if p.any_presence_events() => self
+                .store
+                .connection(connection_id, now)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.user_id),
+            _ => None,
+        };
         match self.store.remove_connection(connection_id).await {
-            Ok(items) => tracing::info!(connection_id, items, "removed gone connection"),
+            Ok(removed) => {
+                tracing::info!(
+                    connection_id,
+                    items = removed.items,
+                    "removed gone connection"
+                );
+                if let Some(policies) = self.presence {
+                    presence::announce_leaves(
+                        self,
+                        policies,
+                        &removed.rooms,
+                        Sender::member(connection_id, user_id.as_deref()),
+                        now,
+                    )
+                    .await;
+                }
+            }
             // The items expire by TTL anyway; a later fan-out will try again.
             Err(e) => {
                 tracing::warn!(connection_id, error = %crate::error_chain(&e), "could not remove gone connection")

@@ -14,6 +14,10 @@
 //! - [`fanout`]: posting one payload to a room's members, a user's connections, a
 //!   list of connections or all of them, with retries and 410 cleanup; the only
 //!   reader of recipient pages.
+//! - [`stream`]: room event streams for namespaces with history: offsets,
+//!   storing events, recovery on `join` with `since`, and reading back.
+//! - [`presence`]: listing a room's members, and announcing joins and leaves in
+//!   namespaces with presence events.
 //! - [`broadcast`]: the broadcast function's handler (`broadcast/mod.rs`), its
 //!   request validation (`broadcast/request.rs`) and its SQS batch policy: grouping,
 //!   conflation, the deadline and partial batch failures (`broadcast/sqs.rs`).
@@ -21,7 +25,7 @@
 //!   [`handlers::Integration`], the table of them. `handlers/connect.rs`,
 //!   `handlers/disconnect.rs`; message routes share their steps (parse, token expiry,
 //!   policy, rate limit, reply or close) in `handlers/message/mod.rs` and have one
-//!   file each: `join.rs`, `leave.rs`, `send.rs`, `ping.rs`.
+//!   file each: `join.rs`, `leave.rs`, `send.rs`, `ping.rs`, `history.rs`, `presence.rs`.
 //! - [`metrics`]: the counters and fan-out durations handlers record, written as
 //!   CloudWatch EMF lines by the Lambda entry point and as Prometheus text by
 //!   `roomcast dev` (docs/operations.md).
@@ -40,8 +44,10 @@ pub mod lambda;
 pub mod management;
 pub mod metrics;
 pub mod names;
+pub mod presence;
 pub mod protocol;
 pub mod store;
+pub mod stream;
 
 pub use app::App;
 

@@ -12,9 +12,11 @@ pub mod route {
     pub const LEAVE: &str = "leave";
     pub const SEND: &str = "send";
     pub const PING: &str = "ping";
+    pub const HISTORY: &str = "history";
+    pub const PRESENCE: &str = "presence";
 
     /// The custom routes served by the message function, besides `$default`.
-    pub const MESSAGE_ROUTES: [&str; 4] = [JOIN, LEAVE, SEND, PING];
+    pub const MESSAGE_ROUTES: [&str; 6] = [JOIN, LEAVE, SEND, PING, HISTORY, PRESENCE];
 }
 
 /// The function binaries (functions/*), named as cargo-lambda builds them and as
@@ -67,6 +69,20 @@ pub mod attr {
     /// connection and window),
     /// kept in the connection's partition (pk `conn#<id>`) so `$disconnect` removes them.
     pub const RATE_PREFIX: &str = "rate#";
+
+    /// A room's event stream partition: `hist#<room>`, holding the stream head
+    /// (sk [`STREAM_SK`]) and the retained events (sk `e#<epoch>#<offset>`).
+    pub const HIST_PREFIX: &str = "hist#";
+    /// Sort key of a room's stream head.
+    pub const STREAM_SK: &str = "stream";
+    /// Sort key prefix of a stored event, `e#<epoch>#<20-digit offset>`.
+    pub const EVENT_PREFIX: &str = "e#";
+    /// The stream's epoch, on the head.
+    pub const EPOCH: &str = "epoch";
+    /// The stream's last allocated offset, on the head.
+    pub const OFFSET: &str = "offset";
+    /// A stored event's frame, as delivered.
+    pub const FRAME: &str = "frame";
 
     pub const CONN_PREFIX: &str = "conn#";
     pub const ROOM_PREFIX: &str = "room#";

@@ -21,6 +21,10 @@ pub const MAX_EVENT_BYTES: usize = 128;
 pub const MAX_DEPTH: usize = 32;
 /// Longest request id (a string id, or a number's text), in bytes.
 pub const MAX_ID_BYTES: usize = 128;
+/// Most events one `history` request returns.
+pub const MAX_HISTORY_LIMIT: u64 = 100;
+/// Longest epoch a client may send back in `since`, in bytes.
+pub const MAX_EPOCH_BYTES: usize = 64;
 
 /// The error codes of `{"type":"error"}` frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +89,8 @@ impl ProtocolError {
 pub enum ClientFrame<'a> {
     Join {
         room: Cow<'a, str>,
+        /// Where the client's copy of the room's stream ends, for recovery.
+        since: Option<Since>,
     },
     Leave {
         room: Cow<'a, str>,
@@ -95,6 +101,24 @@ pub enum ClientFrame<'a> {
         data: &'a RawValue,
     },
     Ping,
+    /// The room's stored events: the latest `limit`, or those before `before`.
+    History {
+        room: Cow<'a, str>,
+        limit: u64,
+        before: Option<u64>,
+    },
+    /// The room's members.
+    Presence {
+        room: Cow<'a, str>,
+    },
+}
+
+/// A position in a room's event stream, as a client sends it back in `join`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Since {
+    pub offset: u64,
+    pub epoch: String,
 }
 
 /// A frame and its request id; the id is kept even when the rest is refused.
@@ -117,6 +141,12 @@ struct RawFrame<'a> {
     event: Option<&'a RawValue>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    since: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    limit: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    before: Option<&'a RawValue>,
 }
 
 /// The JSON `null`, for a `send` without `data`.
@@ -190,6 +220,7 @@ fn frame<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
     match action.as_deref() {
         Some(route::JOIN) => Ok(ClientFrame::Join {
             room: room_field(raw.room)?,
+            since: since_field(raw.since)?,
         }),
         Some(route::LEAVE) => Ok(ClientFrame::Leave {
             room: room_field(raw.room)?,
@@ -203,17 +234,67 @@ fn frame<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
             },
         }),
         Some(route::PING) => Ok(ClientFrame::Ping),
+        Some(route::HISTORY) => {
+            let room = room_field(raw.room)?;
+            let limit = number_field("limit", raw.limit)?
+                .ok_or_else(|| ProtocolError::bad_request("missing \"limit\""))?;
+            if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
+                return Err(ProtocolError::bad_request(format!(
+                    "\"limit\" must be 1 to {MAX_HISTORY_LIMIT}"
+                )));
+            }
+            Ok(ClientFrame::History {
+                room,
+                limit,
+                before: number_field("before", raw.before)?,
+            })
+        }
+        Some(route::PRESENCE) => Ok(ClientFrame::Presence {
+            room: room_field(raw.room)?,
+        }),
         Some(other) => Err(ProtocolError::new(
             ErrorCode::UnknownAction,
             format!(
-                "unknown action {:?}; expected one of join, leave, send, ping",
+                "unknown action {:?}; expected one of {ACTIONS}",
                 truncate(other, 64)
             ),
         )),
         None => Err(ProtocolError::new(
             ErrorCode::UnknownAction,
-            "missing \"action\"; expected one of join, leave, send, ping",
+            format!("missing \"action\"; expected one of {ACTIONS}"),
         )),
+    }
+}
+
+/// The actions, as error messages list them.
+const ACTIONS: &str = "join, leave, send, ping, history, presence";
+
+/// A non-negative integer field; `null` is absent.
+fn number_field(name: &str, raw: Option<&RawValue>) -> Result<Option<u64>, ProtocolError> {
+    match raw.map(RawValue::get) {
+        None | Some("null") => Ok(None),
+        Some(text) => serde_json::from_str::<u64>(text).map(Some).map_err(|_| {
+            ProtocolError::bad_request(format!("\"{name}\" must be a non-negative integer"))
+        }),
+    }
+}
+
+/// `since`: `{"offset": <non-negative integer>, "epoch": <string>}`; `null` is absent.
+fn since_field(raw: Option<&RawValue>) -> Result<Option<Since>, ProtocolError> {
+    match raw.map(RawValue::get) {
+        None | Some("null") => Ok(None),
+        Some(text) => {
+            let refused = || {
+                ProtocolError::bad_request(format!(
+                    "\"since\" must be {{\"offset\": <non-negative integer>, \"epoch\": <string of at most {MAX_EPOCH_BYTES} bytes>}}"
+                ))
+            };
+            let since: Since = serde_json::from_str(text).map_err(|_| refused())?;
+            if since.epoch.len() > MAX_EPOCH_BYTES {
+                return Err(refused());
+            }
+            Ok(Some(since))
+        }
     }
 }
 
@@ -357,6 +438,11 @@ pub enum ServerFrame<'a> {
         data: &'a RawValue,
         from: Sender<'a>,
         ts: u64,
+        /// In a room with history: the event's place in the room's stream.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
     },
     Ack {
         id: &'a RawValue,
@@ -370,6 +456,32 @@ pub enum ServerFrame<'a> {
         /// For `send`: how many of those posts API Gateway accepted.
         #[serde(skip_serializing_if = "Option::is_none")]
         delivered: Option<usize>,
+        /// In a room with history: for `join`, where the room's stream is now; for
+        /// `send`, the event's place in it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+        /// For a `join` with `since`: whether the missed events were replayed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+    },
+    /// The reply to `history`: stored event frames, oldest first.
+    History {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RawValue>,
+        room: &'a str,
+        epoch: &'a str,
+        events: &'a [Box<RawValue>],
+    },
+    /// The reply to `presence` (`members`, `count`), or a member joining or
+    /// leaving (`change`, `member`).
+    Presence {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RawValue>,
+        room: &'a str,
+        #[serde(flatten)]
+        body: PresenceBody<'a>,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -380,6 +492,38 @@ pub enum ServerFrame<'a> {
         id: Option<&'a RawValue>,
         code: ErrorCode,
         message: &'a str,
+    },
+}
+
+/// One user's connections in a `presence` reply (`user_id` `None`: anonymous).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresentUser {
+    pub user_id: Option<String>,
+    pub connections: usize,
+}
+
+/// Whether a presence change is a join or a leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Join,
+    Leave,
+}
+
+/// What a `presence` frame says.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum PresenceBody<'a> {
+    List {
+        members: Vec<PresentUser>,
+        count: usize,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
+    Change {
+        change: Change,
+        member: Sender<'a>,
     },
 }
 
@@ -425,7 +569,7 @@ mod tests {
     fn parses_every_action() {
         assert!(matches!(
             ok(r#"{"action":"join","room":"chat:1"}"#),
-            ClientFrame::Join { room } if room == "chat:1"
+            ClientFrame::Join { room, since: None } if room == "chat:1"
         ));
         assert!(matches!(
             ok(r#"{"action":"leave","room":"a","id":3}"#),
@@ -449,7 +593,7 @@ mod tests {
     fn escaped_strings_are_decoded() {
         assert!(matches!(
             ok(r#"{"action":"jo\u0069n","room":"r\u006fom"}"#),
-            ClientFrame::Join { room } if room == "room"
+            ClientFrame::Join { room, .. } if room == "room"
         ));
     }
 
@@ -505,6 +649,52 @@ mod tests {
         assert_eq!(err(&long).1, ErrorCode::BadRequest);
         let max = format!(r#"{{"action":"join","room":"{}"}}"#, "a".repeat(128));
         assert!(parse(&max, MAX).frame.is_ok());
+    }
+
+    #[test]
+    fn since_history_and_presence_are_checked() {
+        match ok(r#"{"action":"join","room":"r","since":{"offset":5,"epoch":"e1"}}"#) {
+            ClientFrame::Join { since, .. } => assert_eq!(
+                since,
+                Some(Since {
+                    offset: 5,
+                    epoch: "e1".into()
+                })
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ok(r#"{"action":"join","room":"r","since":null}"#),
+            ClientFrame::Join { since: None, .. }
+        ));
+        for bad in [
+            r#"{"action":"join","room":"r","since":{"offset":-1,"epoch":"e"}}"#,
+            r#"{"action":"join","room":"r","since":{"offset":"1","epoch":"e"}}"#,
+            r#"{"action":"join","room":"r","since":{"offset":1.5,"epoch":"e"}}"#,
+            r#"{"action":"join","room":"r","since":{"offset":1}}"#,
+            r#"{"action":"join","room":"r","since":{"offset":1,"epoch":2}}"#,
+            r#"{"action":"join","room":"r","since":7}"#,
+            r#"{"action":"history","room":"r"}"#,
+            r#"{"action":"history","room":"r","limit":0}"#,
+            r#"{"action":"history","room":"r","limit":101}"#,
+            r#"{"action":"history","room":"r","limit":5,"before":-2}"#,
+            r#"{"action":"history","limit":5}"#,
+            r#"{"action":"presence"}"#,
+        ] {
+            assert_eq!(err(bad).1, ErrorCode::BadRequest, "{bad}");
+        }
+        assert!(matches!(
+            ok(r#"{"action":"history","room":"r","limit":100,"before":3}"#),
+            ClientFrame::History {
+                limit: 100,
+                before: Some(3),
+                ..
+            }
+        ));
+        assert!(matches!(
+            ok(r#"{"action":"presence","room":"r"}"#),
+            ClientFrame::Presence { room } if room == "r"
+        ));
     }
 
     #[test]
@@ -567,6 +757,8 @@ mod tests {
             data: &data,
             from: Sender::member("c=", None),
             ts: 5,
+            offset: None,
+            epoch: None,
         };
         let v: Value = serde_json::from_str(&event.to_json()).unwrap();
         assert_eq!(
@@ -580,11 +772,44 @@ mod tests {
             room: Some("r"),
             recipients: Some(2),
             delivered: Some(1),
+            offset: None,
+            epoch: None,
+            recovered: None,
         };
         let v: Value = serde_json::from_str(&ack.to_json()).unwrap();
         assert_eq!(
             v,
             json!({"type":"ack","id":9,"ok":true,"action":"send","room":"r","recipients":2,"delivered":1})
+        );
+        let change = ServerFrame::Presence {
+            id: None,
+            room: "r",
+            body: PresenceBody::Change {
+                change: Change::Leave,
+                member: Sender::member("c=", Some("u")),
+            },
+        };
+        let v: Value = serde_json::from_str(&change.to_json()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"presence","room":"r","change":"leave","member":{"connectionId":"c=","userId":"u"}})
+        );
+        let list = ServerFrame::Presence {
+            id: Some(&id),
+            room: "r",
+            body: PresenceBody::List {
+                members: vec![PresentUser {
+                    user_id: None,
+                    connections: 2,
+                }],
+                count: 2,
+                truncated: false,
+            },
+        };
+        let v: Value = serde_json::from_str(&list.to_json()).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"presence","id":9,"room":"r","members":[{"userId":null,"connections":2}],"count":2})
         );
         let v: Value = serde_json::from_str(&ServerFrame::Pong { id: None }.to_json()).unwrap();
         assert_eq!(v, json!({"type":"pong"}));

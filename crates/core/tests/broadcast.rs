@@ -589,6 +589,7 @@ async fn a_recipient_read_failing_mid_fanout_keeps_what_went_out() {
         endpoint: ENDPOINT,
         concurrency: 8,
         retry: roomcast_core::fanout::RetryPolicy::default(),
+        presence: None,
     };
     let incomplete = fanout
         .send(

@@ -4,7 +4,8 @@
 
 use proptest::prelude::*;
 use roomcast_core::protocol::{
-    ClientFrame, ErrorCode, MAX_DEPTH, MAX_EVENT_BYTES, MAX_ROOM_BYTES, ServerFrame, parse,
+    ClientFrame, ErrorCode, MAX_DEPTH, MAX_EVENT_BYTES, MAX_HISTORY_LIMIT, MAX_ROOM_BYTES,
+    ServerFrame, parse,
 };
 use serde_json::{Value, json};
 
@@ -17,8 +18,14 @@ fn check(body: &str, max: usize) {
         Ok(frame) => {
             assert!(body.len() <= max);
             match frame {
-                ClientFrame::Join { room } | ClientFrame::Leave { room } => {
+                ClientFrame::Join { room, .. }
+                | ClientFrame::Leave { room }
+                | ClientFrame::Presence { room } => {
                     assert!(!room.is_empty() && room.len() <= MAX_ROOM_BYTES);
+                }
+                ClientFrame::History { room, limit, .. } => {
+                    assert!(!room.is_empty() && room.len() <= MAX_ROOM_BYTES);
+                    assert!((1..=MAX_HISTORY_LIMIT).contains(limit));
                 }
                 ClientFrame::Send { room, event, data } => {
                     assert!(!room.is_empty() && room.len() <= MAX_ROOM_BYTES);
@@ -75,6 +82,15 @@ fn near_string() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// A `since` that is often right and often has a wrong type or a negative offset.
+fn near_since() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        (any::<i64>(), near_string()).prop_map(|(o, e)| json!({"offset": o, "epoch": e})),
+        (0u64..10, "[0-9a-f]{16}").prop_map(|(o, e)| json!({"offset": o, "epoch": e})),
+        json_value(),
+    ]
+}
+
 fn near_frame() -> impl Strategy<Value = String> {
     (
         prop_oneof![
@@ -82,6 +98,8 @@ fn near_frame() -> impl Strategy<Value = String> {
             Just(json!("leave")),
             Just(json!("send")),
             Just(json!("ping")),
+            Just(json!("history")),
+            Just(json!("presence")),
             near_string(),
         ],
         prop::option::of(near_string()),
@@ -93,32 +111,62 @@ fn near_frame() -> impl Strategy<Value = String> {
         ]),
         0..(MAX_DEPTH + 4),
         any::<bool>(),
+        prop::option::of(near_since()),
+        prop::option::of(json_leaf()),
     )
-        .prop_map(|(action, room, event, data, id, depth, escape)| {
-            let mut frame = json!({"action": action});
-            if let Some(room) = room {
-                frame["room"] = room;
-            }
-            if let Some(event) = event {
-                frame["event"] = event;
-            }
-            if let Some(id) = id {
-                frame["id"] = id;
-            }
-            let mut data = data.unwrap_or(Value::Null);
-            for _ in 0..depth {
-                data = json!([data]);
-            }
-            frame["data"] = data;
-            let text = frame.to_string();
-            // Escaped keys and values decode to the same frame and must parse alike.
-            if escape {
-                text.replace("action", "\\u0061ction")
-                    .replace("room", "r\\u006fom")
-            } else {
-                text
-            }
-        })
+        .prop_map(
+            |(action, room, event, data, id, depth, escape, since, number)| {
+                let mut frame = json!({"action": action});
+                if let Some(since) = since {
+                    frame["since"] = since;
+                }
+                if let Some(number) = number {
+                    frame["limit"] = number.clone();
+                    frame["before"] = number;
+                }
+                if let Some(room) = room {
+                    frame["room"] = room;
+                }
+                if let Some(event) = event {
+                    frame["event"] = event;
+                }
+                if let Some(id) = id {
+                    frame["id"] = id;
+                }
+                let mut data = data.unwrap_or(Value::Null);
+                for _ in 0..depth {
+                    data = json!([data]);
+                }
+                frame["data"] = data;
+                let text = frame.to_string();
+                // Escaped keys and values decode to the same frame and must parse alike.
+                if escape {
+                    text.replace("action", "\\u0061ction")
+                        .replace("room", "r\\u006fom")
+                } else {
+                    text
+                }
+            },
+        )
+}
+
+#[test]
+fn since_and_history_refusals_are_bad_requests() {
+    for body in [
+        r#"{"action":"join","room":"r","since":{"offset":-1,"epoch":"e"},"id":1}"#,
+        r#"{"action":"join","room":"r","since":{"offset":"3","epoch":"e"},"id":1}"#,
+        r#"{"action":"join","room":"r","since":[],"id":1}"#,
+        r#"{"action":"history","room":"r","limit":"5","id":1}"#,
+        r#"{"action":"history","room":"r","limit":5,"before":"x","id":1}"#,
+    ] {
+        let request = parse(body, MAX);
+        assert_eq!(request.id.map(|i| i.get()), Some("1"), "{body}");
+        assert_eq!(
+            request.frame.unwrap_err().code,
+            ErrorCode::BadRequest,
+            "{body}"
+        );
+    }
 }
 
 proptest! {

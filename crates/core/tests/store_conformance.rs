@@ -135,7 +135,13 @@ async fn suite(store: &dyn Store) {
             .unwrap();
     }
     store.join("big", &member("bob=", LATER)).await.unwrap();
-    assert_eq!(store.remove_connection("bob=").await.unwrap(), 1 + 30 + 1);
+    let removed = store.remove_connection("bob=").await.unwrap();
+    assert_eq!(removed.items, 1 + 30 + 1);
+    // The rooms it was in, in name order, for presence `leave`s.
+    let mut rooms: Vec<String> = (0..30).map(|r| format!("r{r}")).collect();
+    rooms.push("big".into());
+    rooms.sort();
+    assert_eq!(removed.rooms, rooms);
     assert_eq!(store.connection("bob=", NOW).await.unwrap(), None);
     for r in 0..30 {
         let room = format!("r{r}");
@@ -149,10 +155,10 @@ async fn suite(store: &dyn Store) {
         all_members(store, "big", 50, NOW).await.len(),
         many.len() - 1
     );
-    assert_eq!(store.remove_connection("bob=").await.unwrap(), 0);
-    assert_eq!(store.remove_connection("never=").await.unwrap(), 0);
+    assert_eq!(store.remove_connection("bob=").await.unwrap().items, 0);
+    assert_eq!(store.remove_connection("never=").await.unwrap().items, 0);
     // A connection that joined without a $connect record (a missed write) is removed too.
-    assert_eq!(store.remove_connection("carol=").await.unwrap(), 30);
+    assert_eq!(store.remove_connection("carol=").await.unwrap().items, 30);
     assert!(all_members(store, "r0", 10, NOW).await.is_empty());
     assert_eq!(store.connection("aA1+/b=", NOW).await.unwrap(), Some(alice));
 }
@@ -244,7 +250,10 @@ async fn rate_suite(store: &dyn Store) {
         .await
         .unwrap();
     store.join("chat:1", &member("rc1=", LATER)).await.unwrap();
-    assert_eq!(store.remove_connection("rc1=").await.unwrap(), 1 + 1 + 3);
+    assert_eq!(
+        store.remove_connection("rc1=").await.unwrap().items,
+        1 + 1 + 3
+    );
     assert_eq!(
         store
             .count_frame("rc1=", "rate#*#100", Some("chat"), expires, NOW)
@@ -254,7 +263,7 @@ async fn rate_suite(store: &dyn Store) {
     );
     // Counters are not connections or members.
     assert_eq!(store.connection("rc2=", NOW).await.unwrap(), None);
-    assert_eq!(store.remove_connection("rc2=").await.unwrap(), 1);
+    assert_eq!(store.remove_connection("rc2=").await.unwrap().items, 1);
 }
 
 #[tokio::test]
@@ -266,6 +275,140 @@ async fn memory_store_counts_rates() {
 #[ignore = "needs dynalite: run scripts/test"]
 async fn dynamo_store_counts_rates() {
     rate_suite(&dynamo_store().await).await;
+}
+
+/// Event streams: gapless offsets under concurrency, epochs that change only when
+/// the stream expired, stored events read back in order and expiring, and the
+/// head a join reads.
+async fn stream_suite(store: &dyn Store) {
+    let room = format!("chat:{}", roomcast_core::store::now_millis());
+    // A room without a stream: reading the head starts one at 0.
+    let head = store.stream_head(&room, 60, NOW).await.unwrap();
+    assert_eq!(head.offset, 0);
+    assert!(!head.epoch.is_empty());
+    // Reading again does not start another.
+    assert_eq!(store.stream_head(&room, 60, NOW).await.unwrap(), head);
+    // Allocation continues in that epoch, one by one.
+    let first = store.next_offset(&room, 60, NOW).await.unwrap();
+    assert_eq!(
+        (first.epoch.as_str(), first.offset),
+        (head.epoch.as_str(), 1)
+    );
+    // Concurrent allocation: every offset exactly once, no gaps.
+    let allocations = (0..40).map(|_| store.next_offset(&room, 60, NOW));
+    let mut offsets: Vec<u64> = futures::future::join_all(allocations)
+        .await
+        .into_iter()
+        .map(|h| {
+            let h = h.unwrap();
+            assert_eq!(h.epoch, head.epoch);
+            h.offset
+        })
+        .collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (2..=41).collect::<Vec<_>>());
+    // Events are stored under their offset and read back in order, live only.
+    for offset in 1..=41 {
+        let expires = if offset <= 3 { NOW + 5 } else { NOW + 60 };
+        store
+            .put_event(
+                &room,
+                &head.epoch,
+                offset,
+                &format!(r#"{{"n":{offset}}}"#),
+                expires,
+            )
+            .await
+            .unwrap();
+    }
+    let read = store.events(&room, &head.epoch, 1, 41, NOW).await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        (1..=41).collect::<Vec<_>>()
+    );
+    assert_eq!(read[9].frame, r#"{"n":10}"#);
+    let window = store.events(&room, &head.epoch, 10, 12, NOW).await.unwrap();
+    assert_eq!(
+        window.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        [10, 11, 12]
+    );
+    // Expired events are left out; another epoch's key range holds nothing.
+    let later = store
+        .events(&room, &head.epoch, 1, 5, NOW + 10)
+        .await
+        .unwrap();
+    assert_eq!(later.iter().map(|e| e.offset).collect::<Vec<_>>(), [4, 5]);
+    assert!(
+        store
+            .events(&room, "other", 1, 41, NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .events(&room, &head.epoch, 5, 4, NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Offsets of 10+ digits still sort: keys are zero-padded.
+    let other = format!("{room}-b");
+    let h = store.stream_head(&other, 60, NOW).await.unwrap();
+    for offset in [9, 10, 100] {
+        store
+            .put_event(&other, &h.epoch, offset, "{}", NOW + 60)
+            .await
+            .unwrap();
+    }
+    let sorted = store.events(&other, &h.epoch, 9, 100, NOW).await.unwrap();
+    assert_eq!(
+        sorted.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        [9, 10, 100]
+    );
+    // The stream expires 60 s after its last allocation: then it starts over in a
+    // new epoch, once, however many allocate at the same time.
+    let expired = NOW + 61;
+    let restarts = (0..8).map(|_| store.next_offset(&room, 60, expired));
+    let heads: Vec<_> = futures::future::join_all(restarts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let epoch = &heads[0].epoch;
+    assert_ne!(epoch, &head.epoch, "an expired stream gets a new epoch");
+    let mut offsets: Vec<u64> = heads
+        .iter()
+        .map(|h| {
+            assert_eq!(&h.epoch, epoch, "concurrent restarts agree on one epoch");
+            h.offset
+        })
+        .collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (1..=8).collect::<Vec<_>>());
+    // A head read after expiry starts over too.
+    let quiet = store.stream_head(&room, 60, expired + 61).await.unwrap();
+    assert_eq!(quiet.offset, 0);
+    assert_ne!(&quiet.epoch, epoch);
+    assert!(
+        store
+            .events(&room, epoch, 1, 8, expired + 61)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing of the old epoch is read"
+    );
+}
+
+#[tokio::test]
+async fn memory_store_keeps_streams() {
+    stream_suite(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs dynalite: run scripts/test"]
+async fn dynamo_store_keeps_streams() {
+    stream_suite(&dynamo_store().await).await;
 }
 
 #[tokio::test]

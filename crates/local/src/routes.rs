@@ -141,8 +141,9 @@ pub enum Selected<'a> {
 
 impl RouteTable {
     /// roomcast's routes, all served by `app`'s handlers: `$connect`,
-    /// `$disconnect`, and two-way `$default`, `join`, `leave`, `send` and `ping`
-    /// selected by `$request.body.action`.
+    /// `$disconnect`, and two-way `$default` and the message routes (`join`,
+    /// `leave`, `send`, `ping`, `history`, `presence`) selected by
+    /// `$request.body.action`.
     pub fn builtin(app: &Arc<App>, timeout: Duration) -> Self {
         let handler = |key: &str, integration| RouteTarget {
             key: key.to_owned(),

@@ -93,12 +93,31 @@ impl Default for RateLimit {
     }
 }
 
+/// Largest `history.size`: events kept per room.
+pub const MAX_HISTORY_SIZE: u64 = 1000;
+/// Longest `history.ttlSecs`: a day.
+pub const MAX_HISTORY_TTL_SECS: u64 = 86_400;
+
+/// A namespace's event history: the last `size` events of each room, none older
+/// than `ttl_secs`, kept for `join` recovery and the `history` action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    pub size: u64,
+    pub ttl_secs: u64,
+}
+
 /// The resolved policy of one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespacePolicy {
     pub join: Rule,
     pub send: Rule,
     pub rate_limit: RateLimit,
+    /// Offsets, history and recovery for the namespace's rooms (`None`: off).
+    pub history: Option<History>,
+    /// Whether members may list a room's members (the `presence` action).
+    pub presence: bool,
+    /// Whether members are told when others join or leave (needs `presence`).
+    pub presence_events: bool,
 }
 
 impl NamespacePolicy {
@@ -108,6 +127,9 @@ impl NamespacePolicy {
             join: Rule::Authenticated,
             send: Rule::Authenticated,
             rate_limit: RateLimit::default(),
+            history: None,
+            presence: false,
+            presence_events: false,
         }
     }
 }
@@ -117,6 +139,10 @@ impl NamespacePolicy {
 pub enum Action {
     Join,
     Send,
+    /// Read the room's history (`history` action): needs `history` in the policy.
+    History,
+    /// List the room's members (`presence` action): needs `presence`.
+    Presence,
 }
 
 /// The rate-limit key of rooms under the `default` policy: every namespace the
@@ -174,6 +200,19 @@ struct PartialPolicy {
     send: Option<Rule>,
     #[serde(default)]
     rate_limit: Option<PartialRateLimit>,
+    #[serde(default)]
+    history: Option<PartialHistory>,
+    #[serde(default)]
+    presence: Option<bool>,
+    #[serde(default)]
+    presence_events: Option<bool>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PartialHistory {
+    size: u64,
+    ttl_secs: u64,
 }
 
 impl<'de> Deserialize<'de> for Rule {
@@ -215,6 +254,12 @@ pub enum PolicyError {
          every rate limit of a connection shares one window"
     )]
     SharedWindow { name: String, default: u64 },
+    #[error("{0}: history.size must be 1 to {MAX_HISTORY_SIZE}")]
+    HistorySize(String),
+    #[error("{0}: history.ttlSecs must be 1 to {MAX_HISTORY_TTL_SECS}")]
+    HistoryTtl(String),
+    #[error("{0}: presenceEvents needs presence")]
+    PresenceEvents(String),
     #[error("connection: limit must be at least 1")]
     ConnectionLimitZero,
     #[error("connection: closeAfter must be at least 2 (a multiple of the limit)")]
@@ -238,10 +283,31 @@ impl PartialPolicy {
         if rate_limit.close_after < 2 {
             return Err(PolicyError::CloseAfter(name.to_owned()));
         }
+        let history = match self.history {
+            None => base.history,
+            Some(h) if !(1..=MAX_HISTORY_SIZE).contains(&h.size) => {
+                return Err(PolicyError::HistorySize(name.to_owned()));
+            }
+            Some(h) if !(1..=MAX_HISTORY_TTL_SECS).contains(&h.ttl_secs) => {
+                return Err(PolicyError::HistoryTtl(name.to_owned()));
+            }
+            Some(h) => Some(History {
+                size: h.size,
+                ttl_secs: h.ttl_secs,
+            }),
+        };
+        let presence = self.presence.unwrap_or(base.presence);
+        let presence_events = self.presence_events.unwrap_or(base.presence_events);
+        if presence_events && !presence {
+            return Err(PolicyError::PresenceEvents(name.to_owned()));
+        }
         Ok(NamespacePolicy {
             join: self.join.unwrap_or_else(|| base.join.clone()),
             send: self.send.unwrap_or_else(|| base.send.clone()),
             rate_limit,
+            history,
+            presence,
+            presence_events,
         })
     }
 }
@@ -280,6 +346,9 @@ impl Policies {
                 join: Rule::Anyone,
                 send: Rule::Anyone,
                 rate_limit: RateLimit::default(),
+                history: None,
+                presence: false,
+                presence_events: false,
             },
             BTreeMap::new(),
             None,
@@ -324,6 +393,12 @@ impl Policies {
         Ok(Self::with(default, namespaces, doc.connection))
     }
 
+    /// Whether any namespace has presence events: only then does removing a gone
+    /// connection read its user first, for the `leave` it announces.
+    pub fn any_presence_events(&self) -> bool {
+        self.default.presence_events || self.namespaces.values().any(|p| p.presence_events)
+    }
+
     /// The policy of the namespace `room` is in.
     pub fn for_room(&self, room: &str) -> &NamespacePolicy {
         self.resolve(room).1
@@ -351,6 +426,22 @@ impl Policies {
         let (rule, verb) = match action {
             Action::Join => (&policy.join, "join"),
             Action::Send => (&policy.send, "send to"),
+            Action::History | Action::Presence => {
+                let (enabled, what) = match action {
+                    Action::History => (policy.history.is_some(), "history"),
+                    _ => (policy.presence, "presence"),
+                };
+                return if enabled {
+                    Ok(())
+                } else {
+                    Err(ProtocolError::new(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "{room:?} does not keep {what}: its namespace policy does not enable it"
+                        ),
+                    ))
+                };
+            }
         };
         if rule.allows(identity, room) {
             Ok(())
@@ -503,6 +594,42 @@ mod tests {
     }
 
     #[test]
+    fn history_and_presence_are_opt_in_per_namespace() {
+        let p = Policies::parse(
+            r#"{"default": {"join": "anyone", "send": "anyone"}, "namespaces": {
+                "chat": {"history": {"size": 100, "ttlSecs": 3600}, "presence": true, "presenceEvents": true},
+                "game": {"presence": true}
+            }}"#,
+        )
+        .unwrap();
+        let chat = p.for_room("chat:1");
+        assert_eq!(
+            chat.history,
+            Some(History {
+                size: 100,
+                ttl_secs: 3600
+            })
+        );
+        assert!(chat.presence && chat.presence_events);
+        let game = p.for_room("game:1");
+        assert_eq!(game.history, None);
+        assert!(game.presence && !game.presence_events);
+        assert_eq!(p.for_room("lobby").history, None);
+        let anon = Identity::default();
+        let code = |r: Result<(), ProtocolError>| r.map_err(|e| e.code);
+        assert_eq!(code(p.check(Action::History, "chat:1", &anon)), Ok(()));
+        assert_eq!(
+            code(p.check(Action::History, "game:1", &anon)),
+            Err(ErrorCode::Forbidden)
+        );
+        assert_eq!(code(p.check(Action::Presence, "game:1", &anon)), Ok(()));
+        assert_eq!(
+            code(p.check(Action::Presence, "lobby", &anon)),
+            Err(ErrorCode::Forbidden)
+        );
+    }
+
+    #[test]
     fn bad_documents_are_refused_with_a_reason() {
         for (doc, needle) in [
             ("not json", "expected"),
@@ -541,6 +668,32 @@ mod tests {
                 "connection: closeAfter",
             ),
             (r#"{"connection":{"window":1}}"#, "unknown field"),
+            (
+                r#"{"namespaces":{"a":{"history":{"size":0,"ttlSecs":60}}}}"#,
+                "namespaces.a: history.size must be 1 to 1000",
+            ),
+            (
+                r#"{"namespaces":{"a":{"history":{"size":1001,"ttlSecs":60}}}}"#,
+                "history.size",
+            ),
+            (
+                r#"{"default":{"history":{"size":10,"ttlSecs":86401}}}"#,
+                "default: history.ttlSecs must be 1 to 86400",
+            ),
+            (
+                r#"{"namespaces":{"a":{"history":{"size":10,"ttlSecs":0}}}}"#,
+                "history.ttlSecs",
+            ),
+            (r#"{"namespaces":{"a":{"history":{"size":10}}}}"#, "ttlSecs"),
+            (
+                r#"{"namespaces":{"a":{"history":{"size":1,"ttlSecs":1,"max":2}}}}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"namespaces":{"a":{"presenceEvents":true}}}"#,
+                "namespaces.a: presenceEvents needs presence",
+            ),
+            (r#"{"namespaces":{"a":{"presence":"yes"}}}"#, "invalid type"),
         ] {
             let err = Policies::parse(doc).unwrap_err();
             assert!(err.to_string().contains(needle), "{doc}: {err}");

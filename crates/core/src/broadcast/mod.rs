@@ -23,9 +23,12 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
 
+use bytes::Bytes;
+
 use crate::App;
 use crate::fanout::{Fanout, FanoutStats};
 use crate::store::{now_millis, now_secs};
+use crate::stream;
 use request::invalid;
 
 /// The broadcast function's timeout (template.yaml `BroadcastFunction.Timeout`,
@@ -41,7 +44,7 @@ fn endpoint(app: &App) -> Result<&str, BroadcastError> {
 /// Sends one broadcast and reports what the fan-out did.
 pub async fn send(app: &App, broadcast: &Broadcast) -> Result<FanoutStats, BroadcastError> {
     let endpoint = endpoint(app)?;
-    let payload = broadcast.frame(now_millis())?;
+    let payload = frame(app, broadcast, now_secs()).await?;
     let except: Vec<&str> = broadcast.except.iter().map(String::as_str).collect();
     app.metrics.broadcast(&broadcast.audience);
     let stats = Fanout::for_app(app, endpoint)
@@ -54,6 +57,25 @@ pub async fn send(app: &App, broadcast: &Broadcast) -> Result<FanoutStats, Broad
         .await?;
     log_stats(app, "broadcast", &stats);
     Ok(stats)
+}
+
+/// The frame of `broadcast`. To a room with history, like a member's `send`, it
+/// gets the stream's next offset and is stored before it is posted.
+pub async fn frame(app: &App, broadcast: &Broadcast, now: u64) -> Result<Bytes, BroadcastError> {
+    // Checked before an offset is taken, so a refused frame leaves no gap.
+    let plain = broadcast.frame(now_millis(), None)?;
+    let Audience::Room(room) = &broadcast.audience else {
+        return Ok(plain);
+    };
+    let history = app.config.policies.for_room(room).history;
+    let store = app.store.as_ref();
+    let Some(head) = stream::allocate(store, history, room, now).await? else {
+        return Ok(plain);
+    };
+    let stamped = broadcast.frame(now_millis(), Some(&head))?;
+    let text = std::str::from_utf8(&stamped).map_err(|e| invalid(e.to_string()))?;
+    stream::keep(store, history, room, Some(&head), text, now).await?;
+    Ok(stamped)
 }
 
 /// Logs and counts one fan-out of a broadcast.

@@ -9,6 +9,7 @@ use crate::config::GATEWAY_MAX_PAYLOAD;
 use crate::fanout::Recipients;
 use crate::protocol::{MAX_EVENT_BYTES, Sender, ServerFrame, validate_room};
 use crate::store::StoreError;
+use crate::store::StreamHead;
 
 /// Longest user id accepted as a `user` audience, in bytes.
 pub const MAX_USER_BYTES: usize = 256;
@@ -175,8 +176,9 @@ impl Broadcast {
         })
     }
 
-    /// The event frame members receive, checked against API Gateway's post limit.
-    pub fn frame(&self, ts: u64) -> Result<Bytes, BroadcastError> {
+    /// The event frame members receive, checked against API Gateway's post limit;
+    /// `head` is the event's place in a history room's stream.
+    pub fn frame(&self, ts: u64, head: Option<&StreamHead>) -> Result<Bytes, BroadcastError> {
         let room = match &self.audience {
             Audience::Room(room) => Some(room.as_str()),
             _ => None,
@@ -187,6 +189,8 @@ impl Broadcast {
             data: &self.data,
             from: Sender::SERVICE,
             ts,
+            offset: head.map(|h| h.offset),
+            epoch: head.map(|h| h.epoch.as_str()),
         })
         .map_err(|e| invalid(e.to_string()))?;
         if frame.len() > GATEWAY_MAX_PAYLOAD {

@@ -218,9 +218,10 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
             retry.extend(unstarted);
             break;
         }
-        let payload = match queued.broadcast.frame(now_millis()) {
+        let payload = match super::frame(app, &queued.broadcast, now).await {
             Ok(payload) => payload,
-            // Too large fails again: let it reach the dead-letter queue.
+            // Too large fails again: let it reach the dead-letter queue. A store
+            // failure may not: the retry takes a new offset.
             Err(e) => {
                 tracing::warn!(message_id = queued.message_id, error = %e, "queued broadcast failed");
                 retry.push(queued.message_id.clone());

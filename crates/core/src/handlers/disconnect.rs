@@ -2,10 +2,17 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 
 use super::status;
 use crate::app::App;
+use crate::auth::Identity;
+use crate::fanout::Fanout;
+use crate::management::endpoint_for;
 use crate::metrics::Counter;
+use crate::presence;
+use crate::protocol::Sender;
+use crate::store::now_secs;
 
-/// `$disconnect`: removes the connection and its memberships. API Gateway delivers
-/// it at most once and sometimes not at all; stored items carry a TTL for that.
+/// `$disconnect`: removes the connection and its memberships, and tells the rooms
+/// with presence events that it left. API Gateway delivers it at most once and
+/// sometimes not at all; stored items carry a TTL for that.
 pub async fn disconnect(
     app: &App,
     request: ApiGatewayWebsocketProxyRequest,
@@ -16,14 +23,34 @@ pub async fn disconnect(
         return status(400);
     };
     match app.store.remove_connection(connection_id).await {
-        Ok(items) => {
+        Ok(removed) => {
             app.metrics.incr(Counter::Disconnects);
             tracing::info!(
                 connection_id,
-                items,
+                items = removed.items,
                 code = context.disconnect_status_code,
                 "disconnected"
             );
+            let policies = &app.config.policies;
+            let announced = removed
+                .rooms
+                .iter()
+                .any(|room| policies.for_room(room).presence_events);
+            if announced {
+                match endpoint_for(app.config.management_endpoint.as_deref(), context) {
+                    Some(endpoint) => {
+                        let identity = Identity::from_context(context);
+                        let member = Sender::member(connection_id, identity.user_id.as_deref());
+                        let fanout = Fanout::for_app(app, &endpoint);
+                        let now = now_secs();
+                        presence::announce_leaves(&fanout, policies, &removed.rooms, member, now)
+                            .await;
+                    }
+                    None => {
+                        tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT")
+                    }
+                }
+            }
             status(200)
         }
         Err(e) => {

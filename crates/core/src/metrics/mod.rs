@@ -37,6 +37,8 @@ pub enum Counter {
     FrameLeave,
     FrameSend,
     FramePing,
+    FrameHistory,
+    FramePresence,
     /// A frame that did not parse (bad JSON, unknown action, too large).
     FrameInvalid,
     ErrorBadRequest,
@@ -153,7 +155,7 @@ impl Family {
 }
 
 impl Counter {
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 32] = [
         Self::Connects,
         Self::Disconnects,
         Self::RefusedNoToken,
@@ -163,6 +165,8 @@ impl Counter {
         Self::FrameLeave,
         Self::FrameSend,
         Self::FramePing,
+        Self::FrameHistory,
+        Self::FramePresence,
         Self::FrameInvalid,
         Self::ErrorBadRequest,
         Self::ErrorUnknownAction,
@@ -198,6 +202,8 @@ impl Counter {
             Self::FrameLeave => (FRAMES, Some("leave")),
             Self::FrameSend => (FRAMES, Some("send")),
             Self::FramePing => (FRAMES, Some("ping")),
+            Self::FrameHistory => (FRAMES, Some("history")),
+            Self::FramePresence => (FRAMES, Some("presence")),
             Self::FrameInvalid => (FRAMES, Some("invalid")),
             Self::ErrorBadRequest => (ERRORS, Some(ErrorCode::BadRequest.as_str())),
             Self::ErrorUnknownAction => (ERRORS, Some(ErrorCode::UnknownAction.as_str())),

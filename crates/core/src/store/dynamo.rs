@@ -5,6 +5,8 @@
 //! | connection  | `conn#<id>`       | `meta`            | cid, ttl, connectedAt, userId?    |
 //! | membership  | `room#<room>`     | `conn#<id>`       | cid, ttl, userId?                 |
 //! | rate counter| `conn#<id>`       | `rate#*#<t>`      | cid, ttl, n, n#<key>...           |
+//! | stream head | `hist#<room>`     | `stream`          | epoch, offset, ttl                |
+//! | event       | `hist#<room>`     | `e#<epoch>#<off>` | offset, frame, ttl                |
 //!
 //! The `byConnection` index (hash `cid`, range `pk`, keys only) finds every item of
 //! one connection, so `$disconnect` is one Query and batched deletes.
@@ -22,7 +24,10 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Connection, ConnectionPage, FrameCounts, Member, MemberPage, Store, StoreError};
+use super::{
+    Connection, ConnectionPage, FrameCounts, Member, MemberPage, Removed, Store, StoreError,
+    StoredEvent, StreamHead, new_epoch,
+};
 use crate::names::attr;
 
 /// BatchWriteItem takes at most 25 requests.
@@ -100,6 +105,66 @@ pub fn room_pk(room: &str) -> String {
 
 pub fn member_sk(connection_id: &str) -> String {
     format!("{}{connection_id}", attr::CONN_PREFIX)
+}
+
+/// The partition of a room's event stream: its head and its events.
+pub fn stream_pk(room: &str) -> String {
+    format!("{}{room}", attr::HIST_PREFIX)
+}
+
+/// An event's sort key; the offset is zero-padded so keys sort by offset.
+pub fn event_sk(epoch: &str, offset: u64) -> String {
+    format!("{}{epoch}#{offset:020}", attr::EVENT_PREFIX)
+}
+
+/// Attempts at allocating an offset: each failed one restarted an expired stream.
+const OFFSET_ATTEMPTS: u32 = 4;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct HeadItem {
+    pk: String,
+    sk: String,
+    epoch: String,
+    offset: u64,
+    ttl: u64,
+}
+
+impl From<HeadItem> for StreamHead {
+    fn from(head: HeadItem) -> Self {
+        Self {
+            epoch: head.epoch,
+            offset: head.offset,
+        }
+    }
+}
+
+/// A stream that every restart attempt found expired again: clocks far apart.
+fn still_expired(room: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the stream of {room:?} stayed expired through {OFFSET_ATTEMPTS} restarts"
+    ))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct EventItem {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pk: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    sk: String,
+    offset: u64,
+    frame: String,
+    ttl: u64,
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Whether a call failed only because its condition did not hold.
+fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -269,6 +334,43 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// Starts `room`'s stream over in a new epoch at offset 0, only if it has
+    /// expired or never was (the condition makes concurrent restarts agree on one
+    /// epoch). Returns the new head, or `None` if the stream was live after all.
+    async fn restart_stream(
+        &self,
+        room: &str,
+        ttl_secs: u64,
+        now: u64,
+    ) -> Result<Option<StreamHead>, StoreError> {
+        let head = HeadItem {
+            pk: stream_pk(room),
+            sk: attr::STREAM_SK.to_owned(),
+            epoch: new_epoch(),
+            offset: 0,
+            ttl: now + ttl_secs,
+        };
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&head)?))
+            .condition_expression("attribute_not_exists(#pk) OR #ttl <= :now")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#ttl", attr::TTL)
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Some(StreamHead {
+                epoch: head.epoch,
+                offset: 0,
+            })),
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(backend("PutItem")(e)),
+        }
+    }
+
     async fn delete_batch(
         &self,
         keys: Vec<HashMap<String, AttributeValue>>,
@@ -433,9 +535,11 @@ impl Store for DynamoStore {
         Ok(MemberPage { members, next })
     }
 
-    async fn remove_connection(&self, connection_id: &str) -> Result<usize, StoreError> {
-        // One query on the index finds the connection item and every membership.
+    async fn remove_connection(&self, connection_id: &str) -> Result<Removed, StoreError> {
+        // One query on the index finds the connection item and every membership;
+        // a membership's `pk` names its room, so the rooms come at no extra cost.
         let mut keys = Vec::new();
+        let mut rooms = Vec::new();
         let mut start = None;
         loop {
             let out = self
@@ -452,10 +556,19 @@ impl Store for DynamoStore {
                 .map_err(backend("Query"))?;
             for mut item in out.items.unwrap_or_default() {
                 match (item.remove(attr::PK), item.remove(attr::SK)) {
-                    (Some(pk), Some(sk)) => keys.push(HashMap::from([
-                        (attr::PK.to_owned(), pk),
-                        (attr::SK.to_owned(), sk),
-                    ])),
+                    (Some(pk), Some(sk)) => {
+                        if let Some(room) = pk
+                            .as_s()
+                            .ok()
+                            .and_then(|pk| pk.strip_prefix(attr::ROOM_PREFIX))
+                        {
+                            rooms.push(room.to_owned());
+                        }
+                        keys.push(HashMap::from([
+                            (attr::PK.to_owned(), pk),
+                            (attr::SK.to_owned(), sk),
+                        ]));
+                    }
                     _ => return Err(StoreError::Corrupt("index item without keys".into())),
                 }
             }
@@ -464,13 +577,14 @@ impl Store for DynamoStore {
                 break;
             }
         }
-        let removed = keys.len();
+        let items = keys.len();
         let mut keys = keys.into_iter().peekable();
         while keys.peek().is_some() {
             self.delete_batch(keys.by_ref().take(BATCH_LIMIT).collect())
                 .await?;
         }
-        Ok(removed)
+        rooms.sort();
+        Ok(Removed { items, rooms })
     }
 
     async fn count_frame(
@@ -575,6 +689,137 @@ impl Store for DynamoStore {
             .await
             .map_err(backend("Scan"))?;
         connection_page(out.items, out.last_evaluated_key, now)
+    }
+
+    async fn next_offset(
+        &self,
+        room: &str,
+        ttl_secs: u64,
+        now: u64,
+    ) -> Result<StreamHead, StoreError> {
+        // One UpdateItem: ADD makes offsets unique and gapless under any
+        // concurrency, `if_not_exists` keeps the epoch, and the condition refuses a
+        // stream whose TTL has passed (DynamoDB deletes it only lazily), which is
+        // then restarted by a conditional put before the next attempt.
+        for _ in 0..OFFSET_ATTEMPTS {
+            let update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(stream_pk(room), attr::STREAM_SK.to_owned())))
+                .update_expression(
+                    "SET #ttl = :ttl, #epoch = if_not_exists(#epoch, :epoch) ADD #offset :one",
+                )
+                .condition_expression("attribute_not_exists(#pk) OR #ttl > :now")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#ttl", attr::TTL)
+                .expression_attribute_names("#epoch", attr::EPOCH)
+                .expression_attribute_names("#offset", attr::OFFSET)
+                .expression_attribute_values(":ttl", n(now + ttl_secs))
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":epoch", s(new_epoch()))
+                .expression_attribute_values(":one", n(1))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match update {
+                Ok(out) => {
+                    return Ok(from_item::<HeadItem>(out.attributes.unwrap_or_default())?.into());
+                }
+                Err(e) if condition_failed(&e) => {
+                    self.restart_stream(room, ttl_secs, now).await?;
+                }
+                Err(e) => return Err(backend("UpdateItem")(e)),
+            }
+        }
+        Err(still_expired(room))
+    }
+
+    async fn put_event(
+        &self,
+        room: &str,
+        epoch: &str,
+        offset: u64,
+        frame: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.put(to_item(&EventItem {
+            pk: stream_pk(room),
+            sk: event_sk(epoch, offset),
+            offset,
+            frame: frame.to_owned(),
+            ttl: expires_at,
+        })?)
+        .await
+    }
+
+    async fn stream_head(
+        &self,
+        room: &str,
+        ttl_secs: u64,
+        now: u64,
+    ) -> Result<StreamHead, StoreError> {
+        for _ in 0..OFFSET_ATTEMPTS {
+            if let Some(item) = self
+                .get(stream_pk(room), attr::STREAM_SK.to_owned())
+                .await?
+            {
+                let head: HeadItem = from_item(item)?;
+                if head.ttl > now {
+                    return Ok(head.into());
+                }
+            }
+            // Lost the restart to another request: read the head it wrote.
+            if let Some(head) = self.restart_stream(room, ttl_secs, now).await? {
+                return Ok(head);
+            }
+        }
+        Err(still_expired(room))
+    }
+
+    async fn events(
+        &self,
+        room: &str,
+        epoch: &str,
+        from: u64,
+        to: u64,
+        now: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = Vec::new();
+        if from > to {
+            return Ok(events);
+        }
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+                .expression_attribute_names("#pk", attr::PK)
+                .expression_attribute_names("#sk", attr::SK)
+                .expression_attribute_values(":pk", s(stream_pk(room)))
+                .expression_attribute_values(":from", s(event_sk(epoch, from)))
+                .expression_attribute_values(":to", s(event_sk(epoch, to)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend("Query"))?;
+            for item in out.items.unwrap_or_default() {
+                let item: EventItem = from_item(item)?;
+                if item.ttl > now {
+                    events.push(StoredEvent {
+                        offset: item.offset,
+                        frame: item.frame,
+                    });
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(events);
+            }
+        }
     }
 }
 

@@ -6,7 +6,10 @@
 use async_trait::async_trait;
 
 use super::memory::MemoryStore;
-use super::{Connection, ConnectionPage, FrameCounts, Member, MemberPage, Store, StoreError};
+use super::{
+    Connection, ConnectionPage, FrameCounts, Member, MemberPage, Removed, Store, StoreError,
+    StoredEvent, StreamHead,
+};
 
 /// One call to the store, as the predicate sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,18 +38,32 @@ pub enum Call<'a> {
     ConnectionsPage {
         cursor: Option<&'a str>,
     },
+    NextOffset {
+        room: &'a str,
+    },
+    PutEvent {
+        room: &'a str,
+    },
+    StreamHead {
+        room: &'a str,
+    },
+    Events {
+        room: &'a str,
+    },
 }
 
 impl Call<'_> {
     /// The DynamoDB operation the call stands for, as the error names it.
     pub fn operation(&self) -> &'static str {
         match self {
-            Self::PutConnection | Self::Join { .. } => "PutItem",
-            Self::Connection | Self::Member { .. } => "GetItem",
+            Self::PutConnection | Self::Join { .. } | Self::PutEvent { .. } => "PutItem",
+            Self::Connection | Self::Member { .. } | Self::StreamHead { .. } => "GetItem",
             Self::Leave { .. } => "DeleteItem",
-            Self::MembersPage { .. } | Self::UserConnectionsPage { .. } => "Query",
+            Self::MembersPage { .. } | Self::UserConnectionsPage { .. } | Self::Events { .. } => {
+                "Query"
+            }
             Self::RemoveConnection => "BatchWriteItem",
-            Self::CountFrame => "UpdateItem",
+            Self::CountFrame | Self::NextOffset { .. } => "UpdateItem",
             Self::ConnectionsPage { .. } => "Scan",
         }
     }
@@ -133,7 +150,7 @@ impl Store for FailingStore {
         self.inner.members_page(room, cursor, limit, now).await
     }
 
-    async fn remove_connection(&self, connection_id: &str) -> Result<usize, StoreError> {
+    async fn remove_connection(&self, connection_id: &str) -> Result<Removed, StoreError> {
         self.check(Call::RemoveConnection)?;
         self.inner.remove_connection(connection_id).await
     }
@@ -173,5 +190,51 @@ impl Store for FailingStore {
     ) -> Result<ConnectionPage, StoreError> {
         self.check(Call::ConnectionsPage { cursor })?;
         self.inner.connections_page(cursor, limit, now).await
+    }
+
+    async fn next_offset(
+        &self,
+        room: &str,
+        ttl_secs: u64,
+        now: u64,
+    ) -> Result<StreamHead, StoreError> {
+        self.check(Call::NextOffset { room })?;
+        self.inner.next_offset(room, ttl_secs, now).await
+    }
+
+    async fn put_event(
+        &self,
+        room: &str,
+        epoch: &str,
+        offset: u64,
+        frame: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.check(Call::PutEvent { room })?;
+        self.inner
+            .put_event(room, epoch, offset, frame, expires_at)
+            .await
+    }
+
+    async fn stream_head(
+        &self,
+        room: &str,
+        ttl_secs: u64,
+        now: u64,
+    ) -> Result<StreamHead, StoreError> {
+        self.check(Call::StreamHead { room })?;
+        self.inner.stream_head(room, ttl_secs, now).await
+    }
+
+    async fn events(
+        &self,
+        room: &str,
+        epoch: &str,
+        from: u64,
+        to: u64,
+        now: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.check(Call::Events { room })?;
+        self.inner.events(room, epoch, from, to, now).await
     }
 }

@@ -9,7 +9,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Connection, ConnectionPage, FrameCounts, Member, MemberPage, Store, StoreError};
+use super::{
+    Connection, ConnectionPage, FrameCounts, Member, MemberPage, Removed, Store, StoreError,
+    StoredEvent, StreamHead, new_epoch,
+};
+use crate::auth::policy::MAX_HISTORY_SIZE;
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -24,6 +28,34 @@ struct Counter {
     expires_at: u64,
 }
 
+/// A room's event stream: the head (epoch, last offset, expiry) and the events
+/// of the current epoch by offset, each with its frame and expiry.
+#[derive(Debug)]
+struct Stream {
+    epoch: String,
+    offset: u64,
+    expires_at: u64,
+    events: BTreeMap<u64, (String, u64)>,
+}
+
+impl Stream {
+    fn fresh(expires_at: u64) -> Self {
+        Self {
+            epoch: new_epoch(),
+            offset: 0,
+            expires_at,
+            events: BTreeMap::new(),
+        }
+    }
+
+    fn head(&self) -> StreamHead {
+        StreamHead {
+            epoch: self.epoch.clone(),
+            offset: self.offset,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     connections: HashMap<String, Connection>,
@@ -33,6 +65,8 @@ struct State {
     rooms_of: HashMap<String, BTreeSet<String>>,
     /// connection id → rate bucket → counter: rate-limit counters.
     rates: HashMap<String, HashMap<String, Counter>>,
+    /// room → its event stream, for rooms with history.
+    streams: HashMap<String, Stream>,
 }
 
 impl MemoryStore {
@@ -147,13 +181,19 @@ impl Store for MemoryStore {
         Ok(page)
     }
 
-    async fn remove_connection(&self, connection_id: &str) -> Result<usize, StoreError> {
+    async fn remove_connection(&self, connection_id: &str) -> Result<Removed, StoreError> {
         let mut s = self.state();
-        let mut removed = usize::from(s.connections.remove(connection_id).is_some());
+        let mut removed = Removed {
+            items: usize::from(s.connections.remove(connection_id).is_some()),
+            rooms: Vec::new(),
+        };
         for room in s.rooms_of.remove(connection_id).unwrap_or_default() {
-            removed += usize::from(s.remove_membership(&room, connection_id));
+            if s.remove_membership(&room, connection_id) {
+                removed.items += 1;
+                removed.rooms.push(room);
+            }
         }
-        removed += s.rates.remove(connection_id).map_or(0, |r| r.len());
+        removed.items += s.rates.remove(connection_id).map_or(0, |r| r.len());
         Ok(removed)
     }
 
@@ -205,6 +245,76 @@ impl Store for MemoryStore {
     ) -> Result<ConnectionPage, StoreError> {
         Ok(self.state().connections_page(cursor, limit, now, |_| true))
     }
+
+    async fn next_offset(
+        &self,
+        room: &str,
+        ttl_secs: u64,
+        now: u64,
+    ) -> Result<StreamHead, StoreError> {
+        let mut s = self.state();
+        let stream = s.live_stream(room, now + ttl_secs, now);
+        stream.offset += 1;
+        stream.expires_at = now + ttl_secs;
+        Ok(stream.head())
+    }
+
+    async fn put_event(
+        &self,
+        room: &str,
+        epoch: &str,
+        offset: u64,
+        frame: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let mut s = self.state();
+        // An event of an epoch that has since ended has no stream to go to, as its
+        // item would sit under a key no reader asks for in DynamoDB.
+        let Some(stream) = s.streams.get_mut(room).filter(|s| s.epoch == epoch) else {
+            return Ok(());
+        };
+        stream.events.insert(offset, (frame.to_owned(), expires_at));
+        // What DynamoDB's TTL and the readers' `offset > head - N` window do there:
+        // nothing older than the largest history is ever read, so keep no more.
+        let oldest = stream.offset.saturating_sub(MAX_HISTORY_SIZE);
+        stream.events.retain(|&o, _| o > oldest);
+        Ok(())
+    }
+
+    async fn stream_head(
+        &self,
+        room: &str,
+        ttl_secs: u64,
+        now: u64,
+    ) -> Result<StreamHead, StoreError> {
+        Ok(self.state().live_stream(room, now + ttl_secs, now).head())
+    }
+
+    async fn events(
+        &self,
+        room: &str,
+        epoch: &str,
+        from: u64,
+        to: u64,
+        now: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let s = self.state();
+        let Some(stream) = s.streams.get(room).filter(|s| s.epoch == epoch) else {
+            return Ok(Vec::new());
+        };
+        if from > to {
+            return Ok(Vec::new());
+        }
+        Ok(stream
+            .events
+            .range(from..=to)
+            .filter(|(_, (_, expires_at))| *expires_at > now)
+            .map(|(&offset, (frame, _))| StoredEvent {
+                offset,
+                frame: frame.clone(),
+            })
+            .collect())
+    }
 }
 
 impl State {
@@ -235,6 +345,25 @@ impl State {
                 .collect(),
             next,
         }
+    }
+
+    /// `room`'s stream, started over in a new epoch (expiring at `expires_at`) if
+    /// it has expired or never was: the DynamoDB adapter's conditional reset.
+    fn live_stream(&mut self, room: &str, expires_at: u64, now: u64) -> &mut Stream {
+        if !self.streams.contains_key(room) {
+            // What TTL does in DynamoDB: a room's stream goes once it expired, so
+            // `roomcast dev` does not keep one per room ever used. Only when a new
+            // stream is added, so the scan is paid once per room.
+            self.streams.retain(|_, s| s.expires_at > now);
+        }
+        let stream = self
+            .streams
+            .entry(room.to_owned())
+            .or_insert_with(|| Stream::fresh(expires_at));
+        if stream.expires_at <= now {
+            *stream = Stream::fresh(expires_at);
+        }
+        stream
     }
 
     fn remove_membership(&mut self, room: &str, connection_id: &str) -> bool {

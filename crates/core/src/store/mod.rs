@@ -64,6 +64,35 @@ pub struct FrameCounts {
     pub key: Option<u64>,
 }
 
+/// What [`Store::remove_connection`] removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Removed {
+    /// Items deleted: the connection, its memberships and its rate counters.
+    pub items: usize,
+    /// The rooms the connection was a member of, in name order.
+    pub rooms: Vec<String>,
+}
+
+/// Where a room's event stream is: its epoch and the last offset allocated in it
+/// (0 before the first event of the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamHead {
+    pub epoch: String,
+    pub offset: u64,
+}
+
+/// One retained event of a room's stream: its offset and its frame as delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub offset: u64,
+    pub frame: String,
+}
+
+/// A new random epoch: 16 hex digits, so two streams of one room never share one.
+pub fn new_epoch() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A DynamoDB call failed; the SDK's error is the source.
@@ -126,8 +155,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<MemberPage, StoreError>;
 
     /// Removes a connection and all its memberships. Returns how many items were
-    /// deleted; removing an unknown connection deletes nothing and is not an error.
-    async fn remove_connection(&self, connection_id: &str) -> Result<usize, StoreError>;
+    /// deleted and the rooms it was in; removing an unknown connection deletes
+    /// nothing and is not an error.
+    async fn remove_connection(&self, connection_id: &str) -> Result<Removed, StoreError>;
 
     /// Counts one frame in the rate counter item `bucket` of `connection_id`: adds
     /// one to its connection-wide count and, if `key` is given, to its count for
@@ -162,6 +192,49 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         now: u64,
     ) -> Result<ConnectionPage, StoreError>;
+
+    /// Allocates the next offset of `room`'s event stream: exactly one more than
+    /// the last, atomic under concurrency, and renews the stream for `ttl_secs`. A
+    /// stream that expired (or never was) starts over at offset 1 in a new epoch.
+    /// One write while the stream lives; a restart adds one write and a retry.
+    async fn next_offset(
+        &self,
+        room: &str,
+        ttl_secs: u64,
+        now: u64,
+    ) -> Result<StreamHead, StoreError>;
+
+    /// Stores the frame of the event at `offset` in `epoch` until `expires_at`:
+    /// one write.
+    async fn put_event(
+        &self,
+        room: &str,
+        epoch: &str,
+        offset: u64,
+        frame: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Where `room`'s stream is now; a stream that expired (or never was) is
+    /// started at offset 0 in a new epoch that lives `ttl_secs`. One strongly
+    /// consistent read while the stream lives.
+    async fn stream_head(
+        &self,
+        room: &str,
+        ttl_secs: u64,
+        now: u64,
+    ) -> Result<StreamHead, StoreError>;
+
+    /// The live stored events of `room` in `epoch` with offsets `from..=to`, in
+    /// offset order; missing and expired ones are left out. Strongly consistent.
+    async fn events(
+        &self,
+        room: &str,
+        epoch: &str,
+        from: u64,
+        to: u64,
+        now: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 }
 
 /// The current time in epoch seconds and milliseconds.

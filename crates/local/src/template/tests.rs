@@ -29,9 +29,11 @@ fn reads_the_real_template() {
             "$connect",
             "$default",
             "$disconnect",
+            "history",
             "join",
             "leave",
             "ping",
+            "presence",
             "send"
         ]
     );
@@ -43,7 +45,9 @@ fn reads_the_real_template() {
         t.routes["$disconnect"].function.as_deref(),
         Some("DisconnectFunction")
     );
-    for key in ["$default", "join", "leave", "send", "ping"] {
+    for key in [
+        "$default", "join", "leave", "send", "ping", "history", "presence",
+    ] {
         assert_eq!(
             t.routes[key].function.as_deref(),
             Some("MessageFunction"),

@@ -1,4 +1,5 @@
-//! Every message route (`join`, `leave`, `send`, `ping` and `$default`): the steps
+//! Every message route (`join`, `leave`, `send`, `ping`, `history`, `presence`
+//! and `$default`): the steps
 //! all frames share (parse, token expiry, policy, rate limit, reply or close) are
 //! here; what each route does is in its own file, a function of the [`Route`] and
 //! the frame's fields, called from [`dispatch`].
@@ -7,9 +8,11 @@
 //! action (if any) in [`policy_check`], a file here with its function, and one arm
 //! in [`dispatch`].
 
+mod history;
 mod join;
 mod leave;
 mod ping;
+mod presence;
 mod send;
 
 use aws_lambda_events::apigw::{
@@ -26,8 +29,8 @@ use crate::auth::policy::Action;
 use crate::auth::ratelimit::{self, Verdict};
 use crate::management::endpoint_for;
 use crate::metrics::Counter;
-use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, ServerFrame};
-use crate::store::{StoreError, now_secs};
+use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, Sender, ServerFrame};
+use crate::store::{StoreError, StreamHead, now_secs};
 
 /// Why a frame was not carried out.
 pub(super) enum Refusal {
@@ -83,8 +86,13 @@ pub async fn message(
         Ok(frame)
     });
     let room = match &frame {
-        Ok(ClientFrame::Join { room } | ClientFrame::Leave { room })
-        | Ok(ClientFrame::Send { room, .. }) => Some(room.as_ref()),
+        Ok(
+            ClientFrame::Join { room, .. }
+            | ClientFrame::Leave { room }
+            | ClientFrame::Send { room, .. }
+            | ClientFrame::History { room, .. }
+            | ClientFrame::Presence { room },
+        ) => Some(room.as_ref()),
         Ok(ClientFrame::Ping) | Err(_) => None,
     };
     // Every frame is counted, whatever it is: one write.
@@ -214,26 +222,72 @@ pub(super) struct Route<'a> {
 /// A route's outcome: the reply frame (if any), or why the frame was refused.
 pub(super) type Reply = Result<Option<String>, Refusal>;
 
+/// What an ack reports besides its action and room.
+#[derive(Default)]
+pub(super) struct AckDetail<'a> {
+    /// For `send`: recipients and deliveries.
+    sent: Option<(usize, usize)>,
+    /// In a room with history: the stream's head after the frame.
+    head: Option<&'a StreamHead>,
+    /// For a `join` with `since`.
+    recovered: Option<bool>,
+}
+
 impl Route<'_> {
     /// The ack of a room frame, sent only when the frame carried an `id`.
-    fn ack(
-        &self,
-        action: &'static str,
-        room: &str,
-        sent: Option<(usize, usize)>,
-    ) -> Option<String> {
+    fn ack(&self, action: &'static str, room: &str, detail: AckDetail<'_>) -> Option<String> {
         self.id.map(|id| {
             ServerFrame::Ack {
                 id,
                 ok: true,
                 action,
                 room: Some(room),
-                recipients: sent.map(|s| s.0),
-                delivered: sent.map(|s| s.1),
+                recipients: detail.sent.map(|s| s.0),
+                delivered: detail.sent.map(|s| s.1),
+                offset: detail.head.map(|h| h.offset),
+                epoch: detail.head.map(|h| h.epoch.as_str()),
+                recovered: detail.recovered,
             }
             .to_json()
         })
     }
+
+    /// The `@connections` endpoint, or `internal` if roomcast is misconfigured.
+    fn endpoint(&self) -> Result<String, ProtocolError> {
+        endpoint_for(self.app.config.management_endpoint.as_deref(), self.context).ok_or_else(
+            || {
+                tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT");
+                ProtocolError::new(ErrorCode::Internal, "roomcast is misconfigured")
+            },
+        )
+    }
+
+    /// `not_member` unless the connection is a live member of `room`: one read.
+    async fn require_member(&self, room: &str, verb: &str, now: u64) -> Result<(), Refusal> {
+        let member = self
+            .app
+            .store
+            .member(room, self.connection_id, now)
+            .await
+            .map_err(internal)?;
+        match member {
+            Some(_) => Ok(()),
+            None => Err(not_member(room, verb).into()),
+        }
+    }
+
+    /// The connection as the `from` or `member` of what it causes.
+    fn sender(&self) -> Sender<'_> {
+        Sender::member(self.connection_id, self.identity.user_id.as_deref())
+    }
+}
+
+/// The refusal of a room frame from a connection that has not joined the room.
+fn not_member(room: &str, verb: &str) -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::NotMember,
+        format!("join {room:?} before {verb} it"),
+    )
 }
 
 /// The policy a frame needs, checked before it is counted: a refused room frame is
@@ -245,8 +299,10 @@ fn policy_check(
 ) -> Result<(), ProtocolError> {
     let policies = &app.config.policies;
     match frame {
-        ClientFrame::Join { room } => policies.check(Action::Join, room, identity),
+        ClientFrame::Join { room, .. } => policies.check(Action::Join, room, identity),
         ClientFrame::Send { room, .. } => policies.check(Action::Send, room, identity),
+        ClientFrame::History { room, .. } => policies.check(Action::History, room, identity),
+        ClientFrame::Presence { room } => policies.check(Action::Presence, room, identity),
         ClientFrame::Leave { .. } | ClientFrame::Ping => Ok(()),
     }
 }
@@ -254,7 +310,13 @@ fn policy_check(
 /// Runs the route of a frame that passed its policy and rate limit.
 async fn dispatch(route: &Route<'_>, frame: ClientFrame<'_>) -> Reply {
     match frame {
-        ClientFrame::Join { room } => join::join(route, &room).await,
+        ClientFrame::Join { room, since } => join::join(route, &room, since.as_ref()).await,
+        ClientFrame::History {
+            room,
+            limit,
+            before,
+        } => history::history(route, &room, limit, before).await,
+        ClientFrame::Presence { room } => presence::presence(route, &room).await,
         ClientFrame::Leave { room } => leave::leave(route, &room).await,
         ClientFrame::Send { room, event, data } => send::send(route, &room, &event, data).await,
         ClientFrame::Ping => ping::ping(route).await,
@@ -268,6 +330,8 @@ fn frame_counter(frame: &Result<ClientFrame<'_>, ProtocolError>) -> Counter {
         Ok(ClientFrame::Leave { .. }) => Counter::FrameLeave,
         Ok(ClientFrame::Send { .. }) => Counter::FrameSend,
         Ok(ClientFrame::Ping) => Counter::FramePing,
+        Ok(ClientFrame::History { .. }) => Counter::FrameHistory,
+        Ok(ClientFrame::Presence { .. }) => Counter::FramePresence,
         Err(_) => Counter::FrameInvalid,
     }
 }

@@ -1,46 +1,42 @@
-//! `send`: posts an event to a room's other members through the fan-out engine.
+//! `send`: posts an event to a room's other members through the fan-out engine;
+//! in a room with history the event gets the stream's next offset and is stored
+//! before it is posted.
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use super::{Reply, Route, internal};
+use super::{AckDetail, Reply, Route, internal};
 use crate::fanout::Fanout;
-use crate::management::endpoint_for;
 use crate::names::route::SEND;
-use crate::protocol::{ErrorCode, ProtocolError, Sender, ServerFrame};
+use crate::protocol::ServerFrame;
 use crate::store::{now_millis, now_secs};
+use crate::stream;
 
 /// Only members may send to a room; the sender does not receive its own event.
 pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawValue) -> Reply {
     let app = route.app;
     let connection_id = route.connection_id;
     let now = now_secs();
-    if app
-        .store
-        .member(room, connection_id, now)
+    route.require_member(room, "sending to", now).await?;
+    let endpoint = route.endpoint()?;
+    let history = app.config.policies.for_room(room).history;
+    let store = app.store.as_ref();
+    let head = stream::allocate(store, history, room, now)
         .await
-        .map_err(internal)?
-        .is_none()
-    {
-        return Err(ProtocolError::new(
-            ErrorCode::NotMember,
-            format!("join {room:?} before sending to it"),
-        )
-        .into());
-    }
-    let endpoint = endpoint_for(app.config.management_endpoint.as_deref(), route.context)
-        .ok_or_else(|| {
-            tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT");
-            ProtocolError::new(ErrorCode::Internal, "roomcast is misconfigured")
-        })?;
+        .map_err(internal)?;
     let payload = ServerFrame::Event {
         room: Some(room),
         event,
         data,
-        from: Sender::member(connection_id, route.identity.user_id.as_deref()),
+        from: route.sender(),
         ts: now_millis(),
+        offset: head.as_ref().map(|h| h.offset),
+        epoch: head.as_ref().map(|h| h.epoch.as_str()),
     }
     .to_json();
+    stream::keep(store, history, room, head.as_ref(), &payload, now)
+        .await
+        .map_err(internal)?;
     let stats = Fanout::for_app(app, &endpoint)
         .to_room(room, Some(connection_id), Bytes::from(payload), now)
         .await
@@ -54,5 +50,10 @@ pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawV
         failed = stats.failed,
         "sent"
     );
-    Ok(route.ack(SEND, room, Some((stats.recipients, stats.delivered))))
+    let detail = AckDetail {
+        sent: Some((stats.recipients, stats.delivered)),
+        head: head.as_ref(),
+        ..AckDetail::default()
+    };
+    Ok(route.ack(SEND, room, detail))
 }
