@@ -50,6 +50,7 @@ fn authorizer(allow_anonymous: bool) -> Arc<Authorizer> {
             jwks_max_age: roomcast_core::auth::jwt::JWKS_MAX_AGE,
         }),
         allow_anonymous,
+        origins: Default::default(),
     }))
 }
 
@@ -238,6 +239,7 @@ async fn dev_without_auth_configuration_stays_anonymous_and_open() {
         authorizer: Some(Arc::new(Authorizer::new(AuthConfig {
             jwt: None,
             allow_anonymous: true,
+            origins: Default::default(),
         }))),
         ..support::options()
     };

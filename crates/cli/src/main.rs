@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a local API Gateway WebSocket API with roomcast's handlers in-process.
-    Dev(dev::DevArgs),
+    Dev(Box<dev::DevArgs>),
     /// Send an event to a room, a user, connections or everyone through the
     /// broadcast function, and print what the fan-out did.
     Broadcast(broadcast::BroadcastArgs),
@@ -51,18 +51,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
-        )
-        .init();
+    let filter = match &cli.command {
+        Command::Dev(args) => tracing_subscriber::EnvFilter::new(dev::log_filter(
+            args,
+            std::env::var("RUST_LOG").ok().as_deref(),
+        )),
+        _ => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Dev(args) => runtime.block_on(dev::run(args)),
+        Command::Dev(args) => runtime.block_on(dev::run(*args)),
         Command::Broadcast(args) => runtime.block_on(broadcast::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Env(args) => env::run(args),

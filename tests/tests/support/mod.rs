@@ -68,6 +68,11 @@ impl Client {
         Self { ws }
     }
 
+    /// A client over a stream connected elsewhere (e.g. with extra handshake headers).
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self { ws }
+    }
+
     pub async fn send_raw(&mut self, message: Message) {
         tokio::time::timeout(WAIT, self.ws.send(message))
             .await
