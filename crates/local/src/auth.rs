@@ -23,6 +23,7 @@ use crate::aws::{AwsError, LOCAL_ACCOUNT};
 use crate::events::{ConnectionContext, header_maps, query_maps};
 use crate::remote::{RemoteError, RemoteInvoker};
 use crate::routes::AuthorizerTarget;
+use crate::websocket::CONNECTION_LOG;
 
 /// API Gateway's limit on a Lambda authorizer's response (policy plus context), in
 /// bytes; a larger one fails the handshake with 500.
@@ -54,7 +55,7 @@ pub(crate) async fn authorize(
         .iter()
         .find(|source| !has_identity_source(source, headers, query))
     {
-        tracing::info!(connection_id = %context.connection_id, %missing, "identity source missing");
+        tracing::info!(target: CONNECTION_LOG, connection_id = %context.connection_id, status = 401, %missing, "handshake refused: identity source missing");
         return Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"));
     }
     // In-process or remote, the answer is evaluated below by the same code.
@@ -126,11 +127,11 @@ pub(crate) async fn authorize(
             Ok(authorizer)
         }
         Decision::Deny(_) => {
-            tracing::info!(connection_id = %context.connection_id, "the authorizer denied the handshake");
+            tracing::info!(target: CONNECTION_LOG, connection_id = %context.connection_id, status = 403, "handshake refused by the authorizer");
             Err(message(StatusCode::FORBIDDEN, "Forbidden"))
         }
         Decision::Unauthorized => {
-            tracing::info!(connection_id = %context.connection_id, "the authorizer refused the handshake");
+            tracing::info!(target: CONNECTION_LOG, connection_id = %context.connection_id, status = 401, "handshake refused by the authorizer");
             Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"))
         }
     }
