@@ -12,10 +12,7 @@ use std::sync::Arc;
 use aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use roomcast_core::auth::jwt::JwtConfig;
 use roomcast_core::auth::origin::Origins;
-use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::store::memory::MemoryStore;
 use roomcast_core::store::{Store, now_secs};
 use roomcast_local::{GatewayOptions, LocalError, ManagementCredentials, RunningGateway};
@@ -23,35 +20,10 @@ use serde_json::json;
 use support::{Client, WAIT, http};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const SECRET: &[u8] = b"e2e-test-only-secret-0123456789abcdef";
-const ISS: &str = "https://issuer.test";
-const AUD: &str = "roomcast-e2e";
 const APP: &str = "https://app.example.com";
 
 fn token(sub: &str, exp: u64) -> String {
-    let claims = json!({"sub": sub, "iss": ISS, "aud": AUD, "exp": exp, "roles": ["member"]});
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET),
-    )
-    .unwrap()
-}
-
-fn authorizer(allow_anonymous: bool) -> Arc<Authorizer> {
-    Arc::new(Authorizer::new(AuthConfig {
-        jwt: Some(JwtConfig {
-            secret: Some(SECRET.to_vec()),
-            jwks_url: None,
-            issuer: ISS.into(),
-            audience: AUD.into(),
-            leeway_secs: 0,
-            jwks_min_refresh: roomcast_core::auth::jwt::JWKS_MIN_REFRESH,
-            jwks_max_age: roomcast_core::auth::jwt::JWKS_MAX_AGE,
-        }),
-        allow_anonymous,
-        origins: Origins::default(),
-    }))
+    support::token(sub, &["member"], exp)
 }
 
 /// The status of a handshake: 101 when accepted (the connection is then closed).
@@ -75,22 +47,40 @@ async fn handshake(url: &str, origin: Option<&str>) -> u16 {
     }
 }
 
-#[tokio::test]
-async fn origins_are_checked_before_the_token_with_and_without_one() {
-    let allowlist = |require| Origins {
-        allowed: Some(vec![APP.to_owned(), "http://localhost:5173".to_owned()]),
-        require,
-    };
+/// Each handshake (URL, `Origin`) gets its status.
+async fn expect_statuses(cases: &[(&String, Option<&str>, u16)]) {
+    for (target, origin, status) in cases {
+        let with_token = target.contains("token=");
+        assert_eq!(
+            handshake(target, *origin).await,
+            *status,
+            "{origin:?}, token: {with_token}"
+        );
+    }
+}
+
+/// A gateway allowing [`APP`] and a localhost origin; its URL, and the URL with a
+/// valid token.
+async fn origin_gateway(allow_anonymous: bool, require: bool) -> (RunningGateway, String, String) {
     let gateway = support::start(GatewayOptions {
-        authorizer: Some(authorizer(false)),
-        origins: allowlist(false),
+        authorizer: Some(support::authorizer(allow_anonymous)),
+        origins: Origins {
+            allowed: Some(vec![APP.to_owned(), "http://localhost:5173".to_owned()]),
+            require,
+        },
         ..support::options()
     })
     .await;
     let url = gateway.websocket_url();
     let with_token = format!("{url}?token={}", token("alice", now_secs() + 600));
+    (gateway, url, with_token)
+}
+
+#[tokio::test]
+async fn origins_are_checked_before_the_token_with_and_without_one() {
+    let (gateway, url, with_token) = origin_gateway(false, false).await;
     let with_bad_token = format!("{url}?token=garbage");
-    for (target, origin, status) in [
+    expect_statuses(&[
         (&with_token, Some(APP), 101),
         (&with_token, Some("http://localhost:5173"), 101),
         // No Origin (a server, a CLI): the token decides.
@@ -108,33 +98,19 @@ async fn origins_are_checked_before_the_token_with_and_without_one() {
         ),
         (&url, Some("https://evil.example"), 403),
         (&with_bad_token, Some("null"), 403),
-    ] {
-        assert_eq!(
-            handshake(target, origin).await,
-            status,
-            "{origin:?} {}",
-            target.contains("token=")
-        );
-    }
+    ])
+    .await;
     gateway.shutdown().await.expect("clean shutdown");
 
-    let strict = support::start(GatewayOptions {
-        authorizer: Some(authorizer(true)),
-        origins: allowlist(true),
-        ..support::options()
-    })
-    .await;
-    let url = strict.websocket_url();
-    let with_token = format!("{url}?token={}", token("alice", now_secs() + 600));
-    for (target, origin, status) in [
+    let (strict, url, with_token) = origin_gateway(true, true).await;
+    expect_statuses(&[
         (&with_token, None, 403),
         (&url, None, 403),
         (&with_token, Some(APP), 101),
         (&url, Some(APP), 101),
         (&url, Some("https://evil.example"), 403),
-    ] {
-        assert_eq!(handshake(target, origin).await, status, "{origin:?}");
-    }
+    ])
+    .await;
     strict.shutdown().await.expect("clean shutdown");
 }
 
@@ -143,7 +119,7 @@ async fn string_context_values_still_give_the_handlers_the_tokens_expiry() {
     let store = Arc::new(MemoryStore::new());
     let gateway = support::start_with(
         GatewayOptions {
-            authorizer: Some(authorizer(true)),
+            authorizer: Some(support::authorizer(true)),
             ..support::options()
         },
         store.clone(),
@@ -204,6 +180,23 @@ async fn lambda(base: &str, id: &str, secret: &str) -> aws_sdk_lambda::Client {
         .credentials_provider(credentials(id, secret))
         .build();
     aws_sdk_lambda::Client::from_conf(config)
+}
+
+/// An unsigned POST to a connection that does not exist.
+async fn unsigned_post(addr: std::net::SocketAddr) -> support::HttpResponse {
+    http(addr, "POST", "/local/@connections/nobody", &[], b"x").await
+}
+
+/// An unsigned DryRun invocation of `connect`.
+async fn unsigned_dry_run(addr: std::net::SocketAddr) -> support::HttpResponse {
+    http(
+        addr,
+        "POST",
+        "/2015-03-31/functions/connect/invocations",
+        &[("x-amz-invocation-type", "DryRun")],
+        b"{}",
+    )
+    .await
 }
 
 #[tokio::test]
@@ -294,14 +287,7 @@ async fn off_loopback_management_calls_must_be_signed_with_the_configured_key() 
             "{id}"
         );
     }
-    let unsigned = http(
-        addr,
-        "POST",
-        "/2015-03-31/functions/connect/invocations",
-        &[("x-amz-invocation-type", "DryRun")],
-        b"{}",
-    )
-    .await;
+    let unsigned = unsigned_dry_run(addr).await;
     assert_eq!(unsigned.status, 403, "{unsigned:?}");
     assert_eq!(
         unsigned.header("x-amzn-ErrorType"),
@@ -320,23 +306,9 @@ async fn loopback_checks_nothing_and_exposed_needs_keys_or_the_insecure_flag() {
     })
     .await;
     assert!(local.gateway().management_check().is_none());
-    let unsigned = http(
-        local.local_addr(),
-        "POST",
-        "/local/@connections/nobody",
-        &[],
-        b"x",
-    )
-    .await;
+    let unsigned = unsigned_post(local.local_addr()).await;
     assert_eq!(unsigned.status, 410, "{unsigned:?}");
-    let invoke = http(
-        local.local_addr(),
-        "POST",
-        "/2015-03-31/functions/connect/invocations",
-        &[("x-amz-invocation-type", "DryRun")],
-        b"{}",
-    )
-    .await;
+    let invoke = unsigned_dry_run(local.local_addr()).await;
     assert_eq!(invoke.status, 204, "{invoke:?}");
     local.shutdown().await.expect("clean shutdown");
 
@@ -354,14 +326,7 @@ async fn loopback_checks_nothing_and_exposed_needs_keys_or_the_insecure_flag() {
     })
     .await
     .expect("starts");
-    let unsigned = http(
-        base.parse().unwrap(),
-        "POST",
-        "/local/@connections/nobody",
-        &[],
-        b"x",
-    )
-    .await;
+    let unsigned = unsigned_post(base.parse().unwrap()).await;
     assert_eq!(unsigned.status, 410, "{unsigned:?}");
     open.shutdown().await.expect("clean shutdown");
 }
