@@ -7,8 +7,6 @@ mod support;
 
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use roomcast_core::auth::jwt::JwtConfig;
 use roomcast_core::auth::policy::Policies;
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::store::memory::MemoryStore;
@@ -20,37 +18,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-const SECRET: &[u8] = b"e2e-test-only-secret-0123456789abcdef";
-const ISS: &str = "https://issuer.test";
-const AUD: &str = "roomcast-e2e";
-
-fn token(sub: &str, roles: &[&str], exp: u64) -> String {
-    let claims = json!({"sub": sub, "iss": ISS, "aud": AUD, "exp": exp, "roles": roles});
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET),
-    )
-    .unwrap()
-}
+use support::{authorizer, token};
 
 fn valid(sub: &str) -> String {
     token(sub, &["member"], now_secs() + 600)
-}
-
-fn authorizer(allow_anonymous: bool) -> Arc<Authorizer> {
-    Arc::new(Authorizer::new(AuthConfig {
-        jwt: Some(JwtConfig {
-            secret: Some(SECRET.to_vec()),
-            jwks_url: None,
-            issuer: ISS.into(),
-            audience: AUD.into(),
-            leeway_secs: 0,
-            jwks_min_refresh: roomcast_core::auth::jwt::JWKS_MIN_REFRESH,
-            jwks_max_age: roomcast_core::auth::jwt::JWKS_MAX_AGE,
-        }),
-        allow_anonymous,
-    }))
 }
 
 async fn gateway(allow_anonymous: bool, policies: &str) -> (RunningGateway, Arc<MemoryStore>) {
@@ -238,6 +209,7 @@ async fn dev_without_auth_configuration_stays_anonymous_and_open() {
         authorizer: Some(Arc::new(Authorizer::new(AuthConfig {
             jwt: None,
             allow_anonymous: true,
+            origins: Default::default(),
         }))),
         ..support::options()
     };

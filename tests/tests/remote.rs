@@ -7,7 +7,11 @@
 //!   times out (500);
 //! - `$connect` refuses with its own status, fails or times out (500);
 //! - a message route answers (two-way), fails or outlives its function's Timeout
-//!   ("Internal server error") or its integration's ("Endpoint request timed out").
+//!   ("Internal server error") or its integration's ("Endpoint request timed out");
+//! - and the edges: authorizer context values arrive as strings, binary frames
+//!   close with 1003 invoking nothing, a DELETE reaches `$disconnect` as 1000
+//!   "Connection Closed Normally", and the origin allowlist refuses before the
+//!   authorizer runs.
 
 mod support;
 
@@ -174,7 +178,8 @@ async fn invoke(
                         "Resource": event["methodArn"],
                     }],
                 },
-                "context": {"userId": "user-7"},
+                // A number and a boolean, which API Gateway passes on as strings.
+                "context": {"userId": "user-7", "exp": 4_102_444_800_u64, "admin": true},
             }))
         }
         ("Connect", "refuse") => ok(json!({"statusCode": 429, "body": "come back later"})),
@@ -347,4 +352,195 @@ async fn remote_functions_answers_errors_and_timeouts_as_api_gateway() {
     );
     assert_eq!(disconnects[0]["requestContext"]["eventType"], "DISCONNECT");
     running.shutdown().await.expect("clean shutdown");
+}
+
+/// Waits (bounded) until `function` has received `count` events.
+async fn until_invoked(seen: &Invocations, function: &str, count: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let events = seen.of(function);
+        if events.len() >= count {
+            return events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{function} invoked {count} times"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A handshake with an `Origin` header (`None`: without one).
+async fn connect_from(
+    url: &str,
+    origin: Option<&str>,
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("a request");
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("a header value"));
+    }
+    tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("an answer in time")
+        .map(|(ws, _)| Client::from_stream(ws))
+}
+
+#[tokio::test]
+async fn events_carry_string_contexts_and_one_request_id() {
+    let seen = Invocations::default();
+    let running = support::start(options(invoke_endpoint(seen.clone()).await)).await;
+    let url = running.websocket_url();
+    let mut client = Client::connect(&format!("{url}?token=allow&then=ok")).await;
+    let echoed = client.request(json!({"say": "hi"})).await;
+    assert!(echoed["echo"].is_string(), "{echoed}");
+
+    // The authorizer's event has the request times the other events have.
+    let auth = &seen.of("Auth")[0]["requestContext"];
+    assert!(
+        auth["requestTime"].as_str().unwrap().ends_with(" +0000"),
+        "{auth}"
+    );
+    assert!(auth["requestTimeEpoch"].as_u64().unwrap() > 0, "{auth}");
+    let connect = &seen.of("Connect")[0];
+    let echo = &seen.of("Echo")[0];
+    for (name, event) in [
+        ("Auth", &seen.of("Auth")[0]),
+        ("Connect", connect),
+        ("Echo", echo),
+    ] {
+        let context = &event["requestContext"];
+        assert!(context["requestId"].is_string(), "{name}: {context}");
+        assert_eq!(
+            context["requestId"], context["extendedRequestId"],
+            "{name}: requestId and extendedRequestId are one value"
+        );
+    }
+    // The context's number and boolean arrive stringified, on every event.
+    for event in [connect, echo] {
+        assert_eq!(
+            event["requestContext"]["authorizer"],
+            json!({"userId": "user-7", "exp": "4102444800", "admin": "true", "principalId": "user-7"}),
+            "{event}"
+        );
+    }
+    client.close().await;
+    running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn binary_frames_close_with_1003_and_delete_disconnects_normally() {
+    let seen = Invocations::default();
+    let running = support::start(options(invoke_endpoint(seen.clone()).await)).await;
+    let url = format!("{}?token=allow&then=ok", running.websocket_url());
+
+    // A binary frame: closed with 1003, no route invoked, $disconnect told 1003.
+    let mut binary = Client::connect(&url).await;
+    binary
+        .send_raw(tokio_tungstenite::tungstenite::Message::binary(vec![
+            1u8, 2, 3,
+        ]))
+        .await;
+    let (code, _) = binary.expect_close().await;
+    assert_eq!(code, 1003);
+    let disconnects = until_invoked(&seen, "Disconnect", 1).await;
+    assert_eq!(
+        disconnects[0]["requestContext"]["disconnectStatusCode"],
+        1003
+    );
+    assert!(seen.of("Echo").is_empty(), "a binary frame invokes nothing");
+
+    // DELETE @connections/{id}: the client is closed with 1000 and $disconnect
+    // hears 1000 "Connection Closed Normally".
+    let mut deleted = Client::connect(&url).await;
+    let connects = seen.of("Connect");
+    let id = connects.last().unwrap()["requestContext"]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    support::management(&running.management_endpoint())
+        .await
+        .delete_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .expect("DELETE succeeds");
+    let (code, _) = deleted.expect_close().await;
+    assert_eq!(code, 1000);
+    let disconnects = until_invoked(&seen, "Disconnect", 2).await;
+    let context = &disconnects[1]["requestContext"];
+    assert_eq!(context["connectionId"], id.as_str());
+    assert_eq!(
+        (
+            &context["disconnectStatusCode"],
+            &context["disconnectReason"]
+        ),
+        (&json!(1000), &json!("Connection Closed Normally")),
+        "{context}"
+    );
+    running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_origin_allowlist_refuses_before_the_authorizer_runs() {
+    let seen = Invocations::default();
+    let endpoint = invoke_endpoint(seen.clone()).await;
+    let allowlist = |require: bool| roomcast_core::auth::origin::Origins {
+        allowed: Some(vec!["https://app.example.com".to_owned()]),
+        require,
+    };
+    let running = support::start(GatewayOptions {
+        origins: allowlist(false),
+        ..options(endpoint.clone())
+    })
+    .await;
+    let url = running.websocket_url();
+    let with_token = format!("{url}?token=allow&then=ok");
+    // Allowed origin, and no Origin at all: accepted.
+    for origin in [Some("https://app.example.com"), None] {
+        let client = connect_from(&with_token, origin).await.expect("accepted");
+        client.close().await;
+    }
+    let invoked = seen.of("Auth").len();
+    assert_eq!(invoked, 2);
+    // Another origin: 403 with or without a token, and the authorizer never ran
+    // (so no token was read).
+    for target in [with_token.as_str(), url.as_str()] {
+        let refused = connect_from(target, Some("https://evil.example")).await;
+        assert!(
+            matches!(&refused, Err(e) if support::is_tungstenite_http_error(e, 403)),
+            "{target}: {:?}",
+            refused.err()
+        );
+    }
+    assert_eq!(
+        seen.of("Auth").len(),
+        invoked,
+        "the authorizer was not invoked"
+    );
+    running.shutdown().await.expect("clean shutdown");
+
+    // Required: no Origin is refused too.
+    let strict = support::start(GatewayOptions {
+        origins: allowlist(true),
+        ..options(endpoint)
+    })
+    .await;
+    let url = strict.websocket_url();
+    let with_token = format!("{url}?token=allow&then=ok");
+    for target in [with_token.as_str(), url.as_str()] {
+        let refused = connect_from(target, None).await;
+        assert!(
+            matches!(&refused, Err(e) if support::is_tungstenite_http_error(e, 403)),
+            "{target}: {:?}",
+            refused.err()
+        );
+    }
+    let client = connect_from(&with_token, Some("https://app.example.com"))
+        .await
+        .expect("accepted");
+    client.close().await;
+    strict.shutdown().await.expect("clean shutdown");
 }

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use roomcast_core::auth::origin::Origins;
 use roomcast_core::auth::policy::Policies;
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::metrics::Metrics;
-use roomcast_local::{Backend, FaultKind, Faults, FunctionMode, GatewayOptions, SamOptions};
+use roomcast_local::{
+    Backend, FaultKind, Faults, FunctionMode, GatewayOptions, ManagementCredentials, SamOptions,
+};
 
 use crate::env::sam_environment;
 
@@ -126,6 +129,117 @@ pub struct DevArgs {
     /// every few seconds; `GET /metrics` serves the counters either way.
     #[arg(long)]
     stats: bool,
+    /// Origins allowed to open connections, comma-separated exact origins
+    /// (https://app.example.com), or `*` alone for any. A handshake from another
+    /// origin is refused with 403 before its token is read. Default: not checked.
+    #[arg(long, env = "ROOMCAST_ALLOWED_ORIGINS", value_name = "ORIGINS")]
+    allowed_origins: Option<String>,
+    /// Refuse handshakes without an Origin header too (servers and CLIs send none).
+    #[arg(long, env = "ROOMCAST_REQUIRE_ORIGIN")]
+    require_origin: bool,
+    /// Access key id that @connections and Invoke calls must be signed with when
+    /// listening on a non-loopback address.
+    #[arg(
+        long,
+        env = "ROOMCAST_MANAGEMENT_ACCESS_KEY_ID",
+        value_name = "ID",
+        requires = "management_secret_access_key"
+    )]
+    management_access_key_id: Option<String>,
+    /// Its secret. Prefer the environment variable: command lines are visible to
+    /// other local users.
+    #[arg(
+        long,
+        env = "ROOMCAST_MANAGEMENT_SECRET_ACCESS_KEY",
+        value_name = "SECRET",
+        hide_env_values = true,
+        requires = "management_access_key_id"
+    )]
+    management_secret_access_key: Option<Redacted>,
+    /// Accept unsigned @connections and Invoke calls on a non-loopback address.
+    #[arg(long)]
+    insecure_management: bool,
+    /// Log no line per connection (connected, disconnected, handshake refused).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// A secret from the command line: its `Debug` output is redacted, so printing
+/// the arguments cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+struct Redacted(String);
+
+impl std::str::FromStr for Redacted {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Dependencies whose TRACE and DEBUG output carries frame payloads, request
+/// bodies or headers (tokens, signatures): capped whatever RUST_LOG says.
+const PAYLOAD_LOGGERS: [&str; 6] = [
+    "tungstenite=info",
+    "tokio_tungstenite=info",
+    "hyper=info",
+    "hyper_util=info",
+    "aws_smithy_runtime=info",
+    "aws_sigv4=info",
+];
+
+/// The log filter of `roomcast dev`: RUST_LOG, or by default INFO with the
+/// in-process functions' own lines (which repeat the gateway's) at WARN; the
+/// per-connection lines off with `--quiet`; payload-logging dependencies capped.
+pub fn log_filter(args: &DevArgs, rust_log: Option<&str>) -> String {
+    let mut directives = vec![
+        rust_log
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or("info,roomcast_core=warn,aws_config=warn")
+            .to_owned(),
+    ];
+    directives.extend(PAYLOAD_LOGGERS.iter().map(|d| (*d).to_owned()));
+    if args.quiet {
+        directives.push(format!(
+            "{}=warn",
+            roomcast_local::websocket::CONNECTION_LOG
+        ));
+    }
+    directives.join(",")
+}
+
+/// The origin allowlist from the flags (and their environment variables).
+fn origins(args: &DevArgs) -> anyhow::Result<Origins> {
+    use roomcast_core::names::env;
+    Origins::from_lookup(|name| match name {
+        env::ALLOWED_ORIGINS => args.allowed_origins.clone(),
+        env::REQUIRE_ORIGIN => Some(args.require_origin.to_string()),
+        _ => None,
+    })
+    .context("--allowed-origins")
+}
+
+fn origins_banner(origins: &Origins) -> String {
+    let without = if origins.require {
+        "refused"
+    } else {
+        "allowed"
+    };
+    match &origins.allowed {
+        None if !origins.require => "  origins: WARNING: NOT CHECKED: any web page may open \
+             connections (set --allowed-origins)"
+            .to_owned(),
+        None => format!("  origins: any; handshakes without Origin {without}"),
+        Some(list) => format!(
+            "  origins: {}; others refused (403), handshakes without Origin {without}",
+            list.join(", ")
+        ),
+    }
 }
 
 /// How template functions are named on the Invoke endpoint.
@@ -160,6 +274,8 @@ fn dev_auth(args: &DevArgs, metrics: &Arc<Metrics>) -> anyhow::Result<DevAuth> {
         env::JWT_AUDIENCE => args.jwt_audience.clone(),
         env::JWT_LEEWAY_SECS => args.jwt_leeway_secs.map(|s| s.to_string()),
         env::ALLOW_ANONYMOUS => Some(args.allow_anonymous.to_string()),
+        env::ALLOWED_ORIGINS => args.allowed_origins.clone(),
+        env::REQUIRE_ORIGIN => Some(args.require_origin.to_string()),
         _ => None,
     };
     let mut config = AuthConfig::from_lookup(lookup)
@@ -230,6 +346,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None => Some(dev_auth(&args, &metrics)?),
         Some(_) => None,
     };
+    let origins = origins(&args)?;
+    let management_credentials = args
+        .management_access_key_id
+        .clone()
+        .zip(args.management_secret_access_key.clone())
+        .map(|(id, secret)| ManagementCredentials::new(id, secret.0));
     let mut sam_banner = Vec::new();
     let sam = match &args.template {
         None => None,
@@ -296,6 +418,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .transpose()
             .context("--static")?,
         metrics,
+        origins: origins.clone(),
+        management_credentials,
+        insecure_management: args.insecure_management,
         ..GatewayOptions::default()
     };
     let backend = match (args.dynamodb_endpoint, args.table) {
@@ -317,6 +442,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             running.local_addr()
         );
     }
+    println!("{}", origins_banner(&origins));
+    println!(
+        "{}",
+        match running.gateway().management_check() {
+            Some(credentials) => format!(
+                "  management: @connections and Invoke calls must be SigV4-signed with access key id {}",
+                credentials.access_key_id
+            ),
+            None if running.local_addr().ip().is_loopback() => {
+                "  management: loopback only; signatures not checked".to_owned()
+            }
+            None => "  management: WARNING: UNSIGNED calls accepted from anyone who can reach \
+                     this address (--insecure-management)"
+                .to_owned(),
+        }
+    );
     match &backend {
         Backend::Memory => println!("  store: in memory"),
         Backend::Dynamo { endpoint, table } => {
@@ -487,6 +628,37 @@ mod tests {
             Command::Dev(args) => *args,
             _ => unreachable!("dev parses as dev"),
         }
+    }
+
+    #[test]
+    fn dev_origin_management_and_log_flags() {
+        let mut args = dev_args(&[
+            "--allowed-origins",
+            "https://a.test,http://localhost:5173",
+            "--require-origin",
+            "--management-access-key-id",
+            "AKIDDEV",
+            "--management-secret-access-key",
+            "dev-secret-value",
+            "--quiet",
+        ]);
+        let parsed = origins(&args).unwrap();
+        assert_eq!(parsed.allowed.as_ref().map(Vec::len), Some(2));
+        assert!(parsed.require);
+        assert!(origins_banner(&parsed).contains("without Origin refused"));
+        assert!(!format!("{args:?}").contains("dev-secret-value"));
+        assert!(log_filter(&args, None).ends_with("roomcast::connection=warn"));
+        assert!(log_filter(&args, Some("trace")).starts_with("trace,"));
+        args.allowed_origins = Some("*,https://a.test".into());
+        let err = format!("{:#}", origins(&args).unwrap_err());
+        assert!(err.contains("ROOMCAST_ALLOWED_ORIGINS"), "{err}");
+        args.allowed_origins = None;
+        args.require_origin = false;
+        assert!(origins_banner(&origins(&args).unwrap()).contains("NOT CHECKED"));
+        // An access key id needs its secret and the other way round.
+        assert!(
+            Cli::try_parse_from(["roomcast", "dev", "--management-access-key-id", "A"]).is_err()
+        );
     }
 
     #[test]

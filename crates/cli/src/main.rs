@@ -54,12 +54,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
-        )
-        .init();
+    let filter = match &cli.command {
+        Command::Dev(args) => tracing_subscriber::EnvFilter::new(dev::log_filter(
+            args,
+            std::env::var("RUST_LOG").ok().as_deref(),
+        )),
+        _ => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -108,6 +108,10 @@ pub mod env {
     pub const JWT_LEEWAY_SECS: &str = "ROOMCAST_JWT_LEEWAY_SECS";
     /// `true` lets clients without a token connect anonymously.
     pub const ALLOW_ANONYMOUS: &str = "ROOMCAST_ALLOW_ANONYMOUS";
+    /// Comma-separated origins allowed to connect (`*` alone: any).
+    pub const ALLOWED_ORIGINS: &str = "ROOMCAST_ALLOWED_ORIGINS";
+    /// `true` refuses handshakes without an `Origin` header.
+    pub const REQUIRE_ORIGIN: &str = "ROOMCAST_REQUIRE_ORIGIN";
     /// The broadcast function's name or ARN, for `roomcast broadcast`.
     pub const BROADCAST_FUNCTION: &str = "ROOMCAST_BROADCAST_FUNCTION";
     /// The stage metrics are reported under where no event names it (the broadcast function).

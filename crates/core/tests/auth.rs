@@ -13,8 +13,10 @@ use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use base64_url::encode as b64;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use roomcast_core::auth::jwt::{JwtConfig, JwtError, Verifier};
+use roomcast_core::auth::origin::Origins;
 use roomcast_core::auth::policy::Policies;
 use roomcast_core::auth::{AuthConfig, Authorizer, Decision};
+use roomcast_core::config::ConfigError;
 use roomcast_core::handlers::{connect, message};
 use roomcast_core::store::now_secs;
 use serde_json::{Value, json};
@@ -403,6 +405,7 @@ fn hs_authorizer(allow_anonymous: bool) -> Authorizer {
     Authorizer::new(AuthConfig {
         jwt: Some(config(true, None, Duration::from_secs(3600))),
         allow_anonymous,
+        origins: Default::default(),
     })
 }
 
@@ -481,6 +484,7 @@ async fn the_authorizer_refuses_missing_and_bad_tokens() {
     let anonymous_only = Authorizer::new(AuthConfig {
         jwt: None,
         allow_anonymous: true,
+        origins: Default::default(),
     });
     let token = hs256(&claims("alice"));
     assert_eq!(
@@ -490,6 +494,168 @@ async fn the_authorizer_refuses_missing_and_bad_tokens() {
             .refusal_status(),
         Some(403)
     );
+}
+
+fn with_origin(
+    mut request: ApiGatewayCustomAuthorizerRequestTypeRequest,
+    origin: &str,
+) -> ApiGatewayCustomAuthorizerRequestTypeRequest {
+    request
+        .headers
+        .insert("origin", origin.parse().expect("a header value"));
+    request
+}
+
+fn origins_authorizer(allow_anonymous: bool, list: &str, require: &str) -> Authorizer {
+    let origins = Origins::from_lookup(|name| match name {
+        "ROOMCAST_ALLOWED_ORIGINS" => Some(list.to_owned()),
+        "ROOMCAST_REQUIRE_ORIGIN" => Some(require.to_owned()),
+        _ => None,
+    })
+    .expect("a valid origin configuration");
+    Authorizer::new(AuthConfig {
+        jwt: Some(config(true, None, Duration::from_secs(3600))),
+        allow_anonymous,
+        origins,
+    })
+}
+
+#[tokio::test]
+async fn the_origin_allowlist_is_checked_before_the_token() {
+    let a = origins_authorizer(
+        false,
+        "https://app.example.com, http://localhost:5173",
+        "false",
+    );
+    let token = hs256(&claims("alice"));
+    // An allowed origin (any case), with a token: allowed.
+    for origin in [
+        "https://app.example.com",
+        "HTTPS://APP.example.com",
+        "http://localhost:5173",
+    ] {
+        let decision = a
+            .authorize(&with_origin(authorizer_request(Some(&token), None), origin))
+            .await;
+        assert!(
+            matches!(decision, Decision::Allow(_)),
+            "{origin}: {decision:?}"
+        );
+    }
+    // Another origin: 403, with a valid token, with a bad one and with none (the
+    // origin decides before a missing token would make it a 401).
+    for request in [
+        authorizer_request(Some(&token), None),
+        authorizer_request(Some("garbage"), None),
+        authorizer_request(None, None),
+    ] {
+        for origin in [
+            "https://evil.example",
+            "https://app.example.com.evil.example",
+            "null",
+        ] {
+            let decision = a.authorize(&with_origin(request.clone(), origin)).await;
+            assert_eq!(decision.refusal_status(), Some(403), "{origin}");
+        }
+    }
+    // No Origin (a server, a CLI): the token decides.
+    assert!(matches!(
+        a.authorize(&authorizer_request(Some(&token), None)).await,
+        Decision::Allow(_)
+    ));
+    assert_eq!(
+        a.authorize(&authorizer_request(None, None)).await,
+        Decision::Unauthorized
+    );
+    // Required: no Origin is a 403 too, even for an anonymous-friendly authorizer.
+    let strict = origins_authorizer(true, "https://app.example.com", "true");
+    for request in [
+        authorizer_request(Some(&token), None),
+        authorizer_request(None, None),
+    ] {
+        assert_eq!(strict.authorize(&request).await.refusal_status(), Some(403));
+    }
+    assert!(matches!(
+        strict
+            .authorize(&with_origin(
+                authorizer_request(None, None),
+                "https://app.example.com"
+            ))
+            .await,
+        Decision::Allow(_)
+    ));
+    // `*` alone: any origin, but still required when asked.
+    let any = origins_authorizer(true, "*", "true");
+    assert!(matches!(
+        any.authorize(&with_origin(
+            authorizer_request(None, None),
+            "https://x.test"
+        ))
+        .await,
+        Decision::Allow(_)
+    ));
+    assert_eq!(
+        any.authorize(&authorizer_request(None, None))
+            .await
+            .refusal_status(),
+        Some(403)
+    );
+}
+
+#[test]
+fn origin_settings_are_checked_with_typed_errors() {
+    let read = |list: &str, require: &str| {
+        Origins::from_lookup(|name| match name {
+            "ROOMCAST_ALLOWED_ORIGINS" => Some(list.to_owned()),
+            "ROOMCAST_REQUIRE_ORIGIN" => Some(require.to_owned()),
+            _ => None,
+        })
+    };
+    assert_eq!(read("", "").unwrap(), Origins::default());
+    assert!(read("", "").unwrap().is_open());
+    assert_eq!(read("*", "").unwrap().allowed, None);
+    assert_eq!(
+        read(" https://a.test ,http://localhost:3000", "true").unwrap(),
+        Origins {
+            allowed: Some(vec![
+                "https://a.test".into(),
+                "http://localhost:3000".into()
+            ]),
+            require: true,
+        }
+    );
+    for (list, require) in [
+        ("*, https://a.test", ""),
+        ("https://a.test/", ""),
+        ("a.test", ""),
+        ("https://*.a.test", ""),
+        ("https://a.test/app", ""),
+        ("https://a.test", "sometimes"),
+    ] {
+        let err = read(list, require).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid { name, .. } if name.starts_with("ROOMCAST_")),
+            "{list:?} {require:?}: {err}"
+        );
+    }
+    // AuthConfig reads them with the rest.
+    let config = AuthConfig::from_lookup(|name| {
+        (name == "ROOMCAST_ALLOWED_ORIGINS").then(|| "https://a.test".to_owned())
+    })
+    .unwrap();
+    assert_eq!(
+        config.origins.allowed,
+        Some(vec!["https://a.test".to_owned()])
+    );
+    assert!(matches!(
+        AuthConfig::from_lookup(
+            |name| (name == "ROOMCAST_ALLOWED_ORIGINS").then(|| "*,https://a.test".to_owned())
+        ),
+        Err(ConfigError::Invalid {
+            name: "ROOMCAST_ALLOWED_ORIGINS",
+            ..
+        })
+    ));
 }
 
 // ---------------------------------------------------------------------------

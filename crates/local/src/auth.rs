@@ -3,7 +3,9 @@
 //! policy refuses the handshake with 403, the error `Unauthorized` with 401, and an
 //! authorizer that fails or times out with 500; an Allow policy's context (plus
 //! `principalId`) becomes `requestContext.authorizer` on every event of the
-//! connection. Tokens are never logged.
+//! connection, each value a string as API Gateway passes it ("The stringified
+//! value": AWS, "Output from an API Gateway Lambda authorizer"). Tokens and
+//! contexts are never logged.
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
@@ -18,9 +20,10 @@ use serde_json::{Value, json};
 
 use crate::Gateway;
 use crate::aws::{AwsError, LOCAL_ACCOUNT};
-use crate::events::{ConnectionContext, gateway_id, header_maps, query_maps};
+use crate::events::{ConnectionContext, header_maps, query_maps};
 use crate::remote::{RemoteError, RemoteInvoker};
 use crate::routes::AuthorizerTarget;
+use crate::websocket::CONNECTION_LOG;
 
 /// API Gateway's limit on a Lambda authorizer's response (policy plus context), in
 /// bytes; a larger one fails the handshake with 500.
@@ -52,7 +55,7 @@ pub(crate) async fn authorize(
         .iter()
         .find(|source| !has_identity_source(source, headers, query))
     {
-        tracing::info!(connection_id = %context.connection_id, %missing, "identity source missing");
+        tracing::info!(target: CONNECTION_LOG, connection_id = %context.connection_id, status = 401, %missing, "handshake refused: identity source missing");
         return Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"));
     }
     // In-process or remote, the answer is evaluated below by the same code.
@@ -112,7 +115,9 @@ pub(crate) async fn authorize(
             }
             let mut authorizer = ApiGatewayRequestAuthorizer::default();
             if let Value::Object(fields) = response.context {
-                authorizer.fields.extend(fields);
+                authorizer
+                    .fields
+                    .extend(fields.into_iter().map(|(k, v)| (k, stringified(v))));
             }
             if let Some(principal) = response.principal_id {
                 authorizer
@@ -122,11 +127,11 @@ pub(crate) async fn authorize(
             Ok(authorizer)
         }
         Decision::Deny(_) => {
-            tracing::info!(connection_id = %context.connection_id, "the authorizer denied the handshake");
+            tracing::info!(target: CONNECTION_LOG, connection_id = %context.connection_id, status = 403, "handshake refused by the authorizer");
             Err(message(StatusCode::FORBIDDEN, "Forbidden"))
         }
         Decision::Unauthorized => {
-            tracing::info!(connection_id = %context.connection_id, "the authorizer refused the handshake");
+            tracing::info!(target: CONNECTION_LOG, connection_id = %context.connection_id, status = 401, "handshake refused by the authorizer");
             Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"))
         }
     }
@@ -231,6 +236,17 @@ fn has_identity_source(source: &str, headers: &HeaderMap, query: &[(String, Stri
     }
 }
 
+/// A context value as API Gateway passes it on: `1` as `"1"`, `true` as `"true"`.
+fn stringified(value: Value) -> Value {
+    match value {
+        Value::String(_) => value,
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Bool(b) => Value::String(b.to_string()),
+        // Refused before this for a remote authorizer; kept as JSON text otherwise.
+        other => Value::String(other.to_string()),
+    }
+}
+
 /// The size of an authorizer's response as API Gateway receives it (JSON).
 fn response_size(response: &ApiGatewayCustomAuthorizerResponse) -> usize {
     serde_json::to_vec(response).map_or(usize::MAX, |r| r.len())
@@ -259,6 +275,9 @@ fn request(
         options.stage,
         route::CONNECT
     );
+    // The same requestContext as the $connect event's, requestTime included (AWS's
+    // example input on "Controlling access to WebSocket APIs with AWS Lambda
+    // REQUEST authorizers").
     json!({
         "type": "REQUEST",
         "methodArn": method_arn,
@@ -267,20 +286,7 @@ fn request(
         "queryStringParameters": query_single,
         "multiValueQueryStringParameters": query_multi,
         "stageVariables": {},
-        "requestContext": {
-            "routeKey": route::CONNECT,
-            "eventType": "CONNECT",
-            "extendedRequestId": gateway_id(),
-            "messageDirection": "IN",
-            "stage": options.stage,
-            "connectedAt": context.connected_at_ms,
-            "requestTimeEpoch": now_ms,
-            "identity": {"sourceIp": context.source_ip, "userAgent": context.user_agent},
-            "requestId": gateway_id(),
-            "domainName": context.domain_name,
-            "connectionId": context.connection_id,
-            "apiId": options.api_id,
-        },
+        "requestContext": context.request_context(route::CONNECT, "CONNECT", now_ms),
     })
 }
 
@@ -302,6 +308,14 @@ mod tests {
         ));
         assert!(iam_matches("execute-api:*", INVOKE_ACTION));
         assert!(!iam_matches("execute-api:managec*", INVOKE_ACTION));
+    }
+
+    #[test]
+    fn context_values_are_passed_on_as_strings() {
+        assert_eq!(stringified(json!(1_700_000_000)), json!("1700000000"));
+        assert_eq!(stringified(json!(true)), json!("true"));
+        assert_eq!(stringified(json!(1.5)), json!("1.5"));
+        assert_eq!(stringified(json!("alice")), json!("alice"));
     }
 
     #[test]

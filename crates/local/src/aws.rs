@@ -62,6 +62,15 @@ impl AwsError {
         )
     }
 
+    /// 403 `ForbiddenException` with API Gateway's message for a refused signature.
+    pub fn forbidden_because(message: impl Into<String>) -> Self {
+        Self::api_gateway(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            Some(message.into()),
+        )
+    }
+
     /// 413 `PayloadTooLargeException` for a body of `len` bytes over `limit`.
     pub fn payload_too_large(len: usize, limit: usize) -> Self {
         Self::api_gateway(

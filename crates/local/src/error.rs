@@ -17,6 +17,12 @@ pub enum LocalError {
         #[source]
         source: roomcast_core::store::StoreError,
     },
+    #[error(
+        "{addr} is not a loopback address: anyone who can reach it could use @connections \
+         and the Invoke API, so give management credentials (--management-access-key-id, \
+         --management-secret-access-key) or pass --insecure-management"
+    )]
+    ManagementUnprotected { addr: String },
     #[error("cannot run the template's functions: {0}")]
     Function(#[source] crate::routes::FunctionSetupError),
 }

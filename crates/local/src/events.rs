@@ -30,13 +30,17 @@ pub struct ConnectionContext {
     pub domain_name: String,
     pub stage: String,
     pub api_id: String,
-    /// What a `$connect` authorizer returned; passed along with every later event.
-    /// Empty until roomcast grows an authorizer.
+    /// What the `$connect` authorizer returned (its context, values as strings,
+    /// plus `principalId`); passed along with every later event.
     pub authorizer: ApiGatewayRequestAuthorizer,
 }
 
 impl ConnectionContext {
-    fn request_context(
+    /// The `requestContext` of every event of the connection, the authorizer's
+    /// included. `requestId` and `extendedRequestId` are one value, as in API
+    /// Gateway's events ("Same as $context.extendedRequestId": AWS, "WebSocket API
+    /// mapping template reference").
+    pub(crate) fn request_context(
         &self,
         route_key: &str,
         event_type: &str,
@@ -47,17 +51,18 @@ impl ConnectionContext {
         if let Some(agent) = &self.user_agent {
             identity.insert("userAgent".into(), json!(agent));
         }
+        let request_id = gateway_id();
         let context = json!({
             "routeKey": route_key,
             "eventType": event_type,
-            "extendedRequestId": gateway_id(),
+            "extendedRequestId": request_id,
             "requestTime": http_request_time(now_ms),
             "messageDirection": "IN",
             "stage": self.stage,
             "connectedAt": self.connected_at_ms,
             "requestTimeEpoch": now_ms,
             "identity": identity,
-            "requestId": gateway_id(),
+            "requestId": request_id,
             "domainName": self.domain_name,
             "connectionId": self.connection_id,
             "apiId": self.api_id,
@@ -104,13 +109,12 @@ impl ConnectionContext {
         self.finish(event)
     }
 
-    /// A MESSAGE event for one client frame. Binary frames arrive base64-encoded with
-    /// `isBase64Encoded: true`, as API Gateway does for binary frames.
+    /// A MESSAGE event for one text frame (binary frames never become events: API
+    /// Gateway closes the connection with 1003 instead).
     pub fn message(
         &self,
         route_key: &str,
         body: String,
-        is_base64_encoded: bool,
         now_ms: u64,
     ) -> Result<ApiGatewayWebsocketProxyRequest, serde_json::Error> {
         let mut context = self.request_context(route_key, "MESSAGE", now_ms);
@@ -118,7 +122,7 @@ impl ConnectionContext {
         self.finish(json!({
             "requestContext": context,
             "body": body,
-            "isBase64Encoded": is_base64_encoded,
+            "isBase64Encoded": false,
         }))
     }
 
@@ -305,12 +309,17 @@ mod tests {
     #[test]
     fn message_and_disconnect_events() {
         let event = context()
-            .message("send", "{}".into(), false, 1_700_000_000_500)
+            .message("send", "{}".into(), 1_700_000_000_500)
             .unwrap();
         assert_eq!(event.request_context.event_type.as_deref(), Some("MESSAGE"));
         assert!(event.request_context.message_id.is_some());
         assert!(event.headers.is_empty());
         assert_eq!(event.body.as_deref(), Some("{}"));
+        assert!(event.request_context.request_id.is_some());
+        assert_eq!(
+            event.request_context.request_id,
+            event.request_context.extended_request_id
+        );
         let event = context().disconnect(1001, "Going away", 1).unwrap();
         assert_eq!(event.request_context.disconnect_status_code, Some(1001));
         assert_eq!(

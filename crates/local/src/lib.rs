@@ -16,6 +16,7 @@
 //!   and the event source mapping that feeds the broadcast function.
 //! - [`static_files`]: `--static DIR`, web pages served beside the API.
 //! - [`metrics`]: `GET /metrics`, the counters and gauges in the Prometheus text format.
+//! - [`sigv4`]: SigV4 checks on `@connections`, the Invoke API and the queue off loopback.
 //! - [`faults`]: optional fault injection for `@connections` POSTs.
 //! - [`auth`]: the `$connect` REQUEST authorizer, run before `$connect` as API Gateway does.
 //! - [`routes`]: the routes served (built-in, or the template's) and the [`routes::Runner`]
@@ -53,6 +54,7 @@ pub mod queue;
 pub mod remote;
 pub mod routes;
 pub mod selection;
+pub mod sigv4;
 pub mod static_files;
 pub mod template;
 pub mod websocket;
@@ -67,6 +69,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use roomcast_core::App;
 use roomcast_core::auth::Authorizer;
+use roomcast_core::auth::origin::Origins;
 use roomcast_core::auth::policy::Policies;
 use roomcast_core::config::{CONNECTION_CAP, Config, GATEWAY_MAX_PAYLOAD};
 use roomcast_core::management::apigw::ApiGatewayManagement;
@@ -85,6 +88,7 @@ pub use faults::{FaultKind, Faults};
 pub use handlers::{Integration, InvokeError};
 pub use invoke::{FunctionError, FunctionRegistry, LambdaFunction};
 pub use routes::{FunctionMode, SamOptions};
+pub use sigv4::ManagementCredentials;
 
 /// API Gateway's WebSocket frame limit; larger frames close the connection with 1009.
 pub const GATEWAY_MAX_FRAME: usize = 32 * 1024;
@@ -134,6 +138,14 @@ pub struct GatewayOptions {
     pub static_dir: Option<static_files::StaticDir>,
     /// What every handler and authorizer of the gateway counts into (`GET /metrics`).
     pub metrics: Arc<Metrics>,
+    /// Which `Origin`s may open a connection, checked before the authorizer runs.
+    pub origins: Origins,
+    /// What `@connections` and Invoke calls must be signed with when the gateway
+    /// listens on a non-loopback address (on loopback nothing is checked). The
+    /// in-process functions sign their own calls with them.
+    pub management_credentials: Option<ManagementCredentials>,
+    /// Accept unsigned management calls on a non-loopback address too.
+    pub insecure_management: bool,
 }
 
 impl Default for GatewayOptions {
@@ -157,6 +169,9 @@ impl Default for GatewayOptions {
             queue: queue::QueueOptions::default(),
             static_dir: None,
             metrics: Arc::default(),
+            origins: Origins::default(),
+            management_credentials: None,
+            insecure_management: false,
         }
     }
 }
@@ -185,6 +200,8 @@ struct Inner {
     authorizer: Option<routes::AuthorizerTarget>,
     faults: Option<faults::FaultInjector>,
     queues: Arc<queue::Queues>,
+    /// The credentials management calls are checked against; `None`: not checked.
+    management_check: Option<ManagementCredentials>,
     shutdown: watch::Sender<bool>,
     /// How many connection tasks (and their `$disconnect`s) are still running.
     tasks: watch::Sender<usize>,
@@ -224,12 +241,14 @@ impl Gateway {
     ) -> Result<Self, LocalError> {
         let faults = options.faults.clone().map(faults::FaultInjector::new);
         let queues = Arc::new(queue::Queues::new(options.queue.clone()));
+        let management_check = management_check(&options, local_addr)?;
         let gateway = Self {
             inner: Arc::new(Inner {
                 app,
                 options,
                 faults,
                 queues,
+                management_check,
                 local_addr,
                 connections: Registry::default(),
                 functions: FunctionRegistry::default(),
@@ -338,6 +357,11 @@ impl Gateway {
         self.inner.faults.as_ref()?.decide(connection_id)
     }
 
+    /// The credentials management calls must be signed with, when they are checked.
+    pub fn management_check(&self) -> Option<&ManagementCredentials> {
+        self.inner.management_check.as_ref()
+    }
+
     pub(crate) fn is_shutting_down(&self) -> bool {
         *self.inner.shutdown.borrow()
     }
@@ -359,10 +383,29 @@ impl Gateway {
     }
 }
 
+/// Whether management calls are checked, and against what: only off loopback,
+/// unless `insecure_management`; off loopback without credentials, the gateway
+/// does not start.
+fn management_check(
+    options: &GatewayOptions,
+    local_addr: SocketAddr,
+) -> Result<Option<ManagementCredentials>, LocalError> {
+    if local_addr.ip().is_loopback() || options.insecure_management {
+        return Ok(None);
+    }
+    match &options.management_credentials {
+        Some(credentials) => Ok(Some(credentials.clone())),
+        None => Err(LocalError::ManagementUnprotected {
+            addr: local_addr.to_string(),
+        }),
+    }
+}
+
 /// The gateway's HTTP routes: the WebSocket endpoint at `/{stage}` and `/`,
-/// `@connections` under both, the Lambda Invoke API, and the SQS API on `POST /`.
-/// Anything else is 403, which is what API Gateway answers for a path it does not
-/// serve; with `static_dir`, plain GETs of its files are answered first.
+/// `@connections` under both, the Lambda Invoke API, and the SQS API on `POST /`
+/// (all three behind [`sigv4::check`]). Anything else is 403, which is what API
+/// Gateway answers for a path it does not serve; with `static_dir`, plain GETs of
+/// its files are answered first.
 ///
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the
 /// handshake reads the peer address for `identity.sourceIp`.
@@ -371,15 +414,29 @@ pub fn router(gateway: Gateway) -> Router {
     let connections = axum::routing::post(management::post)
         .get(management::get)
         .delete(management::delete);
-    let router = metrics::route(Router::new(), &stage)
-        .route("/", get(websocket::websocket).post(queue::api::post))
-        .route(&stage, get(websocket::websocket))
+    let management = Router::new()
         .route(&format!("{stage}/@connections/{{id}}"), connections.clone())
         .route("/@connections/{id}", connections)
         .route(
             "/2015-03-31/functions/{name}/invocations",
             post(invoke::invoke),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            sigv4::check,
+        ));
+    let router = metrics::route(Router::new(), &stage)
+        .route(
+            "/",
+            get(websocket::websocket)
+                .post(queue::api::post)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    gateway.clone(),
+                    sigv4::check,
+                )),
+        )
+        .route(&stage, get(websocket::websocket))
+        .merge(management)
         .fallback(forbidden)
         .with_state(gateway.clone());
     match gateway.options().static_dir.clone() {
@@ -533,6 +590,22 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| LocalError::Bind { addr, source })?;
     let management_endpoint = format!("http://{local_addr}/{}", options.stage);
+    // The in-process functions call this gateway's endpoints like any client, so
+    // they sign with the credentials it checks.
+    let signing = options.management_credentials.as_ref().map(|c| {
+        sdk.to_builder()
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                aws_sdk_dynamodb::config::Credentials::new(
+                    c.access_key_id.clone(),
+                    c.secret_access_key().to_owned(),
+                    None,
+                    None,
+                    "roomcast-dev-management",
+                ),
+            ))
+            .build()
+    });
+    let sdk = signing.as_ref().unwrap_or(sdk);
     let mut config = Config::new(table.clone());
     config.management_endpoint = Some(management_endpoint.clone());
     config.policies = options.policies.clone().unwrap_or_else(Policies::open);

@@ -1,6 +1,7 @@
 //! The `@connections` API (API Gateway Management API) on the gateway's own port,
-//! under `/{stage}/@connections/{id}` and `/@connections/{id}`. Authorization is not
-//! checked: any SigV4 signature (or none) is accepted. Errors are [`AwsError`]s,
+//! under `/{stage}/@connections/{id}` and `/@connections/{id}`. On a loopback
+//! address any SigV4 signature (or none) is accepted; on any other, [`crate::sigv4`]
+//! checks signatures before these handlers run. Errors are [`AwsError`]s,
 //! which carry the `x-amzn-ErrorType` header the AWS SDKs key their typed errors on.
 
 use std::time::Duration;
@@ -107,7 +108,12 @@ pub async fn get(State(gateway): State<Gateway>, Path(connection_id): Path<Strin
         .into_response()
 }
 
-/// `DELETE @connections/{id}`: closes the connection (1000) and runs `$disconnect`.
+/// The `$disconnect` reason after a DELETE, as API Gateway's execution logs show it
+/// (boto/boto3#3789, aws/chalice#2060, 2023-07).
+pub const DELETED_REASON: &str = "Connection Closed Normally";
+
+/// `DELETE @connections/{id}`: closes the connection and runs `$disconnect` with
+/// 1000 and [`DELETED_REASON`].
 pub async fn delete(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
     latency(&gateway).await;
     let Some(connection) = gateway.connections().get(&connection_id) else {
@@ -115,7 +121,7 @@ pub async fn delete(State(gateway): State<Gateway>, Path(connection_id): Path<St
     };
     let command = Command::Close {
         code: close::NORMAL,
-        reason: String::new(),
+        reason: DELETED_REASON.to_owned(),
     };
     match tokio::time::timeout(DELETE_WAIT, connection.commands.send(command)).await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),

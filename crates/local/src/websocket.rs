@@ -6,6 +6,16 @@
 //! concurrently. (API Gateway itself promises no order: it invokes the integration
 //! once per frame, possibly in parallel.)
 //!
+//! Binary frames close the connection with 1003 and invoke nothing, as API Gateway
+//! does ("API Gateway WebSocket APIs don't currently support binary frames in
+//! incoming message payloads": AWS, "Working with binary media types for WebSocket
+//! APIs").
+//!
+//! Logs: one INFO line per connection event (connected, disconnected, handshake
+//! refused) under the [`CONNECTION_LOG`] target, so `roomcast dev --quiet` can turn
+//! them off; everything else per connection or frame is DEBUG. Tokens, frame bodies
+//! and authorizer contexts are never logged.
+//!
 //! Memory: an idle connection is one task holding its socket, a command queue and
 //! one timer. A message event runs as a task of its own, started when its frame is
 //! next in line; frames waiting behind it sit in a queue that allocates only when
@@ -26,6 +36,7 @@ use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use roomcast_core::auth::origin::OriginRefusal;
 use roomcast_core::store::now_millis;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -48,11 +59,16 @@ pub const INBOUND_QUEUE: usize = 256;
 /// How long a closing handshake may take before the socket is dropped anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// The `tracing` target of the one INFO line per connection event.
+pub const CONNECTION_LOG: &str = "roomcast::connection";
+
 /// Close codes (RFC 6455) the gateway reports.
 pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
+    /// Sent for a binary frame, which API Gateway does not accept.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
     /// Reported for a client close frame without a code.
     pub const NO_STATUS: u16 = 1005;
     /// Reported when the client vanished without a close frame.
@@ -80,6 +96,19 @@ pub async fn websocket(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    // The origin allowlist decides before any token is read (and before the
+    // authorizer runs); the refusal names the origin, never a token.
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("<not text>"));
+    if let Err(refusal) = options.origins.check(origin) {
+        let origin = match &refusal {
+            OriginRefusal::Missing => "",
+            OriginRefusal::NotAllowed(origin) => origin.as_str(),
+        };
+        tracing::info!(target: CONNECTION_LOG, status = 403, origin, reason = %refusal, "handshake refused");
+        return crate::aws::AwsError::handshake(StatusCode::FORBIDDEN, "Forbidden").into_response();
+    }
     let now = now_millis();
     let mut context = ConnectionContext {
         connection_id: gateway_id(),
@@ -117,15 +146,16 @@ pub async fn websocket(
         Ok(answer) => answer,
         Err(e) => {
             // API Gateway answers a failed or timed-out integration with a 500.
-            tracing::warn!(connection_id = %context.connection_id, error = %e, "$connect failed");
+            tracing::warn!(target: CONNECTION_LOG, connection_id = %context.connection_id, status = 500, error = %e, "handshake refused: $connect failed");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
     if !(200..300).contains(&answer.status_code) {
         tracing::info!(
+            target: CONNECTION_LOG,
             connection_id = %context.connection_id,
             status = answer.status_code,
-            "$connect refused the handshake"
+            "handshake refused by $connect"
         );
         let status = StatusCode::from_u16(u16::try_from(answer.status_code).unwrap_or(500))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -147,7 +177,7 @@ pub async fn websocket(
         .max_message_size(options.max_message_bytes)
         .on_failed_upgrade(move |error| {
             let (gateway, context) = failed;
-            tracing::warn!(connection_id = %context.connection_id, %error, "upgrade failed");
+            tracing::warn!(target: CONNECTION_LOG, connection_id = %context.connection_id, %error, "upgrade failed");
             let guard = gateway.track_task();
             tokio::spawn(async move {
                 run_disconnect(&gateway, &context, close::ABNORMAL, "").await;
@@ -183,11 +213,8 @@ fn copy_headers(answer: &ApiGatewayProxyResponse, into: &mut HeaderMap) {
     }
 }
 
-/// A frame from the client, waiting for its message event.
-enum Inbound {
-    Text(String),
-    Binary(bytes::Bytes),
-}
+/// A text frame from the client, waiting for its message event.
+type Inbound = String;
 
 /// Why a connection ended, and what the client should be told.
 struct Ending {
@@ -277,7 +304,7 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
         commands: commands.clone(),
         last_active_ms: Arc::clone(&last_active_ms),
     });
-    tracing::info!(%connection_id, "connected");
+    tracing::info!(target: CONNECTION_LOG, %connection_id, "connected");
 
     let mut messages = Messages::default();
     let start = |frame: Inbound| {
@@ -307,16 +334,15 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
             frame = socket.recv() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     touch(&mut last_activity);
-                    let frame = Inbound::Text(text.as_str().to_owned());
-                    if let Some(throttled) = accept(&mut messages, frame, start, &context) {
+                    if let Some(throttled) = accept(&mut messages, text.as_str().to_owned(), start, &context) {
                         let _ = socket.send(throttled).await;
                     }
                 }
-                Some(Ok(Message::Binary(data))) => {
-                    touch(&mut last_activity);
-                    if let Some(throttled) = accept(&mut messages, Inbound::Binary(data), start, &context) {
-                        let _ = socket.send(throttled).await;
-                    }
+                // API Gateway rejects binary frames, invoking nothing, and disconnects
+                // the client with 1003 (docs/local.md cites the page).
+                Some(Ok(Message::Binary(_))) => {
+                    tracing::debug!(%connection_id, "binary frame: closing with 1003");
+                    break Ending::server(close::UNSUPPORTED_DATA, "Unsupported data");
                 }
                 // tungstenite answers pings itself; both count as activity.
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => touch(&mut last_activity),
@@ -343,12 +369,12 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
             () = &mut timer => {
                 let now = Instant::now();
                 if now >= cap {
-                    tracing::info!(%connection_id, "maximum connection duration reached");
+                    tracing::debug!(%connection_id, "maximum connection duration reached");
                     break Ending::server(close::GOING_AWAY, "Going away");
                 }
                 let idle_at = last_activity + idle_timeout;
                 if now >= idle_at {
-                    tracing::info!(%connection_id, "idle timeout");
+                    tracing::debug!(%connection_id, "idle timeout");
                     break Ending::server(close::GOING_AWAY, "Going away");
                 }
                 timer.as_mut().reset(cap.min(idle_at));
@@ -396,6 +422,7 @@ async fn run_connection(gateway: Gateway, context: Arc<ConnectionContext>, mut s
         &ending.reason,
     ))
     .await;
+    tracing::info!(target: CONNECTION_LOG, %connection_id, code = ending.code, reason = %ending.reason, "disconnected");
 }
 
 /// Runs a frame's message event, or queues it behind the running one. When the
@@ -480,11 +507,7 @@ async fn message_worker(
     frame: Inbound,
     commands: CommandSender,
 ) {
-    let (selected, body, is_base64) = match frame {
-        Inbound::Text(text) => (gateway.routes().select(Some(&text)), text, false),
-        Inbound::Binary(data) => (gateway.routes().select(None), STANDARD.encode(&data), true),
-    };
-    let route = match selected {
+    let route = match gateway.routes().select(Some(&frame)) {
         Selected::Route(route) => route,
         Selected::NoRoute => {
             // No matching route and no $default: API Gateway answers the client
@@ -494,7 +517,7 @@ async fn message_worker(
             return;
         }
     };
-    let event = match context.message(&route.key, body, is_base64, now_millis()) {
+    let event = match context.message(&route.key, frame, now_millis()) {
         Ok(event) => event,
         Err(e) => {
             tracing::error!(error = %e, "could not build a message event");
@@ -523,7 +546,7 @@ async fn message_worker(
         },
         Ok(_) => None,
         Err(e) => {
-            tracing::warn!(connection_id = %context.connection_id, route = %route.key, error = %e, "integration failed");
+            tracing::debug!(connection_id = %context.connection_id, route = %route.key, error = %e, "integration failed");
             let message = match e {
                 InvokeError::TimedOut => "Endpoint request timed out",
                 InvokeError::Failed => "Internal server error",
@@ -592,7 +615,7 @@ pub(crate) async fn run_disconnect(
     };
     match gateway.invoke_route(route, event).await {
         Ok(answer) => {
-            tracing::info!(%connection_id, code, status = answer.status_code, "disconnected")
+            tracing::debug!(%connection_id, code, status = answer.status_code, "$disconnect ran")
         }
         Err(e) => tracing::warn!(%connection_id, error = %e, "$disconnect failed"),
     }
@@ -606,21 +629,15 @@ mod tests {
     async fn frames_run_in_order_with_at_most_the_inbound_queue_waiting() {
         let started = std::sync::Mutex::new(Vec::new());
         let start = |frame: Inbound| {
-            if let Inbound::Text(text) = frame {
-                started.lock().unwrap().push(text);
-            }
+            started.lock().unwrap().push(frame);
             tokio::spawn(async {})
         };
         let mut messages = Messages::default();
         for i in 0..=INBOUND_QUEUE {
-            assert!(messages.accept(Inbound::Text(i.to_string()), start).is_ok());
+            assert!(messages.accept(i.to_string(), start).is_ok());
         }
         // One running and INBOUND_QUEUE waiting: the next frame is refused.
-        assert!(
-            messages
-                .accept(Inbound::Text("over".into()), start)
-                .is_err()
-        );
+        assert!(messages.accept("over".into(), start).is_err());
         assert_eq!(*started.lock().unwrap(), ["0"]);
         for _ in 0..=INBOUND_QUEUE {
             messages.finished().await;

@@ -18,6 +18,42 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// The HS256 secret, issuer and audience of the tests' tokens.
+pub const JWT_SECRET: &[u8] = b"e2e-test-only-secret-0123456789abcdef";
+pub const JWT_ISS: &str = "https://issuer.test";
+pub const JWT_AUD: &str = "roomcast-e2e";
+
+/// A token for `sub` with `roles`, expiring at `exp` (epoch seconds).
+pub fn token(sub: &str, roles: &[&str], exp: u64) -> String {
+    let claims = json!({"sub": sub, "iss": JWT_ISS, "aud": JWT_AUD, "exp": exp, "roles": roles});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET),
+    )
+    .expect("a token")
+}
+
+/// roomcast's authorizer verifying [`token`]s, without leeway.
+pub fn authorizer(allow_anonymous: bool) -> Arc<roomcast_core::auth::Authorizer> {
+    use roomcast_core::auth::jwt::{JWKS_MAX_AGE, JWKS_MIN_REFRESH, JwtConfig};
+    Arc::new(roomcast_core::auth::Authorizer::new(
+        roomcast_core::auth::AuthConfig {
+            jwt: Some(JwtConfig {
+                secret: Some(JWT_SECRET.to_vec()),
+                jwks_url: None,
+                issuer: JWT_ISS.into(),
+                audience: JWT_AUD.into(),
+                leeway_secs: 0,
+                jwks_min_refresh: JWKS_MIN_REFRESH,
+                jwks_max_age: JWKS_MAX_AGE,
+            }),
+            allow_anonymous,
+            origins: Default::default(),
+        },
+    ))
+}
+
 /// Generous bound on any single wait.
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -76,6 +112,11 @@ impl Client {
             .await
             .expect("handshake in time")
             .expect("handshake accepted");
+        Self { ws }
+    }
+
+    /// A client over a stream connected elsewhere (e.g. with extra handshake headers).
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         Self { ws }
     }
 

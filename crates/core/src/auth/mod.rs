@@ -5,10 +5,12 @@
 //!   verifies it ([`jwt`]) and answers with an IAM policy and a context that API
 //!   Gateway attaches to every later event of the connection.
 //! - [`Identity`]: that context, read back by the handlers.
+//! - [`origin`]: the `Origin` allowlist, checked before the token.
 //! - [`policy`]: per-namespace rules for joining and sending, and rate limits.
 //! - [`ratelimit`]: the per-connection counters behind those limits.
 
 pub mod jwt;
+pub mod origin;
 pub mod policy;
 pub mod ratelimit;
 
@@ -19,7 +21,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerResponse, ApiGatewayWebsocketProxyRequestContext,
 };
 use aws_lambda_events::http::HeaderMap;
-use aws_lambda_events::http::header::SEC_WEBSOCKET_PROTOCOL;
+use aws_lambda_events::http::header::{ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde_json::{Map, Value, json};
 
@@ -27,6 +29,7 @@ use crate::config::ConfigError;
 use crate::metrics::{Counter, Metrics};
 use crate::names::{authorizer as ctx, env};
 use jwt::{DEFAULT_LEEWAY_SECS, JWKS_MAX_AGE, JWKS_MIN_REFRESH, JwtConfig, Verifier};
+use origin::{Origins, parse_flag};
 
 /// The subprotocol a browser offers before its token: `new WebSocket(url, ["bearer", token])`.
 pub const BEARER_PROTOCOL: &str = "bearer";
@@ -57,10 +60,12 @@ impl Identity {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             _ => None,
         };
-        // API Gateway may hand context numbers back as strings: accept both.
+        // API Gateway stringifies context values in the events it builds ("1" for
+        // 1; AWS, "Output from an API Gateway Lambda authorizer"); an event built by
+        // hand may carry the number itself: accept both.
         let number = |key: &str| match fields.get(key) {
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::String(s)) => s.trim().parse().ok(),
+            Some(Value::Number(n)) => context_number(&n.to_string()),
+            Some(Value::String(s)) => context_number(s),
             _ => None,
         };
         let exp = number(ctx::EXP);
@@ -104,6 +109,18 @@ impl Identity {
     }
 }
 
+/// A whole, non-negative number from a context value's text: `1700000000`, or
+/// `1700000000.0` / `1.7e9` as a float formatter may have written it.
+fn context_number(text: &str) -> Option<u64> {
+    let text = text.trim();
+    text.parse::<u64>().ok().or_else(|| {
+        let f = text.parse::<f64>().ok()?;
+        // Bounded by u64's range; the cast cannot wrap.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f < 1.8e19).then_some(f as u64)
+    })
+}
+
 /// The authorizer's configuration, read once from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
@@ -111,6 +128,8 @@ pub struct AuthConfig {
     pub jwt: Option<JwtConfig>,
     /// Whether a handshake without a token connects anonymously.
     pub allow_anonymous: bool,
+    /// Which `Origin`s may connect; checked before the token is looked at.
+    pub origins: Origins,
 }
 
 impl AuthConfig {
@@ -123,18 +142,9 @@ impl AuthConfig {
         let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let allow_anonymous = match non_empty(env::ALLOW_ANONYMOUS) {
             None => false,
-            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: env::ALLOW_ANONYMOUS,
-                        value: v,
-                        reason: "expected true or false",
-                    });
-                }
-            },
+            Some(v) => parse_flag(env::ALLOW_ANONYMOUS, &v)?,
         };
+        let origins = Origins::from_lookup(&get)?;
         // The secret is never echoed back in an error.
         let secret = get(env::JWT_SECRET).filter(|s| !s.is_empty());
         if let Some(s) = &secret
@@ -190,6 +200,7 @@ impl AuthConfig {
         Ok(Self {
             jwt,
             allow_anonymous,
+            origins,
         })
     }
 }
@@ -223,6 +234,7 @@ pub struct Authorizer {
     allow_anonymous: bool,
     /// Counts refused handshakes ([`Counter::RefusedNoToken`] and the other reasons).
     metrics: Arc<Metrics>,
+    origins: Origins,
 }
 
 impl Authorizer {
@@ -231,6 +243,7 @@ impl Authorizer {
             verifier: config.jwt.map(Verifier::new),
             allow_anonymous: config.allow_anonymous,
             metrics: Arc::default(),
+            origins: config.origins,
         }
     }
 
@@ -252,7 +265,12 @@ impl Authorizer {
         self.verifier.as_ref()
     }
 
-    /// Decides a handshake. A missing token is `Unauthorized` (401) unless anonymous
+    pub fn origins(&self) -> &Origins {
+        &self.origins
+    }
+
+    /// Decides a handshake. An `Origin` the allowlist refuses is denied (403) before
+    /// the token is looked at. A missing token is `Unauthorized` (401) unless anonymous
     /// connections are allowed; a token that does not verify is denied (403), even
     /// where anonymous connections are allowed, so a client never silently loses
     /// the identity it asked for.
@@ -261,6 +279,19 @@ impl Authorizer {
         request: &ApiGatewayCustomAuthorizerRequestTypeRequest,
     ) -> Decision {
         let method_arn = request.method_arn.as_deref().unwrap_or_default();
+        let refuse = || {
+            Decision::Deny(response(
+                ANONYMOUS_PRINCIPAL,
+                IamPolicyEffect::Deny,
+                method_arn,
+                Map::new(),
+            ))
+        };
+        if let Err(refusal) = self.origins.check(origin_of(request)) {
+            tracing::info!(reason = %refusal, "handshake refused");
+            self.metrics.incr(Counter::RefusedOrigin);
+            return refuse();
+        }
         let Some(token) = token_of(request) else {
             if self.allow_anonymous {
                 return Decision::Allow(response(
@@ -276,12 +307,7 @@ impl Authorizer {
         };
         let deny = || {
             self.metrics.incr(Counter::RefusedBadToken);
-            Decision::Deny(response(
-                ANONYMOUS_PRINCIPAL,
-                IamPolicyEffect::Deny,
-                method_arn,
-                Map::new(),
-            ))
+            refuse()
         };
         let Some(verifier) = &self.verifier else {
             tracing::info!("token refused: no verification key is configured");
@@ -361,6 +387,14 @@ pub fn token_of(request: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Optio
     offered.next().filter(|t| !t.is_empty())
 }
 
+/// The handshake's `Origin` header, if it has one.
+pub fn origin_of(request: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Option<&str> {
+    [&request.headers, &request.multi_value_headers]
+        .into_iter()
+        .find_map(|h| h.get(ORIGIN))
+        .and_then(|v| v.to_str().ok())
+}
+
 /// Every subprotocol offered in `Sec-WebSocket-Protocol`, in order, across repeated headers.
 pub fn subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
@@ -397,7 +431,8 @@ mod tests {
             none,
             AuthConfig {
                 jwt: None,
-                allow_anonymous: false
+                allow_anonymous: false,
+                origins: Origins::default(),
             }
         );
         let err = AuthConfig::from_lookup(lookup(&[(env::JWT_SECRET, SECRET)])).unwrap_err();
@@ -463,6 +498,27 @@ mod tests {
         assert!(!id.expired(1_700_000_000));
         context.authorizer.fields.insert("exp".into(), json!(5));
         assert_eq!(Identity::from_context(&context).token_expires_at, Some(5));
+        // As API Gateway stringifies them, and as a float formatter may write them.
+        for (exp, leeway) in [
+            (json!("5"), json!("30")),
+            (json!(5.0), json!("30.0")),
+            (json!("5e0"), json!(30)),
+        ] {
+            context.authorizer.fields.insert("exp".into(), exp);
+            context.authorizer.fields.insert("leeway".into(), leeway);
+            let id = Identity::from_context(&context);
+            assert_eq!((id.token_expires_at, id.leeway_secs), (Some(5), 30));
+        }
+        for bad in [
+            json!("-5"),
+            json!("5.5"),
+            json!("soon"),
+            json!(true),
+            json!(-1),
+        ] {
+            context.authorizer.fields.insert("exp".into(), bad);
+            assert_eq!(Identity::from_context(&context).token_expires_at, None);
+        }
     }
 
     #[test]
