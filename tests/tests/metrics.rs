@@ -165,6 +165,7 @@ async fn refused_handshakes_are_counted_by_reason() {
     let authorizer = Authorizer::new(AuthConfig {
         jwt: None,
         allow_anonymous: false,
+        origins: Default::default(),
     })
     .with_metrics(Arc::clone(&base.metrics));
     let gateway = start(GatewayOptions {

@@ -310,6 +310,7 @@ async fn a_handshake_without_a_token_counts_a_refusal() {
     let authorizer = lambda::Authorizer(auth::Authorizer::new(AuthConfig {
         jwt: None,
         allow_anonymous: false,
+        origins: Default::default(),
     }));
     let request = serde_json::from_value(json!({
         "type": "REQUEST",
@@ -323,6 +324,32 @@ async fn a_handshake_without_a_token_counts_a_refusal() {
     assert_eq!(
         only_line(&capture, "prod"),
         counts(&[("handshakes_refused.no_token", 1)])
+    );
+}
+
+#[tokio::test]
+async fn a_handshake_from_another_origin_counts_an_origin_refusal() {
+    let capture = Capture::default();
+    let authorizer = lambda::Authorizer(auth::Authorizer::new(AuthConfig {
+        jwt: None,
+        allow_anonymous: true,
+        origins: auth::origin::Origins {
+            allowed: Some(vec!["https://app.example.com".to_owned()]),
+            require: false,
+        },
+    }));
+    let request = serde_json::from_value(json!({
+        "type": "REQUEST",
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc/prod/$connect",
+        "headers": {"Origin": "https://evil.example.com"},
+        "queryStringParameters": {"token": "not-even-read"},
+        "requestContext": {"stage": "prod", "routeKey": "$connect"}
+    }))
+    .unwrap();
+    run(&authorizer, request, &capture).await;
+    assert_eq!(
+        only_line(&capture, "prod"),
+        counts(&[("handshakes_refused.origin", 1)])
     );
 }
 

@@ -107,6 +107,9 @@ pub async fn websocket(
             OriginRefusal::NotAllowed(origin) => origin.as_str(),
         };
         tracing::info!(target: CONNECTION_LOG, status = 403, origin, reason = %refusal, "handshake refused");
+        options
+            .metrics
+            .incr(roomcast_core::metrics::Counter::RefusedOrigin);
         return crate::aws::AwsError::handshake(StatusCode::FORBIDDEN, "Forbidden").into_response();
     }
     let now = now_millis();
