@@ -35,7 +35,9 @@ MONTH_MINUTES = 30 * 24 * 60
 # --management-latency-ms 20`: 10,000 members took 951-991 ms from the publish
 # to the last receipt, 40 waves being 800 ms). Unless the CPU is the limit: a
 # 256 MB function has 256/1769 of a vCPU (AWS Lambda: 1,769 MB is one vCPU), and
-# each post costs CPU_PER_POST_US of a full core (crates/core/benches/tls_post.rs).
+# each post costs CPU_PER_POST_US of a full core: an estimate (the client's share
+# of a delivery in docs/performance.md's profiles, plus TLS) until
+# crates/core/benches/tls_post.rs has been run on an idle machine.
 POST_MS = 20.0
 IN_FLIGHT = 256
 MEASURED_WAVE_OVERHEAD = 991.0 / 800.0  # the 10,000-member run against 40 waves
@@ -128,28 +130,44 @@ def money(x):
     return f"${x:,.2f}"
 
 
+def table(title, header, rows):
+    print(f"{title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
 def main():
-    print("1,000,000 sends to a room of N members:\n")
-    print("| N | API Gateway messages | messages | Lambda ms per send | GB-s | Lambda | WRU | RRU | DynamoDB | total |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
     for n in ROOMS:
         s = sends(n)
         total = s["messages $"] + s["lambda $"] + s["dynamodb $"]
-        print(
-            f"| {n:,} | {s['messages']:,.0f} | {money(s['messages $'])} | {s['lambda ms']:.0f} "
-            f"| {s['GB-s']:,.0f} | {money(s['lambda $'])} | {s['WRU']:,.0f} | {s['RRU']:,.0f} "
-            f"| {money(s['dynamodb $'])} | {money(total)} |"
-        )
-    print("\nKeeping the N members connected for a 30-day month:\n")
-    print("| N | connection-minutes | pings (every 5 min) | rotations (every 110 min) | total | Socket.io + Redis on EC2 |")
-    print("|---|---|---|---|---|---|")
+        rows.append([
+            f"{n:,}", f"{s['messages']:,.0f}", money(s["messages $"]), f"{s['lambda ms']:,.0f}",
+            f"{s['GB-s']:,.0f}", money(s["lambda $"]), f"{s['WRU']:,.0f}", f"{s['RRU']:,.0f}",
+            money(s["dynamodb $"]), money(total),
+        ])
+    table(
+        "1,000,000 sends to a room of N members:",
+        ["N", "API Gateway messages", "messages", "Lambda ms per send", "GB-s", "Lambda",
+         "WRU", "RRU", "DynamoDB", "total"],
+        rows,
+    )
+    rows = []
     for n in ROOMS:
         c = staying_connected(n)
         total = c["connection-minutes $"] + c["pings $"] + c["rotations $"]
-        print(
-            f"| {n:,} | {money(c['connection-minutes $'])} | {money(c['pings $'])} "
-            f"| {money(c['rotations $'])} | {money(total)} | {money(socketio(n))} |"
-        )
+        rows.append([
+            f"{n:,}", money(c["connection-minutes $"]), money(c["pings $"]),
+            money(c["rotations $"]), money(total), money(socketio(n)),
+        ])
+    table(
+        "Keeping the N members connected for a 30-day month:",
+        ["N", "connection-minutes", "pings", "rotations", "total", "Socket.io + Redis on EC2"],
+        rows,
+    )
     for n in ROOMS:
         total, latency, cpu = send_ms(n)
         print(f"N={n}: fan-out latency-bound {latency:.0f} ms, CPU-bound at 256 MB {cpu:.0f} ms")

@@ -137,8 +137,8 @@ impl Template {
         })
     }
 
-    /// Logical id → binary name (`Handler`, or the `Binary` build property), the names `cargo lambda watch` serves
-    /// the functions under.
+    /// Logical id → binary name (`Handler`, or the `Binary` build property): the
+    /// names `cargo lambda watch` serves the functions under.
     pub fn binary_names(&self) -> BTreeMap<String, String> {
         self.functions
             .iter()
