@@ -68,16 +68,27 @@ impl ApiGatewayManagement {
     /// Signs with `sdk`'s credentials, region and clock. Without credentials in
     /// `sdk`, requests go out unsigned (only useful against a local gateway).
     pub fn new(sdk: &SdkConfig) -> Self {
-        let http = reqwest::Client::builder()
+        let http = Self::http_client_builder()
+            .build()
+            // Fails only if the TLS backend cannot initialise; the SDK clients
+            // built from the same config would have failed before us.
+            .unwrap_or_default();
+        Self::with_http_client(sdk, http)
+    }
+
+    /// The HTTP client settings [`Self::new`] uses, for a caller that must add to
+    /// them: the TLS benchmark trusts its own test CA this way.
+    pub fn http_client_builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(IDLE_CONNECTIONS)
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            // Fails only if the TLS backend cannot initialise; the SDK clients
-            // built from the same config would have failed before us.
-            .unwrap_or_default();
+    }
+
+    /// [`Self::new`] with a client built from [`Self::http_client_builder`].
+    pub fn with_http_client(sdk: &SdkConfig, http: reqwest::Client) -> Self {
         Self {
             http,
             region: sdk.region().map(|r| r.as_ref().to_owned()),

@@ -7,7 +7,7 @@
 //! authorizer), `RouteResponse`s (which routes are two-way), `Integration`s
 //! (`AWS_PROXY` to a function of the template), the REQUEST `Authorizer`, and the
 //! `AWS::Serverless::Function`s (environment merged over `Globals`, `Timeout`, the
-//! cargo-lambda `Binary` build property).
+//! `Handler`, or else the cargo-lambda `Binary` build property).
 //!
 //! Nothing is deployed, so some values cannot be known (`!Ref Table` is a physical
 //! name, `!GetAtt X.Arn` an ARN): whatever cannot be mapped is left out and reported
@@ -137,8 +137,8 @@ impl Template {
         })
     }
 
-    /// Logical id → `Binary` build property, the names `cargo lambda watch` serves
-    /// the functions under.
+    /// Logical id → binary name (`Handler`, or the `Binary` build property): the
+    /// names `cargo lambda watch` serves the functions under.
     pub fn binary_names(&self) -> BTreeMap<String, String> {
         self.functions
             .iter()

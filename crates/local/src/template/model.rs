@@ -45,7 +45,8 @@ pub struct ConnectAuthorizer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Function {
     pub logical_id: String,
-    /// `Metadata.BuildProperties.Binary` (cargo-lambda's binary name).
+    /// The function's name among roomcast's binaries: its `Handler` (when not
+    /// `bootstrap`), else `Metadata.BuildProperties.Binary` (cargo-lambda's binary name).
     pub binary: Option<String>,
     pub timeout: Option<Duration>,
     /// `Environment.Variables`, the function's own over `Globals.Function`'s, unresolved.
@@ -189,9 +190,16 @@ pub(super) fn read_functions(
             .or(global_timeout);
             let function = Function {
                 logical_id: id.clone(),
-                binary: r
-                    .pointer("/Metadata/BuildProperties/Binary")
+                // One binary serving every function picks its handler by the
+                // Handler setting; otherwise the binary is the function.
+                binary: p
+                    .get("Handler")
                     .and_then(Value::as_str)
+                    .filter(|h| *h != "bootstrap")
+                    .or_else(|| {
+                        r.pointer("/Metadata/BuildProperties/Binary")
+                            .and_then(Value::as_str)
+                    })
                     .map(str::to_owned),
                 timeout,
                 environment,
