@@ -12,7 +12,7 @@ use roomcast_core::store::Store;
 use roomcast_core::store::memory::MemoryStore;
 use roomcast_local::{FaultKind, Faults, RunningGateway};
 use serde_json::{Value, json};
-use support::{Client, WAIT, clients_in, connection_id, options, start, start_with};
+use support::{Client, WAIT, clients_in, connection_id, options, options_for, start, start_with};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn broadcaster(gateway: &RunningGateway, function: &str) -> Broadcaster {
@@ -32,9 +32,9 @@ fn assert_adds_up(stats: &Stats) {
     );
 }
 
-#[tokio::test]
-async fn client_broadcasts_through_the_lambda_endpoint() {
-    let gateway = start(options()).await;
+in_both_deliveries! {
+async fn client_broadcasts_through_the_lambda_endpoint(delivery: Delivery) {
+    let gateway = start(options_for(delivery)).await;
     let mut clients = clients_in(&gateway, "news", 3).await;
     let mut outsider = Client::connect(&gateway.websocket_url()).await;
     let b = broadcaster(&gateway, "broadcast").await;
@@ -110,10 +110,11 @@ async fn client_broadcasts_through_the_lambda_endpoint() {
     }
     gateway.shutdown().await.unwrap();
 }
+}
 
-#[tokio::test]
-async fn retries_deliver_everything_under_injected_429_and_500() {
-    let mut opts = options();
+in_both_deliveries! {
+async fn retries_deliver_everything_under_injected_429_and_500(delivery: Delivery) {
+    let mut opts = options_for(delivery);
     opts.faults =
         Some(Faults::new(0.5, vec![FaultKind::Throttled, FaultKind::ServerError], 7).unwrap());
     let gateway = start(opts).await;
@@ -142,6 +143,7 @@ async fn retries_deliver_everything_under_injected_429_and_500() {
     }
     gateway.shutdown().await.unwrap();
 }
+}
 
 /// What a member saw of a broadcast: the event, or its connection closing.
 async fn event_or_close(client: &mut Client) -> Option<Value> {
@@ -161,9 +163,9 @@ async fn event_or_close(client: &mut Client) -> Option<Value> {
     }
 }
 
-#[tokio::test]
-async fn gone_connections_are_cleaned_up_under_injected_410() {
-    let mut opts = options();
+in_both_deliveries! {
+async fn gone_connections_are_cleaned_up_under_injected_410(delivery: Delivery) {
+    let mut opts = options_for(delivery);
     opts.faults = Some(
         // Seeded: the first 20 decisions (one per member at least) include 410s.
         Faults::new(
@@ -202,6 +204,7 @@ async fn gone_connections_are_cleaned_up_under_injected_410() {
     let all = store.connections_page(None, 100, now).await.unwrap();
     assert_eq!(all.connection_ids.len() as u64, stats.delivered);
     gateway.shutdown().await.unwrap();
+}
 }
 
 /// Invokes the broadcast function on roomcast dev through another AWS SDK, with

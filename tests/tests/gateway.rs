@@ -12,14 +12,14 @@ use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectio
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use roomcast_core::store::failing::{Call, FailingStore};
 use serde_json::json;
-use support::{Client, WAIT, http, options, start, start_with};
+use support::{Client, WAIT, http, options, options_for, start, start_with};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-#[tokio::test]
-async fn rooms_reach_members_only_and_disconnect_cleans_up() {
-    let gateway = start(options()).await;
+in_both_deliveries! {
+async fn rooms_reach_members_only_and_disconnect_cleans_up(delivery: Delivery) {
+    let gateway = start(options_for(delivery)).await;
     let url = gateway.websocket_url();
     let (mut alice, mut bob, mut carol) = (
         Client::connect(&url).await,
@@ -77,6 +77,7 @@ async fn rooms_reach_members_only_and_disconnect_cleans_up() {
     );
 
     gateway.shutdown().await.expect("clean shutdown");
+}
 }
 
 #[tokio::test]
@@ -309,9 +310,9 @@ async fn handshake_is_refused_with_the_connect_status() {
     gateway.shutdown().await.expect("clean shutdown");
 }
 
-#[tokio::test]
-async fn lambda_invoke_api_runs_the_functions() {
-    let gateway = start(options()).await;
+in_both_deliveries! {
+async fn lambda_invoke_api_runs_the_functions(delivery: Delivery) {
+    let gateway = start(options_for(delivery)).await;
     let addr = gateway.local_addr();
     let event = json!({
         "requestContext": {
@@ -381,11 +382,12 @@ async fn lambda_invoke_api_runs_the_functions() {
     assert_eq!(dry.status, 204);
     gateway.shutdown().await.expect("clean shutdown");
 }
+}
 
-#[tokio::test]
-async fn lambda_sdk_invokes_the_functions() {
+in_both_deliveries! {
+async fn lambda_sdk_invokes_the_functions(delivery: Delivery) {
     use aws_sdk_lambda::operation::invoke::InvokeError;
-    let gateway = start(options()).await;
+    let gateway = start(options_for(delivery)).await;
     let config = aws_sdk_lambda::config::Builder::from(&support::sdk().await)
         .endpoint_url(gateway.lambda_endpoint())
         .build();
@@ -439,4 +441,50 @@ async fn lambda_sdk_invokes_the_functions() {
         InvokeError::ResourceNotFoundException(_)
     ));
     gateway.shutdown().await.expect("clean shutdown");
+}
+}
+
+in_both_deliveries! {
+    /// The handlers' management client answers as the `@connections` endpoint does:
+    /// 200 and one frame for an open connection, 413 over 128 KB, 410 for an unknown
+    /// id, and 429 once a client that reads nothing has a full outbound queue.
+    async fn handler_posts_answer_as_the_endpoint_does(delivery: Delivery) {
+        use roomcast_core::management::PostError;
+        let gateway = start(options_for(delivery)).await;
+        let app = gateway.gateway().app();
+        let endpoint = gateway.management_endpoint();
+        let mut reader = Client::connect(&gateway.websocket_url()).await;
+        let mut witness = Client::connect(&gateway.websocket_url()).await;
+        let reader_id = support::connection_id(&mut reader, &mut witness, "r").await;
+        app.management
+            .post(&endpoint, &reader_id, r#"{"n":1}"#.into())
+            .await
+            .expect("posted");
+        assert_eq!(reader.next_text().await, r#"{"n":1}"#);
+        let too_large = axum::body::Bytes::from(vec![b'x'; 128 * 1024 + 1]);
+        assert_eq!(
+            app.management.post(&endpoint, &reader_id, too_large).await,
+            Err(PostError::PayloadTooLarge)
+        );
+        assert_eq!(
+            app.management.post(&endpoint, "nobody=", "x".into()).await,
+            Err(PostError::Gone)
+        );
+
+        // A client that stops reading: the socket's buffers fill, then its queue.
+        let mut stalled = Client::connect(&gateway.websocket_url()).await;
+        let stalled_id = support::connection_id(&mut stalled, &mut witness, "s").await;
+        let big = axum::body::Bytes::from(vec![b'y'; 100 * 1024]);
+        let mut outcome = Ok(());
+        for _ in 0..5_000 {
+            outcome = app.management.post(&endpoint, &stalled_id, big.clone()).await;
+            if outcome.is_err() {
+                break;
+            }
+        }
+        assert_eq!(outcome, Err(PostError::Throttled));
+        // Its task waits on a socket nobody reads: closing the client ends it.
+        drop(stalled);
+        gateway.shutdown().await.unwrap();
+    }
 }

@@ -8,6 +8,13 @@
 //!
 //! The bench's own CPU use is reported beside the results: a load generator that
 //! saturates its cores measures itself, not the gateway.
+//!
+//! `--target socketio` drives a Socket.io 4 server (bench/socketio/server.js)
+//! with the same client design: Engine.IO v4 over a raw WebSocket (answering the
+//! server's `2` pings with `3`), `40` to connect the namespace, `42["join",room]`
+//! with an ack, and a publisher emitting `42["publish",room,data]`, which the
+//! server sends to the room as `42["event",data]`. Deliveries are timestamped
+//! the same way on both, so the two servers can be compared side by side.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,11 +42,24 @@ pub enum Via {
     Broadcast,
 }
 
+/// The server the bench drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Server {
+    /// roomcast: roomcast dev or a deployed stage.
+    Roomcast,
+    /// A Socket.io 4 server with `join` and `publish` events (bench/socketio);
+    /// `--url` is its base URL, e.g. ws://127.0.0.1:3400.
+    Socketio,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// WebSocket URL of the gateway: roomcast dev or a deployed stage.
     #[arg(long, default_value = "ws://127.0.0.1:3001/local")]
     url: String,
+    /// What serves --url.
+    #[arg(long, value_enum, default_value_t = Server::Roomcast)]
+    target: Server,
     /// Member connections to open (the publisher for --via send comes on top).
     #[arg(long, default_value_t = 1000)]
     connections: usize,
@@ -153,6 +173,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
+    if args.target == Server::Socketio && args.via == Via::Broadcast {
+        bail!("--via broadcast needs --target roomcast");
+    }
+    let endpoint = Endpoint::new(&args);
     raise_fd_limit(args.connections);
     let clock = Instant::now();
     let rss_before = args
@@ -165,15 +189,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let last_delivery_us = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
-    let bar = progress(args.connections as u64, args.json);
+    let bar = Progress::new("connected", args.connections as u64, args.json);
     let started = Instant::now();
     let mut members = Vec::with_capacity(args.connections);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
     for _ in 0..args.connections {
         ticker.tick().await;
         let member = Member {
-            url: args.url.clone(),
-            room: args.room.clone(),
+            endpoint: endpoint.clone(),
             clock,
             delivered: Arc::clone(&delivered),
             last_delivery_us: Arc::clone(&last_delivery_us),
@@ -186,13 +209,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for _ in 0..args.connections {
         match ready_rx.recv().await {
-            Some(Ok(())) => bar.inc(1),
+            Some(Ok(())) => bar.set(bar.position() + 1),
             Some(Err(e)) => failures.push(e),
             None => break,
         }
     }
     let connect_secs = started.elapsed().as_secs_f64();
-    bar.finish_and_clear();
+    bar.finish();
     let joined = args.connections - failures.len();
     if let Some(first) = failures.first() {
         eprintln!(
@@ -216,7 +239,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cpu_before = cpu_seconds("self");
     let gateway_cpu_before = args.gateway_pid.map(|pid| cpu_seconds(&pid.to_string()));
     let publish_started_us = micros(clock);
-    let publisher = Publisher::open(&args, clock).await?;
+    let publisher = Publisher::open(&args, &endpoint).await?;
     for seq in 0..args.messages {
         publisher.publish(&args, clock, seq).await?;
         if args.interval_ms > 0 {
@@ -224,10 +247,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let expected = (joined * args.messages) as u64;
+    let bar = Progress::new("delivered", expected, args.json);
     let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
     while delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
+        bar.set(delivered.load(Ordering::Relaxed));
     }
+    bar.finish();
     let cpu_used = cpu_seconds("self") - cpu_before;
     let gateway_cpu = args
         .gateway_pid
@@ -311,8 +337,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// One member connection: joins, then records every bench event's latency.
 struct Member {
-    url: String,
-    room: String,
+    endpoint: Endpoint,
     clock: Instant,
     delivered: Arc<AtomicU64>,
     last_delivery_us: Arc<AtomicU64>,
@@ -322,7 +347,7 @@ struct Member {
 
 impl Member {
     async fn run(mut self) -> Option<Received> {
-        let socket = match join(&self.url, &self.room).await {
+        let socket = match self.endpoint.join().await {
             Ok(socket) => {
                 let _ = self.ready.send(Ok(()));
                 socket
@@ -332,13 +357,16 @@ impl Member {
                 return None;
             }
         };
-        let (_sink, mut stream) = socket.split();
+        let (mut sink, mut stream) = socket.split();
+        let server = self.endpoint.server;
         let mut latencies_us = Vec::new();
         loop {
             tokio::select! {
                 frame = stream.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(sent_us) = bench_timestamp(&text) {
+                        if server == Server::Socketio && text.as_str() == socketio::PING {
+                            let _ = sink.send(Message::text(socketio::PONG)).await;
+                        } else if let Some(sent_us) = bench_timestamp(server, &text) {
                             let now = micros(self.clock);
                             latencies_us.push(now.saturating_sub(sent_us));
                             self.delivered.fetch_add(1, Ordering::Relaxed);
@@ -358,31 +386,118 @@ impl Member {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Connects and joins `room`, waiting for the join's ack.
-async fn join(url: &str, room: &str) -> anyhow::Result<Socket> {
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true)
-            .await
-            .with_context(|| format!("cannot connect to {url}"))?;
-    let frame = json!({"action": "join", "room": room, "id": "join"}).to_string();
-    socket.send(Message::text(frame)).await?;
-    let ack = tokio::time::timeout(Duration::from_secs(30), async {
+/// Where members connect and what they join.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    server: Server,
+    /// The WebSocket URL (for Socket.io, with its Engine.IO path and query).
+    url: Arc<str>,
+    room: Arc<str>,
+}
+
+impl Endpoint {
+    fn new(args: &BenchArgs) -> Self {
+        let url = match args.target {
+            Server::Socketio if !args.url.contains("/socket.io/") => format!(
+                "{}/socket.io/?EIO=4&transport=websocket",
+                args.url.trim_end_matches('/')
+            ),
+            _ => args.url.clone(),
+        };
+        Self {
+            server: args.target,
+            url: url.into(),
+            room: args.room.as_str().into(),
+        }
+    }
+
+    /// A connection, ready for events (for Socket.io: its namespace connected).
+    async fn connect(&self) -> anyhow::Result<Socket> {
+        let url = &*self.url;
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true)
+                .await
+                .with_context(|| format!("cannot connect to {url}"))?;
+        if self.server == Server::Socketio {
+            socket.send(Message::text(socketio::CONNECT)).await?;
+            reply(&mut socket, "namespace connect", |text| {
+                text.starts_with(socketio::CONNECT)
+                    .then(|| Ok(()))
+                    .or_else(|| {
+                        text.starts_with(socketio::CONNECT_ERROR)
+                            .then(|| Err(anyhow::anyhow!("connect refused: {text}")))
+                    })
+            })
+            .await??;
+        }
+        Ok(socket)
+    }
+
+    /// Connects and joins the room, waiting for the join's ack.
+    async fn join(&self) -> anyhow::Result<Socket> {
+        let mut socket = self.connect().await?;
+        match self.server {
+            Server::Roomcast => {
+                let frame = json!({"action": "join", "room": &*self.room, "id": "join"});
+                socket.send(Message::text(frame.to_string())).await?;
+                let ack = reply(&mut socket, "join ack", |text| {
+                    let reply: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                    (reply["id"] == "join").then_some(reply)
+                })
+                .await?;
+                if ack["type"] != "ack" {
+                    bail!("join refused: {ack}");
+                }
+            }
+            Server::Socketio => {
+                let frame = format!("{}{}", socketio::JOIN_ACK_ID, json!(["join", &*self.room]));
+                socket.send(Message::text(frame)).await?;
+                reply(&mut socket, "join ack", |text| {
+                    text.starts_with(socketio::JOINED).then_some(())
+                })
+                .await?;
+            }
+        }
+        Ok(socket)
+    }
+}
+
+/// Reads frames until `pick` finds the awaited one (answering Engine.IO pings
+/// meanwhile), for at most 30 s.
+async fn reply<T>(
+    socket: &mut Socket,
+    what: &str,
+    mut pick: impl FnMut(&str) -> Option<T>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(frame) = socket.next().await {
             if let Message::Text(text) = frame? {
-                let reply: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                if reply["id"] == "join" {
-                    return Ok::<_, anyhow::Error>(reply);
+                if text.as_str() == socketio::PING {
+                    socket.send(Message::text(socketio::PONG)).await?;
+                } else if let Some(found) = pick(&text) {
+                    return Ok(found);
                 }
             }
         }
-        bail!("connection closed before the join was acknowledged")
+        bail!("connection closed before the {what}")
     })
     .await
-    .context("no join ack within 30 s")??;
-    if ack["type"] != "ack" {
-        bail!("join refused: {ack}");
-    }
-    Ok(socket)
+    .with_context(|| format!("no {what} within 30 s"))?
+}
+
+/// The Engine.IO v4 / Socket.IO v5 packets the bench speaks, as text frames.
+mod socketio {
+    /// Engine.IO ping from the server; answered with [`PONG`].
+    pub const PING: &str = "2";
+    pub const PONG: &str = "3";
+    /// Connect the default namespace; the server answers `40{"sid":...}`.
+    pub const CONNECT: &str = "40";
+    pub const CONNECT_ERROR: &str = "44";
+    /// An event with ack id 1 (`42` + id); its ack comes back as [`JOINED`].
+    pub const JOIN_ACK_ID: &str = "421";
+    pub const JOINED: &str = "431";
+    /// An event frame as the server emits it to the room: `42["event",data]`.
+    pub const EVENT_PREFIX: &str = "42[\"event\",";
 }
 
 /// The publish time (µs on the bench clock) of a bench event, if `text` is one.
@@ -393,7 +508,21 @@ fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig 
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096)
 }
 
-fn bench_timestamp(text: &str) -> Option<u64> {
+fn bench_timestamp(server: Server, text: &str) -> Option<u64> {
+    if server == Server::Socketio {
+        #[derive(serde::Deserialize)]
+        struct Data {
+            t: u64,
+        }
+        let data = text
+            .strip_prefix(socketio::EVENT_PREFIX)?
+            .strip_suffix(']')?;
+        return serde_json::from_str::<Data>(data).ok().map(|d| d.t);
+    }
+    roomcast_timestamp(text)
+}
+
+fn roomcast_timestamp(text: &str) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct Frame<'a> {
         #[serde(rename = "type", borrow)]
@@ -422,12 +551,17 @@ enum Publisher {
 }
 
 impl Publisher {
-    async fn open(args: &BenchArgs, _clock: Instant) -> anyhow::Result<Self> {
-        Ok(match args.via {
-            Via::Send => Self::Send(Box::new(tokio::sync::Mutex::new(
-                join(&args.url, &args.room).await?,
-            ))),
-            Via::Broadcast => {
+    async fn open(args: &BenchArgs, endpoint: &Endpoint) -> anyhow::Result<Self> {
+        Ok(match (args.via, args.target) {
+            // A roomcast member's `send` goes to the room's other members.
+            (Via::Send, Server::Roomcast) => {
+                Self::Send(Box::new(tokio::sync::Mutex::new(endpoint.join().await?)))
+            }
+            // `io.to(room).emit` would include the publisher: it stays out of the room.
+            (Via::Send, Server::Socketio) => {
+                Self::Send(Box::new(tokio::sync::Mutex::new(endpoint.connect().await?)))
+            }
+            (Via::Broadcast, _) => {
                 let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
                 if let Some(endpoint) = &args.endpoint {
                     loader = loader.endpoint_url(endpoint);
@@ -445,13 +579,14 @@ impl Publisher {
         let data = json!({"seq": seq, "t": micros(clock), "pad": "x".repeat(args.payload_bytes)});
         match self {
             Self::Send(socket) => {
-                let frame =
-                    json!({"action": "send", "room": args.room, "event": EVENT, "data": data});
-                socket
-                    .lock()
-                    .await
-                    .send(Message::text(frame.to_string()))
-                    .await?;
+                let frame = match args.target {
+                    Server::Roomcast => {
+                        json!({"action": "send", "room": args.room, "event": EVENT, "data": data})
+                            .to_string()
+                    }
+                    Server::Socketio => format!("42{}", json!(["publish", args.room, data])),
+                };
+                socket.lock().await.send(Message::text(frame)).await?;
             }
             Self::Broadcast(broadcaster) => {
                 let broadcast = Broadcast::new(Target::room(&args.room), EVENT).data(data)?;
@@ -466,17 +601,71 @@ fn micros(clock: Instant) -> u64 {
     u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-fn progress(total: u64, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
+/// Progress while members connect and deliveries arrive: a bar on a terminal,
+/// a plain line every few seconds otherwise (logs of scripted runs).
+struct Progress {
+    bar: Option<ProgressBar>,
+    what: &'static str,
+    total: u64,
+    position: std::cell::Cell<u64>,
+    printed: std::cell::Cell<Option<Instant>>,
+}
+
+/// How often a plain progress line is printed.
+const PLAIN_EVERY: Duration = Duration::from_secs(2);
+
+impl Progress {
+    fn new(what: &'static str, total: u64, quiet: bool) -> Self {
+        use std::io::IsTerminal as _;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total);
+            let template = format!("{what:>9} {{bar:40}} {{pos}}/{{len}} {{per_sec}} eta {{eta}}");
+            if let Ok(style) = ProgressStyle::with_template(&template) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Self {
+            bar,
+            what,
+            total: if quiet { 0 } else { total },
+            position: std::cell::Cell::new(0),
+            printed: std::cell::Cell::new(quiet.then(Instant::now)),
+        }
     }
-    let bar = ProgressBar::new(total);
-    if let Ok(style) =
-        ProgressStyle::with_template("connecting {bar:40} {pos}/{len} {per_sec} eta {eta}")
-    {
-        bar.set_style(style);
+
+    fn position(&self) -> u64 {
+        self.position.get()
     }
-    bar
+
+    fn set(&self, position: u64) {
+        self.position.set(position);
+        if let Some(bar) = &self.bar {
+            bar.set_position(position);
+            return;
+        }
+        let due = self
+            .printed
+            .get()
+            .is_none_or(|at| at.elapsed() >= PLAIN_EVERY && self.total > 0);
+        if due && self.total > 0 {
+            self.printed.set(Some(Instant::now()));
+            eprintln!("roomcast bench: {} {position}/{}", self.what, self.total);
+        }
+    }
+
+    fn finish(&self) {
+        match &self.bar {
+            Some(bar) => bar.finish_and_clear(),
+            None if self.total > 0 => eprintln!(
+                "roomcast bench: {} {}/{}",
+                self.what,
+                self.position(),
+                self.total
+            ),
+            None => {}
+        }
+    }
 }
 
 /// Lets one process hold many sockets: the soft open-files limit up to the hard one.

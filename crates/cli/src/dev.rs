@@ -62,6 +62,10 @@ pub struct DevArgs {
     /// API Gateway in a region takes (about 10-30 ms) and loopback does not.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     management_latency_ms: u64,
+    /// Handlers running in-process post to the @connections endpoint over HTTP
+    /// (the real adapter) instead of straight to the connections.
+    #[arg(long)]
+    management_http: bool,
     /// HS256 secret (at least 32 bytes) that tokens are signed with. Prefer the
     /// environment variable: command lines are visible to other local users.
     #[arg(
@@ -401,6 +405,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sam,
         faults,
         management_latency: Duration::from_millis(args.management_latency_ms),
+        management_http: args.management_http,
         authorizer: auth.as_ref().map(|a| std::sync::Arc::clone(&a.authorizer)),
         policies: auth.as_ref().and_then(|a| a.policies.clone()),
         host: args.host,

@@ -242,8 +242,19 @@ impl Fanout<'_> {
                 {
                     continue;
                 }
+                // Posts that complete at once (in-process) skip the future and
+                // its slot among the `concurrency` in flight.
+                let first = self
+                    .management
+                    .post_now(self.endpoint, &connection_id, &payload);
+                if let Some(Ok(())) = first {
+                    stats.count(Outcome::Delivered { throttled: 0 });
+                    continue;
+                }
                 let payload = payload.clone();
-                in_flight.push(async move { self.deliver(&connection_id, payload, started).await });
+                in_flight.push(async move {
+                    self.deliver(&connection_id, payload, started, first).await
+                });
             }
             // The next page is read while this one's posts are in flight, and only
             // once the queue runs low, so memory stays at about two pages for paged
@@ -319,17 +330,28 @@ impl Fanout<'_> {
         }
     }
 
-    /// Posts to one connection, retrying what may succeed later.
-    async fn deliver(&self, connection_id: &str, payload: Bytes, started: Instant) -> Outcome {
+    /// Posts to one connection, retrying what may succeed later. `first`: the
+    /// first attempt's result when [`Management::post_now`] already made it.
+    async fn deliver(
+        &self,
+        connection_id: &str,
+        payload: Bytes,
+        started: Instant,
+        mut first: Option<Result<(), PostError>>,
+    ) -> Outcome {
         let mut throttled = 0;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self
-                .management
-                .post(self.endpoint, connection_id, payload.clone())
-                .await
-            {
+            let result = match first.take() {
+                Some(result) => result,
+                None => {
+                    self.management
+                        .post(self.endpoint, connection_id, payload.clone())
+                        .await
+                }
+            };
+            match result {
                 Ok(()) => return Outcome::Delivered { throttled },
                 Err(PostError::Gone) => {
                     self.remove_gone(connection_id).await;

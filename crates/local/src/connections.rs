@@ -7,7 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{Message, WebSocket};
+use futures::SinkExt;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
 
@@ -145,23 +146,34 @@ impl CommandReceiver {
             let queued = self.0.readable.notified();
             tokio::pin!(queued);
             queued.as_mut().enable();
-            {
-                let mut state = self.0.state();
-                if let Some(command) = state.commands.pop_front() {
-                    if state.commands.is_empty() && state.commands.capacity() > 0 {
-                        // A burst is over: give its buffer back.
-                        state.commands = VecDeque::new();
-                    }
-                    drop(state);
-                    self.0.writable.notify_one();
-                    return Some(command);
-                }
-                if state.senders == 0 {
-                    return None;
-                }
+            match self.take() {
+                Ok(command) => return Some(command),
+                Err(true) => return None,
+                Err(false) => {}
             }
             queued.await;
         }
+    }
+
+    /// The next command if one is queued now.
+    pub fn try_recv(&mut self) -> Option<Command> {
+        self.take().ok()
+    }
+
+    /// Takes the first command; `Err(closed)` when there is none, `closed` telling
+    /// whether every sender is gone.
+    fn take(&self) -> Result<Command, bool> {
+        let mut state = self.0.state();
+        let Some(command) = state.commands.pop_front() else {
+            return Err(state.senders == 0);
+        };
+        if state.commands.is_empty() && state.commands.capacity() > 0 {
+            // A burst is over: give its buffer back.
+            state.commands = VecDeque::new();
+        }
+        drop(state);
+        self.0.writable.notify_one();
+        Ok(command)
     }
 }
 
@@ -174,6 +186,33 @@ impl Drop for CommandReceiver {
         drop(unsent);
         self.0.writable.notify_waiters();
     }
+}
+
+/// Frames written per flush at most, so a connection with a long queue still
+/// reads its socket and minds its timers between batches.
+const WRITE_BATCH: usize = 64;
+
+/// Writes `first` and the frames already queued behind it with one flush: one
+/// `sendmsg` for a burst of posts instead of one per frame. A command other than
+/// a frame met on the way (a close) is handed back, after the frames before it.
+pub async fn write_batch(
+    socket: &mut WebSocket,
+    first: Message,
+    commands: &mut CommandReceiver,
+) -> Result<Option<Command>, axum::Error> {
+    socket.feed(first).await?;
+    let mut next = None;
+    for _ in 1..WRITE_BATCH {
+        match commands.try_recv() {
+            Some(Command::Send(message)) => socket.feed(message).await?,
+            other => {
+                next = other;
+                break;
+            }
+        }
+    }
+    socket.flush().await?;
+    Ok(next)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -194,6 +233,18 @@ impl Registry {
 
     pub fn get(&self, connection_id: &str) -> Option<ConnectionHandle> {
         self.map().get(connection_id).cloned()
+    }
+
+    /// Queues `command` for `connection_id` without cloning its handle (a post
+    /// runs this once per recipient); `None` when no such connection is open.
+    pub fn try_send(
+        &self,
+        connection_id: &str,
+        command: Command,
+    ) -> Option<Result<(), TrySendError<Command>>> {
+        self.map()
+            .get(connection_id)
+            .map(|handle| handle.commands.try_send(command))
     }
 
     pub fn remove(&self, connection_id: &str) -> Option<ConnectionHandle> {

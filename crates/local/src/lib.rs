@@ -9,6 +9,7 @@
 //!   (The [`Gateway`] type, the state all of these share, is in this file.)
 //! - [`connections`]: the registry of open connections and their command queues.
 //! - [`management`]: the `@connections` API (POST, GET, DELETE).
+//! - [`inprocess`]: the in-process `@connections` adapter of the handlers it runs.
 //! - [`invoke`]: the Lambda Invoke API over a registry of in-process functions.
 //! - [`broadcast`]: the broadcast function (its `App` and timeout), registered on the
 //!   Invoke API.
@@ -47,6 +48,7 @@ pub mod error;
 pub mod events;
 pub mod faults;
 pub mod handlers;
+pub mod inprocess;
 pub mod invoke;
 pub mod management;
 pub mod metrics;
@@ -121,6 +123,9 @@ pub struct GatewayOptions {
     /// takes well under a millisecond, one to API Gateway in a region about
     /// 10–30 ms, and a fan-out's throughput depends on it (docs/performance.md).
     pub management_latency: Duration,
+    /// In-process handlers post through HTTP to the `@connections` endpoint, as
+    /// functions elsewhere do, instead of in-process ([`inprocess`]).
+    pub management_http: bool,
     /// The `$connect` REQUEST authorizer. `None`: no authorizer (`AuthorizationType:
     /// NONE`), every handshake reaches `$connect` anonymously.
     pub authorizer: Option<Arc<Authorizer>>,
@@ -163,6 +168,7 @@ impl Default for GatewayOptions {
             integration_timeout: INTEGRATION_TIMEOUT,
             faults: None,
             management_latency: Duration::ZERO,
+            management_http: false,
             authorizer: None,
             policies: None,
             sam: None,
@@ -609,8 +615,16 @@ pub async fn serve(
     let mut config = Config::new(table.clone());
     config.management_endpoint = Some(management_endpoint.clone());
     config.policies = options.policies.clone().unwrap_or_else(Policies::open);
-    let management: Arc<dyn roomcast_core::management::Management> =
-        Arc::new(ApiGatewayManagement::new(sdk));
+    let in_process = (!options.management_http).then(|| {
+        Arc::new(inprocess::InProcessManagement::new(
+            management_endpoint.clone(),
+            ApiGatewayManagement::new(sdk),
+        ))
+    });
+    let management: Arc<dyn roomcast_core::management::Management> = match &in_process {
+        Some(adapter) => adapter.clone(),
+        None => Arc::new(ApiGatewayManagement::new(sdk)),
+    };
     let app = Arc::new(
         App::new(config, Arc::clone(&store), Arc::clone(&management))
             .with_metrics(Arc::clone(&options.metrics)),
@@ -635,6 +649,9 @@ pub async fn serve(
             Gateway::with_routes(options, app, local_addr, routes, authorizer)?
         }
     };
+    if let Some(adapter) = &in_process {
+        adapter.attach(&gateway);
+    }
     let routes = router(gateway.clone());
     let (stop, mut stopped) = watch::channel(false);
     let server = tokio::spawn(async move {

@@ -4,37 +4,21 @@
 //! checks signatures before these handlers run. Errors are [`AwsError`]s,
 //! which carry the `x-amzn-ErrorType` header the AWS SDKs key their typed errors on.
 
-use std::time::Duration;
-
 use axum::body::Bytes;
-use axum::extract::ws::Message;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use roomcast_core::config::GATEWAY_MAX_PAYLOAD;
 use serde_json::json;
-use tokio::sync::mpsc::error::TrySendError;
 
 use crate::Gateway;
 use crate::aws::AwsError;
-use crate::connections::Command;
 use crate::events::iso8601;
 use crate::faults::FaultKind;
-use crate::websocket::close;
+use crate::inprocess::{self, Refusal, latency};
 
 /// The 429's message when a connection's outbound queue is full.
 const OUTBOUND_FULL: &str = "The client's outbound buffer is full";
-
-/// How long DELETE waits for room in a full outbound queue.
-const DELETE_WAIT: Duration = Duration::from_secs(5);
-
-/// Waits the configured `management_latency`, if any.
-async fn latency(gateway: &Gateway) {
-    let latency = gateway.options().management_latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-}
 
 /// `POST @connections/{id}`: the body goes to the client as one frame (text when
 /// it is UTF-8, binary otherwise).
@@ -44,42 +28,24 @@ pub async fn post(
     body: Bytes,
 ) -> Response {
     latency(&gateway).await;
-    if body.len() > GATEWAY_MAX_PAYLOAD {
-        return AwsError::payload_too_large(body.len(), GATEWAY_MAX_PAYLOAD).into_response();
-    }
-    if let Some(fault) = gateway.injected_fault(&connection_id) {
-        return injected(&gateway, &connection_id, fault).into_response();
-    }
-    let Some(connection) = gateway.connections().get(&connection_id) else {
-        return AwsError::gone().into_response();
-    };
-    let message = match std::str::from_utf8(&body) {
-        Ok(text) => Message::text(text),
-        Err(_) => Message::Binary(body),
-    };
-    match connection.commands.try_send(Command::Send(message)) {
+    match inprocess::post(&gateway, &connection_id, body) {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(TrySendError::Full(_)) => AwsError::limit_exceeded(OUTBOUND_FULL).into_response(),
-        Err(TrySendError::Closed(_)) => AwsError::gone().into_response(),
+        Err(refusal) => refused(refusal).into_response(),
     }
 }
 
-/// The answer to a POST that fault injection picked. An injected 410 also closes
-/// the connection (1001, then `$disconnect`), so what follows matches a client
-/// that went away.
-fn injected(gateway: &Gateway, connection_id: &str, fault: FaultKind) -> AwsError {
-    match fault {
-        FaultKind::Gone => {
-            if let Some(connection) = gateway.connections().get(connection_id) {
-                let _ = connection.commands.try_send(Command::Close {
-                    code: close::GOING_AWAY,
-                    reason: "injected fault: gone".to_owned(),
-                });
-            }
-            AwsError::gone()
+/// The AWS error for a refused post or delete.
+fn refused(refusal: Refusal) -> AwsError {
+    match refusal {
+        Refusal::TooLarge(len) => AwsError::payload_too_large(len, GATEWAY_MAX_PAYLOAD),
+        Refusal::Gone | Refusal::Injected(FaultKind::Gone) => AwsError::gone(),
+        Refusal::Full => AwsError::limit_exceeded(OUTBOUND_FULL),
+        Refusal::Injected(FaultKind::Throttled) => {
+            AwsError::limit_exceeded("injected fault: throttled")
         }
-        FaultKind::Throttled => AwsError::limit_exceeded("injected fault: throttled"),
-        FaultKind::ServerError => AwsError::internal("injected fault: internal error"),
+        Refusal::Injected(FaultKind::ServerError) => {
+            AwsError::internal("injected fault: internal error")
+        }
     }
 }
 
@@ -116,16 +82,8 @@ pub const DELETED_REASON: &str = "Connection Closed Normally";
 /// 1000 and [`DELETED_REASON`].
 pub async fn delete(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
     latency(&gateway).await;
-    let Some(connection) = gateway.connections().get(&connection_id) else {
-        return AwsError::gone().into_response();
-    };
-    let command = Command::Close {
-        code: close::NORMAL,
-        reason: DELETED_REASON.to_owned(),
-    };
-    match tokio::time::timeout(DELETE_WAIT, connection.commands.send(command)).await {
-        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(_)) => AwsError::gone().into_response(),
-        Err(_) => AwsError::limit_exceeded(OUTBOUND_FULL).into_response(),
+    match inprocess::delete(&gateway, &connection_id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(refusal) => refused(refusal).into_response(),
     }
 }

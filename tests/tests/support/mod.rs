@@ -64,6 +64,50 @@ pub fn options() -> GatewayOptions {
     }
 }
 
+/// How the gateway's own handlers reach its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Straight to the connections' queues (`roomcast dev`'s default).
+    InProcess,
+    /// Through the `@connections` endpoint with the real HTTP adapter
+    /// (`roomcast dev --management-http`).
+    Http,
+}
+
+/// [`options`] for `delivery`.
+pub fn options_for(delivery: Delivery) -> GatewayOptions {
+    GatewayOptions {
+        management_http: delivery == Delivery::Http,
+        ..options()
+    }
+}
+
+/// Declares each `async fn name(delivery: Delivery) { ... }` as a module `name`
+/// with two tests, `in_process` and `over_http`: the same body against both ways
+/// the gateway's handlers deliver.
+#[macro_export]
+macro_rules! in_both_deliveries {
+    ($($(#[$doc:meta])* async fn $name:ident($delivery:ident: Delivery) $body:block)*) => {$(
+        $(#[$doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($delivery: $crate::support::Delivery) $body
+
+            #[tokio::test]
+            async fn in_process() {
+                run($crate::support::Delivery::InProcess).await
+            }
+
+            #[tokio::test]
+            async fn over_http() {
+                run($crate::support::Delivery::Http).await
+            }
+        }
+    )*};
+}
+
 pub async fn sdk() -> aws_config::SdkConfig {
     roomcast_local::local_sdk_config("us-east-1").await
 }

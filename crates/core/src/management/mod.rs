@@ -45,6 +45,18 @@ pub trait Management: Send + Sync + 'static {
     async fn post(&self, endpoint: &str, connection_id: &str, data: Bytes)
     -> Result<(), PostError>;
 
+    /// Posts at once when that needs no waiting (an in-process gateway without
+    /// injected latency), so a fan-out can skip a future per recipient; `None`
+    /// means "call [`Self::post`]", and is what network adapters answer.
+    fn post_now(
+        &self,
+        _endpoint: &str,
+        _connection_id: &str,
+        _data: &Bytes,
+    ) -> Option<Result<(), PostError>> {
+        None
+    }
+
     /// Closes a connection; API Gateway then runs `$disconnect`.
     async fn delete(&self, endpoint: &str, connection_id: &str) -> Result<(), PostError>;
 }
