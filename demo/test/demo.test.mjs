@@ -128,6 +128,16 @@ const presenceSays = (page, text) => page.locator("#presence-mode", { hasText: t
 const rosterHas = (page, text) => page.locator("#roster li", { hasText: text }).first().waitFor({ timeout: WAIT });
 const demo = (page, fn, arg) => page.evaluate(fn, arg);
 
+/** Alice says one thing and bob answers; each sees the other's line and lists the other by name. */
+async function exchange(alice, bob, aliceSays, bobSays) {
+  await say(alice.page, aliceSays);
+  await shown(bob.page, aliceSays);
+  await say(bob.page, bobSays);
+  await shown(alice.page, bobSays);
+  await rosterHas(alice.page, "bob");
+  await rosterHas(bob.page, "alice");
+}
+
 test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and recovery, reload", { skip: !hasChromium && "chromium not found" }, async () => {
   // Alice's page reaches the server through a route the test controls: while
   // `aliceCut` is set, each of her reconnect attempts is closed at once, so she
@@ -150,12 +160,7 @@ test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and rec
   await rosterHas(bob.page, "+ 1 more"); // alice joined first and has not spoken
 
   // Chat both ways; then each roster names the other.
-  await say(alice.page, "hello from alice");
-  await shown(bob.page, "hello from alice");
-  await say(bob.page, "hi alice, bob here");
-  await shown(alice.page, "hi alice, bob here");
-  await rosterHas(alice.page, "bob");
-  await rosterHas(bob.page, "alice");
+  await exchange(alice, bob, "hello from alice", "hi alice, bob here");
 
   // The dashboard: every metric, updates batched and conflated by the queue.
   await until("all 8 metric tiles", async () => (await alice.page.locator(".tile").count()) === 8);
@@ -221,12 +226,7 @@ test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and rec
   await presenceSays(bob.page, "2 connected");
   await bob.page.screenshot({ path: join(SHOTS, "3-bob-after-reload.png") });
 
-  await say(alice.page, "welcome back, bob");
-  await shown(bob.page, "welcome back, bob");
-  await rosterHas(bob.page, "alice");
-  await say(bob.page, "thanks, the history had it all");
-  await shown(alice.page, "thanks, the history had it all");
-  await rosterHas(alice.page, "bob");
+  await exchange(alice, bob, "welcome back, bob", "thanks, the history had it all");
   await alice.page.screenshot({ path: join(SHOTS, "4-alice.png") });
 
   for (const b of browsers) assert.deepEqual(b.errors, [], `${b.name}: no page errors`);
