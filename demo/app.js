@@ -1,12 +1,11 @@
 // The demo page: a chat room (chat:lobby) and a live dashboard (dash:metrics) on one
 // @roomcast/client connection. Plain DOM, no framework.
 //
-// Chat uses the server's history and presence where the namespace policy enables
-// them. Where the server has neither, the page says so and falls back to what
-// pages can do among themselves: names announced with `hello`/`here`/`bye`
-// events, and, after a reconnect that could not recover, a `sync` request that
-// makes the other pages resend their recent messages (duplicates are dropped by
-// message id), so a chat message sent while sockets were dropped still arrives.
+// Chat leans on the server (demo/policies.json turns these on for `chat:`): earlier
+// messages come from the room's history, "here now" from presence and its join and
+// leave events, and after a dropped connection the client rejoins with `since` and
+// the server replays what was missed. Messages are keyed by the room's epoch and
+// offset, so a history reload after an unrecoverable gap shows each one once.
 import { connect } from "./vendor/roomcast-client.js";
 
 const CHAT = "chat:lobby";
@@ -29,36 +28,26 @@ const rc = connect(url, { reconnect: { initialDelayMs: 200, maxDelayMs: 3000 } }
 rc.onState((s) => {
   $("state").dataset.state = s;
   $("state").textContent = s;
-  if (s === "open") resendUnsent();
 });
 rc.onError((e) => console.warn("roomcast:", e.code, e.message));
 
 // ---------------------------------------------------------------- chat
-const messages = new Map(); // mid -> {mid, name, text, ts, mine, pending}
-const sentLog = []; // my last messages, resent when a peer asks (no server history)
-const unsent = new Set(); // mids whose send was cut off by a dropped connection
-let serverHistory = false;
-let serverPresence = false;
+const messages = new Map(); // "epoch:offset" (or a local key while sending) -> {name, text, ts, mine, pending}
+let pendingSeq = 0;
 
-function newId() {
-  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`;
-}
-
-function addMessage(m) {
-  const known = messages.get(m.mid);
-  if (known && !known.pending) return;
-  messages.set(m.mid, { ...known, ...m });
+function addMessage(key, m) {
+  messages.set(key, m);
   renderMessages();
 }
 
 function renderMessages() {
   const list = $("messages");
-  const sorted = [...messages.values()].sort((a, b) => a.ts - b.ts);
+  const sorted = [...messages.entries()].sort(([, a], [, b]) => a.ts - b.ts);
   list.replaceChildren(
-    ...sorted.map((m) => {
+    ...sorted.map(([key, m]) => {
       const li = document.createElement("li");
       li.className = `${m.mine ? "mine" : ""} ${m.pending ? "pending" : ""}`;
-      li.dataset.mid = m.mid;
+      li.dataset.key = key;
       const meta = document.createElement("span");
       meta.className = "meta";
       meta.textContent = `${m.name} · ${new Date(m.ts).toLocaleTimeString()}`;
@@ -72,27 +61,14 @@ function renderMessages() {
   list.scrollTop = list.scrollHeight;
 }
 
-function sendMessage(m) {
-  rc.send(CHAT, "message", { mid: m.mid, name: m.name, text: m.text, ts: m.ts }).then(
-    () => {
-      unsent.delete(m.mid);
-      addMessage({ ...m, pending: false });
-    },
-    (e) => {
-      // `closed`: the connection dropped before the ack; delivery is unknown, so
-      // send again on the next connection (receivers drop the copy by mid).
-      if (e.code === "closed") unsent.add(m.mid);
-      else console.warn("send failed:", e.code);
-    },
-  );
-}
-
-function resendUnsent() {
-  for (const mid of [...unsent]) {
-    unsent.delete(mid);
-    const m = messages.get(mid);
-    if (m) sendMessage(m);
-  }
+/** A stored or live `message` frame: shown once per epoch and offset. */
+function receive(frame) {
+  const d = frame.data;
+  if (!d || typeof d.text !== "string") return;
+  const who = String(d.name ?? "?");
+  const from = frame.from?.connectionId;
+  if (from) names.set(from, who);
+  addMessage(`${frame.epoch}:${frame.offset}`, { name: who, text: d.text, ts: frame.ts, mine: who === name });
 }
 
 $("composer").addEventListener("submit", (ev) => {
@@ -100,106 +76,82 @@ $("composer").addEventListener("submit", (ev) => {
   const text = $("text").value.trim();
   if (!text) return;
   $("text").value = "";
-  const m = { mid: newId(), name, text, ts: Date.now(), mine: true, pending: true };
-  sentLog.push(m);
-  if (sentLog.length > 50) sentLog.shift();
-  addMessage(m);
-  sendMessage(m);
+  const local = `pending:${++pendingSeq}`;
+  const ts = Date.now();
+  addMessage(local, { name, text, ts, mine: true, pending: true });
+  rc.send(CHAT, "message", { name, text }).then(
+    (ack) => {
+      messages.delete(local);
+      addMessage(`${ack.epoch}:${ack.offset}`, { name, text, ts, mine: true });
+    },
+    (e) => {
+      // `closed`: the connection dropped before the ack, so delivery is unknown. If
+      // the server stored it, recovery or history brings it back; otherwise the
+      // text goes back into the box to send again.
+      messages.delete(local);
+      renderMessages();
+      if (!$("text").value) $("text").value = text;
+      console.warn("send failed:", e.code);
+    },
+  );
 });
 
-rc.on(CHAT, "message", (data) => {
-  if (data && typeof data.mid === "string" && typeof data.text === "string") {
-    addMessage({ mid: data.mid, name: String(data.name ?? "?"), text: data.text, ts: Number(data.ts) || Date.now(), mine: data.name === name });
-  }
+rc.on(CHAT, "message", (_data, frame) => {
+  receive(frame);
+  if (frame.from?.connectionId) here.add(frame.from.connectionId);
+  renderRoster();
 });
 
-// Who is here: names by announcement (anonymous connections have no user id).
-const roster = new Map(); // name -> last heard (ms)
-let serverCount = null;
+async function loadHistory() {
+  const h = await rc.history(CHAT, { limit: 50 });
+  for (const f of h.events) if (f.event === "message") receive(f);
+}
+
+// ---------------------------------------------------------------- presence
+// The server counts the room's connections and tells members when one joins or
+// leaves. Connections are anonymous here (no token, no user id), so a name is the
+// one a connection last used in a chat message.
+const names = new Map(); // connection id -> name
+const here = new Set(); // connection ids seen joining or chatting, until they leave
+let count = null; // connections in the room, from the server
+const presenceLog = []; // the server's join and leave events, for the browser test
+
 function renderRoster() {
-  const now = Date.now();
-  for (const [who, seen] of roster) if (now - seen > 75_000) roster.delete(who);
-  roster.set(name, now);
+  const others = [...here].map((id) => names.get(id) ?? "guest").sort();
+  const rows = [`${name} (you)`, ...others];
+  const silent = count === null ? 0 : count - 1 - here.size;
+  if (silent > 0) rows.push(`+ ${silent} more`);
   $("roster").replaceChildren(
-    ...[...roster.keys()].sort().map((who) => {
+    ...rows.map((text) => {
       const li = document.createElement("li");
-      li.textContent = who === name ? `${who} (you)` : who;
+      li.textContent = text;
       return li;
     }),
   );
-  $("presence-mode").textContent = serverPresence
-    ? `presence: server · ${serverCount ?? "?"} connected`
-    : "presence: page-to-page (server has none)";
+  $("presence-mode").textContent = `presence: ${count ?? "…"} connected`;
 }
-const announce = (event) => rc.send(CHAT, event, { name }).catch(() => {});
-rc.on(CHAT, "hello", (d) => {
-  roster.set(String(d?.name), Date.now());
-  renderRoster();
-  announce("here");
-});
-rc.on(CHAT, "here", (d) => {
-  roster.set(String(d?.name), Date.now());
-  renderRoster();
-});
-rc.on(CHAT, "bye", (d) => {
-  roster.delete(String(d?.name));
-  renderRoster();
-});
-rc.on(CHAT, "sync", () => {
-  if (serverHistory) return;
-  for (const m of sentLog.slice(-20)) {
-    rc.send(CHAT, "message", { mid: m.mid, name: m.name, text: m.text, ts: m.ts }).catch(() => {});
-  }
-});
-rc.onPresence(CHAT, () => refreshPresence());
-setInterval(() => {
-  announce("here");
-  renderRoster();
-}, 30_000);
-addEventListener("pagehide", () => announce("bye"));
 
 async function refreshPresence() {
-  try {
-    const p = await rc.presence(CHAT);
-    serverPresence = true;
-    serverCount = p.count;
-  } catch (e) {
-    serverPresence = false;
-    console.info("no server presence:", e.code);
-  }
+  const p = await rc.presence(CHAT);
+  count = p.count;
   renderRoster();
 }
 
-async function loadHistory() {
-  const note = $("history-note");
-  try {
-    const h = await rc.history(CHAT, { limit: 50 });
-    serverHistory = true;
-    note.hidden = true;
-    for (const f of h.events) {
-      const d = f.data;
-      if (f.event === "message" && d && typeof d.mid === "string") {
-        addMessage({ mid: d.mid, name: String(d.name), text: String(d.text), ts: Number(d.ts) || f.ts, mine: d.name === name });
-      }
-    }
-  } catch (e) {
-    serverHistory = false;
-    note.hidden = false;
-    note.textContent =
-      `Server history is off here (${e.code}): earlier messages come only from pages still open, ` +
-      "and nothing is kept once everyone leaves.";
-    rc.send(CHAT, "sync", {}).catch(() => {});
-  }
-}
+rc.onPresence(CHAT, (change) => {
+  presenceLog.push({ change: change.change, connectionId: change.member.connectionId });
+  if (change.change === "join") here.add(change.member.connectionId);
+  else here.delete(change.member.connectionId);
+  refreshPresence().catch((e) => console.warn("presence:", e.code));
+});
 
+const rejoins = []; // {recovered} per rejoin of the chat room, for the browser test
 rc.onRejoin((room, { recovered }) => {
   if (room !== CHAT) return;
-  announce("hello");
-  if (!recovered) {
-    if (serverHistory) loadHistory();
-    else rc.send(CHAT, "sync", {}).catch(() => {});
-  }
-  refreshPresence();
+  rejoins.push({ recovered });
+  // Changes posted while this page was away are lost: start the roster afresh.
+  here.clear();
+  if (!recovered) loadHistory().catch((e) => console.warn("history:", e.code));
+  refreshPresence().catch((e) => console.warn("presence:", e.code));
 });
 
 // ---------------------------------------------------------------- dashboard
@@ -279,8 +231,7 @@ setInterval(() => {
 renderRoster();
 await rc.join(CHAT);
 await rc.join(DASH);
-announce("hello");
 await Promise.all([loadHistory(), refreshPresence()]);
 
 // For the browser test and for poking at from the console.
-window.demo = { rc, name, messages, roster, dash, get serverHistory() { return serverHistory; }, get serverPresence() { return serverPresence; } };
+window.demo = { rc, name, messages, names, here, presenceLog, rejoins, dash };

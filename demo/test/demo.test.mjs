@@ -1,8 +1,10 @@
-// The demo in headless Chromium against `roomcast dev --static demo/`: two pages chat
-// and see each other; the dashboard receives batched, conflated updates from the
-// publisher through the broadcast queue; every socket is dropped with DELETE
-// @connections and the pages reconnect without losing a chat message; a reloaded
-// page gets the earlier messages back. Screenshots go to target/demo-screenshots/.
+// The demo in headless Chromium against `roomcast dev --static demo/ --policies
+// demo/policies.json`: two pages chat and see each other through the server's
+// presence; the dashboard receives batched, conflated updates from the publisher
+// through the broadcast queue; every page socket is dropped with DELETE
+// @connections, and a message sent while one page cannot reconnect reaches it once,
+// replayed by the server when it rejoins with `since`; a reloaded page gets the
+// earlier messages from the room's history. Screenshots go to target/demo-screenshots/.
 //
 //   cd demo && npm ci && ROOMCAST_BIN=../target/debug/roomcast node --test test/
 //
@@ -16,7 +18,6 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import WebSocket from "ws";
 
 const DEMO = fileURLToPath(new URL("..", import.meta.url));
 const ROOT = join(DEMO, "..");
@@ -31,12 +32,13 @@ if (!hasChromium) console.log(`SKIPPED: chromium not found (${CHROMIUM})`);
 const children = [];
 const cleanups = [];
 
-/** Starts `roomcast dev` with a policy file; resolves with its address, or null if it exits first. */
-function startDev(policies) {
-  const dev = spawn(BIN, ["dev", "--port", "0", "--static", DEMO, "--policies", join(DEMO, policies)], {
+/** Starts `roomcast dev` with the demo's policies; resolves with its address, or rejects if it exits first. */
+function startDev() {
+  const dev = spawn(BIN, ["dev", "--port", "0", "--static", DEMO, "--policies", join(DEMO, "policies.json")], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, RUST_LOG: "warn" },
   });
+  children.push(dev);
   let err = "";
   dev.stderr.on("data", (d) => (err += d));
   return new Promise((resolve, reject) => {
@@ -44,33 +46,22 @@ function startDev(policies) {
     dev.stdout.on("data", (d) => {
       out += d;
       const m = /listening on (\S+)/.exec(out);
-      if (m) resolve({ dev, addr: m[1] });
+      if (m) resolve(m[1]);
     });
     dev.on("error", reject);
-    dev.on("exit", (code) => resolve({ dev: null, code, err }));
+    dev.on("exit", (code) => reject(new Error(`roomcast dev exited (${code}): ${err}`)));
   });
 }
 
 let addr;
-let mode; // "server" (history and presence) or "fallback"
-let browsers = [];
+const browsers = [];
 
 before(async () => {
   if (!hasChromium) return;
   assert.ok(existsSync(BIN), `no roomcast binary at ${BIN}: cargo build -p roomcast, or set ROOMCAST_BIN`);
   assert.ok(existsSync(join(DEMO, "vendor/roomcast-client.js")), "run npm ci (or npm run build) in demo/ first");
   mkdirSync(SHOTS, { recursive: true });
-  // The policies with history and presence need a server that has them.
-  let started = await startDev("policies-history.json");
-  mode = "server";
-  if (!started.dev) {
-    console.log("history/presence policies refused by this roomcast; testing the page's fallback");
-    started = await startDev("policies.json");
-    mode = "fallback";
-  }
-  assert.ok(started.dev, `roomcast dev did not start: ${started.err}`);
-  children.push(started.dev);
-  addr = started.addr;
+  addr = await startDev();
   const publisher = spawn(process.execPath, [join(DEMO, "publisher.mjs"), "--endpoint", `http://${addr}`, "--rate", "300"], {
     stdio: ["ignore", "inherit", "inherit"],
   });
@@ -82,7 +73,8 @@ after(async () => {
   for (const child of children.reverse()) child.kill("SIGTERM");
 });
 
-async function browser(name) {
+/** A Chromium page of the demo; `setup(page)` runs before it loads. */
+async function browser(name, setup) {
   const dir = mkdtempSync(join(tmpdir(), "roomcast-demo-"));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM,
@@ -106,26 +98,10 @@ async function browser(name) {
   const page = context.pages()[0] ?? (await context.newPage());
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
+  if (setup) await setup(page);
   await page.goto(`http://${addr}/?name=${name}`);
   browsers.push({ name, page, errors });
   return { page, errors };
-}
-
-/** A bare WebSocket in the chat room, to learn the pages' connection ids from their events. */
-async function observer() {
-  const ws = new WebSocket(`ws://${addr}/local`);
-  await new Promise((resolve, reject) => {
-    ws.once("open", resolve);
-    ws.once("error", reject);
-  });
-  const ids = new Map(); // name -> latest connection id
-  ws.on("message", (raw) => {
-    const f = JSON.parse(String(raw));
-    if (f.type === "event" && f.data?.name) ids.set(f.data.name, f.from.connectionId);
-  });
-  ws.send(JSON.stringify({ action: "join", room: "chat:lobby", id: 1 }));
-  cleanups.push(async () => ws.close());
-  return ids;
 }
 
 async function until(what, check) {
@@ -147,64 +123,111 @@ const shown = (page, text) =>
   page.locator("#messages li .text", { hasText: text }).first().waitFor({ timeout: WAIT });
 const count = (page, text) => page.locator("#messages li .text", { hasText: text }).count();
 
-test("the demo: chat, presence, the queue-fed dashboard, dropped sockets, reload", { skip: !hasChromium && "chromium not found" }, async () => {
-  const ids = await observer();
-  const alice = await browser("alice");
+const stateIs = (page, state) => page.locator(`#state[data-state="${state}"]`).waitFor({ timeout: WAIT });
+const presenceSays = (page, text) => page.locator("#presence-mode", { hasText: text }).waitFor({ timeout: WAIT });
+const rosterHas = (page, text) => page.locator("#roster li", { hasText: text }).first().waitFor({ timeout: WAIT });
+const demo = (page, fn, arg) => page.evaluate(fn, arg);
+
+/** Alice says one thing and bob answers; each sees the other's line and lists the other by name. */
+async function exchange(alice, bob, aliceSays, bobSays) {
+  await say(alice.page, aliceSays);
+  await shown(bob.page, aliceSays);
+  await say(bob.page, bobSays);
+  await shown(alice.page, bobSays);
+  await rosterHas(alice.page, "bob");
+  await rosterHas(bob.page, "alice");
+}
+
+test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and recovery, reload", { skip: !hasChromium && "chromium not found" }, async () => {
+  // Alice's page reaches the server through a route the test controls: while
+  // `aliceCut` is set, each of her reconnect attempts is closed at once, so she
+  // stays away while the room moves on.
+  let aliceCut = false;
+  const alice = await browser("alice", (page) =>
+    page.routeWebSocket(/\/local$/, (ws) => {
+      if (aliceCut) ws.close({ code: 1001, reason: "cut off" });
+      else ws.connectToServer();
+    }),
+  );
+  await presenceSays(alice.page, "1 connected");
   const bob = await browser("bob");
 
-  // Presence: each page lists the other.
-  await alice.page.locator("#roster li", { hasText: "bob" }).waitFor({ timeout: WAIT });
-  await bob.page.locator("#roster li", { hasText: "alice" }).waitFor({ timeout: WAIT });
-  const presenceMode = await alice.page.textContent("#presence-mode");
-  if (mode === "server") assert.match(presenceMode, /presence: server/);
-  else {
-    assert.match(presenceMode, /server has none/);
-    assert.match(await alice.page.textContent("#history-note"), /history is off/i);
-  }
+  // Presence from the server: the count, and alice hears of bob's connection joining.
+  await presenceSays(alice.page, "2 connected");
+  await presenceSays(bob.page, "2 connected");
+  await until("alice's presence join event", () => demo(alice.page, () => window.demo.presenceLog.some((p) => p.change === "join")));
+  await rosterHas(alice.page, "guest"); // bob's connection, nameless until he speaks
+  await rosterHas(bob.page, "+ 1 more"); // alice joined first and has not spoken
 
-  // Chat both ways.
-  await say(alice.page, "hello from alice");
-  await shown(bob.page, "hello from alice");
-  await say(bob.page, "hi alice, bob here");
-  await shown(alice.page, "hi alice, bob here");
+  // Chat both ways; then each roster names the other.
+  await exchange(alice, bob, "hello from alice", "hi alice, bob here");
 
   // The dashboard: every metric, updates batched and conflated by the queue.
   await until("all 8 metric tiles", async () => (await alice.page.locator(".tile").count()) === 8);
   const dash = await until("conflated updates", async () => {
-    const d = await alice.page.evaluate(() => ({ ...window.demo.dash }));
+    const d = await demo(alice.page, () => ({ ...window.demo.dash }));
     return d.received > 20 && d.conflated > 0 ? d : null;
   });
   assert.ok(dash.conflated > 0, "some updates of a key were replaced by later ones in the same batch");
   await alice.page.screenshot({ path: join(SHOTS, "1-chat-and-dashboard.png") });
 
-  // Drop every page socket; a message sent at once still reaches the other page.
-  await until("both connection ids", () => ids.has("alice") && ids.has("bob"));
-  const oldIds = [ids.get("alice"), ids.get("bob")];
-  for (const id of oldIds) {
+  // The server drops both pages' sockets. Bob reconnects; alice cannot yet.
+  const idOf = (page, who) =>
+    demo(page, (who) => [...window.demo.here].find((id) => window.demo.names.get(id) === who), who);
+  const aliceId = await idOf(bob.page, "alice");
+  const bobId = await idOf(alice.page, "bob");
+  assert.ok(aliceId && bobId, "each page knows the other's connection from its messages");
+  aliceCut = true;
+  for (const id of [aliceId, bobId]) {
     const res = await fetch(`http://${addr}/local/@connections/${encodeURIComponent(id)}`, { method: "DELETE" });
     assert.equal(res.status, 204, `DELETE @connections/${id}`);
   }
-  await say(alice.page, "sent while the sockets were down");
-  await say(bob.page, "bob was cut off too");
-  await shown(bob.page, "sent while the sockets were down");
-  await shown(alice.page, "bob was cut off too");
-  for (const { page } of [alice, bob]) {
-    await page.locator('#state[data-state="open"]').waitFor({ timeout: WAIT });
-  }
-  assert.ok(!oldIds.includes(ids.get("alice")), "alice is on a new connection");
-  // No duplicates from resends and replays.
-  assert.equal(await count(bob.page, "sent while the sockets were down"), 1);
+  await stateIs(alice.page, "reconnecting");
+  const bobRejoin = await until("bob's rejoin", () => demo(bob.page, () => window.demo.rejoins[0]));
+  assert.equal(bobRejoin.recovered, true, "bob rejoined with since and missed nothing");
+  await stateIs(bob.page, "open");
+
+  // Bob speaks while alice is away: the server stores it (acked, no longer pending).
+  await say(bob.page, "sent while alice was away");
+  await bob.page.locator("#messages li:not(.pending) .text", { hasText: "sent while alice was away" }).waitFor({ timeout: WAIT });
+  assert.equal(await alice.page.getAttribute("#state", "data-state"), "reconnecting", "alice is still away");
+  assert.equal(await count(alice.page, "sent while alice was away"), 0);
+
+  // Alice comes back: she rejoins with `since` and the server replays the message, once.
+  aliceCut = false;
+  await shown(alice.page, "sent while alice was away");
+  await stateIs(alice.page, "open");
+  const aliceRejoins = await demo(alice.page, () => window.demo.rejoins);
+  assert.deepEqual(aliceRejoins, [{ recovered: true }], "alice's rejoin recovered the missed events");
+  assert.equal(await count(alice.page, "sent while alice was away"), 1);
   assert.equal(await count(alice.page, "hello from alice"), 1);
+  assert.equal(await count(alice.page, "hi alice, bob here"), 1);
+  assert.equal(await count(bob.page, "hello from alice"), 1);
   const before = dash.received;
   await until("dashboard updates after the reconnect", async () =>
-    (await alice.page.evaluate(() => window.demo.dash.received)) > before + 10);
-  await alice.page.screenshot({ path: join(SHOTS, "2-after-reconnect.png"), clip: { x: 0, y: 0, width: 1280, height: 712 } });
+    (await demo(alice.page, () => window.demo.dash.received)) > before + 10);
+  await alice.page.screenshot({ path: join(SHOTS, "2-after-reconnect.png") });
 
-  // A reload brings the earlier messages back (server history, or the other page's replay).
+  // A reload brings the earlier messages back from the room's history, each once;
+  // alice hears bob's old connection leave and the new one join.
+  const alicePresence = await demo(alice.page, () => window.demo.presenceLog.length);
   await bob.page.reload();
   await shown(bob.page, "hello from alice");
-  await shown(bob.page, "sent while the sockets were down");
+  await shown(bob.page, "sent while alice was away");
+  for (const text of ["hello from alice", "hi alice, bob here", "sent while alice was away"]) {
+    assert.equal(await count(bob.page, text), 1, `"${text}" once after the reload`);
+  }
+  const changes = await until("alice hears bob leave and rejoin", async () => {
+    const log = await demo(alice.page, (n) => window.demo.presenceLog.slice(n).map((p) => p.change), alicePresence);
+    return log.includes("leave") && log.includes("join") ? log : null;
+  });
+  assert.ok(changes.includes("leave"));
+  await presenceSays(alice.page, "2 connected");
+  await presenceSays(bob.page, "2 connected");
   await bob.page.screenshot({ path: join(SHOTS, "3-bob-after-reload.png") });
+
+  await exchange(alice, bob, "welcome back, bob", "thanks, the history had it all");
+  await alice.page.screenshot({ path: join(SHOTS, "4-alice.png") });
 
   for (const b of browsers) assert.deepEqual(b.errors, [], `${b.name}: no page errors`);
 });
