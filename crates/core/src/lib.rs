@@ -6,8 +6,10 @@
 //! - [`clock`]: UTC calendar dates from epoch seconds.
 //! - [`names`]: route keys, table attribute names and environment variables, in one place.
 //! - [`config`]: configuration read once from the environment, checked at start-up.
-//! - [`protocol`]: protocol v1 frames (docs/protocol.md): parsing, validation, replies,
-//!   and the one `event` frame serializer, for member and backend events alike.
+//! - [`protocol`]: protocol v1 frames (docs/protocol.md): limits and room names
+//!   (`protocol/mod.rs`), parsing and validation of client frames
+//!   (`protocol/client.rs`), replies, errors and the one `event` frame serializer,
+//!   for member and backend events alike (`protocol/server.rs`).
 //! - [`store`]: the connection/room store port, with DynamoDB and in-memory adapters
 //!   (and, with the `test-util` feature, the `FailingStore` test double). The
 //!   DynamoDB adapter is `store/dynamo/mod.rs`, its history stream
