@@ -6,10 +6,14 @@
 //! - [`clock`]: UTC calendar dates from epoch seconds.
 //! - [`names`]: route keys, table attribute names and environment variables, in one place.
 //! - [`config`]: configuration read once from the environment, checked at start-up.
-//! - [`protocol`]: protocol v1 frames (docs/protocol.md): parsing, validation, replies,
-//!   and the one `event` frame serializer, for member and backend events alike.
+//! - [`protocol`]: protocol v1 frames (docs/protocol.md): limits and room names
+//!   (`protocol/mod.rs`), parsing and validation of client frames
+//!   (`protocol/client.rs`), replies, errors and the one `event` frame serializer,
+//!   for member and backend events alike (`protocol/server.rs`).
 //! - [`store`]: the connection/room store port, with DynamoDB and in-memory adapters
-//!   (and, with the `test-util` feature, the `FailingStore` test double).
+//!   (and, with the `test-util` feature, the `FailingStore` test double). The
+//!   DynamoDB adapter is `store/dynamo/mod.rs`, its history stream
+//!   `store/dynamo/stream.rs` and its table creation `store/dynamo/table.rs`.
 //! - [`management`]: the `@connections` port, with the API Gateway Management API adapter.
 //! - [`fanout`]: posting one payload to a room's members, a user's connections, a
 //!   list of connections or all of them, with retries and 410 cleanup; the only

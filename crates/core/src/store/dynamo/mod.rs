@@ -10,6 +10,15 @@
 //!
 //! The `byConnection` index (hash `cid`, range `pk`, keys only) finds every item of
 //! one connection, so `$disconnect` is one Query and batched deletes.
+//!
+//! This file holds the adapter, the keys, the item conversions and the [`Store`]
+//! impl; `stream` the history stream (head, offsets, events); `table` the
+//! table's creation.
+
+mod stream;
+mod table;
+
+pub use stream::{event_sk, stream_pk};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,16 +26,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
-    TableStatus, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
 use serde::{Deserialize, Serialize};
 
 use super::{
     Connection, ConnectionPage, FrameCounts, Member, MemberPage, Removed, Store, StoreError,
-    StoredEvent, StreamHead, new_epoch,
+    StoredEvent, StreamHead,
 };
 use crate::names::attr;
 
@@ -94,7 +99,8 @@ impl From<MemberItem> for Member {
     }
 }
 
-/// Where the stored keys are computed: nowhere else builds a `pk` or `sk`.
+/// Where the stored keys are computed (the stream's in `stream.rs`): nowhere else
+/// builds a `pk` or `sk`.
 pub fn connection_pk(connection_id: &str) -> String {
     format!("{}{connection_id}", attr::CONN_PREFIX)
 }
@@ -105,55 +111,6 @@ pub fn room_pk(room: &str) -> String {
 
 pub fn member_sk(connection_id: &str) -> String {
     format!("{}{connection_id}", attr::CONN_PREFIX)
-}
-
-/// The partition of a room's event stream: its head and its events.
-pub fn stream_pk(room: &str) -> String {
-    format!("{}{room}", attr::HIST_PREFIX)
-}
-
-/// An event's sort key; the offset is zero-padded so keys sort by offset.
-pub fn event_sk(epoch: &str, offset: u64) -> String {
-    format!("{}{epoch}#{offset:020}", attr::EVENT_PREFIX)
-}
-
-/// Attempts at allocating an offset: each failed one restarted an expired stream.
-const OFFSET_ATTEMPTS: u32 = 4;
-
-#[derive(Debug, Serialize, Deserialize)]
-struct HeadItem {
-    pk: String,
-    sk: String,
-    epoch: String,
-    offset: u64,
-    ttl: u64,
-}
-
-impl From<HeadItem> for StreamHead {
-    fn from(head: HeadItem) -> Self {
-        Self {
-            epoch: head.epoch,
-            offset: head.offset,
-        }
-    }
-}
-
-/// A stream that every restart attempt found expired again: clocks far apart.
-fn still_expired(room: &str) -> StoreError {
-    StoreError::Corrupt(format!(
-        "the stream of {room:?} stayed expired through {OFFSET_ATTEMPTS} restarts"
-    ))
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct EventItem {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pk: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    sk: String,
-    offset: u64,
-    frame: String,
-    ttl: u64,
 }
 
 fn n(value: u64) -> AttributeValue {
@@ -208,103 +165,6 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Creates the table with its index if it does not exist, and waits until it is
-    /// ACTIVE. For `roomcast dev` and tests: deployed stacks get the table from
-    /// template.yaml, which also turns TTL on (dynalite has no UpdateTimeToLive).
-    pub async fn ensure_table(&self) -> Result<(), StoreError> {
-        let exists = match self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-        {
-            Ok(_) => true,
-            Err(e) if e.code() == Some("ResourceNotFoundException") => false,
-            Err(e) => return Err(backend("DescribeTable")(e)),
-        };
-        if !exists {
-            let attribute = |name: &str| {
-                AttributeDefinition::builder()
-                    .attribute_name(name)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-            };
-            let key = |name: &str, kind: KeyType| {
-                KeySchemaElement::builder()
-                    .attribute_name(name)
-                    .key_type(kind)
-                    .build()
-            };
-            let index = GlobalSecondaryIndex::builder()
-                .index_name(attr::BY_CONNECTION_INDEX)
-                .key_schema(key(attr::CID, KeyType::Hash).map_err(invalid)?)
-                .key_schema(key(attr::PK, KeyType::Range).map_err(invalid)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::KeysOnly)
-                        .build(),
-                )
-                .build()
-                .map_err(invalid)?;
-            let by_user = GlobalSecondaryIndex::builder()
-                .index_name(attr::BY_USER_INDEX)
-                .key_schema(key(attr::UID, KeyType::Hash).map_err(invalid)?)
-                .key_schema(key(attr::PK, KeyType::Range).map_err(invalid)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::Include)
-                        .non_key_attributes(attr::CID)
-                        .non_key_attributes(attr::TTL)
-                        .build(),
-                )
-                .build()
-                .map_err(invalid)?;
-            let created = self
-                .client
-                .create_table()
-                .table_name(&self.table)
-                .billing_mode(BillingMode::PayPerRequest)
-                .attribute_definitions(attribute(attr::PK).map_err(invalid)?)
-                .attribute_definitions(attribute(attr::SK).map_err(invalid)?)
-                .attribute_definitions(attribute(attr::CID).map_err(invalid)?)
-                .attribute_definitions(attribute(attr::UID).map_err(invalid)?)
-                .key_schema(key(attr::PK, KeyType::Hash).map_err(invalid)?)
-                .key_schema(key(attr::SK, KeyType::Range).map_err(invalid)?)
-                .global_secondary_indexes(index)
-                .global_secondary_indexes(by_user)
-                .send()
-                .await;
-            match created {
-                Ok(_) => {}
-                // Another process created it first.
-                Err(e) if e.code() == Some("ResourceInUseException") => {}
-                Err(e) => return Err(backend("CreateTable")(e)),
-            }
-        }
-        // Poll rather than use the SDK waiter, whose first retry comes after ~20 s;
-        // dynalite and DynamoDB both take well under a second for a new table.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let table = self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .map_err(backend("DescribeTable"))?
-                .table;
-            if table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(StoreError::NotActive(self.table.clone()));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    }
-
     async fn put(&self, item: HashMap<String, AttributeValue>) -> Result<(), StoreError> {
         self.client
             .put_item()
@@ -332,43 +192,6 @@ impl DynamoStore {
             .await
             .map_err(backend("GetItem"))?;
         Ok(out.item)
-    }
-
-    /// Starts `room`'s stream over in a new epoch at offset 0, only if it has
-    /// expired or never was (the condition makes concurrent restarts agree on one
-    /// epoch). Returns the new head, or `None` if the stream was live after all.
-    async fn restart_stream(
-        &self,
-        room: &str,
-        ttl_secs: u64,
-        now: u64,
-    ) -> Result<Option<StreamHead>, StoreError> {
-        let head = HeadItem {
-            pk: stream_pk(room),
-            sk: attr::STREAM_SK.to_owned(),
-            epoch: new_epoch(),
-            offset: 0,
-            ttl: now + ttl_secs,
-        };
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(&head)?))
-            .condition_expression("attribute_not_exists(#pk) OR #ttl <= :now")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#ttl", attr::TTL)
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(Some(StreamHead {
-                epoch: head.epoch,
-                offset: 0,
-            })),
-            Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(backend("PutItem")(e)),
-        }
     }
 
     async fn delete_batch(
@@ -697,42 +520,7 @@ impl Store for DynamoStore {
         ttl_secs: u64,
         now: u64,
     ) -> Result<StreamHead, StoreError> {
-        // One UpdateItem: ADD makes offsets unique and gapless under any
-        // concurrency, `if_not_exists` keeps the epoch, and the condition refuses a
-        // stream whose TTL has passed (DynamoDB deletes it only lazily), which is
-        // then restarted by a conditional put before the next attempt.
-        for _ in 0..OFFSET_ATTEMPTS {
-            let update = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key(stream_pk(room), attr::STREAM_SK.to_owned())))
-                .update_expression(
-                    "SET #ttl = :ttl, #epoch = if_not_exists(#epoch, :epoch) ADD #offset :one",
-                )
-                .condition_expression("attribute_not_exists(#pk) OR #ttl > :now")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#ttl", attr::TTL)
-                .expression_attribute_names("#epoch", attr::EPOCH)
-                .expression_attribute_names("#offset", attr::OFFSET)
-                .expression_attribute_values(":ttl", n(now + ttl_secs))
-                .expression_attribute_values(":now", n(now))
-                .expression_attribute_values(":epoch", s(new_epoch()))
-                .expression_attribute_values(":one", n(1))
-                .return_values(ReturnValue::AllNew)
-                .send()
-                .await;
-            match update {
-                Ok(out) => {
-                    return Ok(from_item::<HeadItem>(out.attributes.unwrap_or_default())?.into());
-                }
-                Err(e) if condition_failed(&e) => {
-                    self.restart_stream(room, ttl_secs, now).await?;
-                }
-                Err(e) => return Err(backend("UpdateItem")(e)),
-            }
-        }
-        Err(still_expired(room))
+        self.allocate_offset(room, ttl_secs, now).await
     }
 
     async fn put_event(
@@ -743,14 +531,8 @@ impl Store for DynamoStore {
         frame: &str,
         expires_at: u64,
     ) -> Result<(), StoreError> {
-        self.put(to_item(&EventItem {
-            pk: stream_pk(room),
-            sk: event_sk(epoch, offset),
-            offset,
-            frame: frame.to_owned(),
-            ttl: expires_at,
-        })?)
-        .await
+        self.write_event(room, epoch, offset, frame, expires_at)
+            .await
     }
 
     async fn stream_head(
@@ -759,22 +541,7 @@ impl Store for DynamoStore {
         ttl_secs: u64,
         now: u64,
     ) -> Result<StreamHead, StoreError> {
-        for _ in 0..OFFSET_ATTEMPTS {
-            if let Some(item) = self
-                .get(stream_pk(room), attr::STREAM_SK.to_owned())
-                .await?
-            {
-                let head: HeadItem = from_item(item)?;
-                if head.ttl > now {
-                    return Ok(head.into());
-                }
-            }
-            // Lost the restart to another request: read the head it wrote.
-            if let Some(head) = self.restart_stream(room, ttl_secs, now).await? {
-                return Ok(head);
-            }
-        }
-        Err(still_expired(room))
+        self.read_head(room, ttl_secs, now).await
     }
 
     async fn events(
@@ -785,41 +552,7 @@ impl Store for DynamoStore {
         to: u64,
         now: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut events = Vec::new();
-        if from > to {
-            return Ok(events);
-        }
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-                .expression_attribute_names("#pk", attr::PK)
-                .expression_attribute_names("#sk", attr::SK)
-                .expression_attribute_values(":pk", s(stream_pk(room)))
-                .expression_attribute_values(":from", s(event_sk(epoch, from)))
-                .expression_attribute_values(":to", s(event_sk(epoch, to)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(backend("Query"))?;
-            for item in out.items.unwrap_or_default() {
-                let item: EventItem = from_item(item)?;
-                if item.ttl > now {
-                    events.push(StoredEvent {
-                        offset: item.offset,
-                        frame: item.frame,
-                    });
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(events);
-            }
-        }
+        self.read_events(room, epoch, from, to, now).await
     }
 }
 

@@ -1,0 +1,343 @@
+//! `roomcast bench`: a load generator for any roomcast WebSocket URL.
+//!
+//! It opens N member connections at a set rate and joins them to one room, then
+//! publishes M events, through a member's `send` or through the broadcast function,
+//! and measures each delivery from publish to receipt. Publisher and receivers live
+//! in this one process, so every latency is read off one monotonic clock, locally
+//! or against a deployed stage.
+//!
+//! The bench's own CPU use is reported beside the results: a load generator that
+//! saturates its cores measures itself, not the gateway.
+//!
+//! `--target socketio` drives a Socket.io 4 server (bench/socketio/server.js)
+//! with the same client design: Engine.IO v4 over a raw WebSocket (answering the
+//! server's `2` pings with `3`), `40` to connect the namespace, `42["join",room]`
+//! with an ack, and a publisher emitting `42["publish",room,data]`, which the
+//! server sends to the room as `42["event",data]`. Deliveries are timestamped
+//! the same way on both, so the two servers can be compared side by side.
+//!
+//! `client` holds the connections, `socketio` the Engine.IO packets, `report`
+//! the results and progress; this file the options and the run.
+
+mod client;
+mod report;
+mod socketio;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+use client::{Endpoint, Publisher, bench_timestamp, micros};
+pub use report::{CpuCost, GatewayMemory, Latency, Report};
+use report::{Progress, cpu_seconds, memory, print_table};
+
+/// The event name bench messages carry, so other traffic in the room is ignored.
+const EVENT: &str = "bench";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// A member connection sends with `{"action":"send"}`.
+    Send,
+    /// The broadcast function is invoked (roomcast dev's Lambda endpoint or AWS).
+    Broadcast,
+}
+
+/// The server the bench drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Server {
+    /// roomcast: roomcast dev or a deployed stage.
+    Roomcast,
+    /// A Socket.io 4 server with `join` and `publish` events (bench/socketio);
+    /// `--url` is its base URL, e.g. ws://127.0.0.1:3400.
+    Socketio,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// WebSocket URL of the gateway: roomcast dev or a deployed stage.
+    #[arg(long, default_value = "ws://127.0.0.1:3001/local")]
+    url: String,
+    /// What serves --url.
+    #[arg(long, value_enum, default_value_t = Server::Roomcast)]
+    target: Server,
+    /// Member connections to open (the publisher for --via send comes on top).
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// New connections per second (API Gateway's default quota is 500/s per account).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: u32,
+    /// The room the members join.
+    #[arg(long, default_value = "bench:room")]
+    room: String,
+    /// Events to publish.
+    #[arg(long, default_value_t = 10)]
+    messages: usize,
+    /// Pause between publishes, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
+    /// Bytes of padding in each event's data.
+    #[arg(long, default_value_t = 64)]
+    payload_bytes: usize,
+    /// How events are published.
+    #[arg(long, value_enum, default_value_t = Via::Send)]
+    via: Via,
+    /// Lambda endpoint for --via broadcast (roomcast dev: http://127.0.0.1:3001);
+    /// without it the AWS SDK resolves credentials and region as usual.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// The broadcast function's name for --via broadcast.
+    #[arg(long, env = "ROOMCAST_BROADCAST_FUNCTION", default_value = "broadcast")]
+    function: String,
+    /// Seconds to wait for outstanding deliveries after the last publish.
+    #[arg(long, default_value_t = 30)]
+    drain_secs: u64,
+    /// Hold the connections open this many seconds before publishing (idle-memory runs).
+    #[arg(long, default_value_t = 0)]
+    hold_secs: u64,
+    /// PID of a local gateway (roomcast dev) whose memory to report.
+    #[arg(long)]
+    gateway_pid: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one member task hands back at the end: its latencies in microseconds,
+/// merged into one histogram at the end. (A histogram per member cost a
+/// zero-filled counts array on its first record: 10,000 of those made the
+/// bench's CPU per delivery 3-4 times higher on the first message.)
+struct Received {
+    latencies_us: Vec<u64>,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.connections == 0 {
+        bail!("--connections must be at least 1");
+    }
+    if args.target == Server::Socketio && args.via == Via::Broadcast {
+        bail!("--via broadcast needs --target roomcast");
+    }
+    let endpoint = Endpoint::new(&args);
+    raise_fd_limit(args.connections);
+    let clock = Instant::now();
+    let rss_before = args
+        .gateway_pid
+        .map(|pid| memory(pid).map(|m| m.0))
+        .transpose()?;
+
+    // Phase 1: members connect at the set rate and join the room.
+    let delivered = Arc::new(AtomicU64::new(0));
+    let last_delivery_us = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let bar = Progress::new("connected", args.connections as u64, args.json);
+    let started = Instant::now();
+    let mut members = Vec::with_capacity(args.connections);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
+    for _ in 0..args.connections {
+        ticker.tick().await;
+        let member = Member {
+            endpoint: endpoint.clone(),
+            clock,
+            delivered: Arc::clone(&delivered),
+            last_delivery_us: Arc::clone(&last_delivery_us),
+            stop: stop_rx.clone(),
+            ready: ready_tx.clone(),
+        };
+        members.push(tokio::spawn(member.run()));
+    }
+    drop(ready_tx);
+    let mut failures = Vec::new();
+    for _ in 0..args.connections {
+        match ready_rx.recv().await {
+            Some(Ok(())) => bar.set(bar.position() + 1),
+            Some(Err(e)) => failures.push(e),
+            None => break,
+        }
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    bar.finish();
+    let joined = args.connections - failures.len();
+    if let Some(first) = failures.first() {
+        eprintln!(
+            "roomcast bench: {} of {} connections failed; first: {first}",
+            failures.len(),
+            args.connections
+        );
+    }
+    if joined == 0 {
+        bail!("no member connected to {}", args.url);
+    }
+    let rss_connected = args
+        .gateway_pid
+        .map(|pid| memory(pid).map(|m| m.0))
+        .transpose()?;
+    if args.hold_secs > 0 {
+        tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+    }
+
+    // Phase 2: publish, and wait for the deliveries.
+    let cpu_before = cpu_seconds("self");
+    let gateway_cpu_before = args.gateway_pid.map(|pid| cpu_seconds(&pid.to_string()));
+    let publish_started_us = micros(clock);
+    let publisher = Publisher::open(&args, &endpoint).await?;
+    for seq in 0..args.messages {
+        publisher.publish(&args, clock, seq).await?;
+        if args.interval_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+        }
+    }
+    let expected = (joined * args.messages) as u64;
+    let bar = Progress::new("delivered", expected, args.json);
+    let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        bar.set(delivered.load(Ordering::Relaxed));
+    }
+    bar.finish();
+    let cpu_used = cpu_seconds("self") - cpu_before;
+    let gateway_cpu = args
+        .gateway_pid
+        .zip(gateway_cpu_before)
+        .map(|(pid, before)| cpu_seconds(&pid.to_string()) - before);
+    let busy_secs = (micros(clock) - publish_started_us) as f64 / 1e6;
+    let _ = stop_tx.send(true);
+
+    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+    for member in members {
+        if let Ok(Some(received)) = member.await {
+            for latency in received.latencies_us {
+                histogram.record(latency).context("histogram")?;
+            }
+        }
+    }
+    let deliveries = delivered.load(Ordering::Relaxed);
+    let last = last_delivery_us.load(Ordering::Relaxed);
+    let delivery_secs = last.saturating_sub(publish_started_us) as f64 / 1e6;
+    let ms = |us: u64| us as f64 / 1000.0;
+    let gateway = match (args.gateway_pid, rss_before, rss_connected) {
+        (Some(pid), Some(before), Some(connected)) => Some(GatewayMemory {
+            pid,
+            rss_before_mb: before / 1024.0,
+            rss_connected_mb: connected / 1024.0,
+            peak_rss_mb: memory(pid)?.1 / 1024.0,
+            kb_per_connection: (connected - before) / joined as f64,
+        }),
+        _ => None,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let report = Report {
+        url: args.url.clone(),
+        via: format!("{:?}", args.via).to_lowercase(),
+        members: joined,
+        connect_failures: failures.len(),
+        connect_secs,
+        connects_per_sec: joined as f64 / connect_secs,
+        messages: args.messages,
+        expected_deliveries: expected,
+        deliveries,
+        lost: expected.saturating_sub(deliveries),
+        latency_ms: Latency {
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p90: ms(histogram.value_at_quantile(0.90)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            max: ms(histogram.max()),
+        },
+        delivery_secs,
+        deliveries_per_sec: if delivery_secs > 0.0 {
+            deliveries as f64 / delivery_secs
+        } else {
+            0.0
+        },
+        gateway,
+        cpu: gateway_cpu.filter(|_| deliveries > 0).map(|secs| CpuCost {
+            gateway_secs: secs,
+            gateway_percent: if busy_secs > 0.0 {
+                100.0 * secs / busy_secs
+            } else {
+                0.0
+            },
+            gateway_us_per_delivery: 1e6 * secs / deliveries as f64,
+            bench_us_per_delivery: 1e6 * cpu_used / deliveries as f64,
+        }),
+        bench_cpu_percent: if busy_secs > 0.0 {
+            100.0 * cpu_used / busy_secs
+        } else {
+            0.0
+        },
+        cores,
+    };
+    drop(publisher);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+/// One member connection: joins, then records every bench event's latency.
+struct Member {
+    endpoint: Endpoint,
+    clock: Instant,
+    delivered: Arc<AtomicU64>,
+    last_delivery_us: Arc<AtomicU64>,
+    stop: watch::Receiver<bool>,
+    ready: mpsc::UnboundedSender<Result<(), String>>,
+}
+
+impl Member {
+    async fn run(mut self) -> Option<Received> {
+        let socket = match self.endpoint.join().await {
+            Ok(socket) => {
+                let _ = self.ready.send(Ok(()));
+                socket
+            }
+            Err(e) => {
+                let _ = self.ready.send(Err(e.to_string()));
+                return None;
+            }
+        };
+        let (mut sink, mut stream) = socket.split();
+        let server = self.endpoint.server;
+        let mut latencies_us = Vec::new();
+        loop {
+            tokio::select! {
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if server == Server::Socketio && text.as_str() == socketio::PING {
+                            let _ = sink.send(Message::text(socketio::PONG)).await;
+                        } else if let Some(sent_us) = bench_timestamp(server, &text) {
+                            let now = micros(self.clock);
+                            latencies_us.push(now.saturating_sub(sent_us));
+                            self.delivered.fetch_add(1, Ordering::Relaxed);
+                            self.last_delivery_us.fetch_max(now, Ordering::Relaxed);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                },
+                _ = self.stop.changed() => break,
+            }
+        }
+        Some(Received { latencies_us })
+    }
+}
+
+/// Lets one process hold many sockets: the soft open-files limit up to the hard one.
+fn raise_fd_limit(connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < connections as u64 + 64 => eprintln!(
+            "roomcast bench: the open-files limit is {limit}; {connections} connections may fail (raise it with ulimit -n)"
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("roomcast bench: cannot raise the open-files limit: {e}"),
+    }
+}
