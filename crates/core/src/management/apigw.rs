@@ -55,7 +55,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 #[derive(Debug)]
 pub struct ApiGatewayManagement {
-    http: reqwest::Client,
+    /// Built on the first call, not at cold start: building it loads the system's
+    /// root certificates (some 300 files), which was most of a function's init
+    /// time, and a connect or disconnect function rarely posts at all.
+    http: std::sync::OnceLock<reqwest::Client>,
     region: Option<String>,
     credentials: Option<SharedCredentialsProvider>,
     time: SharedTimeSource,
@@ -68,12 +71,7 @@ impl ApiGatewayManagement {
     /// Signs with `sdk`'s credentials, region and clock. Without credentials in
     /// `sdk`, requests go out unsigned (only useful against a local gateway).
     pub fn new(sdk: &SdkConfig) -> Self {
-        let http = Self::http_client_builder()
-            .build()
-            // Fails only if the TLS backend cannot initialise; the SDK clients
-            // built from the same config would have failed before us.
-            .unwrap_or_default();
-        Self::with_http_client(sdk, http)
+        Self::with_http(sdk, std::sync::OnceLock::new())
     }
 
     /// The HTTP client settings [`Self::new`] uses, for a caller that must add to
@@ -89,6 +87,10 @@ impl ApiGatewayManagement {
 
     /// [`Self::new`] with a client built from [`Self::http_client_builder`].
     pub fn with_http_client(sdk: &SdkConfig, http: reqwest::Client) -> Self {
+        Self::with_http(sdk, std::sync::OnceLock::from(http))
+    }
+
+    fn with_http(sdk: &SdkConfig, http: std::sync::OnceLock<reqwest::Client>) -> Self {
         Self {
             http,
             region: sdk.region().map(|r| r.as_ref().to_owned()),
@@ -98,6 +100,18 @@ impl ApiGatewayManagement {
             signer: sigv4::Signer::default(),
             endpoints: RwLock::default(),
         }
+    }
+
+    /// The HTTP client: the one given, or one built with [`Self::http_client_builder`]
+    /// on first use.
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            Self::http_client_builder()
+                .build()
+                // Fails only if the TLS backend cannot initialise; the SDK clients
+                // built from the same config would have failed before us.
+                .unwrap_or_default()
+        })
     }
 
     /// The credentials to sign with, fetched once and again shortly before they
@@ -150,7 +164,7 @@ impl ApiGatewayManagement {
             Some(credentials) => self.sign(&credentials, method.as_str(), &url, headers, &data)?,
             None => Vec::new(),
         };
-        let mut request = self.http.request(method.clone(), url);
+        let mut request = self.http().request(method.clone(), url);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
