@@ -293,6 +293,41 @@ async fn off_loopback_management_calls_must_be_signed_with_the_configured_key() 
         unsigned.header("x-amzn-ErrorType"),
         Some("MissingAuthenticationTokenException")
     );
+
+    // The broadcast queue's POST / is checked too (it reaches every room); the
+    // WebSocket on GET / is not.
+    let sdk = support::sdk().await;
+    let sqs = |id: &str, secret: &str| {
+        let config = aws_sdk_sqs::config::Builder::from(&sdk)
+            .endpoint_url(format!("http://{base}"))
+            .credentials_provider(credentials(id, secret))
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    };
+    let queue = sqs(KEY_ID, KEY_SECRET)
+        .get_queue_url()
+        .queue_name("BroadcastQueue")
+        .send()
+        .await
+        .expect("a signed queue call is accepted");
+    assert!(
+        queue
+            .queue_url()
+            .is_some_and(|u| u.ends_with("/BroadcastQueue"))
+    );
+    let refused = sqs(KEY_ID, "wrong-secret")
+        .get_queue_url()
+        .queue_name("BroadcastQueue")
+        .send()
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        refused.raw_response().map(|r| r.status().as_u16()),
+        Some(403),
+        "{refused:?}"
+    );
+    let root = Client::connect(&format!("ws://{base}/")).await;
+    drop(root);
     running.shutdown().await.expect("clean shutdown");
 }
 
