@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::broadcast::Audience;
 use crate::fanout::FanoutStats;
+use crate::names::route;
 use crate::protocol::ErrorCode;
 
 /// A counted event. Labelled families (refused handshakes, frames, errors,
@@ -198,12 +199,12 @@ impl Counter {
             Self::RefusedNoToken => (REFUSED, Some("no_token")),
             Self::RefusedBadToken => (REFUSED, Some("bad_token")),
             Self::RefusedOrigin => (REFUSED, Some("origin")),
-            Self::FrameJoin => (FRAMES, Some("join")),
-            Self::FrameLeave => (FRAMES, Some("leave")),
-            Self::FrameSend => (FRAMES, Some("send")),
-            Self::FramePing => (FRAMES, Some("ping")),
-            Self::FrameHistory => (FRAMES, Some("history")),
-            Self::FramePresence => (FRAMES, Some("presence")),
+            Self::FrameJoin => (FRAMES, Some(route::JOIN)),
+            Self::FrameLeave => (FRAMES, Some(route::LEAVE)),
+            Self::FrameSend => (FRAMES, Some(route::SEND)),
+            Self::FramePing => (FRAMES, Some(route::PING)),
+            Self::FrameHistory => (FRAMES, Some(route::HISTORY)),
+            Self::FramePresence => (FRAMES, Some(route::PRESENCE)),
             Self::FrameInvalid => (FRAMES, Some("invalid")),
             Self::ErrorBadRequest => (ERRORS, Some(ErrorCode::BadRequest.as_str())),
             Self::ErrorUnknownAction => (ERRORS, Some(ErrorCode::UnknownAction.as_str())),
