@@ -16,11 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roomcast_local::remote::{RemoteError, RemoteInvoker};
 use roomcast_local::template::{
     EnvFile, Pseudo, Template, dotenv, merged_environment, resolve_environment,
 };
 use roomcast_local::{Backend, FunctionMode, GatewayOptions, RunningGateway, SamOptions};
+use roomcast_local::{RemoteError, RemoteInvoker};
 use serde_json::json;
 use support::Client;
 

@@ -13,7 +13,8 @@ use roomcast_core::auth::policy::Policies;
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::metrics::Metrics;
 use roomcast_local::{
-    Backend, FaultKind, Faults, FunctionMode, GatewayOptions, ManagementCredentials, SamOptions,
+    Backend, FaultKind, Faults, FunctionMode, GatewayOptions, ManagementCredentials,
+    RunningGateway, SamOptions,
 };
 
 use crate::env::sam_environment;
@@ -209,10 +210,7 @@ pub fn log_filter(args: &DevArgs, rust_log: Option<&str>) -> String {
     ];
     directives.extend(PAYLOAD_LOGGERS.iter().map(|d| (*d).to_owned()));
     if args.quiet {
-        directives.push(format!(
-            "{}=warn",
-            roomcast_local::websocket::CONNECTION_LOG
-        ));
+        directives.push(format!("{}=warn", roomcast_local::CONNECTION_LOG));
     }
     directives.join(",")
 }
@@ -337,11 +335,7 @@ fn dev_auth(args: &DevArgs, metrics: &Arc<Metrics>) -> anyhow::Result<DevAuth> {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let faults = (args.fault_rate > 0.0)
-        .then(|| Faults::new(args.fault_rate, args.fault_kinds.clone(), args.fault_seed))
-        .transpose()
-        .map_err(anyhow::Error::msg)
-        .context("--fault-rate/--fault-kinds")?;
+    let faults = faults(&args)?;
     let metrics = Arc::<Metrics>::default();
     // With a template its functions and their environment decide auth: the auth
     // flags (and their environment variables) are not read, so a stray
@@ -351,83 +345,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Some(_) => None,
     };
     let origins = origins(&args)?;
-    let management_credentials = args
-        .management_access_key_id
-        .clone()
-        .zip(args.management_secret_access_key.clone())
-        .map(|(id, secret)| ManagementCredentials::new(id, secret.0));
-    let mut sam_banner = Vec::new();
-    let sam = match &args.template {
-        None => None,
+    let (sam, sam_banner) = match &args.template {
+        None => (None, Vec::new()),
         Some(path) => {
-            let (template, environment, diagnostics) =
-                sam_environment(path, args.env_file.as_deref(), &args.region)?;
-            let mode = match &args.invoke_endpoint {
-                None => FunctionMode::InProcess,
-                Some(endpoint) => {
-                    let mut names = match args.function_names {
-                        FunctionNames::Binary => template.binary_names(),
-                        FunctionNames::LogicalId => BTreeMap::new(),
-                    };
-                    names.extend(args.function_name.iter().cloned());
-                    FunctionMode::Remote {
-                        endpoint: endpoint.trim_end_matches('/').to_owned(),
-                        names,
-                    }
-                }
-            };
-            sam_banner.push(format!(
-                "  template: {path} ({}, routes selected by $request.body.{})",
-                template.api_logical_id,
-                template.selection.path.join(".")
-            ));
-            sam_banner.push(match &mode {
-                FunctionMode::InProcess => {
-                    "  functions: in-process (store and @connections are this gateway's)".to_owned()
-                }
-                FunctionMode::Remote { endpoint, .. } => {
-                    format!(
-                        "  functions: invoked at {endpoint}/2015-03-31/functions/NAME/invocations"
-                    )
-                }
-            });
-            for d in &diagnostics {
-                sam_banner.push(format!("  template: WARNING: {d}"));
-            }
-            Some(SamOptions {
-                template: std::sync::Arc::new(template),
-                environment,
-                mode,
-            })
+            let (sam, banner) = sam_options(&args, path)?;
+            (Some(sam), banner)
         }
     };
-    let options = GatewayOptions {
-        sam,
-        faults,
-        management_latency: Duration::from_millis(args.management_latency_ms),
-        management_http: args.management_http,
-        authorizer: auth.as_ref().map(|a| std::sync::Arc::clone(&a.authorizer)),
-        policies: auth.as_ref().and_then(|a| a.policies.clone()),
-        host: args.host,
-        port: args.port,
-        stage: args.stage,
-        region: args.region.clone(),
-        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
-        max_connection_duration: Duration::from_secs(args.max_connection_secs),
-        queue: roomcast_local::queue::QueueOptions {
-            visibility_timeout: Duration::from_secs(args.queue_visibility_timeout_secs),
-            ..Default::default()
-        },
-        static_dir: (args.static_dir.as_deref())
-            .map(roomcast_local::static_files::StaticDir::new)
-            .transpose()
-            .context("--static")?,
-        metrics,
-        origins: origins.clone(),
-        management_credentials,
-        insecure_management: args.insecure_management,
-        ..GatewayOptions::default()
-    };
+    let mut options = gateway_options(&args, sam, auth.as_ref(), metrics, &origins)?;
+    options.faults = faults;
     let backend = match (args.dynamodb_endpoint, args.table) {
         (Some(endpoint), Some(table)) => Backend::Dynamo { endpoint, table },
         _ => Backend::Memory,
@@ -435,52 +361,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let sdk = roomcast_local::local_sdk_config(&args.region).await;
     let (store, table) = roomcast_local::open_store(&backend, &sdk).await?;
     let running = roomcast_local::serve(options, store, table, &sdk).await?;
-    println!("roomcast dev: listening on {}", running.local_addr());
-    println!("  WebSocket URL:         {}", running.websocket_url());
-    println!("  @connections endpoint: {}", running.management_endpoint());
-    println!("  Lambda endpoint:       {}", running.lambda_endpoint());
-    println!("  SQS queue URL:         {}", running.queue_url());
-    if let Some(dir) = &running.gateway().options().static_dir {
-        let root = dir.root().display();
-        println!(
-            "  static files:          {root} at http://{}/",
-            running.local_addr()
-        );
-    }
-    println!("{}", origins_banner(&origins));
-    println!(
-        "{}",
-        match running.gateway().management_check() {
-            Some(credentials) => format!(
-                "  management: @connections and Invoke calls must be SigV4-signed with access key id {}",
-                credentials.access_key_id
-            ),
-            None if running.local_addr().ip().is_loopback() => {
-                "  management: loopback only; signatures not checked".to_owned()
-            }
-            None => "  management: WARNING: UNSIGNED calls accepted from anyone who can reach \
-                     this address (--insecure-management)"
-                .to_owned(),
+    print_banner(&running, &origins, &backend);
+    match &auth {
+        Some(auth) => auth.banner.iter().for_each(|line| println!("{line}")),
+        None => {
+            sam_banner.iter().for_each(|line| println!("{line}"));
+            println!(
+                "  routes: {}",
+                running.gateway().routes().message_keys().join(" ")
+            );
         }
-    );
-    match &backend {
-        Backend::Memory => println!("  store: in memory"),
-        Backend::Dynamo { endpoint, table } => {
-            println!("  store: DynamoDB table {table} at {endpoint}")
-        }
-    }
-    if let Some(auth) = &auth {
-        for line in &auth.banner {
-            println!("{line}");
-        }
-    } else {
-        for line in &sam_banner {
-            println!("{line}");
-        }
-        println!(
-            "  routes: {}",
-            running.gateway().routes().message_keys().join(" ")
-        );
     }
     println!(
         "  metrics:               http://{}/metrics",
@@ -499,6 +389,137 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     running.shutdown().await?;
     Ok(())
+}
+
+/// `--fault-rate`, `--fault-kinds`, `--fault-seed`.
+fn faults(args: &DevArgs) -> anyhow::Result<Option<Faults>> {
+    (args.fault_rate > 0.0)
+        .then(|| Faults::new(args.fault_rate, args.fault_kinds.clone(), args.fault_seed))
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("--fault-rate/--fault-kinds")
+}
+
+/// The gateway's options from the flags (fault injection aside).
+fn gateway_options(
+    args: &DevArgs,
+    sam: Option<SamOptions>,
+    auth: Option<&DevAuth>,
+    metrics: Arc<Metrics>,
+    origins: &Origins,
+) -> anyhow::Result<GatewayOptions> {
+    let management_credentials = args
+        .management_access_key_id
+        .clone()
+        .zip(args.management_secret_access_key.clone())
+        .map(|(id, secret)| ManagementCredentials::new(id, secret.0));
+    Ok(GatewayOptions {
+        sam,
+        management_latency: Duration::from_millis(args.management_latency_ms),
+        management_http: args.management_http,
+        authorizer: auth.map(|a| std::sync::Arc::clone(&a.authorizer)),
+        policies: auth.and_then(|a| a.policies.clone()),
+        host: args.host.clone(),
+        port: args.port,
+        stage: args.stage.clone(),
+        region: args.region.clone(),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        max_connection_duration: Duration::from_secs(args.max_connection_secs),
+        queue: roomcast_local::queue::QueueOptions {
+            visibility_timeout: Duration::from_secs(args.queue_visibility_timeout_secs),
+            ..Default::default()
+        },
+        static_dir: (args.static_dir.as_deref())
+            .map(roomcast_local::StaticDir::new)
+            .transpose()
+            .context("--static")?,
+        metrics,
+        origins: origins.clone(),
+        management_credentials,
+        insecure_management: args.insecure_management,
+        ..GatewayOptions::default()
+    })
+}
+
+/// `--template`: the template, its functions' environments and how they run, and
+/// the banner lines that say so.
+fn sam_options(args: &DevArgs, path: &str) -> anyhow::Result<(SamOptions, Vec<String>)> {
+    let (template, environment, diagnostics) =
+        sam_environment(path, args.env_file.as_deref(), &args.region)?;
+    let mode = match &args.invoke_endpoint {
+        None => FunctionMode::InProcess,
+        Some(endpoint) => {
+            let mut names = match args.function_names {
+                FunctionNames::Binary => template.binary_names(),
+                FunctionNames::LogicalId => BTreeMap::new(),
+            };
+            names.extend(args.function_name.iter().cloned());
+            FunctionMode::Remote {
+                endpoint: endpoint.trim_end_matches('/').to_owned(),
+                names,
+            }
+        }
+    };
+    let mut banner = vec![format!(
+        "  template: {path} ({}, routes selected by $request.body.{})",
+        template.api_logical_id,
+        template.selection.path.join(".")
+    )];
+    banner.push(match &mode {
+        FunctionMode::InProcess => {
+            "  functions: in-process (store and @connections are this gateway's)".to_owned()
+        }
+        FunctionMode::Remote { endpoint, .. } => {
+            format!("  functions: invoked at {endpoint}/2015-03-31/functions/NAME/invocations")
+        }
+    });
+    for d in &diagnostics {
+        banner.push(format!("  template: WARNING: {d}"));
+    }
+    let sam = SamOptions {
+        template: std::sync::Arc::new(template),
+        environment,
+        mode,
+    };
+    Ok((sam, banner))
+}
+
+/// The start-up banner's endpoints, origins, management guard and store.
+fn print_banner(running: &RunningGateway, origins: &Origins, backend: &Backend) {
+    println!("roomcast dev: listening on {}", running.local_addr());
+    println!("  WebSocket URL:         {}", running.websocket_url());
+    println!("  @connections endpoint: {}", running.management_endpoint());
+    println!("  Lambda endpoint:       {}", running.lambda_endpoint());
+    println!("  SQS queue URL:         {}", running.queue_url());
+    if let Some(dir) = &running.gateway().options().static_dir {
+        let root = dir.root().display();
+        println!(
+            "  static files:          {root} at http://{}/",
+            running.local_addr()
+        );
+    }
+    println!("{}", origins_banner(origins));
+    println!(
+        "{}",
+        match running.gateway().management_check() {
+            Some(credentials) => format!(
+                "  management: @connections and Invoke calls must be SigV4-signed with access key id {}",
+                credentials.access_key_id
+            ),
+            None if running.local_addr().ip().is_loopback() => {
+                "  management: loopback only; signatures not checked".to_owned()
+            }
+            None => "  management: WARNING: UNSIGNED calls accepted from anyone who can reach \
+                     this address (--insecure-management)"
+                .to_owned(),
+        }
+    );
+    match backend {
+        Backend::Memory => println!("  store: in memory"),
+        Backend::Dynamo { endpoint, table } => {
+            println!("  store: DynamoDB table {table} at {endpoint}")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::config::Config;
 use roomcast_core::names::{binary as binary_name, env, route};
 
-use crate::handlers::Integration;
-use crate::remote::RemoteInvoker;
+use crate::functions::builtin::Integration;
+use crate::functions::remote::RemoteInvoker;
 use crate::selection::RouteSelection;
 use crate::template::{Diagnostic, Template};
 
@@ -225,25 +225,66 @@ pub fn from_template(
     shared: &Shared<'_>,
 ) -> Result<(RouteTable, Option<AuthorizerTarget>, Vec<Diagnostic>), FunctionSetupError> {
     let template = &sam.template;
-    let mut diagnostics = Vec::new();
-    let remote = match &sam.mode {
-        FunctionMode::Remote { endpoint, names } => {
-            Some((RemoteInvoker::new(shared.sdk, endpoint), names))
-        }
-        FunctionMode::InProcess => None,
+    let mut functions = TemplateFunctions {
+        sam,
+        shared,
+        remote: match &sam.mode {
+            FunctionMode::Remote { endpoint, names } => {
+                Some((RemoteInvoker::new(shared.sdk, endpoint), names))
+            }
+            FunctionMode::InProcess => None,
+        },
+        apps: HashMap::new(),
+        diagnostics: Vec::new(),
     };
-    let empty = BTreeMap::new();
-    let env_of = |id: &str| sam.environment.get(id).unwrap_or(&empty);
-    let remote_name = |names: &BTreeMap<String, String>, id: &str| {
-        names.get(id).cloned().unwrap_or_else(|| id.to_owned())
-    };
-
-    // In-process: one App per function, configured by its environment, sharing
-    // the gateway's store and @connections.
-    let mut apps: HashMap<String, Arc<App>> = HashMap::new();
     let mut messages = HashMap::new();
     let (mut connect, mut disconnect) = (None, None);
     for (key, r) in &template.routes {
+        let route = functions.route(key, r)?;
+        insert_by_key(key, &mut connect, &mut disconnect, &mut messages, route);
+    }
+    let authorizer = functions.authorizer()?;
+    Ok((
+        RouteTable {
+            selection: template.selection.clone(),
+            connect,
+            disconnect,
+            messages,
+        },
+        authorizer,
+        functions.diagnostics,
+    ))
+}
+
+/// The template's functions, as the routes and the authorizer need them.
+struct TemplateFunctions<'a> {
+    sam: &'a SamOptions,
+    shared: &'a Shared<'a>,
+    /// With `--invoke-endpoint`: the invoker, and the names to invoke by logical id.
+    remote: Option<(RemoteInvoker, &'a BTreeMap<String, String>)>,
+    /// In-process: one App per function, configured by its environment, sharing
+    /// the gateway's store and @connections.
+    apps: HashMap<String, Arc<App>>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl TemplateFunctions<'_> {
+    fn environment(&self, id: &str) -> BTreeMap<String, String> {
+        self.sam.environment.get(id).cloned().unwrap_or_default()
+    }
+
+    /// The name to invoke a function by on the Invoke endpoint.
+    fn remote_name(names: &BTreeMap<String, String>, id: &str) -> String {
+        names.get(id).cloned().unwrap_or_else(|| id.to_owned())
+    }
+
+    /// A route of the template and what runs it.
+    fn route(
+        &mut self,
+        key: &str,
+        r: &crate::template::Route,
+    ) -> Result<RouteTarget, FunctionSetupError> {
+        let integration_timeout = self.shared.integration_timeout;
         let Some(function_id) = r.function.as_deref() else {
             // The template's diagnostics say why.
             if key == route::CONNECT {
@@ -255,130 +296,124 @@ pub fn from_template(
                         .to_owned(),
                 });
             }
-            insert_by_key(
-                key,
-                &mut connect,
-                &mut disconnect,
-                &mut messages,
-                RouteTarget {
-                    key: key.clone(),
-                    runner: Runner::Unmapped,
-                    two_way: r.two_way,
-                    timeout: shared.integration_timeout,
-                    function_timeout: None,
-                },
-            );
-            continue;
+            return Ok(RouteTarget {
+                key: key.to_owned(),
+                runner: Runner::Unmapped,
+                two_way: r.two_way,
+                timeout: integration_timeout,
+                function_timeout: None,
+            });
         };
-        let function = template.functions.get(function_id);
-        let runner = match &remote {
+        let function = self.sam.template.functions.get(function_id);
+        let runner = match &self.remote {
             Some((invoker, names)) => Runner::Remote {
                 invoker: invoker.clone(),
-                function: remote_name(names, function_id),
+                function: Self::remote_name(names, function_id),
             },
             None => {
                 let binary = function.and_then(|f| f.binary.as_deref());
-                match binary.and_then(Integration::from_binary) {
-                    None if key == route::CONNECT => {
-                        return Err(FunctionSetupError {
-                            function: function_id.to_owned(),
-                            message: format!(
-                                "binary {} has no in-process handler, and $connect cannot \
-                                 be served without its function: use --invoke-endpoint",
-                                binary.unwrap_or("(none)")
-                            ),
-                        });
-                    }
-                    None => {
-                        diagnostics.push(Diagnostic {
-                            logical_id: function_id.to_owned(),
-                            message: format!(
-                                "binary {} has no in-process handler: route {key} answers \
-                                 \"Internal server error\" (use --invoke-endpoint to run the \
-                                 real functions)",
-                                binary.unwrap_or("(none)")
-                            ),
-                        });
-                        Runner::Unmapped
-                    }
-                    Some(integration) => {
-                        let app = match apps.get(function_id) {
-                            Some(app) => Arc::clone(app),
-                            None => {
-                                let app = Arc::new(in_process_app(
-                                    function_id,
-                                    env_of(function_id),
-                                    shared,
-                                )?);
-                                apps.insert(function_id.to_owned(), Arc::clone(&app));
-                                app
-                            }
-                        };
-                        Runner::Handler { app, integration }
-                    }
-                }
+                self.in_process_runner(key, function_id, binary)?
             }
         };
-        let route = RouteTarget {
-            key: key.clone(),
+        Ok(RouteTarget {
+            key: key.to_owned(),
             runner,
             two_way: r.two_way,
-            timeout: r.timeout.map_or(shared.integration_timeout, |t| {
-                t.min(shared.integration_timeout)
-            }),
+            timeout: r
+                .timeout
+                .map_or(integration_timeout, |t| t.min(integration_timeout)),
             function_timeout: function.and_then(|f| f.timeout),
-        };
-        insert_by_key(key, &mut connect, &mut disconnect, &mut messages, route);
+        })
     }
 
-    let authorizer = match (&template.authorizer, &remote) {
-        (None, _) => None,
-        (Some(a), Some((invoker, names))) => Some(AuthorizerTarget::Remote {
-            invoker: invoker.clone(),
-            function: remote_name(names, &a.function),
-            identity_sources: a.identity_sources.clone(),
-            timeout: shared.integration_timeout,
-        }),
-        (Some(a), None) => {
-            let binary = template
-                .functions
-                .get(&a.function)
-                .and_then(|f| f.binary.as_deref());
-            if binary != Some(binary_name::AUTHORIZER) {
-                return Err(FunctionSetupError {
-                    function: a.function.clone(),
+    /// The in-process handler of a route's function, chosen by its binary.
+    fn in_process_runner(
+        &mut self,
+        key: &str,
+        function_id: &str,
+        binary: Option<&str>,
+    ) -> Result<Runner, FunctionSetupError> {
+        match binary.and_then(Integration::from_binary) {
+            None if key == route::CONNECT => Err(FunctionSetupError {
+                function: function_id.to_owned(),
+                message: format!(
+                    "binary {} has no in-process handler, and $connect cannot \
+                     be served without its function: use --invoke-endpoint",
+                    binary.unwrap_or("(none)")
+                ),
+            }),
+            None => {
+                self.diagnostics.push(Diagnostic {
+                    logical_id: function_id.to_owned(),
                     message: format!(
-                        "the $connect authorizer's binary {} has no in-process handler: \
-                         use --invoke-endpoint",
+                        "binary {} has no in-process handler: route {key} answers \
+                         \"Internal server error\" (use --invoke-endpoint to run the \
+                         real functions)",
                         binary.unwrap_or("(none)")
                     ),
                 });
+                Ok(Runner::Unmapped)
             }
-            let env = env_of(&a.function);
-            let config = AuthConfig::from_lookup(|name| env.get(name).cloned()).map_err(|e| {
-                FunctionSetupError {
-                    function: a.function.clone(),
-                    message: e.to_string(),
-                }
-            })?;
-            Some(AuthorizerTarget::InProcess {
-                authorizer: Arc::new(
-                    Authorizer::new(config).with_metrics(Arc::clone(&shared.metrics)),
-                ),
-                identity_sources: a.identity_sources.clone(),
-            })
+            Some(integration) => Ok(Runner::Handler {
+                app: self.app(function_id)?,
+                integration,
+            }),
         }
-    };
-    Ok((
-        RouteTable {
-            selection: template.selection.clone(),
-            connect,
-            disconnect,
-            messages,
-        },
-        authorizer,
-        diagnostics,
-    ))
+    }
+
+    /// The function's [`App`], made on first use.
+    fn app(&mut self, function_id: &str) -> Result<Arc<App>, FunctionSetupError> {
+        if let Some(app) = self.apps.get(function_id) {
+            return Ok(Arc::clone(app));
+        }
+        let environment = self.environment(function_id);
+        let app = Arc::new(in_process_app(function_id, &environment, self.shared)?);
+        self.apps.insert(function_id.to_owned(), Arc::clone(&app));
+        Ok(app)
+    }
+
+    /// The template's `$connect` authorizer and what runs it.
+    fn authorizer(&self) -> Result<Option<AuthorizerTarget>, FunctionSetupError> {
+        let template = &self.sam.template;
+        let Some(a) = &template.authorizer else {
+            return Ok(None);
+        };
+        if let Some((invoker, names)) = &self.remote {
+            return Ok(Some(AuthorizerTarget::Remote {
+                invoker: invoker.clone(),
+                function: Self::remote_name(names, &a.function),
+                identity_sources: a.identity_sources.clone(),
+                timeout: self.shared.integration_timeout,
+            }));
+        }
+        let binary = template
+            .functions
+            .get(&a.function)
+            .and_then(|f| f.binary.as_deref());
+        if binary != Some(binary_name::AUTHORIZER) {
+            return Err(FunctionSetupError {
+                function: a.function.clone(),
+                message: format!(
+                    "the $connect authorizer's binary {} has no in-process handler: \
+                     use --invoke-endpoint",
+                    binary.unwrap_or("(none)")
+                ),
+            });
+        }
+        let env = self.environment(&a.function);
+        let config = AuthConfig::from_lookup(|name| env.get(name).cloned()).map_err(|e| {
+            FunctionSetupError {
+                function: a.function.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Some(AuthorizerTarget::InProcess {
+            authorizer: Arc::new(
+                Authorizer::new(config).with_metrics(Arc::clone(&self.shared.metrics)),
+            ),
+            identity_sources: a.identity_sources.clone(),
+        }))
+    }
 }
 
 /// Puts `route` in `$connect`, `$disconnect` or the message routes, by its key.

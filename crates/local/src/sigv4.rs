@@ -12,21 +12,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use roomcast_core::management::sigv4::{self, Key, Signer};
-
-use crate::Gateway;
-use crate::aws::AwsError;
 
 /// How far a request's `X-Amz-Date` may be from the gateway's clock, as on AWS.
 pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
-
-/// The largest body read to check its signature: Lambda's 6 MB request limit.
-const MAX_BODY: usize = 6 * 1024 * 1024;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -92,30 +82,8 @@ pub fn verify(
     body: &[u8],
     now: SystemTime,
 ) -> Result<(), SignatureError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .ok_or(SignatureError::Missing)?
-        .to_str()
-        .map_err(|_| SignatureError::Malformed("Authorization is not text"))?;
-    let fields = authorization
-        .strip_prefix(ALGORITHM)
-        .ok_or(SignatureError::Malformed("not AWS4-HMAC-SHA256"))?;
-    let field = |name: &str| {
-        fields
-            .split(',')
-            .map(str::trim)
-            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-    };
-    let (Some(credential), Some(signed_headers), Some(signature)) = (
-        field("Credential"),
-        field("SignedHeaders"),
-        field("Signature"),
-    ) else {
-        return Err(SignatureError::Malformed(
-            "Authorization lacks Credential, SignedHeaders or Signature",
-        ));
-    };
-    let scope: Vec<&str> = credential.split('/').collect();
+    let authorization = Authorization::read(headers)?;
+    let scope: Vec<&str> = authorization.credential.split('/').collect();
     let [access_key_id, _date, region, service, "aws4_request"] = scope[..] else {
         return Err(SignatureError::Malformed("bad credential scope"));
     };
@@ -128,39 +96,21 @@ pub fn verify(
     if uri.query().is_some_and(|q| !q.is_empty()) {
         return Err(SignatureError::Malformed("query strings are not accepted"));
     }
-    let text = |name: &str| -> Result<String, SignatureError> {
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().map_err(|_| SignatureError::Mismatch))
-            .collect::<Result<_, _>>()?;
-        if values.is_empty() {
-            return Err(SignatureError::Mismatch);
-        }
-        Ok(values.join(","))
-    };
-    let amz_date = text("x-amz-date").map_err(|_| SignatureError::Malformed("no X-Amz-Date"))?;
-    let signed_at = parse_amz_date(&amz_date).ok_or(SignatureError::Malformed("bad X-Amz-Date"))?;
-    let skew = now
-        .duration_since(signed_at)
-        .unwrap_or_else(|e| e.duration());
-    if skew > MAX_SKEW {
-        return Err(SignatureError::Expired);
-    }
-    let names: Vec<&str> = signed_headers.split(';').collect();
+    let signed_at = signed_at(headers, now)?;
+    let names: Vec<&str> = authorization.signed_headers.split(';').collect();
     // The signer adds host and x-amz-date itself (and the session token from the key).
     if !names.contains(&"host") || !names.contains(&"x-amz-date") {
         return Err(SignatureError::Mismatch);
     }
-    let host = text("host")?;
+    let host = header_text(headers, "host")?;
     let session_token = names
         .contains(&"x-amz-security-token")
-        .then(|| text("x-amz-security-token"))
+        .then(|| header_text(headers, "x-amz-security-token"))
         .transpose()?;
     let others: Vec<(&str, String)> = names
         .iter()
         .filter(|n| !matches!(**n, "host" | "x-amz-date" | "x-amz-security-token"))
-        .map(|n| Ok((*n, text(n)?)))
+        .map(|n| Ok((*n, header_text(headers, n)?)))
         .collect::<Result<_, SignatureError>>()?;
     let others: Vec<(&str, &str)> = others.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let key = Key {
@@ -177,7 +127,84 @@ pub fn verify(
         headers: &others,
         body,
     };
-    let recomputed = Signer::default().sign(&key, &request, signed_at);
+    matches(&key, &request, signed_at, authorization.signature)
+}
+
+/// The fields of an `Authorization: AWS4-HMAC-SHA256 …` header.
+struct Authorization<'a> {
+    credential: &'a str,
+    signed_headers: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> Authorization<'a> {
+    fn read(headers: &'a HeaderMap) -> Result<Self, SignatureError> {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(SignatureError::Missing)?
+            .to_str()
+            .map_err(|_| SignatureError::Malformed("Authorization is not text"))?;
+        let fields = authorization
+            .strip_prefix(ALGORITHM)
+            .ok_or(SignatureError::Malformed("not AWS4-HMAC-SHA256"))?;
+        let field = |name: &str| {
+            fields
+                .split(',')
+                .map(str::trim)
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+        };
+        let (Some(credential), Some(signed_headers), Some(signature)) = (
+            field("Credential"),
+            field("SignedHeaders"),
+            field("Signature"),
+        ) else {
+            return Err(SignatureError::Malformed(
+                "Authorization lacks Credential, SignedHeaders or Signature",
+            ));
+        };
+        Ok(Self {
+            credential,
+            signed_headers,
+            signature,
+        })
+    }
+}
+
+/// A header's values, joined with commas as the signer sees them.
+fn header_text(headers: &HeaderMap, name: &str) -> Result<String, SignatureError> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().map_err(|_| SignatureError::Mismatch))
+        .collect::<Result<_, _>>()?;
+    if values.is_empty() {
+        return Err(SignatureError::Mismatch);
+    }
+    Ok(values.join(","))
+}
+
+/// When the request was signed (`X-Amz-Date`), if within [`MAX_SKEW`] of `now`.
+fn signed_at(headers: &HeaderMap, now: SystemTime) -> Result<SystemTime, SignatureError> {
+    let amz_date = header_text(headers, "x-amz-date")
+        .map_err(|_| SignatureError::Malformed("no X-Amz-Date"))?;
+    let signed_at = parse_amz_date(&amz_date).ok_or(SignatureError::Malformed("bad X-Amz-Date"))?;
+    let skew = now
+        .duration_since(signed_at)
+        .unwrap_or_else(|e| e.duration());
+    if skew > MAX_SKEW {
+        return Err(SignatureError::Expired);
+    }
+    Ok(signed_at)
+}
+
+/// Whether `signature` is the one `key` makes for `request`.
+fn matches(
+    key: &Key<'_>,
+    request: &sigv4::Request<'_>,
+    signed_at: SystemTime,
+    signature: &str,
+) -> Result<(), SignatureError> {
+    let recomputed = Signer::default().sign(key, request, signed_at);
     let ours = recomputed
         .iter()
         .find(|(name, _)| *name == "authorization")
@@ -228,80 +255,6 @@ fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     (era * 146_097 + doe).checked_sub(719_468)
-}
-
-/// The refusal as the service answers it.
-fn refusal(lambda: bool, error: &SignatureError) -> AwsError {
-    const MISMATCH: &str = "The request signature we calculated does not match the signature you \
-        provided. Check your AWS Secret Access Key and signing method. Consult the service \
-        documentation for details.";
-    const UNKNOWN: &str = "The security token included in the request is invalid.";
-    const MISSING: &str = "Missing Authentication Token";
-    let status = axum::http::StatusCode::FORBIDDEN;
-    match (lambda, error) {
-        (false, SignatureError::Missing) => AwsError::forbidden_because(MISSING),
-        (false, SignatureError::UnknownKey) => AwsError::forbidden_because(UNKNOWN),
-        (false, SignatureError::Mismatch) => AwsError::forbidden_because(MISMATCH),
-        (false, other) => AwsError::forbidden_because(other.to_string()),
-        (true, SignatureError::Missing) => {
-            AwsError::lambda(status, "MissingAuthenticationTokenException", MISSING)
-        }
-        (true, SignatureError::UnknownKey) => {
-            AwsError::lambda(status, "UnrecognizedClientException", UNKNOWN)
-        }
-        (true, SignatureError::Mismatch) => {
-            AwsError::lambda(status, "InvalidSignatureException", MISMATCH)
-        }
-        (true, other) => AwsError::lambda(status, "InvalidSignatureException", other.to_string()),
-    }
-}
-
-/// Middleware on the management routes (`@connections`, Invoke, the queue's
-/// `POST /`): passes the request on when the gateway
-/// checks no signatures or the signature is good, else answers 403.
-pub(crate) async fn check(
-    State(gateway): State<Gateway>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(credentials) = gateway.management_check() else {
-        return next.run(request).await;
-    };
-    // `/` is also the WebSocket endpoint: only the queue's POSTs are checked there.
-    if request.uri().path() == "/" && request.method() != axum::http::Method::POST {
-        return next.run(request).await;
-    }
-    let lambda = request.uri().path().starts_with("/2015-03-31/");
-    let sqs = request.uri().path() == "/";
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return refusal(lambda, &SignatureError::Malformed("unreadable body")).into_response();
-    };
-    let expected = Expected {
-        credentials,
-        service: if lambda {
-            "lambda"
-        } else if sqs {
-            "sqs"
-        } else {
-            "execute-api"
-        },
-        region: &gateway.options().region,
-    };
-    match verify(
-        &expected,
-        parts.method.as_str(),
-        &parts.uri,
-        &parts.headers,
-        &body,
-        SystemTime::now(),
-    ) {
-        Ok(()) => next.run(Request::from_parts(parts, Body::from(body))).await,
-        Err(error) => {
-            tracing::info!(service = expected.service, %error, "management call refused");
-            refusal(lambda, &error).into_response()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -127,19 +127,84 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let endpoint = Endpoint::new(&args);
     raise_fd_limit(args.connections);
     let clock = Instant::now();
-    let rss_before = args
-        .gateway_pid
-        .map(|pid| memory(pid).map(|m| m.0))
-        .transpose()?;
+    let rss_before = gateway_rss(&args)?;
 
     // Phase 1: members connect at the set rate and join the room.
+    let mut members = connect_members(&args, &endpoint, clock).await;
+    let joined = args.connections - members.failures.len();
+    if let Some(first) = members.failures.first() {
+        eprintln!(
+            "roomcast bench: {} of {} connections failed; first: {first}",
+            members.failures.len(),
+            args.connections
+        );
+    }
+    if joined == 0 {
+        bail!("no member connected to {}", args.url);
+    }
+    let rss_connected = gateway_rss(&args)?;
+    if args.hold_secs > 0 {
+        tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+    }
+
+    // Phase 2: publish, and wait for the deliveries.
+    let published = publish(&args, &endpoint, clock, &members, joined).await?;
+    let _ = members.stop.send(true);
+    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+    for member in std::mem::take(&mut members.tasks) {
+        if let Ok(Some(received)) = member.await {
+            for latency in received.latencies_us {
+                histogram.record(latency).context("histogram")?;
+            }
+        }
+    }
+    let gateway = match (args.gateway_pid, rss_before, rss_connected) {
+        (Some(pid), Some(before), Some(connected)) => Some(GatewayMemory {
+            pid,
+            rss_before_mb: before / 1024.0,
+            rss_connected_mb: connected / 1024.0,
+            peak_rss_mb: memory(pid)?.1 / 1024.0,
+            kb_per_connection: (connected - before) / joined as f64,
+        }),
+        _ => None,
+    };
+    let report = report(&args, &members, &published, joined, &histogram, gateway);
+    drop(published.publisher);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+/// The gateway's resident memory now, with `--gateway-pid`.
+fn gateway_rss(args: &BenchArgs) -> anyhow::Result<Option<f64>> {
+    args.gateway_pid
+        .map(|pid| memory(pid).map(|m| m.0))
+        .transpose()
+}
+
+/// The member connections, once each has joined or failed to.
+struct Members {
+    tasks: Vec<tokio::task::JoinHandle<Option<Received>>>,
+    delivered: Arc<AtomicU64>,
+    last_delivery_us: Arc<AtomicU64>,
+    stop: watch::Sender<bool>,
+    failures: Vec<String>,
+    connect_secs: f64,
+}
+
+/// Connects `--connections` members at `--rate` and waits until each has joined
+/// the room or failed to.
+async fn connect_members(args: &BenchArgs, endpoint: &Endpoint, clock: Instant) -> Members {
     let delivered = Arc::new(AtomicU64::new(0));
     let last_delivery_us = Arc::new(AtomicU64::new(0));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(false);
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let bar = Progress::new("connected", args.connections as u64, args.json);
     let started = Instant::now();
-    let mut members = Vec::with_capacity(args.connections);
+    let mut tasks = Vec::with_capacity(args.connections);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
     for _ in 0..args.connections {
         ticker.tick().await;
@@ -151,7 +216,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             stop: stop_rx.clone(),
             ready: ready_tx.clone(),
         };
-        members.push(tokio::spawn(member.run()));
+        tasks.push(tokio::spawn(member.run()));
     }
     drop(ready_tx);
     let mut failures = Vec::new();
@@ -164,32 +229,40 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let connect_secs = started.elapsed().as_secs_f64();
     bar.finish();
-    let joined = args.connections - failures.len();
-    if let Some(first) = failures.first() {
-        eprintln!(
-            "roomcast bench: {} of {} connections failed; first: {first}",
-            failures.len(),
-            args.connections
-        );
+    Members {
+        tasks,
+        delivered,
+        last_delivery_us,
+        stop,
+        failures,
+        connect_secs,
     }
-    if joined == 0 {
-        bail!("no member connected to {}", args.url);
-    }
-    let rss_connected = args
-        .gateway_pid
-        .map(|pid| memory(pid).map(|m| m.0))
-        .transpose()?;
-    if args.hold_secs > 0 {
-        tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
-    }
+}
 
-    // Phase 2: publish, and wait for the deliveries.
+/// What publishing cost, and when it started.
+struct Published {
+    publisher: Publisher,
+    publish_started_us: u64,
+    expected: u64,
+    cpu_used: f64,
+    gateway_cpu: Option<f64>,
+    busy_secs: f64,
+}
+
+/// Publishes `--messages` and waits (at most `--drain-secs`) for every delivery.
+async fn publish(
+    args: &BenchArgs,
+    endpoint: &Endpoint,
+    clock: Instant,
+    members: &Members,
+    joined: usize,
+) -> anyhow::Result<Published> {
     let cpu_before = cpu_seconds("self");
     let gateway_cpu_before = args.gateway_pid.map(|pid| cpu_seconds(&pid.to_string()));
     let publish_started_us = micros(clock);
-    let publisher = Publisher::open(&args, &endpoint).await?;
+    let publisher = Publisher::open(args, endpoint).await?;
     for seq in 0..args.messages {
-        publisher.publish(&args, clock, seq).await?;
+        publisher.publish(args, clock, seq).await?;
         if args.interval_ms > 0 {
             tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
         }
@@ -197,6 +270,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let expected = (joined * args.messages) as u64;
     let bar = Progress::new("delivered", expected, args.json);
     let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+    let delivered = &members.delivered;
     while delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         bar.set(delivered.load(Ordering::Relaxed));
@@ -208,42 +282,49 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .zip(gateway_cpu_before)
         .map(|(pid, before)| cpu_seconds(&pid.to_string()) - before);
     let busy_secs = (micros(clock) - publish_started_us) as f64 / 1e6;
-    let _ = stop_tx.send(true);
+    Ok(Published {
+        publisher,
+        publish_started_us,
+        expected,
+        cpu_used,
+        gateway_cpu,
+        busy_secs,
+    })
+}
 
-    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
-    for member in members {
-        if let Ok(Some(received)) = member.await {
-            for latency in received.latencies_us {
-                histogram.record(latency).context("histogram")?;
-            }
-        }
-    }
-    let deliveries = delivered.load(Ordering::Relaxed);
-    let last = last_delivery_us.load(Ordering::Relaxed);
-    let delivery_secs = last.saturating_sub(publish_started_us) as f64 / 1e6;
+/// The run's report from what was measured.
+fn report(
+    args: &BenchArgs,
+    members: &Members,
+    published: &Published,
+    joined: usize,
+    histogram: &Histogram<u64>,
+    gateway: Option<GatewayMemory>,
+) -> Report {
+    let deliveries = members.delivered.load(Ordering::Relaxed);
+    let last = members.last_delivery_us.load(Ordering::Relaxed);
+    let delivery_secs = last.saturating_sub(published.publish_started_us) as f64 / 1e6;
     let ms = |us: u64| us as f64 / 1000.0;
-    let gateway = match (args.gateway_pid, rss_before, rss_connected) {
-        (Some(pid), Some(before), Some(connected)) => Some(GatewayMemory {
-            pid,
-            rss_before_mb: before / 1024.0,
-            rss_connected_mb: connected / 1024.0,
-            peak_rss_mb: memory(pid)?.1 / 1024.0,
-            kb_per_connection: (connected - before) / joined as f64,
-        }),
-        _ => None,
+    let busy_secs = published.busy_secs;
+    let cpu_used = published.cpu_used;
+    let percent_of_busy = |secs: f64| {
+        if busy_secs > 0.0 {
+            100.0 * secs / busy_secs
+        } else {
+            0.0
+        }
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let report = Report {
+    Report {
         url: args.url.clone(),
         via: format!("{:?}", args.via).to_lowercase(),
         members: joined,
-        connect_failures: failures.len(),
-        connect_secs,
-        connects_per_sec: joined as f64 / connect_secs,
+        connect_failures: members.failures.len(),
+        connect_secs: members.connect_secs,
+        connects_per_sec: joined as f64 / members.connect_secs,
         messages: args.messages,
-        expected_deliveries: expected,
+        expected_deliveries: published.expected,
         deliveries,
-        lost: expected.saturating_sub(deliveries),
+        lost: published.expected.saturating_sub(deliveries),
         latency_ms: Latency {
             p50: ms(histogram.value_at_quantile(0.50)),
             p90: ms(histogram.value_at_quantile(0.90)),
@@ -257,30 +338,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             0.0
         },
         gateway,
-        cpu: gateway_cpu.filter(|_| deliveries > 0).map(|secs| CpuCost {
-            gateway_secs: secs,
-            gateway_percent: if busy_secs > 0.0 {
-                100.0 * secs / busy_secs
-            } else {
-                0.0
-            },
-            gateway_us_per_delivery: 1e6 * secs / deliveries as f64,
-            bench_us_per_delivery: 1e6 * cpu_used / deliveries as f64,
-        }),
-        bench_cpu_percent: if busy_secs > 0.0 {
-            100.0 * cpu_used / busy_secs
-        } else {
-            0.0
-        },
-        cores,
-    };
-    drop(publisher);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
+        cpu: published
+            .gateway_cpu
+            .filter(|_| deliveries > 0)
+            .map(|secs| CpuCost {
+                gateway_secs: secs,
+                gateway_percent: percent_of_busy(secs),
+                gateway_us_per_delivery: 1e6 * secs / deliveries as f64,
+                bench_us_per_delivery: 1e6 * cpu_used / deliveries as f64,
+            }),
+        bench_cpu_percent: percent_of_busy(cpu_used),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
-    Ok(())
 }
 
 /// One member connection: joins, then records every bench event's latency.

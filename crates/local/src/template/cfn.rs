@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::model::{kind, served_kind};
+use super::resources::{kind, served_kind};
 use super::{Diagnostic, diagnostic};
 use crate::aws::LOCAL_ACCOUNT;
 

@@ -15,7 +15,8 @@
 //! WebSocket API, or with a route selection expression the emulator cannot evaluate,
 //! is an error.
 //!
-//! Layout: [`model`] reads the resources one kind at a time, [`cfn`] evaluates
+//! Layout: [`model`] reads the resources one kind at a time (`resources`: the types
+//! it reads), [`cfn`] evaluates
 //! CloudFormation (intrinsics, conditions, pseudo parameters), [`env`] reads env
 //! files and resolves each function's environment. The route selection
 //! expression lives in [`crate::selection`], next to the routes that use it.
@@ -23,6 +24,7 @@
 pub mod cfn;
 pub mod env;
 pub mod model;
+mod resources;
 #[cfg(test)]
 mod tests;
 

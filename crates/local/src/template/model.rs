@@ -11,6 +11,9 @@ use serde_json::{Map, Value};
 use roomcast_core::names::route;
 
 use super::cfn::{named, number, symbolic};
+use super::resources::{
+    API, API_PARTS, AUTHORIZER, FUNCTION, INTEGRATION, ROUTE, ROUTE_RESPONSE, kind,
+};
 use super::{Diagnostic, TemplateError, diagnostic};
 use crate::selection::RouteSelection;
 
@@ -53,28 +56,8 @@ pub struct Function {
     pub environment: BTreeMap<String, Value>,
 }
 
-// The resource types the emulator reads.
-pub(super) const API: &str = "AWS::ApiGatewayV2::Api";
-const ROUTE: &str = "AWS::ApiGatewayV2::Route";
-const INTEGRATION: &str = "AWS::ApiGatewayV2::Integration";
-const AUTHORIZER: &str = "AWS::ApiGatewayV2::Authorizer";
-const ROUTE_RESPONSE: &str = "AWS::ApiGatewayV2::RouteResponse";
-const FUNCTION: &str = "AWS::Serverless::Function";
-/// The resources that hang off an API through their `ApiId`.
-const API_PARTS: [&str; 4] = [ROUTE, INTEGRATION, AUTHORIZER, ROUTE_RESPONSE];
-
 /// The `IdentitySource` kinds the emulator checks on a handshake.
 const IDENTITY_SOURCE_PREFIXES: [&str; 2] = ["route.request.header.", "route.request.querystring."];
-
-/// Whether a resource of this type is one whose `Condition` decides what
-/// `roomcast dev` serves.
-pub(super) fn served_kind(kind: &str) -> bool {
-    kind == API || kind == FUNCTION || API_PARTS.contains(&kind)
-}
-
-pub(super) fn kind(resource: &Value) -> &str {
-    resource.get("Type").and_then(Value::as_str).unwrap_or("")
-}
 
 fn props(resource: &Value) -> &Map<String, Value> {
     static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
@@ -405,53 +388,12 @@ impl<'a> ApiReader<'a> {
                 continue;
             };
             // Why the route cannot run as deployed, if it cannot.
-            let mut unmapped = None;
-            let integration = match p.get("Target").map(symbolic) {
-                Some(Ok(target)) => {
-                    let found = target
-                        .strip_prefix("integrations/${")
-                        .and_then(|rest| rest.strip_suffix('}'))
-                        .and_then(|i| integrations.get(i));
-                    if found.is_none() {
-                        unmapped = Some(format!(
-                            "Target {target:?} names no mapped integration of {}",
-                            self.api_id
-                        ));
-                    }
-                    found
-                }
-                Some(Err(why)) => {
-                    unmapped = Some(format!("Target: {why}"));
-                    None
-                }
-                None => {
-                    unmapped = Some("no Target".to_owned());
-                    None
-                }
-            };
-            match p.get("AuthorizationType").and_then(Value::as_str) {
-                None | Some("NONE") => {}
-                Some("CUSTOM") => {
-                    let authorizer_id =
-                        p.get("AuthorizerId").and_then(|v| named(v, "AuthorizerId"));
-                    match authorizer_id.and_then(|a| authorizers.get(a)) {
-                        None => {
-                            unmapped.get_or_insert_with(|| {
-                                "AuthorizerId names no mapped authorizer".to_owned()
-                            });
-                        }
-                        Some(found) if key == route::CONNECT => authorizer = Some(found.clone()),
-                        Some(_) => self.diagnostics.push(diagnostic(
-                            id,
-                            "an authorizer on a route other than $connect is ignored \
-                             (API Gateway allows them on $connect only)",
-                        )),
-                    }
-                }
-                Some(other) => {
-                    unmapped.get_or_insert_with(|| {
-                        format!("AuthorizationType {other} is not emulated")
-                    });
+            let (integration, mut unmapped) = self.route_integration(p, integrations);
+            match self.route_authorizer(id, key, p, authorizers) {
+                Ok(Some(found)) => authorizer = Some(found),
+                Ok(None) => {}
+                Err(why) => {
+                    unmapped.get_or_insert(why);
                 }
             }
             if p.get("ApiKeyRequired").and_then(Value::as_bool) == Some(true) {
@@ -491,6 +433,61 @@ impl<'a> ApiReader<'a> {
             }
         }
         (routes, authorizer)
+    }
+
+    /// The integration a route's `Target` names, or why there is none.
+    fn route_integration<'i>(
+        &self,
+        p: &Map<String, Value>,
+        integrations: &'i BTreeMap<String, (String, Option<Duration>)>,
+    ) -> (Option<&'i (String, Option<Duration>)>, Option<String>) {
+        match p.get("Target").map(symbolic) {
+            Some(Ok(target)) => {
+                let found = target
+                    .strip_prefix("integrations/${")
+                    .and_then(|rest| rest.strip_suffix('}'))
+                    .and_then(|i| integrations.get(i));
+                let unmapped = found.is_none().then(|| {
+                    format!(
+                        "Target {target:?} names no mapped integration of {}",
+                        self.api_id
+                    )
+                });
+                (found, unmapped)
+            }
+            Some(Err(why)) => (None, Some(format!("Target: {why}"))),
+            None => (None, Some("no Target".to_owned())),
+        }
+    }
+
+    /// The route's `$connect` authorizer (`Ok(None)`: none, or one on another route,
+    /// which is reported and ignored), or why its authorization cannot be emulated.
+    fn route_authorizer(
+        &mut self,
+        id: &str,
+        key: &str,
+        p: &Map<String, Value>,
+        authorizers: &BTreeMap<String, ConnectAuthorizer>,
+    ) -> Result<Option<ConnectAuthorizer>, String> {
+        match p.get("AuthorizationType").and_then(Value::as_str) {
+            None | Some("NONE") => Ok(None),
+            Some("CUSTOM") => {
+                let authorizer_id = p.get("AuthorizerId").and_then(|v| named(v, "AuthorizerId"));
+                match authorizer_id.and_then(|a| authorizers.get(a)) {
+                    None => Err("AuthorizerId names no mapped authorizer".to_owned()),
+                    Some(found) if key == route::CONNECT => Ok(Some(found.clone())),
+                    Some(_) => {
+                        self.diagnostics.push(diagnostic(
+                            id,
+                            "an authorizer on a route other than $connect is ignored \
+                             (API Gateway allows them on $connect only)",
+                        ));
+                        Ok(None)
+                    }
+                }
+            }
+            Some(other) => Err(format!("AuthorizationType {other} is not emulated")),
+        }
     }
 }
 

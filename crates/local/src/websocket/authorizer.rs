@@ -7,6 +7,9 @@
 //! value": AWS, "Output from an API Gateway Lambda authorizer"). Tokens and
 //! contexts are never logged.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
     ApiGatewayRequestAuthorizer,
@@ -14,16 +17,17 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::iam::IamPolicyEffect;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use roomcast_core::auth::Decision;
+use roomcast_core::auth::{Authorizer, Decision};
 use roomcast_core::names::{authorizer as ctx, route};
 use serde_json::{Value, json};
 
-use crate::Gateway;
+use super::log::CONNECTION_LOG;
 use crate::aws::{AwsError, LOCAL_ACCOUNT};
 use crate::events::{ConnectionContext, header_maps, query_maps};
-use crate::remote::{RemoteError, RemoteInvoker};
+use crate::functions::remote::{RemoteError, RemoteInvoker};
+use crate::functions::run::run_with_timeout;
+use crate::gateway::Gateway;
 use crate::routes::AuthorizerTarget;
-use crate::websocket::CONNECTION_LOG;
 
 /// API Gateway's limit on a Lambda authorizer's response (policy plus context), in
 /// bytes; a larger one fails the handshake with 500.
@@ -47,7 +51,6 @@ pub(crate) async fn authorize(
     // fields, so a remote authorizer gets the JSON itself).
     let event = request(gateway, context, headers, query, now_ms);
     let method_arn = event["methodArn"].as_str().unwrap_or_default().to_owned();
-    let failed = || message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
     // API Gateway answers 401 without invoking the authorizer when the handshake
     // lacks one of its identity sources, whichever way the authorizer runs.
     if let Some(missing) = target
@@ -59,32 +62,11 @@ pub(crate) async fn authorize(
         return Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"));
     }
     // In-process or remote, the answer is evaluated below by the same code.
+    let connection_id = context.connection_id.as_str();
     let decision = match target {
         AuthorizerTarget::InProcess { authorizer, .. } => {
-            let request: ApiGatewayCustomAuthorizerRequestTypeRequest =
-                match serde_json::from_value(event) {
-                    Ok(request) => request,
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not build the authorizer request");
-                        return Err(failed());
-                    }
-                };
             let limit = gateway.options().integration_timeout;
-            // A task of its own, like a Lambda invocation: a panic fails this handshake only.
-            let run = tokio::spawn(async move {
-                tokio::time::timeout(limit, authorizer.authorize(&request)).await
-            });
-            match run.await {
-                Ok(Ok(decision)) => decision,
-                Ok(Err(_elapsed)) => {
-                    tracing::warn!(connection_id = %context.connection_id, "the authorizer timed out");
-                    return Err(failed());
-                }
-                Err(_panicked) => {
-                    tracing::warn!(connection_id = %context.connection_id, "the authorizer failed");
-                    return Err(failed());
-                }
-            }
+            in_process_decision(authorizer, event, limit, connection_id).await?
         }
         AuthorizerTarget::Remote {
             invoker,
@@ -94,47 +76,86 @@ pub(crate) async fn authorize(
         } => match remote_decision(&invoker, &function, &event, &method_arn, timeout).await {
             Ok(decision) => decision,
             Err(error) => {
-                tracing::warn!(connection_id = %context.connection_id, %function, %error, "the authorizer failed");
+                tracing::warn!(%connection_id, %function, %error, "the authorizer failed");
                 return Err(failed());
             }
         },
     };
     match decision {
-        Decision::Allow(response) => {
-            let size = response_size(&response);
-            if size > MAX_AUTHORIZER_RESPONSE_BYTES {
-                tracing::warn!(
-                    connection_id = %context.connection_id,
-                    size,
-                    "the authorizer's response is over API Gateway's 8 KB limit"
-                );
-                return Err(message(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal server error",
-                ));
-            }
-            let mut authorizer = ApiGatewayRequestAuthorizer::default();
-            if let Value::Object(fields) = response.context {
-                authorizer
-                    .fields
-                    .extend(fields.into_iter().map(|(k, v)| (k, stringified(v))));
-            }
-            if let Some(principal) = response.principal_id {
-                authorizer
-                    .fields
-                    .insert(ctx::PRINCIPAL_ID.to_owned(), json!(principal));
-            }
-            Ok(authorizer)
-        }
+        Decision::Allow(response) => allowed(response, connection_id).ok_or_else(failed),
         Decision::Deny(_) => {
-            tracing::info!(target: CONNECTION_LOG, connection_id = %context.connection_id, status = 403, "handshake refused by the authorizer");
+            tracing::info!(target: CONNECTION_LOG, %connection_id, status = 403, "handshake refused by the authorizer");
             Err(message(StatusCode::FORBIDDEN, "Forbidden"))
         }
         Decision::Unauthorized => {
-            tracing::info!(target: CONNECTION_LOG, connection_id = %context.connection_id, status = 401, "handshake refused by the authorizer");
+            tracing::info!(target: CONNECTION_LOG, %connection_id, status = 401, "handshake refused by the authorizer");
             Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"))
         }
     }
+}
+
+/// API Gateway's answer to an authorizer that failed or timed out.
+fn failed() -> Response {
+    message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+}
+
+/// roomcast's own authorizer's decision, run as a Lambda invocation is
+/// ([`run_with_timeout`]): a panic fails this handshake only.
+async fn in_process_decision(
+    authorizer: Arc<Authorizer>,
+    event: Value,
+    limit: Duration,
+    connection_id: &str,
+) -> Result<Decision, Response> {
+    let request: ApiGatewayCustomAuthorizerRequestTypeRequest = match serde_json::from_value(event)
+    {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::error!(error = %e, "could not build the authorizer request");
+            return Err(failed());
+        }
+    };
+    match run_with_timeout(limit, async move { authorizer.authorize(&request).await }).await {
+        Some(Ok(decision)) => Ok(decision),
+        None => {
+            tracing::warn!(%connection_id, "the authorizer timed out");
+            Err(failed())
+        }
+        Some(Err(_panicked)) => {
+            tracing::warn!(%connection_id, "the authorizer failed");
+            Err(failed())
+        }
+    }
+}
+
+/// The connection's `requestContext.authorizer` from an Allow: the context's values
+/// stringified, plus `principalId`; `None` over API Gateway's 8 KB (the handshake
+/// fails).
+fn allowed(
+    response: ApiGatewayCustomAuthorizerResponse,
+    connection_id: &str,
+) -> Option<ApiGatewayRequestAuthorizer> {
+    let size = response_size(&response);
+    if size > MAX_AUTHORIZER_RESPONSE_BYTES {
+        tracing::warn!(
+            %connection_id,
+            size,
+            "the authorizer's response is over API Gateway's 8 KB limit"
+        );
+        return None;
+    }
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    if let Value::Object(fields) = response.context {
+        authorizer
+            .fields
+            .extend(fields.into_iter().map(|(k, v)| (k, stringified(v))));
+    }
+    if let Some(principal) = response.principal_id {
+        authorizer
+            .fields
+            .insert(ctx::PRINCIPAL_ID.to_owned(), json!(principal));
+    }
+    Some(authorizer)
 }
 
 /// Why a remote authorizer gave no decision; never quotes its response.

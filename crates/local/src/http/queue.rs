@@ -18,12 +18,22 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    ACCOUNT, Attribute, AttributeValue, MAX_BATCH_ENTRIES, MAX_DELAY_SECS, MAX_MESSAGE_BYTES,
-    Message, QueueKind,
-};
-use crate::Gateway;
+use crate::aws::AwsError;
 use crate::events::gateway_id;
+use crate::gateway::Gateway;
+use crate::queue::{
+    ACCOUNT, Attribute, AttributeValue, Consumer, MAX_BATCH_ENTRIES, MAX_DELAY_SECS,
+    MAX_MESSAGE_BYTES, Message, QueueKind,
+};
+
+/// What the queue's event source mapping runs with, from the gateway.
+fn consumer(gateway: &Gateway) -> Consumer {
+    Consumer {
+        functions: gateway.functions().clone(),
+        region: gateway.options().region.clone(),
+        shutdown: gateway.shutdown_signal(),
+    }
+}
 
 const JSON_1_0: &str = "application/x-amz-json-1.0";
 const TARGET_PREFIX: &str = "AmazonSQS.";
@@ -121,7 +131,7 @@ pub async fn post(State(gateway): State<Gateway>, headers: HeaderMap, body: Byte
         )
         .into_response();
     }
-    crate::forbidden().await.into_response()
+    AwsError::forbidden().into_response()
 }
 
 fn operate(gateway: &Gateway, operation: &str, request: Value) -> Result<Value, SqsError> {
@@ -232,7 +242,7 @@ fn send_message(gateway: &Gateway, request: SendMessage) -> Result<Value, SqsErr
     sendable(&request.queue_url)?;
     let message = validate(request.entry)?;
     let answer = sent(&message, None);
-    gateway.queues().send(gateway, vec![message]);
+    gateway.queues().send(&consumer(gateway), vec![message]);
     Ok(answer)
 }
 
@@ -302,7 +312,7 @@ fn send_message_batch(gateway: &Gateway, request: SendMessageBatch) -> Result<Va
         }
     }
     if !messages.is_empty() {
-        gateway.queues().send(gateway, messages);
+        gateway.queues().send(&consumer(gateway), messages);
     }
     Ok(json!({ "Successful": successful, "Failed": failed }))
 }

@@ -2,12 +2,10 @@
 //! Lambda event source mapping template.yaml declares between the queue and the
 //! broadcast function (batches of up to [`BATCH_SIZE`] or a [`BATCHING_WINDOW`],
 //! `ReportBatchItemFailures`, the `RedrivePolicy`'s `maxReceiveCount`). Clients
-//! reach it through the SQS API on the gateway's port ([`api`]); docs/local.md
+//! reach it through the SQS API on the gateway's port ([`crate::http::queue`]); docs/local.md
 //! lists the differences from SQS and Lambda.
 //!
 //! The consumer starts with the first message and stops with the gateway.
-
-pub mod api;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +18,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use crate::Gateway;
-use crate::invoke::FunctionRegistry;
+use crate::functions::registry::FunctionRegistry;
 
 /// The queue's name: the template's logical id, as CloudFormation names a queue
 /// without `QueueName` after it (`<stack>-BroadcastQueue-<suffix>`).
@@ -199,14 +196,14 @@ impl Queues {
     }
 
     /// Puts messages on the broadcast queue and starts the consumer if it is not running.
-    pub(crate) fn send(self: &Arc<Self>, gateway: &Gateway, messages: Vec<Message>) {
+    pub(crate) fn send(self: &Arc<Self>, consumer: &Consumer, messages: Vec<Message>) {
         self.state().main.extend(messages);
         if !self.started.swap(true, Ordering::SeqCst) {
             tokio::spawn(consume(
                 Arc::clone(self),
-                gateway.functions().clone(),
-                gateway.options().region.clone(),
-                gateway.shutdown_signal(),
+                consumer.functions.clone(),
+                consumer.region.clone(),
+                consumer.shutdown.clone(),
             ));
         }
         self.arrived.notify_one();
@@ -309,6 +306,14 @@ impl Queues {
                 .is_none_or(|receipt| !receipts.contains(receipt))
         });
     }
+}
+
+/// What the event source mapping needs of the gateway: the functions it invokes,
+/// the region of its events, and the gateway's shutdown signal.
+pub(crate) struct Consumer {
+    pub(crate) functions: FunctionRegistry,
+    pub(crate) region: String,
+    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 /// The event source mapping: waits for messages, gathers a batch (full, or the
@@ -490,7 +495,7 @@ mod tests {
 
     #[test]
     fn the_defaults_are_the_templates() {
-        let template = include_str!("../../../../template.yaml");
+        let template = include_str!("../../../template.yaml");
         let section = |start: &str| &template[template.find(start).expect(start)..];
         let value = |text: &str, key: &str| -> String {
             text.lines()

@@ -16,7 +16,7 @@ use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::Value;
 
-use crate::handlers::InvokeError;
+use super::function::{InvokeError, kind};
 
 /// Lambda's limit on a synchronous invocation's response: a larger one is a
 /// function error (`Function.ResponseSizeTooLarge`).
@@ -106,7 +106,7 @@ impl RemoteInvoker {
         }
         if body.len() > MAX_RESPONSE_BYTES {
             return Err(RemoteError::Function {
-                error_type: "Function.ResponseSizeTooLarge".to_owned(),
+                error_type: kind::RESPONSE_TOO_LARGE.to_owned(),
                 message: String::new(),
             });
         }
@@ -264,7 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn maps_every_failure_to_a_remote_error() {
-        let sdk = crate::local_sdk_config("us-east-1").await;
+        let sdk = crate::backend::local_sdk_config("us-east-1").await;
         let invoker = RemoteInvoker::new(&sdk, &endpoint().await);
         let limit = Duration::from_secs(10);
         let ok = invoker
@@ -335,7 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_way_routes_ignore_what_the_function_returned() {
-        let sdk = crate::local_sdk_config("us-east-1").await;
+        let sdk = crate::backend::local_sdk_config("us-east-1").await;
         let invoker = RemoteInvoker::new(&sdk, &endpoint().await);
         let event = ApiGatewayWebsocketProxyRequest::default();
         let limit = Duration::from_secs(10);

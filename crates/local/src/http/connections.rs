@@ -1,7 +1,8 @@
 //! The `@connections` API (API Gateway Management API) on the gateway's own port,
 //! under `/{stage}/@connections/{id}` and `/@connections/{id}`. On a loopback
 //! address any SigV4 signature (or none) is accepted; on any other, [`crate::sigv4`]
-//! checks signatures before these handlers run. Errors are [`AwsError`]s,
+//! checks signatures before these handlers run (the rules are
+//! [`crate::connections::rules`]; these handlers translate them to HTTP). Errors are [`AwsError`]s,
 //! which carry the `x-amzn-ErrorType` header the AWS SDKs key their typed errors on.
 
 use axum::body::Bytes;
@@ -11,11 +12,11 @@ use axum::response::{IntoResponse, Response};
 use roomcast_core::config::GATEWAY_MAX_PAYLOAD;
 use serde_json::json;
 
-use crate::Gateway;
 use crate::aws::AwsError;
+use crate::connections::rules::{self, Refusal};
 use crate::events::iso8601;
 use crate::faults::FaultKind;
-use crate::inprocess::{self, Refusal, latency};
+use crate::gateway::Gateway;
 
 /// The 429's message when a connection's outbound queue is full.
 const OUTBOUND_FULL: &str = "The client's outbound buffer is full";
@@ -27,8 +28,7 @@ pub async fn post(
     Path(connection_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    latency(&gateway).await;
-    match inprocess::post(&gateway, &connection_id, body) {
+    match rules::post(&gateway, &connection_id, body).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(refusal) => refused(refusal).into_response(),
     }
@@ -51,7 +51,7 @@ fn refused(refusal: Refusal) -> AwsError {
 
 /// `GET @connections/{id}`: connectedAt, lastActiveAt and identity, as API Gateway returns them.
 pub async fn get(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
-    latency(&gateway).await;
+    rules::latency(&gateway).await;
     let Some(connection) = gateway.connections().get(&connection_id) else {
         return AwsError::gone().into_response();
     };
@@ -74,15 +74,10 @@ pub async fn get(State(gateway): State<Gateway>, Path(connection_id): Path<Strin
         .into_response()
 }
 
-/// The `$disconnect` reason after a DELETE, as API Gateway's execution logs show it
-/// (boto/boto3#3789, aws/chalice#2060, 2023-07).
-pub const DELETED_REASON: &str = "Connection Closed Normally";
-
 /// `DELETE @connections/{id}`: closes the connection and runs `$disconnect` with
-/// 1000 and [`DELETED_REASON`].
+/// 1000 and [`rules::DELETED_REASON`].
 pub async fn delete(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
-    latency(&gateway).await;
-    match inprocess::delete(&gateway, &connection_id).await {
+    match rules::delete(&gateway, &connection_id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(refusal) => refused(refusal).into_response(),
     }

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use roomcast_core::metrics::prometheus::{self, Gauge};
 
-use crate::Gateway;
+use crate::gateway::Gateway;
 
 /// The path of the endpoint.
 pub const PATH: &str = "/metrics";

@@ -1,0 +1,54 @@
+//! What a function is ([`LambdaFunction`]) and how it fails: [`FunctionError`]
+//! carries Lambda's error kinds (`errorType`), and [`InvokeError`] is what API
+//! Gateway makes of a failed integration.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// A function error, reported as Lambda reports an unhandled error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error_type}: {error_message}")]
+pub struct FunctionError {
+    pub error_type: String,
+    pub error_message: String,
+}
+
+/// Lambda's `errorType`s for failures of the runtime rather than of the function's code.
+pub mod kind {
+    /// The invocation ran out of the function's timeout.
+    pub const TIMED_OUT: &str = "Sandbox.Timedout";
+    /// The function crashed (here: its task panicked).
+    pub const EXIT_ERROR: &str = "Runtime.ExitError";
+    /// The event does not decode into what the function takes.
+    pub const DESERIALIZATION: &str = "Runtime.DeserializationError";
+    /// The function's result does not encode.
+    pub const SERIALIZATION: &str = "Runtime.SerializationError";
+    /// The result is over Lambda's 6 MB synchronous response limit.
+    pub const RESPONSE_TOO_LARGE: &str = "Function.ResponseSizeTooLarge";
+}
+
+impl FunctionError {
+    pub fn new(error_type: impl Into<String>, error_message: impl Into<String>) -> Self {
+        Self {
+            error_type: error_type.into(),
+            error_message: error_message.into(),
+        }
+    }
+}
+
+/// A function the Invoke API can run: JSON in, JSON out, as on Lambda.
+#[async_trait]
+pub trait LambdaFunction: Send + Sync + 'static {
+    async fn invoke(&self, payload: Value) -> Result<Value, FunctionError>;
+}
+
+/// Why a route's integration produced no response, as API Gateway tells the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    #[error("the integration timed out")]
+    TimedOut,
+    /// The function failed: it panicked or returned an error, its response could not
+    /// be read, or the route has no function that can run (the log says which).
+    #[error("the function failed")]
+    Failed,
+}

@@ -1,0 +1,295 @@
+//! The gateway's shared state ([`Gateway`]): its options, the open connections,
+//! the routes and functions it runs, the queues, and the shutdown signals every
+//! connection task watches. Handed to every HTTP handler and connection task.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use roomcast_core::App;
+use roomcast_core::auth::Authorizer;
+use roomcast_core::auth::origin::Origins;
+use roomcast_core::auth::policy::Policies;
+use roomcast_core::config::{CONNECTION_CAP, GATEWAY_MAX_PAYLOAD};
+use roomcast_core::metrics::Metrics;
+use tokio::sync::watch;
+
+use crate::connections::registry::Registry;
+use crate::error::LocalError;
+use crate::faults::{self, FaultKind, Faults};
+use crate::functions::registry::FunctionRegistry;
+use crate::http::static_files;
+use crate::queue;
+use crate::routes::{self, SamOptions};
+use crate::sigv4::ManagementCredentials;
+
+/// API Gateway's WebSocket frame limit; larger frames close the connection with 1009.
+pub const GATEWAY_MAX_FRAME: usize = 32 * 1024;
+/// API Gateway's idle timeout.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// API Gateway's maximum integration time.
+pub const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
+
+/// How the gateway behaves; [`Default`] matches API Gateway on 127.0.0.1:3001.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub host: String,
+    /// 0 picks a free port.
+    pub port: u16,
+    pub stage: String,
+    /// `requestContext.apiId` in events.
+    pub api_id: String,
+    /// The region reported in ARNs and used for the SDK clients.
+    pub region: String,
+    pub idle_timeout: Duration,
+    pub max_connection_duration: Duration,
+    pub max_message_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub integration_timeout: Duration,
+    /// Answer a share of `@connections` POSTs with injected faults (tests, demos).
+    pub faults: Option<Faults>,
+    /// Added to every `@connections` call before it is answered: a loopback call
+    /// takes well under a millisecond, one to API Gateway in a region about
+    /// 10–30 ms, and a fan-out's throughput depends on it (docs/performance.md).
+    pub management_latency: Duration,
+    /// In-process handlers post through HTTP to the `@connections` endpoint, as
+    /// functions elsewhere do, instead of in-process ([`inprocess`]).
+    pub management_http: bool,
+    /// The `$connect` REQUEST authorizer. `None`: no authorizer (`AuthorizationType:
+    /// NONE`), every handshake reaches `$connect` anonymously.
+    pub authorizer: Option<Arc<Authorizer>>,
+    /// The namespace policies. `None`: [`Policies::open`] (anyone may join and send),
+    /// so the emulator works without configuration; deployed stacks default to
+    /// authenticated-only instead.
+    pub policies: Option<Policies>,
+    /// Serve a SAM template's routes and functions instead of the built-in ones;
+    /// `authorizer` and `policies` are then ignored (the template's functions and
+    /// their environment decide).
+    pub sam: Option<SamOptions>,
+    /// The broadcast queue and its event source mapping (template.yaml's settings).
+    pub queue: queue::QueueOptions,
+    /// Files served to plain GET requests (`--static DIR`).
+    pub static_dir: Option<static_files::StaticDir>,
+    /// What every handler and authorizer of the gateway counts into (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
+    /// Which `Origin`s may open a connection, checked before the authorizer runs.
+    pub origins: Origins,
+    /// What `@connections` and Invoke calls must be signed with when the gateway
+    /// listens on a non-loopback address (on loopback nothing is checked). The
+    /// in-process functions sign their own calls with them.
+    pub management_credentials: Option<ManagementCredentials>,
+    /// Accept unsigned management calls on a non-loopback address too.
+    pub insecure_management: bool,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 3001,
+            stage: "local".to_owned(),
+            api_id: "local".to_owned(),
+            region: "us-east-1".to_owned(),
+            idle_timeout: IDLE_TIMEOUT,
+            max_connection_duration: CONNECTION_CAP,
+            max_message_bytes: GATEWAY_MAX_PAYLOAD,
+            max_frame_bytes: GATEWAY_MAX_FRAME,
+            integration_timeout: INTEGRATION_TIMEOUT,
+            faults: None,
+            management_latency: Duration::ZERO,
+            management_http: false,
+            authorizer: None,
+            policies: None,
+            sam: None,
+            queue: queue::QueueOptions::default(),
+            static_dir: None,
+            metrics: Arc::default(),
+            origins: Origins::default(),
+            management_credentials: None,
+            insecure_management: false,
+        }
+    }
+}
+
+/// The gateway's shared state: handed to every route and connection task.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    app: Arc<App>,
+    options: GatewayOptions,
+    local_addr: SocketAddr,
+    connections: Registry,
+    functions: FunctionRegistry,
+    routes: routes::RouteTable,
+    authorizer: Option<routes::AuthorizerTarget>,
+    faults: Option<faults::FaultInjector>,
+    queues: Arc<queue::Queues>,
+    /// The credentials management calls are checked against; `None`: not checked.
+    management_check: Option<ManagementCredentials>,
+    shutdown: watch::Sender<bool>,
+    /// How many connection tasks (and their `$disconnect`s) are still running.
+    tasks: watch::Sender<usize>,
+}
+
+/// A [`Gateway`] held weakly (by the handlers' `@connections` adapter, which the
+/// gateway owns through its `App`).
+#[derive(Clone, Default)]
+pub(crate) struct WeakGateway(Weak<Inner>);
+
+impl WeakGateway {
+    /// The gateway, while it is still running.
+    pub(crate) fn upgrade(&self) -> Option<Gateway> {
+        self.0.upgrade().map(|inner| Gateway { inner })
+    }
+}
+
+/// Counts a running connection task until dropped.
+pub(crate) struct TaskGuard(watch::Sender<usize>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Gateway {
+    /// State for a gateway reachable at `local_addr`, running `app`'s handlers.
+    pub fn new(
+        options: GatewayOptions,
+        app: Arc<App>,
+        local_addr: SocketAddr,
+    ) -> Result<Self, LocalError> {
+        let routes = routes::RouteTable::builtin(&app, options.integration_timeout);
+        let authorizer = options
+            .authorizer
+            .clone()
+            .map(routes::AuthorizerTarget::in_process);
+        Self::with_routes(options, app, local_addr, routes, authorizer)
+    }
+
+    /// State for a gateway serving `routes`, with `authorizer` on `$connect`.
+    pub fn with_routes(
+        options: GatewayOptions,
+        app: Arc<App>,
+        local_addr: SocketAddr,
+        routes: routes::RouteTable,
+        authorizer: Option<routes::AuthorizerTarget>,
+    ) -> Result<Self, LocalError> {
+        let faults = options.faults.clone().map(faults::FaultInjector::new);
+        let queues = Arc::new(queue::Queues::new(options.queue.clone()));
+        let management_check = management_check(&options, local_addr)?;
+        let gateway = Self {
+            inner: Arc::new(Inner {
+                app,
+                options,
+                faults,
+                queues,
+                management_check,
+                local_addr,
+                connections: Registry::default(),
+                functions: FunctionRegistry::default(),
+                routes,
+                authorizer,
+                shutdown: watch::Sender::new(false),
+                tasks: watch::Sender::new(0),
+            }),
+        };
+        let inner = &gateway.inner;
+        inner
+            .functions
+            .register_builtins(&inner.app, inner.options.integration_timeout);
+        Ok(gateway)
+    }
+
+    /// The routes this gateway serves.
+    pub fn routes(&self) -> &routes::RouteTable {
+        &self.inner.routes
+    }
+
+    /// The `$connect` authorizer, if there is one.
+    pub fn authorizer(&self) -> Option<&routes::AuthorizerTarget> {
+        self.inner.authorizer.as_ref()
+    }
+
+    pub fn app(&self) -> &App {
+        &self.inner.app
+    }
+
+    pub fn options(&self) -> &GatewayOptions {
+        &self.inner.options
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn connections(&self) -> &Registry {
+        &self.inner.connections
+    }
+
+    /// The Invoke API's functions; register more here.
+    pub fn functions(&self) -> &FunctionRegistry {
+        &self.inner.functions
+    }
+
+    /// The broadcast queue and its dead-letter queue.
+    pub fn queues(&self) -> &Arc<queue::Queues> {
+        &self.inner.queues
+    }
+
+    /// The injected fault for a POST to `connection_id`, if fault injection is on.
+    pub(crate) fn injected_fault(&self, connection_id: &str) -> Option<FaultKind> {
+        self.inner.faults.as_ref()?.decide(connection_id)
+    }
+
+    /// The credentials management calls must be signed with, when they are checked.
+    pub fn management_check(&self) -> Option<&ManagementCredentials> {
+        self.inner.management_check.as_ref()
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// A handle that does not keep the gateway alive.
+    pub(crate) fn downgrade(&self) -> WeakGateway {
+        WeakGateway(Arc::downgrade(&self.inner))
+    }
+
+    pub(crate) fn track_task(&self) -> TaskGuard {
+        self.inner.tasks.send_modify(|n| *n += 1);
+        TaskGuard(self.inner.tasks.clone())
+    }
+
+    /// Closes every connection with 1001 and waits until their `$disconnect`s ran.
+    pub async fn close_all(&self) {
+        self.inner.shutdown.send_replace(true);
+        let mut tasks = self.inner.tasks.subscribe();
+        let _ = tasks.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// Whether management calls are checked, and against what: only off loopback,
+/// unless `insecure_management`; off loopback without credentials, the gateway
+/// does not start.
+fn management_check(
+    options: &GatewayOptions,
+    local_addr: SocketAddr,
+) -> Result<Option<ManagementCredentials>, LocalError> {
+    if local_addr.ip().is_loopback() || options.insecure_management {
+        return Ok(None);
+    }
+    match &options.management_credentials {
+        Some(credentials) => Ok(Some(credentials.clone())),
+        None => Err(LocalError::ManagementUnprotected {
+            addr: local_addr.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,18 @@
+//! The HTTP APIs on the gateway's port, each translating HTTP to what the
+//! gateway does and back (AWS-shaped errors from [`crate::aws::AwsError`]).
+//!
+//! - [`connections`]: the `@connections` API (POST, GET, DELETE) over
+//!   [`crate::connections::rules`].
+//! - [`invoke`]: the Lambda Invoke API over the [`crate::functions`] registry.
+//! - [`queue`]: the broadcast queue's SQS API on `POST /`.
+//! - [`metrics`]: `GET /metrics`, the counters and gauges in the Prometheus text format.
+//! - [`static_files`]: `--static DIR`, web pages served beside the API.
+//! - [`signed`]: the SigV4 check in front of `@connections`, Invoke and the queue off
+//!   loopback.
+
+pub mod connections;
+pub mod invoke;
+pub mod metrics;
+pub mod queue;
+pub mod signed;
+pub mod static_files;
