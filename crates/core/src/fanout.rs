@@ -18,9 +18,7 @@ use serde::Serialize;
 
 use crate::auth::policy::Policies;
 use crate::management::{Management, PostError};
-use crate::presence;
-use crate::protocol::Sender;
-use crate::store::{ConnectionPage, Store, StoreError};
+use crate::store::{ConnectionPage, Removed, Store, StoreError};
 
 /// Recipients read per Query (or Scan) page.
 pub const PAGE_SIZE: usize = 500;
@@ -103,6 +101,43 @@ enum Source {
     Room(String),
     User(String),
     All,
+}
+
+/// The recipients read and not yet posted to, and who is left out.
+struct Pending<'e> {
+    queued: VecDeque<String>,
+    except: HashSet<&'e str>,
+    seen: Option<HashSet<String>>,
+}
+
+impl Pending<'_> {
+    /// The next recipient to post to, past those left out and those already posted to.
+    fn next(&mut self) -> Option<String> {
+        while let Some(connection_id) = self.queued.pop_front() {
+            if self.except.contains(connection_id.as_str()) {
+                continue;
+            }
+            if let Some(seen) = &mut self.seen
+                && !seen.insert(connection_id.clone())
+            {
+                continue;
+            }
+            return Some(connection_id);
+        }
+        None
+    }
+}
+
+impl Source {
+    /// The paged source of `recipients`, or the list of ids they are.
+    fn of<'r>(recipients: Recipients<'r>) -> Result<Self, &'r [String]> {
+        match recipients {
+            Recipients::Room(room) => Ok(Self::Room(room.to_owned())),
+            Recipients::User(user) => Ok(Self::User(user.to_owned())),
+            Recipients::All => Ok(Self::All),
+            Recipients::Connections(ids) => Err(ids),
+        }
+    }
 }
 
 /// One room fan-out's parameters.
@@ -205,43 +240,32 @@ impl Fanout<'_> {
     ) -> Result<FanoutStats, Incomplete> {
         let started = Instant::now();
         let concurrency = self.concurrency.max(1);
-        let except: HashSet<&str> = except.iter().copied().collect();
-        let fetch =
-            |source: Source, cursor: Option<String>| read_page(self.store, source, cursor, now);
-        let mut queued: VecDeque<String> = VecDeque::new();
-        // Ids already posted to, for explicit lists only: a list may repeat an id
-        // (and is bounded by `MAX_IDS`), while paginated Query and Scan pages return
-        // each key once, so paged recipients keep no per-recipient state.
-        let dedup = matches!(recipients, Recipients::Connections(_));
-        let mut seen: HashSet<String> = HashSet::new();
-        let (source, mut next_page) = match recipients {
-            Recipients::Room(room) => {
-                let source = Source::Room(room.to_owned());
-                (Some(source.clone()), Some(fetch(source, None)))
-            }
-            Recipients::User(user) => {
-                let source = Source::User(user.to_owned());
-                (Some(source.clone()), Some(fetch(source, None)))
-            }
-            Recipients::All => (Some(Source::All), Some(fetch(Source::All, None))),
-            Recipients::Connections(ids) => {
-                queued.extend(ids.iter().cloned());
-                (None, None)
+        let mut pending = Pending {
+            queued: VecDeque::new(),
+            except: except.iter().copied().collect(),
+            // Ids already posted to, for explicit lists only: a list may repeat an
+            // id (and is bounded by `MAX_IDS`), while paginated Query and Scan pages
+            // return each key once, so paged recipients keep no per-recipient state.
+            seen: matches!(recipients, Recipients::Connections(_)).then(HashSet::new),
+        };
+        let source = match Source::of(recipients) {
+            Ok(source) => Some(source),
+            Err(ids) => {
+                pending.queued.extend(ids.iter().cloned());
+                None
             }
         };
+        let mut next_page = source
+            .clone()
+            .map(|source| read_page(self.store, source, None, now));
         let mut in_flight = FuturesUnordered::new();
         let mut stats = FanoutStats::default();
         let mut failure: Option<StoreError> = None;
         loop {
             while in_flight.len() < concurrency {
-                let Some(connection_id) = queued.pop_front() else {
+                let Some(connection_id) = pending.next() else {
                     break;
                 };
-                if except.contains(connection_id.as_str())
-                    || (dedup && !seen.insert(connection_id.clone()))
-                {
-                    continue;
-                }
                 // Posts that complete at once (in-process) skip the future and
                 // its slot among the `concurrency` in flight.
                 let first = self
@@ -259,9 +283,9 @@ impl Fanout<'_> {
             // The next page is read while this one's posts are in flight, and only
             // once the queue runs low, so memory stays at about two pages for paged
             // recipients (a `Connections` list is held whole, with its `seen` set).
-            let want_page = next_page.is_some() && queued.len() < concurrency;
+            let want_page = next_page.is_some() && pending.queued.len() < concurrency;
             if in_flight.is_empty() && !want_page {
-                if next_page.is_none() && queued.is_empty() {
+                if next_page.is_none() && pending.queued.is_empty() {
                     stats.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                     return match failure {
                         None => Ok(stats),
@@ -278,25 +302,35 @@ impl Fanout<'_> {
                         None => std::future::pending().await,
                     }
                 }, if want_page => {
-                    match page {
-                        Ok(page) => {
-                            queued.extend(page.connection_ids);
-                            next_page = match (page.next, &source) {
-                                (Some(cursor), Some(source)) => {
-                                    Some(fetch(source.clone(), Some(cursor)))
-                                }
-                                _ => None,
-                            };
-                        }
-                        // Posts may have gone out: finish those already read, and
-                        // report the failure with what was done.
-                        Err(e) => {
-                            tracing::warn!(error = %crate::error_chain(&e), "reading recipients failed mid-fan-out");
-                            failure = Some(e);
-                            next_page = None;
-                        }
-                    }
+                    next_page = self.took_page(page, source.as_ref(), &mut pending, &mut failure, now);
                 }
+            }
+        }
+    }
+
+    /// Takes a recipient page: its ids join the queue, and the read of the next
+    /// page, if there is one, is returned. A failed read ends the reading, and the
+    /// failure is kept for the answer: posts may have gone out, and those already
+    /// read are still made.
+    fn took_page(
+        &self,
+        page: Result<ConnectionPage, StoreError>,
+        source: Option<&Source>,
+        pending: &mut Pending<'_>,
+        failure: &mut Option<StoreError>,
+        now: u64,
+    ) -> Option<PageRead<'_>> {
+        match page {
+            Ok(page) => {
+                pending.queued.extend(page.connection_ids);
+                page.next
+                    .zip(source.cloned())
+                    .map(|(cursor, source)| read_page(self.store, source, Some(cursor), now))
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "reading recipients failed mid-fan-out");
+                *failure = Some(e);
+                None
             }
         }
     }
@@ -309,11 +343,9 @@ impl Fanout<'_> {
         now: u64,
         max: usize,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let source = match recipients {
-            Recipients::Connections(ids) => return Ok(Some(ids.to_vec())),
-            Recipients::Room(room) => Source::Room(room.to_owned()),
-            Recipients::User(user) => Source::User(user.to_owned()),
-            Recipients::All => Source::All,
+        let source = match Source::of(recipients) {
+            Ok(source) => source,
+            Err(ids) => return Ok(Some(ids.to_vec())),
         };
         let mut ids = Vec::new();
         let mut cursor = None;
@@ -378,34 +410,17 @@ impl Fanout<'_> {
 
     async fn remove_gone(&self, connection_id: &str) {
         let now = crate::store::now_secs();
-        // The user of a leave: read only where presence events can need it.
-        let user_id = match self.presence {
-            Some(p) if p.any_presence_events() => self
-                .store
-                .connection(connection_id, now)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|c| c.user_id),
-            _ => None,
+        let removed = match self.presence {
+            Some(policies) => policies.depart_gone(self, connection_id, now).await,
+            None => self.store.remove_connection(connection_id).await,
         };
-        match self.store.remove_connection(connection_id).await {
+        match removed {
             Ok(removed) => {
                 tracing::info!(
                     connection_id,
                     items = removed.items,
                     "removed gone connection"
                 );
-                if let Some(policies) = self.presence {
-                    presence::announce_leaves(
-                        self,
-                        policies,
-                        &removed.rooms,
-                        Sender::member(connection_id, user_id.as_deref()),
-                        now,
-                    )
-                    .await;
-                }
             }
             // The items expire by TTL anyway; a later fan-out will try again.
             Err(e) => {
@@ -415,14 +430,23 @@ impl Fanout<'_> {
     }
 }
 
+/// How the fan-out hands over a connection it found gone (410): removed, and its
+/// leaves announced ([`crate::departure`] implements it for the policies).
+pub trait Departures: Sync {
+    fn depart_gone<'a>(
+        &'a self,
+        fanout: &'a Fanout<'a>,
+        connection_id: &'a str,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Removed, StoreError>>;
+}
+
+/// The read of one recipient page.
+type PageRead<'a> = BoxFuture<'a, Result<ConnectionPage, StoreError>>;
+
 /// One page of a paged source's live connection ids, boxed so the fan-out can hold
 /// the next read while posts are in flight.
-fn read_page(
-    store: &dyn Store,
-    source: Source,
-    cursor: Option<String>,
-    now: u64,
-) -> BoxFuture<'_, Result<ConnectionPage, StoreError>> {
+fn read_page(store: &dyn Store, source: Source, cursor: Option<String>, now: u64) -> PageRead<'_> {
     Box::pin(async move {
         let cursor = cursor.as_deref();
         match &source {

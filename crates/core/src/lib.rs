@@ -22,6 +22,8 @@
 //!   storing events, recovery on `join` with `since`, and reading back.
 //! - [`presence`]: listing a room's members, and announcing joins and leaves in
 //!   namespaces with presence events.
+//! - [`departure`]: a connection's departure (removed, its leaves announced), one
+//!   home for `$disconnect` and the fan-out's handling of 410.
 //! - [`broadcast`]: the broadcast function's handler (`broadcast/mod.rs`), its
 //!   request validation (`broadcast/request.rs`) and its SQS batch policy: grouping,
 //!   conflation, the deadline and partial batch failures (`broadcast/sqs.rs`).
@@ -42,6 +44,7 @@ pub mod auth;
 pub mod broadcast;
 pub mod clock;
 pub mod config;
+pub mod departure;
 pub mod fanout;
 pub mod handlers;
 pub mod lambda;

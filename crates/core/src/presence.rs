@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 
 use crate::auth::policy::Policies;
-use crate::fanout::Fanout;
+use crate::fanout::{Fanout, Recipients};
 use crate::protocol::{Change, PresenceBody, PresentUser, Sender, ServerFrame};
 use crate::store::{Store, StoreError};
 
@@ -96,12 +95,7 @@ pub async fn announce(
     };
     let except: Vec<&str> = member.connection_id.into_iter().collect();
     match quiet
-        .to(
-            crate::fanout::Recipients::Room(room),
-            &except,
-            Bytes::from(frame),
-            now,
-        )
+        .to(Recipients::Room(room), &except, Bytes::from(frame), now)
         .await
     {
         Ok(stats) => tracing::debug!(recipients = stats.recipients, "presence change posted"),
@@ -109,22 +103,4 @@ pub async fn announce(
             tracing::warn!(error = %crate::error_chain(&e), "could not post a presence change")
         }
     }
-}
-
-/// Tells the members of each of `rooms` with presence events that the connection
-/// left. A boxed future of a named type, not an `async fn`: the fan-out awaits it
-/// when it removes a gone connection, and the compiler cannot prove an opaque
-/// future `Send` when its type contains itself.
-pub fn announce_leaves<'a>(
-    fanout: &'a Fanout<'a>,
-    policies: &'a Policies,
-    rooms: &'a [String],
-    member: Sender<'a>,
-    now: u64,
-) -> BoxFuture<'a, ()> {
-    Box::pin(async move {
-        for room in rooms {
-            announce(fanout, policies, room, Change::Leave, member, now).await;
-        }
-    })
 }

@@ -3,11 +3,10 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use super::status;
 use crate::app::App;
 use crate::auth::Identity;
+use crate::departure;
 use crate::fanout::Fanout;
 use crate::management::endpoint_for;
 use crate::metrics::Counter;
-use crate::presence;
-use crate::protocol::Sender;
 use crate::store::now_secs;
 
 /// `$disconnect`: removes the connection and its memberships, and tells the rooms
@@ -22,7 +21,25 @@ pub async fn disconnect(
         tracing::warn!("$disconnect event without a connectionId");
         return status(400);
     };
-    match app.store.remove_connection(connection_id).await {
+    let policies = &app.config.policies;
+    let identity = Identity::from_context(context);
+    let now = now_secs();
+    // The endpoint is needed only to announce leaves.
+    let endpoint = endpoint_for(app.config.management_endpoint.as_deref(), context);
+    let fanout = endpoint.as_deref().map(|e| Fanout::for_app(app, e));
+    let announce = match &fanout {
+        Some(fanout) if policies.any_presence_events() => Some((fanout, policies)),
+        _ => None,
+    };
+    match departure::depart(
+        app.store.as_ref(),
+        announce,
+        connection_id,
+        identity.user_id.as_deref(),
+        now,
+    )
+    .await
+    {
         Ok(removed) => {
             app.metrics.incr(Counter::Disconnects);
             tracing::info!(
@@ -31,25 +48,8 @@ pub async fn disconnect(
                 code = context.disconnect_status_code,
                 "disconnected"
             );
-            let policies = &app.config.policies;
-            let announced = removed
-                .rooms
-                .iter()
-                .any(|room| policies.for_room(room).presence_events);
-            if announced {
-                match endpoint_for(app.config.management_endpoint.as_deref(), context) {
-                    Some(endpoint) => {
-                        let identity = Identity::from_context(context);
-                        let member = Sender::member(connection_id, identity.user_id.as_deref());
-                        let fanout = Fanout::for_app(app, &endpoint);
-                        let now = now_secs();
-                        presence::announce_leaves(&fanout, policies, &removed.rooms, member, now)
-                            .await;
-                    }
-                    None => {
-                        tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT")
-                    }
-                }
+            if fanout.is_none() && departure::announces(policies, &removed.rooms) {
+                tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT")
             }
             status(200)
         }

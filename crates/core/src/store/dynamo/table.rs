@@ -29,66 +29,47 @@ impl DynamoStore {
             Err(e) => return Err(backend("DescribeTable")(e)),
         };
         if !exists {
-            let attribute = |name: &str| {
-                AttributeDefinition::builder()
-                    .attribute_name(name)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-            };
-            let key = |name: &str, kind: KeyType| {
-                KeySchemaElement::builder()
-                    .attribute_name(name)
-                    .key_type(kind)
-                    .build()
-            };
-            let index = GlobalSecondaryIndex::builder()
-                .index_name(attr::BY_CONNECTION_INDEX)
-                .key_schema(key(attr::CID, KeyType::Hash).map_err(invalid)?)
-                .key_schema(key(attr::PK, KeyType::Range).map_err(invalid)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::KeysOnly)
-                        .build(),
-                )
-                .build()
-                .map_err(invalid)?;
-            let by_user = GlobalSecondaryIndex::builder()
-                .index_name(attr::BY_USER_INDEX)
-                .key_schema(key(attr::UID, KeyType::Hash).map_err(invalid)?)
-                .key_schema(key(attr::PK, KeyType::Range).map_err(invalid)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::Include)
-                        .non_key_attributes(attr::CID)
-                        .non_key_attributes(attr::TTL)
-                        .build(),
-                )
-                .build()
-                .map_err(invalid)?;
-            let created = self
-                .client
-                .create_table()
-                .table_name(&self.table)
-                .billing_mode(BillingMode::PayPerRequest)
-                .attribute_definitions(attribute(attr::PK).map_err(invalid)?)
-                .attribute_definitions(attribute(attr::SK).map_err(invalid)?)
-                .attribute_definitions(attribute(attr::CID).map_err(invalid)?)
-                .attribute_definitions(attribute(attr::UID).map_err(invalid)?)
-                .key_schema(key(attr::PK, KeyType::Hash).map_err(invalid)?)
-                .key_schema(key(attr::SK, KeyType::Range).map_err(invalid)?)
-                .global_secondary_indexes(index)
-                .global_secondary_indexes(by_user)
-                .send()
-                .await;
-            match created {
-                Ok(_) => {}
-                // Another process created it first.
-                Err(e) if e.code() == Some("ResourceInUseException") => {}
-                Err(e) => return Err(backend("CreateTable")(e)),
-            }
+            self.create_table().await?;
         }
-        // Poll rather than use the SDK waiter, whose first retry comes after ~20 s;
-        // dynalite and DynamoDB both take well under a second for a new table.
+        self.wait_until_active().await
+    }
+
+    /// CreateTable with the keys and both indexes; a table another process created
+    /// first is as good.
+    async fn create_table(&self) -> Result<(), StoreError> {
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(invalid)
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute(attr::PK)?)
+            .attribute_definitions(attribute(attr::SK)?)
+            .attribute_definitions(attribute(attr::CID)?)
+            .attribute_definitions(attribute(attr::UID)?)
+            .key_schema(key(attr::PK, KeyType::Hash)?)
+            .key_schema(key(attr::SK, KeyType::Range)?)
+            .global_secondary_indexes(by_connection_index()?)
+            .global_secondary_indexes(by_user_index()?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Another process created it first.
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+            Err(e) => Err(backend("CreateTable")(e)),
+        }
+    }
+
+    /// Polls rather than use the SDK waiter, whose first retry comes after ~20 s;
+    /// dynalite and DynamoDB both take well under a second for a new table.
+    async fn wait_until_active(&self) -> Result<(), StoreError> {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let table = self
@@ -100,13 +81,52 @@ impl DynamoStore {
                 .map_err(backend("DescribeTable"))?
                 .table;
             if table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
-                break;
+                return Ok(());
             }
             if std::time::Instant::now() > deadline {
                 return Err(StoreError::NotActive(self.table.clone()));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(())
     }
+}
+
+fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .map_err(invalid)
+}
+
+/// The `byConnection` index: a connection's memberships, keys only.
+fn by_connection_index() -> Result<GlobalSecondaryIndex, StoreError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(attr::BY_CONNECTION_INDEX)
+        .key_schema(key(attr::CID, KeyType::Hash)?)
+        .key_schema(key(attr::PK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(invalid)
+}
+
+/// The `byUser` index: a user's connections, with their ids and expiry.
+fn by_user_index() -> Result<GlobalSecondaryIndex, StoreError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(attr::BY_USER_INDEX)
+        .key_schema(key(attr::UID, KeyType::Hash)?)
+        .key_schema(key(attr::PK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes(attr::CID)
+                .non_key_attributes(attr::TTL)
+                .build(),
+        )
+        .build()
+        .map_err(invalid)
 }
