@@ -11,6 +11,14 @@ use base64::engine::general_purpose::STANDARD;
 use roomcast_core::clock::civil;
 use serde_json::{Map, Value, json};
 
+/// What the authorizer and `$connect` read of a handshake.
+pub struct Handshake<'a> {
+    pub headers: &'a HeaderMap,
+    pub query: &'a [(String, String)],
+    /// When it arrived.
+    pub now_ms: u64,
+}
+
 /// API Gateway ids (connection, request and message ids) are 11 random bytes in
 /// standard base64, e.g. `L0SM9cOFvHcCIhw=`: 16 characters ending in `=`, which is
 /// why clients must URL-encode them in `@connections` paths.

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::log::CONNECTION_LOG;
 use crate::aws::{AwsError, LOCAL_ACCOUNT};
-use crate::events::{ConnectionContext, header_maps, query_maps};
+use crate::events::{ConnectionContext, Handshake, header_maps, query_maps};
 use crate::functions::remote::{RemoteError, RemoteInvoker};
 use crate::functions::run::run_with_timeout;
 use crate::gateway::Gateway;
@@ -39,10 +39,13 @@ pub const MAX_AUTHORIZER_RESPONSE_BYTES: usize = 8 * 1024;
 pub(crate) async fn authorize(
     gateway: &Gateway,
     context: &ConnectionContext,
-    headers: &HeaderMap,
-    query: &[(String, String)],
-    now_ms: u64,
+    handshake: &Handshake<'_>,
 ) -> Result<ApiGatewayRequestAuthorizer, Response> {
+    let Handshake {
+        headers,
+        query,
+        now_ms,
+    } = *handshake;
     let Some(target) = gateway.authorizer().cloned() else {
         return Ok(ApiGatewayRequestAuthorizer::default());
     };

@@ -21,7 +21,7 @@ use super::log::CONNECTION_LOG;
 use super::worker::run_disconnect;
 use crate::aws::AwsError;
 use crate::connections::close;
-use crate::events::{ConnectionContext, gateway_id};
+use crate::events::{ConnectionContext, Handshake, gateway_id};
 use crate::functions::route;
 use crate::gateway::Gateway;
 
@@ -48,15 +48,19 @@ pub async fn websocket(
     if let Some(refused) = refused_origin(&gateway, &headers) {
         return refused;
     }
-    let now = now_millis();
-    let mut context = connection_context(&gateway, peer, &headers, now);
+    let request = Handshake {
+        headers: &headers,
+        query: &query,
+        now_ms: now_millis(),
+    };
+    let mut context = connection_context(&gateway, peer, &headers, request.now_ms);
     // The authorizer runs first, as on API Gateway: a refusal never reaches $connect.
-    match authorize(&gateway, &context, &headers, &query, now).await {
+    match authorize(&gateway, &context, &request).await {
         Ok(authorizer) => context.authorizer = authorizer,
         Err(refusal) => return refusal,
     }
     let context = Arc::new(context);
-    match run_connect(&gateway, &context, &headers, &query, now).await {
+    match run_connect(&gateway, &context, &request).await {
         Ok(answer) => accept(gateway, context, upgrade, &answer),
         Err(refused) => refused,
     }
@@ -112,11 +116,9 @@ fn connection_context(
 async fn run_connect(
     gateway: &Gateway,
     context: &ConnectionContext,
-    headers: &HeaderMap,
-    query: &[(String, String)],
-    now: u64,
+    request: &Handshake<'_>,
 ) -> Result<ApiGatewayProxyResponse, Response> {
-    let event = match context.connect(headers, query, now) {
+    let event = match context.connect(request.headers, request.query, request.now_ms) {
         Ok(event) => event,
         Err(e) => {
             tracing::error!(error = %e, "could not build the $connect event");

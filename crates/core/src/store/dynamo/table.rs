@@ -99,34 +99,32 @@ fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, StoreError> {
         .map_err(invalid)
 }
 
-/// The `byConnection` index: a connection's memberships, keys only.
+/// The `byConnection` index (a connection's memberships, keys only) and the
+/// `byUser` index (a user's connections, with their ids and expiry): both keyed
+/// by their attribute and the table's partition key.
 fn by_connection_index() -> Result<GlobalSecondaryIndex, StoreError> {
-    GlobalSecondaryIndex::builder()
-        .index_name(attr::BY_CONNECTION_INDEX)
-        .key_schema(key(attr::CID, KeyType::Hash)?)
-        .key_schema(key(attr::PK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(invalid)
+    let keys_only = Projection::builder().projection_type(ProjectionType::KeysOnly);
+    index(attr::BY_CONNECTION_INDEX, attr::CID, keys_only)
 }
 
-/// The `byUser` index: a user's connections, with their ids and expiry.
 fn by_user_index() -> Result<GlobalSecondaryIndex, StoreError> {
+    let projection = Projection::builder()
+        .projection_type(ProjectionType::Include)
+        .non_key_attributes(attr::CID)
+        .non_key_attributes(attr::TTL);
+    index(attr::BY_USER_INDEX, attr::UID, projection)
+}
+
+fn index(
+    name: &str,
+    hash: &str,
+    projection: aws_sdk_dynamodb::types::builders::ProjectionBuilder,
+) -> Result<GlobalSecondaryIndex, StoreError> {
     GlobalSecondaryIndex::builder()
-        .index_name(attr::BY_USER_INDEX)
-        .key_schema(key(attr::UID, KeyType::Hash)?)
+        .index_name(name)
+        .key_schema(key(hash, KeyType::Hash)?)
         .key_schema(key(attr::PK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::Include)
-                .non_key_attributes(attr::CID)
-                .non_key_attributes(attr::TTL)
-                .build(),
-        )
+        .projection(projection.build())
         .build()
         .map_err(invalid)
 }
