@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequestContext;
+
 use crate::config::{Config, ConfigError};
-use crate::management::Management;
 use crate::management::apigw::ApiGatewayManagement;
+use crate::management::{Management, endpoint_for};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::dynamo::DynamoStore;
@@ -44,5 +46,16 @@ impl App {
             Arc::new(store),
             Arc::new(ApiGatewayManagement::new(&sdk)),
         ))
+    }
+
+    /// The `@connections` endpoint for an event: the configured one, or else the
+    /// event's own domain and stage ([`endpoint_for`]). `None`, logged as the
+    /// misconfiguration it is, when there is neither.
+    pub fn endpoint(&self, context: &ApiGatewayWebsocketProxyRequestContext) -> Option<String> {
+        let endpoint = endpoint_for(self.config.management_endpoint.as_deref(), context);
+        if endpoint.is_none() {
+            tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT");
+        }
+        endpoint
     }
 }

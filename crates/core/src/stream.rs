@@ -4,6 +4,7 @@
 //! `since`) and members can read back (`history`). Rooms without history cost
 //! nothing here: every function returns at once when the policy has none.
 
+use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use crate::auth::policy::History;
@@ -46,6 +47,27 @@ pub async fn keep(
         }
         _ => Ok(()),
     }
+}
+
+/// Publishing to `room`, one home for `send` and the broadcast function: in a
+/// namespace with history the event gets the stream's next offset, is rendered
+/// with it and stored before the caller posts it; without, it is rendered as it
+/// is. `render` makes the frame for the head (`None` without history).
+pub async fn publish<E: From<StoreError>>(
+    store: &dyn Store,
+    history: Option<History>,
+    room: &str,
+    now: u64,
+    render: impl FnOnce(Option<&StreamHead>) -> Result<Bytes, E>,
+) -> Result<(Bytes, Option<StreamHead>), E> {
+    let head = allocate(store, history, room, now).await?;
+    let frame = render(head.as_ref())?;
+    if head.is_some() {
+        let text = std::str::from_utf8(&frame)
+            .map_err(|e| StoreError::Corrupt(format!("a frame is not UTF-8: {e}")))?;
+        keep(store, history, room, head.as_ref(), text, now).await?;
+    }
+    Ok((frame, head))
 }
 
 /// What a `join` with history learns: the stream's head and, when `since` could

@@ -27,7 +27,7 @@ use bytes::Bytes;
 
 use crate::App;
 use crate::fanout::{Fanout, FanoutStats};
-use crate::store::{now_millis, now_secs};
+use crate::store::{StreamHead, now_millis, now_secs};
 use crate::stream;
 use request::invalid;
 
@@ -68,14 +68,12 @@ pub async fn frame(app: &App, broadcast: &Broadcast, now: u64) -> Result<Bytes, 
         return Ok(plain);
     };
     let history = app.config.policies.for_room(room).history;
-    let store = app.store.as_ref();
-    let Some(head) = stream::allocate(store, history, room, now).await? else {
-        return Ok(plain);
+    let render = |head: Option<&StreamHead>| match head {
+        None => Ok(plain.clone()),
+        Some(head) => broadcast.frame(now_millis(), Some(head)),
     };
-    let stamped = broadcast.frame(now_millis(), Some(&head))?;
-    let text = std::str::from_utf8(&stamped).map_err(|e| invalid(e.to_string()))?;
-    stream::keep(store, history, room, Some(&head), text, now).await?;
-    Ok(stamped)
+    let (frame, _head) = stream::publish(app.store.as_ref(), history, room, now, render).await?;
+    Ok(frame)
 }
 
 /// Logs and counts one fan-out of a broadcast.

@@ -5,8 +5,8 @@ use crate::app::App;
 use crate::auth::Identity;
 use crate::departure;
 use crate::fanout::Fanout;
-use crate::management::endpoint_for;
 use crate::metrics::Counter;
+use crate::protocol::Sender;
 use crate::store::now_secs;
 
 /// `$disconnect`: removes the connection and its memberships, and tells the rooms
@@ -21,25 +21,8 @@ pub async fn disconnect(
         tracing::warn!("$disconnect event without a connectionId");
         return status(400);
     };
-    let policies = &app.config.policies;
-    let identity = Identity::from_context(context);
-    let now = now_secs();
-    // The endpoint is needed only to announce leaves.
-    let endpoint = endpoint_for(app.config.management_endpoint.as_deref(), context);
-    let fanout = endpoint.as_deref().map(|e| Fanout::for_app(app, e));
-    let announce = match &fanout {
-        Some(fanout) if policies.any_presence_events() => Some((fanout, policies)),
-        _ => None,
-    };
-    match departure::depart(
-        app.store.as_ref(),
-        announce,
-        connection_id,
-        identity.user_id.as_deref(),
-        now,
-    )
-    .await
-    {
+    let store = app.store.as_ref();
+    match departure::depart(store, None, connection_id, None, now_secs()).await {
         Ok(removed) => {
             app.metrics.incr(Counter::Disconnects);
             tracing::info!(
@@ -48,8 +31,15 @@ pub async fn disconnect(
                 code = context.disconnect_status_code,
                 "disconnected"
             );
-            if fanout.is_none() && departure::announces(policies, &removed.rooms) {
-                tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT")
+            let policies = &app.config.policies;
+            if departure::announces(policies, &removed.rooms)
+                && let Some(endpoint) = app.endpoint(context)
+            {
+                let identity = Identity::from_context(context);
+                let member = Sender::member(connection_id, identity.user_id.as_deref());
+                let fanout = Fanout::for_app(app, &endpoint);
+                departure::announce_leaves(&fanout, policies, &removed.rooms, member, now_secs())
+                    .await;
             }
             status(200)
         }

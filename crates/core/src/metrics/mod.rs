@@ -7,8 +7,9 @@
 //! - [`prometheus`]: `roomcast dev`'s process-wide totals in the Prometheus text
 //!   format, with a fan-out latency histogram and the gateway's gauges.
 //!
-//! Every counter is a [`Counter`]; its name is the same on both sides:
-//! [`Counter::family`] plus, for labelled counters, one label. EMF names the metric
+//! Every counter is a [`Counter`], declared once in the `counters!` table, which
+//! yields the enum, [`Counter::ALL`] and each counter's family. Its name is the
+//! same on both sides: [`Counter::family`] plus, for labelled counters, one label. EMF names the metric
 //! `family.value` (`frames.join`); Prometheus `roomcast_family_total{label="value"}`.
 
 pub mod emf;
@@ -22,48 +23,71 @@ use crate::fanout::FanoutStats;
 use crate::names::route;
 use crate::protocol::ErrorCode;
 
-/// A counted event. Labelled families (refused handshakes, frames, errors,
-/// broadcasts) have one variant per label value so the accumulator is an array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counter {
-    Connects,
-    Disconnects,
+/// Declares every counter once, as `Variant => family, label;`: the table yields
+/// the [`Counter`] enum, [`Counter::ALL`] and [`Counter::family`], so a counter
+/// cannot be left out of the list the accumulator is sized by.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $variant:ident => $family:expr, $label:expr;)*) => {
+        /// A counted event. Labelled families (refused handshakes, frames, errors,
+        /// broadcasts) have one variant per label value so the accumulator is an array.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Counter {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Counter {
+            /// Every counter, in the table's order.
+            pub const ALL: [Self; [$(stringify!($variant)),*].len()] = [$(Self::$variant),*];
+
+            /// The counter's family and, for labelled families, its label value.
+            pub fn family(self) -> (Family, Option<&'static str>) {
+                match self {
+                    $(Self::$variant => ($family, $label),)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    Connects => CONNECTS, None;
+    Disconnects => DISCONNECTS, None;
     /// A `$connect` handshake the authorizer refused: no token (401).
-    RefusedNoToken,
+    RefusedNoToken => REFUSED, Some("no_token");
     /// A token that did not verify (403).
-    RefusedBadToken,
+    RefusedBadToken => REFUSED, Some("bad_token");
     /// An `Origin` header the stage does not allow (403).
-    RefusedOrigin,
-    FrameJoin,
-    FrameLeave,
-    FrameSend,
-    FramePing,
-    FrameHistory,
-    FramePresence,
+    RefusedOrigin => REFUSED, Some("origin");
+    FrameJoin => FRAMES, Some(route::JOIN);
+    FrameLeave => FRAMES, Some(route::LEAVE);
+    FrameSend => FRAMES, Some(route::SEND);
+    FramePing => FRAMES, Some(route::PING);
+    FrameHistory => FRAMES, Some(route::HISTORY);
+    FramePresence => FRAMES, Some(route::PRESENCE);
     /// A frame that did not parse (bad JSON, unknown action, too large).
-    FrameInvalid,
-    ErrorBadRequest,
-    ErrorUnknownAction,
-    ErrorNotMember,
-    ErrorTooLarge,
-    ErrorForbidden,
-    ErrorRateLimited,
-    ErrorTokenExpired,
-    ErrorInternal,
-    Fanouts,
-    FanoutRecipients,
-    FanoutDelivered,
-    FanoutGone,
-    FanoutFailed,
-    FanoutThrottledRetries,
-    BroadcastRoom,
-    BroadcastUser,
-    BroadcastConnections,
-    BroadcastAll,
+    FrameInvalid => FRAMES, Some("invalid");
+    ErrorBadRequest => ERRORS, Some(ErrorCode::BadRequest.as_str());
+    ErrorUnknownAction => ERRORS, Some(ErrorCode::UnknownAction.as_str());
+    ErrorNotMember => ERRORS, Some(ErrorCode::NotMember.as_str());
+    ErrorTooLarge => ERRORS, Some(ErrorCode::TooLarge.as_str());
+    ErrorForbidden => ERRORS, Some(ErrorCode::Forbidden.as_str());
+    ErrorRateLimited => ERRORS, Some(ErrorCode::RateLimited.as_str());
+    ErrorTokenExpired => ERRORS, Some(ErrorCode::TokenExpired.as_str());
+    ErrorInternal => ERRORS, Some(ErrorCode::Internal.as_str());
+    Fanouts => FANOUTS, None;
+    FanoutRecipients => RECIPIENTS, None;
+    FanoutDelivered => DELIVERED, None;
+    FanoutGone => GONE, None;
+    FanoutFailed => FAILED, None;
+    FanoutThrottledRetries => THROTTLED, None;
+    BroadcastRoom => BROADCASTS, Some("room");
+    BroadcastUser => BROADCASTS, Some("user");
+    BroadcastConnections => BROADCASTS, Some("connections");
+    BroadcastAll => BROADCASTS, Some("all");
     /// Messages in the SQS batches the broadcast function received.
-    SqsMessages,
+    SqsMessages => SQS_MESSAGES, None;
     /// Queued broadcasts dropped because a later one had the same conflation key.
-    SqsConflated,
+    SqsConflated => SQS_CONFLATED, None;
 }
 
 /// A family of counters: its name, its label (if it has one) and its help text.
@@ -156,79 +180,6 @@ impl Family {
 }
 
 impl Counter {
-    pub const ALL: [Self; 32] = [
-        Self::Connects,
-        Self::Disconnects,
-        Self::RefusedNoToken,
-        Self::RefusedBadToken,
-        Self::RefusedOrigin,
-        Self::FrameJoin,
-        Self::FrameLeave,
-        Self::FrameSend,
-        Self::FramePing,
-        Self::FrameHistory,
-        Self::FramePresence,
-        Self::FrameInvalid,
-        Self::ErrorBadRequest,
-        Self::ErrorUnknownAction,
-        Self::ErrorNotMember,
-        Self::ErrorTooLarge,
-        Self::ErrorForbidden,
-        Self::ErrorRateLimited,
-        Self::ErrorTokenExpired,
-        Self::ErrorInternal,
-        Self::Fanouts,
-        Self::FanoutRecipients,
-        Self::FanoutDelivered,
-        Self::FanoutGone,
-        Self::FanoutFailed,
-        Self::FanoutThrottledRetries,
-        Self::BroadcastRoom,
-        Self::BroadcastUser,
-        Self::BroadcastConnections,
-        Self::BroadcastAll,
-        Self::SqsMessages,
-        Self::SqsConflated,
-    ];
-
-    /// The counter's family and, for labelled families, its label value.
-    pub fn family(self) -> (Family, Option<&'static str>) {
-        match self {
-            Self::Connects => (CONNECTS, None),
-            Self::Disconnects => (DISCONNECTS, None),
-            Self::RefusedNoToken => (REFUSED, Some("no_token")),
-            Self::RefusedBadToken => (REFUSED, Some("bad_token")),
-            Self::RefusedOrigin => (REFUSED, Some("origin")),
-            Self::FrameJoin => (FRAMES, Some(route::JOIN)),
-            Self::FrameLeave => (FRAMES, Some(route::LEAVE)),
-            Self::FrameSend => (FRAMES, Some(route::SEND)),
-            Self::FramePing => (FRAMES, Some(route::PING)),
-            Self::FrameHistory => (FRAMES, Some(route::HISTORY)),
-            Self::FramePresence => (FRAMES, Some(route::PRESENCE)),
-            Self::FrameInvalid => (FRAMES, Some("invalid")),
-            Self::ErrorBadRequest => (ERRORS, Some(ErrorCode::BadRequest.as_str())),
-            Self::ErrorUnknownAction => (ERRORS, Some(ErrorCode::UnknownAction.as_str())),
-            Self::ErrorNotMember => (ERRORS, Some(ErrorCode::NotMember.as_str())),
-            Self::ErrorTooLarge => (ERRORS, Some(ErrorCode::TooLarge.as_str())),
-            Self::ErrorForbidden => (ERRORS, Some(ErrorCode::Forbidden.as_str())),
-            Self::ErrorRateLimited => (ERRORS, Some(ErrorCode::RateLimited.as_str())),
-            Self::ErrorTokenExpired => (ERRORS, Some(ErrorCode::TokenExpired.as_str())),
-            Self::ErrorInternal => (ERRORS, Some(ErrorCode::Internal.as_str())),
-            Self::Fanouts => (FANOUTS, None),
-            Self::FanoutRecipients => (RECIPIENTS, None),
-            Self::FanoutDelivered => (DELIVERED, None),
-            Self::FanoutGone => (GONE, None),
-            Self::FanoutFailed => (FAILED, None),
-            Self::FanoutThrottledRetries => (THROTTLED, None),
-            Self::BroadcastRoom => (BROADCASTS, Some("room")),
-            Self::BroadcastUser => (BROADCASTS, Some("user")),
-            Self::BroadcastConnections => (BROADCASTS, Some("connections")),
-            Self::BroadcastAll => (BROADCASTS, Some("all")),
-            Self::SqsMessages => (SQS_MESSAGES, None),
-            Self::SqsConflated => (SQS_CONFLATED, None),
-        }
-    }
-
     /// The EMF metric name: the family, then `.value` for labelled counters.
     pub fn emf_name(self) -> String {
         match self.family() {

@@ -27,7 +27,6 @@ use crate::app::App;
 use crate::auth::Identity;
 use crate::auth::policy::Action;
 use crate::auth::ratelimit::{self, Verdict};
-use crate::management::endpoint_for;
 use crate::metrics::Counter;
 use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, Sender, ServerFrame};
 use crate::store::{StoreError, StreamHead, now_secs};
@@ -141,8 +140,7 @@ async fn close(
     );
     app.metrics.error(e.code);
     let frame = ServerFrame::error(id, e).to_json();
-    let Some(endpoint) = endpoint_for(app.config.management_endpoint.as_deref(), context) else {
-        tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT");
+    let Some(endpoint) = app.endpoint(context) else {
         return reply(frame);
     };
     if let Err(err) = app
@@ -254,12 +252,9 @@ impl Route<'_> {
 
     /// The `@connections` endpoint, or `internal` if roomcast is misconfigured.
     fn endpoint(&self) -> Result<String, ProtocolError> {
-        endpoint_for(self.app.config.management_endpoint.as_deref(), self.context).ok_or_else(
-            || {
-                tracing::error!("no management endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT");
-                ProtocolError::new(ErrorCode::Internal, "roomcast is misconfigured")
-            },
-        )
+        self.app
+            .endpoint(self.context)
+            .ok_or_else(|| ProtocolError::new(ErrorCode::Internal, "roomcast is misconfigured"))
     }
 
     /// `not_member` unless the connection is a live member of `room`: one read.

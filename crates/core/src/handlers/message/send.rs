@@ -9,7 +9,7 @@ use super::{AckDetail, Reply, Route, internal};
 use crate::fanout::Fanout;
 use crate::names::route::SEND;
 use crate::protocol::ServerFrame;
-use crate::store::{now_millis, now_secs};
+use crate::store::{StoreError, StreamHead, now_millis, now_secs};
 use crate::stream;
 
 /// Only members may send to a room; the sender does not receive its own event.
@@ -20,25 +20,23 @@ pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawV
     route.require_member(room, "sending to", now).await?;
     let endpoint = route.endpoint()?;
     let history = app.config.policies.for_room(room).history;
-    let store = app.store.as_ref();
-    let head = stream::allocate(store, history, room, now)
-        .await
-        .map_err(internal)?;
-    let payload = ServerFrame::Event {
-        room: Some(room),
-        event,
-        data,
-        from: route.sender(),
-        ts: now_millis(),
-        offset: head.as_ref().map(|h| h.offset),
-        epoch: head.as_ref().map(|h| h.epoch.as_str()),
-    }
-    .to_json();
-    stream::keep(store, history, room, head.as_ref(), &payload, now)
+    let render = |head: Option<&StreamHead>| {
+        let frame = ServerFrame::Event {
+            room: Some(room),
+            event,
+            data,
+            from: route.sender(),
+            ts: now_millis(),
+            offset: head.map(|h| h.offset),
+            epoch: head.map(|h| h.epoch.as_str()),
+        };
+        Ok::<_, StoreError>(Bytes::from(frame.to_json()))
+    };
+    let (payload, head) = stream::publish(app.store.as_ref(), history, room, now, render)
         .await
         .map_err(internal)?;
     let stats = Fanout::for_app(app, &endpoint)
-        .to_room(room, Some(connection_id), Bytes::from(payload), now)
+        .to_room(room, Some(connection_id), payload, now)
         .await
         .map_err(internal)?;
     app.metrics.fanout(&stats);
