@@ -7,8 +7,8 @@ mod support;
 
 use std::sync::Arc;
 
-use roomcast_core::auth::policy::Policies;
 use roomcast_core::auth::{AuthConfig, Authorizer};
+use roomcast_core::policy::Policies;
 use roomcast_core::store::memory::MemoryStore;
 use roomcast_core::store::{Store, now_secs};
 use roomcast_local::{GatewayOptions, RunningGateway};

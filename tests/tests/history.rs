@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roomcast_core::auth::policy::Policies;
+use roomcast_core::policy::Policies;
 use roomcast_core::store::Store;
 use roomcast_core::store::memory::MemoryStore;
 use roomcast_local::{Backend, GatewayOptions, RunningGateway};

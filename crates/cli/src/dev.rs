@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use roomcast_core::auth::origin::Origins;
-use roomcast_core::auth::policy::Policies;
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::metrics::Metrics;
+use roomcast_core::policy::Policies;
 use roomcast_local::{
     Backend, FaultKind, Faults, FunctionMode, GatewayOptions, ManagementCredentials,
     RunningGateway, SamOptions,

@@ -5,15 +5,13 @@
 
 use std::time::Duration;
 
-use crate::auth::policy::Policies;
 use crate::names::env;
+use crate::policy::Policies;
 
-/// API Gateway's maximum connection duration; items outlive it by [`TTL_MARGIN`].
-pub const CONNECTION_CAP: Duration = Duration::from_secs(2 * 60 * 60);
+pub use crate::limits::{CONNECTION_CAP, GATEWAY_MAX_PAYLOAD};
+
 /// Margin past the connection cap before a stored item counts as dead.
 pub const TTL_MARGIN: Duration = Duration::from_secs(15 * 60);
-/// API Gateway's message payload limit, for frames and `@connections` POSTs alike.
-pub const GATEWAY_MAX_PAYLOAD: usize = 128 * 1024;
 /// Default cap on a client frame: one 32 KB frame, which is also the unit API Gateway
 /// meters messages in, so a fan-out never costs more than one unit per recipient.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 32 * 1024;

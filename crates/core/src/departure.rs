@@ -7,8 +7,8 @@
 
 use futures::future::BoxFuture;
 
-use crate::auth::policy::Policies;
 use crate::fanout::{Departures, Fanout};
+use crate::policy::Policies;
 use crate::presence;
 use crate::protocol::{Change, Sender};
 use crate::store::{Removed, Store, StoreError};

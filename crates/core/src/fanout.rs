@@ -16,8 +16,8 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 
-use crate::auth::policy::Policies;
 use crate::management::{Management, PostError};
+use crate::policy::Policies;
 use crate::store::{ConnectionPage, Removed, Store, StoreError};
 
 /// Recipients read per Query (or Scan) page.

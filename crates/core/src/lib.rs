@@ -2,10 +2,15 @@
 //!
 //! # Layout
 //!
-//! - [`auth`]: the `$connect` JWT authorizer, namespace policies and rate limits.
+//! - [`auth`]: the `$connect` JWT authorizer: tokens, origins, identities.
+//! - [`policy`]: namespace policies (history, presence, rate limits, permissions)
+//!   and the per-connection rate counters behind the limits (`policy/ratelimit.rs`).
 //! - [`clock`]: UTC calendar dates from epoch seconds.
 //! - [`names`]: route keys, table attribute names and environment variables, in one place.
+//! - [`routes`]: the message routes, each declared once (key, policy action, counter),
+//!   and the list of places adding a route touches.
 //! - [`config`]: configuration read once from the environment, checked at start-up.
+//! - [`limits`]: API Gateway's WebSocket limits, in one place.
 //! - [`protocol`]: protocol v1 frames (docs/protocol.md): limits and room names
 //!   (`protocol/mod.rs`), parsing and validation of client frames
 //!   (`protocol/client.rs`), replies, errors and the one `event` frame serializer,
@@ -48,11 +53,14 @@ pub mod departure;
 pub mod fanout;
 pub mod handlers;
 pub mod lambda;
+pub mod limits;
 pub mod management;
 pub mod metrics;
 pub mod names;
+pub mod policy;
 pub mod presence;
 pub mod protocol;
+pub mod routes;
 pub mod store;
 pub mod stream;
 

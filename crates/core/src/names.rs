@@ -14,9 +14,8 @@ pub mod route {
     pub const PING: &str = "ping";
     pub const HISTORY: &str = "history";
     pub const PRESENCE: &str = "presence";
-
-    /// The custom routes served by the message function, besides `$default`.
-    pub const MESSAGE_ROUTES: [&str; 6] = [JOIN, LEAVE, SEND, PING, HISTORY, PRESENCE];
+    // The message routes, with their policy actions and counters, are declared in
+    // crate::routes::MessageRoute.
 }
 
 /// The function binaries (functions/*), named as cargo-lambda builds them and as

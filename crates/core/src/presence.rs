@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::auth::policy::Policies;
 use crate::fanout::{Fanout, Recipients};
+use crate::policy::Policies;
 use crate::protocol::{Change, PresenceBody, PresentUser, Sender, ServerFrame};
 use crate::store::{Store, StoreError};
 

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use crate::auth::policy::History;
+use crate::policy::History;
 use crate::protocol::Since;
 use crate::store::{Store, StoreError, StoredEvent, StreamHead};
 

@@ -6,9 +6,9 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use roomcast_core::auth::policy::Policies;
 use roomcast_core::broadcast;
 use roomcast_core::handlers::{disconnect, message};
+use roomcast_core::policy::Policies;
 use roomcast_core::store::failing::{Call, FailingStore};
 use serde_json::{Value, json};
 use support::{Harness, body, event, harness, harness_with};

@@ -9,8 +9,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use roomcast_core::auth::policy::Policies;
 use roomcast_core::handlers::{disconnect, message};
+use roomcast_core::policy::Policies;
 use roomcast_core::store::dynamo::DynamoStore;
 use serde_json::{Value, json};
 use support::{Harness, body, event, harness_with};

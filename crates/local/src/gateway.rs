@@ -9,9 +9,9 @@ use std::time::Duration;
 use roomcast_core::App;
 use roomcast_core::auth::Authorizer;
 use roomcast_core::auth::origin::Origins;
-use roomcast_core::auth::policy::Policies;
-use roomcast_core::config::{CONNECTION_CAP, GATEWAY_MAX_PAYLOAD};
+use roomcast_core::limits::{CONNECTION_CAP, GATEWAY_MAX_PAYLOAD};
 use roomcast_core::metrics::Metrics;
+use roomcast_core::policy::Policies;
 use tokio::sync::watch;
 
 use crate::connections::registry::Registry;
@@ -23,12 +23,7 @@ use crate::queue;
 use crate::routes::{self, SamOptions};
 use crate::sigv4::ManagementCredentials;
 
-/// API Gateway's WebSocket frame limit; larger frames close the connection with 1009.
-pub const GATEWAY_MAX_FRAME: usize = 32 * 1024;
-/// API Gateway's idle timeout.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-/// API Gateway's maximum integration time.
-pub const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
+pub use roomcast_core::limits::{GATEWAY_MAX_FRAME, IDLE_TIMEOUT, INTEGRATION_TIMEOUT};
 
 /// How the gateway behaves; [`Default`] matches API Gateway on 127.0.0.1:3001.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ use roomcast_core::App;
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::config::Config;
 use roomcast_core::names::{binary as binary_name, env, route};
+use roomcast_core::routes::MessageRoute;
 
 use crate::functions::builtin::Integration;
 use crate::functions::remote::RemoteInvoker;
@@ -155,7 +156,8 @@ impl RouteTable {
             timeout,
             function_timeout: None,
         };
-        let messages = route::MESSAGE_ROUTES
+        let messages = MessageRoute::ALL
+            .map(MessageRoute::key)
             .into_iter()
             .chain([route::DEFAULT])
             .map(|key| (key.to_owned(), handler(key, Integration::Message)))

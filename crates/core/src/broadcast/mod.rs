@@ -46,7 +46,7 @@ pub async fn send(app: &App, broadcast: &Broadcast) -> Result<FanoutStats, Broad
     let endpoint = endpoint(app)?;
     let payload = frame(app, broadcast, now_secs()).await?;
     let except: Vec<&str> = broadcast.except.iter().map(String::as_str).collect();
-    app.metrics.broadcast(&broadcast.audience);
+    app.metrics.incr(broadcast.audience.counter());
     let stats = Fanout::for_app(app, endpoint)
         .to(
             broadcast.audience.recipients(),

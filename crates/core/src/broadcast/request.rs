@@ -5,8 +5,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::GATEWAY_MAX_PAYLOAD;
 use crate::fanout::Recipients;
+use crate::limits::GATEWAY_MAX_PAYLOAD;
+use crate::metrics::Counter;
 use crate::protocol::{MAX_EVENT_BYTES, Sender, ServerFrame, validate_room};
 use crate::store::StoreError;
 use crate::store::StreamHead;
@@ -25,6 +26,18 @@ pub enum Audience {
     User(String),
     Connections(Vec<String>),
     All,
+}
+
+impl Audience {
+    /// The counter of a broadcast request to this audience, by its kind.
+    pub fn counter(&self) -> Counter {
+        match self {
+            Self::Room(_) => Counter::BroadcastRoom,
+            Self::User(_) => Counter::BroadcastUser,
+            Self::Connections(_) => Counter::BroadcastConnections,
+            Self::All => Counter::BroadcastAll,
+        }
+    }
 }
 
 /// A validated broadcast request.

@@ -228,7 +228,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
                 continue;
             }
         };
-        app.metrics.broadcast(&queued.broadcast.audience);
+        app.metrics.incr(queued.broadcast.audience.counter());
         match fanout.send(recipients, &except, payload, now).await {
             Ok(stats) => log_stats(app, "queued broadcast", &stats),
             // Nothing went out: retrying sends it once.

@@ -18,7 +18,6 @@ pub mod prometheus;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::broadcast::Audience;
 use crate::fanout::FanoutStats;
 use crate::names::route;
 use crate::protocol::ErrorCode;
@@ -202,16 +201,6 @@ impl Counter {
         }
     }
 
-    /// A broadcast request's counter, by its audience kind.
-    pub fn broadcast(audience: &Audience) -> Self {
-        match audience {
-            Audience::Room(_) => Self::BroadcastRoom,
-            Audience::User(_) => Self::BroadcastUser,
-            Audience::Connections(_) => Self::BroadcastConnections,
-            Audience::All => Self::BroadcastAll,
-        }
-    }
-
     fn index(self) -> usize {
         self as usize
     }
@@ -298,11 +287,6 @@ impl Metrics {
     /// Counts an error frame sent to a client.
     pub fn error(&self, code: ErrorCode) {
         self.incr(Counter::error(code));
-    }
-
-    /// Counts a broadcast request.
-    pub fn broadcast(&self, audience: &Audience) {
-        self.incr(Counter::broadcast(audience));
     }
 
     /// Counts one fan-out: its recipients, outcomes, retries and duration.

@@ -13,7 +13,7 @@ use super::{
     Connection, ConnectionPage, FrameCounts, Member, MemberPage, Removed, Store, StoreError,
     StoredEvent, StreamHead, new_epoch,
 };
-use crate::auth::policy::MAX_HISTORY_SIZE;
+use crate::policy::MAX_HISTORY_SIZE;
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {

@@ -164,7 +164,7 @@ pub trait Store: Send + Sync + 'static {
     /// that key, and returns the new counts. Exactly one write (one item), atomic
     /// under concurrency. Counter items are removed with the connection
     /// ([`Store::remove_connection`] counts them) and expire at `expires_at` (epoch
-    /// seconds). See [`crate::auth::ratelimit`].
+    /// seconds). See [`crate::policy::ratelimit`].
     async fn count_frame(
         &self,
         connection_id: &str,

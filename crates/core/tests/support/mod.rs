@@ -87,7 +87,7 @@ pub fn harness_with(store: Arc<dyn Store>) -> Harness {
     let mut config = Config::new("unused");
     // Handler tests act as anonymous and signed-in users alike; the namespace
     // policies have tests of their own (auth_handlers.rs).
-    config.policies = roomcast_core::auth::policy::Policies::open();
+    config.policies = roomcast_core::policy::Policies::open();
     let app = App::new(config, store.clone(), management.clone());
     Harness {
         app,

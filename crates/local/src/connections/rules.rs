@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
-use roomcast_core::config::GATEWAY_MAX_PAYLOAD;
+use roomcast_core::limits::GATEWAY_MAX_PAYLOAD;
 use roomcast_core::management::PostError;
 use tokio::sync::mpsc::error::TrySendError;
 

@@ -12,7 +12,7 @@ use roomcast_core::broadcast::FUNCTION_TIMEOUT;
 use roomcast_core::store::now_millis;
 use serde_json::Value;
 
-use super::function::{FunctionError, LambdaFunction, kind};
+use super::function::{ErrorKind, FunctionError, LambdaFunction};
 use super::run::run_with_timeout;
 
 /// The names the broadcast function answers to.
@@ -50,11 +50,11 @@ impl LambdaFunction for BroadcastFunction {
             Some(Ok(Ok(result))) => Ok(result),
             Some(Ok(Err(e))) => Err(FunctionError::new(e.error_type(), e.to_string())),
             Some(Err(join)) => Err(FunctionError::new(
-                kind::EXIT_ERROR,
+                ErrorKind::ExitError.as_str(),
                 format!("the broadcast handler failed: {join}"),
             )),
             None => Err(FunctionError::new(
-                kind::TIMED_OUT,
+                ErrorKind::TimedOut.as_str(),
                 format!("Task timed out after {} seconds", timeout.as_secs()),
             )),
         }

@@ -15,7 +15,7 @@ use roomcast_core::App;
 pub use roomcast_core::handlers::Integration;
 use serde_json::Value;
 
-use super::function::{FunctionError, InvokeError, LambdaFunction, kind};
+use super::function::{ErrorKind, FunctionError, InvokeError, LambdaFunction};
 use super::run::run_with_timeout;
 
 /// Runs `integration` on `event` within `limit`, on its own task.
@@ -48,15 +48,15 @@ impl LambdaFunction for RouteFunction {
         let event: ApiGatewayWebsocketProxyRequest =
             serde_json::from_value(payload).map_err(|e| {
                 FunctionError::new(
-                    kind::DESERIALIZATION,
+                    ErrorKind::Deserialization.as_str(),
                     format!("payload is not an API Gateway WebSocket event: {e}"),
                 )
             })?;
         let response: ApiGatewayProxyResponse =
             invoke(Arc::clone(&self.app), self.integration, event, self.timeout)
                 .await
-                .map_err(|e| FunctionError::new(kind::TIMED_OUT, e.to_string()))?;
+                .map_err(|e| FunctionError::new(ErrorKind::TimedOut.as_str(), e.to_string()))?;
         serde_json::to_value(response)
-            .map_err(|e| FunctionError::new(kind::SERIALIZATION, e.to_string()))
+            .map_err(|e| FunctionError::new(ErrorKind::Serialization.as_str(), e.to_string()))
     }
 }

@@ -14,17 +14,31 @@ pub struct FunctionError {
 }
 
 /// Lambda's `errorType`s for failures of the runtime rather than of the function's code.
-pub mod kind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
     /// The invocation ran out of the function's timeout.
-    pub const TIMED_OUT: &str = "Sandbox.Timedout";
+    TimedOut,
     /// The function crashed (here: its task panicked).
-    pub const EXIT_ERROR: &str = "Runtime.ExitError";
+    ExitError,
     /// The event does not decode into what the function takes.
-    pub const DESERIALIZATION: &str = "Runtime.DeserializationError";
+    Deserialization,
     /// The function's result does not encode.
-    pub const SERIALIZATION: &str = "Runtime.SerializationError";
+    Serialization,
     /// The result is over Lambda's 6 MB synchronous response limit.
-    pub const RESPONSE_TOO_LARGE: &str = "Function.ResponseSizeTooLarge";
+    ResponseTooLarge,
+}
+
+impl ErrorKind {
+    /// The `errorType` Lambda reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TimedOut => "Sandbox.Timedout",
+            Self::ExitError => "Runtime.ExitError",
+            Self::Deserialization => "Runtime.DeserializationError",
+            Self::Serialization => "Runtime.SerializationError",
+            Self::ResponseTooLarge => "Function.ResponseSizeTooLarge",
+        }
+    }
 }
 
 impl FunctionError {

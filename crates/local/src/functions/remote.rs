@@ -16,7 +16,7 @@ use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::Value;
 
-use super::function::{InvokeError, kind};
+use super::function::{ErrorKind, InvokeError};
 
 /// Lambda's limit on a synchronous invocation's response: a larger one is a
 /// function error (`Function.ResponseSizeTooLarge`).
@@ -106,7 +106,7 @@ impl RemoteInvoker {
         }
         if body.len() > MAX_RESPONSE_BYTES {
             return Err(RemoteError::Function {
-                error_type: kind::RESPONSE_TOO_LARGE.to_owned(),
+                error_type: ErrorKind::ResponseTooLarge.as_str().to_owned(),
                 message: String::new(),
             });
         }

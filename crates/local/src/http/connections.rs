@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use roomcast_core::config::GATEWAY_MAX_PAYLOAD;
+use roomcast_core::limits::GATEWAY_MAX_PAYLOAD;
 use serde_json::json;
 
 use crate::aws::AwsError;

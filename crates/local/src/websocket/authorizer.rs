@@ -29,9 +29,7 @@ use crate::functions::run::run_with_timeout;
 use crate::gateway::Gateway;
 use crate::routes::AuthorizerTarget;
 
-/// API Gateway's limit on a Lambda authorizer's response (policy plus context), in
-/// bytes; a larger one fails the handshake with 500.
-pub const MAX_AUTHORIZER_RESPONSE_BYTES: usize = 8 * 1024;
+pub use roomcast_core::limits::MAX_AUTHORIZER_RESPONSE_BYTES;
 
 /// Runs the gateway's authorizer, if it has one, for a handshake. `Ok` carries the
 /// authorizer context for the connection (empty without an authorizer); `Err` the

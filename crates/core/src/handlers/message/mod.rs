@@ -4,9 +4,8 @@
 //! here; what each route does is in its own file, a function of the [`Route`] and
 //! the frame's fields, called from [`dispatch`].
 //!
-//! Adding a route: its frame in [`crate::protocol::ClientFrame`], its policy
-//! action (if any) in [`policy_check`], a file here with its function, and one arm
-//! in [`dispatch`].
+//! A route is declared once, in [`crate::routes`] (its key, policy action and
+//! counter); the note there names every place adding one touches.
 
 mod history;
 mod join;
@@ -25,10 +24,10 @@ use serde_json::value::RawValue;
 use super::{reply, status};
 use crate::app::App;
 use crate::auth::Identity;
-use crate::auth::policy::Action;
-use crate::auth::ratelimit::{self, Verdict};
 use crate::metrics::Counter;
+use crate::policy::ratelimit::{self, Verdict};
 use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, Sender, ServerFrame};
+use crate::routes::MessageRoute;
 use crate::store::{StoreError, StreamHead, now_secs};
 
 /// Why a frame was not carried out.
@@ -292,13 +291,21 @@ fn policy_check(
     frame: &ClientFrame<'_>,
     identity: &Identity,
 ) -> Result<(), ProtocolError> {
-    let policies = &app.config.policies;
+    match (MessageRoute::of(frame).action(), room_of(frame)) {
+        (Some(action), Some(room)) => app.config.policies.check(action, room, identity),
+        _ => Ok(()),
+    }
+}
+
+/// The room a frame names, if it names one.
+fn room_of<'f>(frame: &'f ClientFrame<'_>) -> Option<&'f str> {
     match frame {
-        ClientFrame::Join { room, .. } => policies.check(Action::Join, room, identity),
-        ClientFrame::Send { room, .. } => policies.check(Action::Send, room, identity),
-        ClientFrame::History { room, .. } => policies.check(Action::History, room, identity),
-        ClientFrame::Presence { room } => policies.check(Action::Presence, room, identity),
-        ClientFrame::Leave { .. } | ClientFrame::Ping => Ok(()),
+        ClientFrame::Join { room, .. }
+        | ClientFrame::Leave { room }
+        | ClientFrame::Send { room, .. }
+        | ClientFrame::History { room, .. }
+        | ClientFrame::Presence { room } => Some(room),
+        ClientFrame::Ping => None,
     }
 }
 
@@ -321,12 +328,7 @@ async fn dispatch(route: &Route<'_>, frame: ClientFrame<'_>) -> Reply {
 /// The counter of a frame, by its action (`invalid` when it did not parse).
 fn frame_counter(frame: &Result<ClientFrame<'_>, ProtocolError>) -> Counter {
     match frame {
-        Ok(ClientFrame::Join { .. }) => Counter::FrameJoin,
-        Ok(ClientFrame::Leave { .. }) => Counter::FrameLeave,
-        Ok(ClientFrame::Send { .. }) => Counter::FrameSend,
-        Ok(ClientFrame::Ping) => Counter::FramePing,
-        Ok(ClientFrame::History { .. }) => Counter::FrameHistory,
-        Ok(ClientFrame::Presence { .. }) => Counter::FramePresence,
+        Ok(frame) => MessageRoute::of(frame).counter(),
         Err(_) => Counter::FrameInvalid,
     }
 }

@@ -18,8 +18,6 @@
 mod stream;
 mod table;
 
-pub use stream::{event_sk, stream_pk};
-
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -101,15 +99,15 @@ impl From<MemberItem> for Member {
 
 /// Where the stored keys are computed (the stream's in `stream.rs`): nowhere else
 /// builds a `pk` or `sk`.
-pub fn connection_pk(connection_id: &str) -> String {
+pub(crate) fn connection_pk(connection_id: &str) -> String {
     format!("{}{connection_id}", attr::CONN_PREFIX)
 }
 
-pub fn room_pk(room: &str) -> String {
+pub(crate) fn room_pk(room: &str) -> String {
     format!("{}{room}", attr::ROOM_PREFIX)
 }
 
-pub fn member_sk(connection_id: &str) -> String {
+pub(crate) fn member_sk(connection_id: &str) -> String {
     format!("{}{connection_id}", attr::CONN_PREFIX)
 }
 

@@ -10,12 +10,12 @@ use crate::names::attr;
 use crate::store::{StoreError, StoredEvent, StreamHead, new_epoch};
 
 /// The partition of a room's event stream: its head and its events.
-pub fn stream_pk(room: &str) -> String {
+pub(crate) fn stream_pk(room: &str) -> String {
     format!("{}{room}", attr::HIST_PREFIX)
 }
 
 /// An event's sort key; the offset is zero-padded so keys sort by offset.
-pub fn event_sk(epoch: &str, offset: u64) -> String {
+pub(crate) fn event_sk(epoch: &str, offset: u64) -> String {
     format!("{}{epoch}#{offset:020}", attr::EVENT_PREFIX)
 }
 

@@ -14,7 +14,7 @@
 //! keeps flooding. Counter items expire with their window (TTL) and live in the
 //! connection's partition, so `$disconnect` removes them with the rest.
 
-use super::policy::RateLimit;
+use super::RateLimit;
 use crate::names::attr;
 use crate::store::{Store, StoreError};
 
@@ -45,7 +45,7 @@ impl Verdict {
 }
 
 /// The counter item of the window holding `now`: `rate#*#<window start>`, and its TTL.
-pub fn bucket(window_secs: u64, now: u64) -> (String, u64) {
+pub(crate) fn bucket(window_secs: u64, now: u64) -> (String, u64) {
     let window = window_secs.max(1);
     let start = now - now % window;
     (

@@ -4,11 +4,13 @@
 //! not name gets the document's `default`, and fields a namespace leaves out come
 //! from that default too. The document is parsed and checked once, at cold start.
 
+pub mod ratelimit;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::Identity;
+use crate::auth::identity::Identity;
 use crate::protocol::{ErrorCode, ProtocolError, namespace};
 
 /// Who a rule lets through.
