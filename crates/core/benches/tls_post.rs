@@ -35,18 +35,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("roomcast-tls-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let ca_der = certificates(&dir);
-    let mut child = std::process::Command::new(std::env::current_exe().expect("own path"))
-        .env(SINK_ENV, &dir)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the sink");
-    let mut port = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("sink stdout")),
-        &mut port,
-    )
-    .expect("sink port");
-    let endpoint = format!("https://localhost:{}/prod", port.trim());
+    let (mut child, endpoint) = start_sink(&dir);
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let ca = reqwest::Certificate::from_der(&ca_der).expect("CA certificate");
@@ -86,17 +75,10 @@ fn main() {
         2_000,
     );
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca_der.into()).expect("CA root");
-    let mut tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.resumption = rustls::client::Resumption::disabled();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let full = ApiGatewayManagement::with_http_client(
         &sdk,
         ApiGatewayManagement::http_client_builder()
-            .tls_backend_preconfigured(tls)
+            .tls_backend_preconfigured(without_resumption(ca_der))
             .pool_max_idle_per_host(0)
             .build()
             .expect("client"),
@@ -112,6 +94,37 @@ fn main() {
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts this program again as the sink serving `dir`'s certificate; its
+/// `@connections` endpoint.
+fn start_sink(dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .env(SINK_ENV, dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the sink");
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("sink stdout")),
+        &mut port,
+    )
+    .expect("sink port");
+    let endpoint = format!("https://localhost:{}/prod", port.trim());
+    (child, endpoint)
+}
+
+/// A TLS client trusting the CA, with session resumption off: every connection
+/// makes a full handshake.
+fn without_resumption(ca_der: Vec<u8>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_der.into()).expect("CA root");
+    let mut tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.resumption = rustls::client::Resumption::disabled();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tls
 }
 
 fn sdk_config() -> aws_config::SdkConfig {

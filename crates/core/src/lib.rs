@@ -21,10 +21,11 @@
 //!   `store/dynamo/stream.rs` and its table creation `store/dynamo/table.rs`.
 //! - [`management`]: the `@connections` port, with the API Gateway Management API adapter.
 //! - [`fanout`]: posting one payload to a room's members, a user's connections, a
-//!   list of connections or all of them, with retries and 410 cleanup; the only
-//!   reader of recipient pages.
+//!   list of connections or all of them, with retries, handing connections found
+//!   gone (410) to their departure; the only reader of recipient pages.
 //! - [`stream`]: room event streams for namespaces with history: offsets,
-//!   storing events, recovery on `join` with `since`, and reading back.
+//!   publishing (one home for `send` and the broadcast function), recovery on
+//!   `join` with `since`, and reading back.
 //! - [`presence`]: listing a room's members, and announcing joins and leaves in
 //!   namespaces with presence events.
 //! - [`departure`]: a connection's departure (removed, its leaves announced), one
@@ -37,10 +38,11 @@
 //!   `handlers/disconnect.rs`; message routes share their steps (parse, token expiry,
 //!   policy, rate limit, reply or close) in `handlers/message/mod.rs` and have one
 //!   file each: `join.rs`, `leave.rs`, `send.rs`, `ping.rs`, `history.rs`, `presence.rs`.
-//! - [`metrics`]: the counters and fan-out durations handlers record, written as
-//!   CloudWatch EMF lines by the Lambda entry point and as Prometheus text by
-//!   `roomcast dev` (docs/operations.md).
-//! - [`app`]: the dependencies the handlers borrow, built once per process.
+//! - [`metrics`]: the counters (declared once, in one table) and fan-out durations
+//!   handlers record, written as CloudWatch EMF lines by the Lambda entry point and
+//!   as Prometheus text by `roomcast dev` (docs/operations.md).
+//! - [`app`]: the dependencies the handlers borrow, built once per process, and
+//!   the one `@connections` endpoint lookup.
 //! - [`lambda`]: the one Lambda entry point, `run`, and the `Handler` of each of the
 //!   five function binaries.
 

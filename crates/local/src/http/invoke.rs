@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::aws::{AwsError, LOCAL_ACCOUNT};
 use crate::events::gateway_id;
+use crate::functions::function::FunctionError;
 use crate::gateway::Gateway;
 
 /// The function name from a name, a partial or full ARN, with an optional qualifier:
@@ -42,19 +43,12 @@ pub async fn invoke(
             &format!("Function not found: arn:aws:lambda:{region}:{LOCAL_ACCOUNT}:function:{name}"),
         );
     };
-    let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(payload) => payload,
-            Err(_) => {
-                return lambda_error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidRequestContentException",
-                    "Could not parse request body into json",
-                );
-            }
-        }
+    let Some(payload) = payload_of(&body) else {
+        return lambda_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Could not parse request body into json",
+        );
     };
     let invocation_type = headers
         .get("x-amz-invocation-type")
@@ -80,7 +74,21 @@ pub async fn invoke(
             );
         }
     }
-    let (body, function_error) = match function.invoke(payload).await {
+    respond(function.invoke(payload).await, &request_id)
+}
+
+/// The request's JSON payload (`{}` for an empty body); `None` when it is not JSON.
+fn payload_of(body: &[u8]) -> Option<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Some(json!({}));
+    }
+    serde_json::from_slice(body).ok()
+}
+
+/// A RequestResponse invocation's answer: the function's result, or Lambda's error
+/// document with `X-Amz-Function-Error: Unhandled`.
+fn respond(result: Result<Value, FunctionError>, request_id: &str) -> Response {
+    let (body, function_error) = match result {
         Ok(result) => (result.to_string(), None),
         Err(e) => (
             json!({ "errorType": e.error_type, "errorMessage": e.error_message }).to_string(),
@@ -96,7 +104,7 @@ pub async fn invoke(
         body,
     )
         .into_response();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-amzn-RequestId", value);
     }
     if let Some(kind) = function_error {
