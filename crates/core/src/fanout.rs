@@ -431,7 +431,7 @@ impl Fanout<'_> {
 }
 
 /// How the fan-out hands over a connection it found gone (410): removed, and its
-/// leaves announced ([`crate::departure`] implements it for the policies).
+/// leaves announced (`departure.rs` implements it for the policies).
 pub trait Departures: Sync {
     fn depart_gone<'a>(
         &'a self,

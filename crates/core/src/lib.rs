@@ -23,12 +23,12 @@
 //! - [`fanout`]: posting one payload to a room's members, a user's connections, a
 //!   list of connections or all of them, with retries, handing connections found
 //!   gone (410) to their departure; the only reader of recipient pages.
-//! - [`stream`]: room event streams for namespaces with history: offsets,
+//! - `stream`: room event streams for namespaces with history: offsets,
 //!   publishing (one home for `send` and the broadcast function), recovery on
 //!   `join` with `since`, and reading back.
-//! - [`presence`]: listing a room's members, and announcing joins and leaves in
+//! - `presence`: listing a room's members, and announcing joins and leaves in
 //!   namespaces with presence events.
-//! - [`departure`]: a connection's departure (removed, its leaves announced), one
+//! - `departure`: a connection's departure (removed, its leaves announced), one
 //!   home for `$disconnect` and the fan-out's handling of 410.
 //! - [`broadcast`]: the broadcast function's handler (`broadcast/mod.rs`), its
 //!   request validation (`broadcast/request.rs`) and its SQS batch policy: grouping,
@@ -41,17 +41,17 @@
 //! - [`metrics`]: the counters (declared once, in one table) and fan-out durations
 //!   handlers record, written as CloudWatch EMF lines by the Lambda entry point and
 //!   as Prometheus text by `roomcast dev` (docs/operations.md).
-//! - [`app`]: the dependencies the handlers borrow, built once per process, and
+//! - `app`: the dependencies the handlers borrow, built once per process, and
 //!   the one `@connections` endpoint lookup.
 //! - [`lambda`]: the one Lambda entry point, `run`, and the `Handler` of each of the
 //!   five function binaries.
 
-pub mod app;
+mod app;
 pub mod auth;
 pub mod broadcast;
 pub mod clock;
 pub mod config;
-pub mod departure;
+mod departure;
 pub mod fanout;
 pub mod handlers;
 pub mod lambda;
@@ -60,11 +60,11 @@ pub mod management;
 pub mod metrics;
 pub mod names;
 pub mod policy;
-pub mod presence;
+mod presence;
 pub mod protocol;
 pub mod routes;
 pub mod store;
-pub mod stream;
+mod stream;
 
 pub use app::App;
 

@@ -46,7 +46,7 @@ pub enum Backend {
     },
 }
 
-/// The store for `backend`, with its table ready, and the table name for [`Config`].
+/// The store for `backend`, with its table ready, and the table name for `Config`.
 pub async fn open_store(
     backend: &Backend,
     sdk: &SdkConfig,

@@ -48,7 +48,7 @@ pub struct GatewayOptions {
     /// 10–30 ms, and a fan-out's throughput depends on it (docs/performance.md).
     pub management_latency: Duration,
     /// In-process handlers post through HTTP to the `@connections` endpoint, as
-    /// functions elsewhere do, instead of in-process ([`inprocess`]).
+    /// functions elsewhere do, instead of in-process (`connections::inprocess`).
     pub management_http: bool,
     /// The `$connect` REQUEST authorizer. `None`: no authorizer (`AuthorizationType:
     /// NONE`), every handshake reaches `$connect` anonymously.

@@ -4,59 +4,59 @@
 //!
 //! # Layout
 //!
-//! - [`server`]: [`serve`] binds, builds the handlers' `App`, starts everything and
+//! - `server`: [`serve`] binds, builds the handlers' `App`, starts everything and
 //!   returns a [`RunningGateway`] (the CLI and the end-to-end tests both use it);
 //!   [`router`] puts the WebSocket endpoint and the HTTP APIs on one port.
-//! - [`gateway`]: [`Gateway`], the state every route and connection task shares, and
+//! - `gateway`: [`Gateway`], the state every route and connection task shares, and
 //!   [`GatewayOptions`], API Gateway's limits and the emulator's settings.
-//! - [`backend`]: where connections and rooms are kept ([`Backend`], [`open_store`])
+//! - `backend`: where connections and rooms are kept ([`Backend`], [`open_store`])
 //!   and the AWS SDK configuration for local use.
-//! - [`websocket`]: the WebSocket side: the handshake (origin, the `$connect`
+//! - `websocket`: the WebSocket side: the handshake (origin, the `$connect`
 //!   authorizer, `$connect`), one task per connection, and its message events and
 //!   `$disconnect`.
-//! - [`connections`]: the registry of open connections and their command queues,
+//! - `connections`: the registry of open connections and their command queues,
 //!   and the rules of `@connections` for them (post, delete, refusals, latency),
 //!   with the in-process `@connections` adapter of the handlers it runs.
-//! - [`functions`]: running a function the way Lambda does: one trait, Lambda's
+//! - `functions`: running a function the way Lambda does: one trait, Lambda's
 //!   error kinds, one way to run with a timeout; the built-in, broadcast, remote
 //!   and route functions, and the registry the Invoke API and the queue invoke.
-//! - [`http`]: the HTTP APIs, each only translating: `@connections`, Lambda Invoke,
+//! - `http`: the HTTP APIs, each only translating: `@connections`, Lambda Invoke,
 //!   the broadcast queue's SQS API, `GET /metrics`, static files, and the SigV4
 //!   check in front of the management ones.
 //! - [`queue`]: the broadcast queue, its dead-letter queue and the event source
 //!   mapping that feeds the broadcast function.
-//! - [`routes`]: the routes served (built-in, or the template's) and what runs each.
-//! - [`selection`]: the route selection expression (`$request.body.…`).
+//! - `routes`: the routes served (built-in, or the template's) and what runs each.
+//! - `selection`: the route selection expression (`$request.body.…`).
 //! - [`template`]: reading a SAM template: [`template::model`] (one reader per
 //!   resource kind), [`template::cfn`] (intrinsics, conditions, pseudo parameters),
 //!   [`template::env`] (env files and the functions' resolved environments).
-//! - [`events`]: building API Gateway events, ids and timestamps.
-//! - [`sigv4`]: verifying SigV4 signatures, and the management credentials.
-//! - [`faults`]: optional fault injection for `@connections` POSTs.
-//! - [`aws`]: the local account id and [`AwsError`], which renders every AWS-shaped
+//! - `events`: building API Gateway events, ids and timestamps.
+//! - `sigv4`: verifying SigV4 signatures, and the management credentials.
+//! - `faults`: optional fault injection for `@connections` POSTs.
+//! - `aws`: the local account id and [`AwsError`], which renders every AWS-shaped
 //!   error response (`@connections`, Lambda Invoke, refused handshakes).
-//! - [`error`]: the library's error type.
+//! - `error`: the library's error type.
 //!
 //! Imports run one way, from the top of this list down: `server` reads everything;
 //! the HTTP APIs and the WebSocket side read `gateway`; `gateway` reads the
 //! registries (connections, functions, routes, queue) and nothing that reads it.
 
-pub mod aws;
-pub mod backend;
-pub mod connections;
-pub mod error;
-pub mod events;
-pub mod faults;
-pub mod functions;
-pub mod gateway;
-pub mod http;
+mod aws;
+mod backend;
+mod connections;
+mod error;
+mod events;
+mod faults;
+mod functions;
+mod gateway;
+mod http;
 pub mod queue;
-pub mod routes;
-pub mod selection;
-pub mod server;
-pub mod sigv4;
+mod routes;
+mod selection;
+mod server;
+mod sigv4;
 pub mod template;
-pub mod websocket;
+mod websocket;
 
 pub use aws::{AwsError, LOCAL_ACCOUNT};
 pub use backend::{Backend, MEMORY_TABLE, local_sdk_config, open_store};

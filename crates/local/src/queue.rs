@@ -2,7 +2,7 @@
 //! Lambda event source mapping template.yaml declares between the queue and the
 //! broadcast function (batches of up to [`BATCH_SIZE`] or a [`BATCHING_WINDOW`],
 //! `ReportBatchItemFailures`, the `RedrivePolicy`'s `maxReceiveCount`). Clients
-//! reach it through the SQS API on the gateway's port ([`crate::http::queue`]); docs/local.md
+//! reach it through the SQS API on the gateway's port (`http::queue`); docs/local.md
 //! lists the differences from SQS and Lambda.
 //!
 //! The consumer starts with the first message and stops with the gateway.

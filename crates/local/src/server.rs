@@ -35,7 +35,7 @@ fn valid_stage(stage: &str) -> bool {
 
 /// The gateway's HTTP routes: the WebSocket endpoint at `/{stage}` and `/`,
 /// `@connections` under both, the Lambda Invoke API, and the SQS API on `POST /`
-/// (all three behind [`http::signed::check`]). Anything else is 403, which is what API
+/// (all three behind `http::signed::check`). Anything else is 403, which is what API
 /// Gateway answers for a path it does not serve; with `static_dir`, plain GETs of
 /// its files are answered first.
 ///

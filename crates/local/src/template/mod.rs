@@ -16,10 +16,10 @@
 //! is an error.
 //!
 //! Layout: [`model`] reads the resources one kind at a time (`resources`: the types
-//! it reads), [`cfn`] evaluates
-//! CloudFormation (intrinsics, conditions, pseudo parameters), [`env`] reads env
-//! files and resolves each function's environment. The route selection
-//! expression lives in [`crate::selection`], next to the routes that use it.
+//! it reads), [`cfn`] evaluates CloudFormation (intrinsics, conditions, pseudo
+//! parameters), [`env`](mod@env) reads env files and resolves each function's
+//! environment. The route selection expression lives in `crate::selection`, next
+//! to the routes that use it.
 
 pub mod cfn;
 pub mod env;
