@@ -8,8 +8,6 @@
 //!   selection, the route response, API Gateway's own error frames) and `$disconnect`.
 //! - [`log`]: the log target of the one line per connection event.
 //!
-//! frames and writing replies, route selection, limits and `$disconnect`.
-//!
 //! Ordering: each connection runs its message events one at a time, in the order
 //! the frames arrived, so replies come back in order. Different connections run
 //! concurrently. (API Gateway itself promises no order: it invokes the integration
@@ -21,7 +19,7 @@
 //! APIs").
 //!
 //! Logs: one INFO line per connection event (connected, disconnected, handshake
-//! refused) under the [`CONNECTION_LOG`] target, so `roomcast dev --quiet` can turn
+//! refused) under the [`log::CONNECTION_LOG`] target, so `roomcast dev --quiet` can turn
 //! them off; everything else per connection or frame is DEBUG. Tokens, frame bodies
 //! and authorizer contexts are never logged.
 //!
