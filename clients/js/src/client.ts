@@ -1,14 +1,18 @@
 import { RoomcastError } from "./errors.js";
+import { tokenExpiry } from "./token.js";
 import type {
   Ack,
   ClientOptions,
+  EventMap,
   History,
   HistoryOptions,
   JoinOptions,
   Presence,
   PresenceChange,
   RejoinInfo,
+  RequestOptions,
   RoomEvent,
+  SendOptions,
   Since,
   State,
   TokenSource,
@@ -20,24 +24,29 @@ import { byteLength, checkCount, checkEvent, checkRoom } from "./validate.js";
 type Frame = Record<string, unknown>;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Reply = { [k: string]: any };
-type Handler = (...args: never[]) => void;
+type Listener = (...args: never[]) => void;
+type Timer = ReturnType<typeof setTimeout>;
 
 /** A request from the app (or a rejoin): sent once a connection is ready. */
-interface Req {
-  f: Frame;
+interface Request {
+  frame: Frame;
   /** Order of creation: requests put back after a lost connection keep their order. */
-  n: number;
-  ok(reply: Reply): void;
-  ko(err: RoomcastError): void;
+  order: number;
+  resolve(reply: Reply): void;
+  reject(err: RoomcastError): void;
   /** Safe to send again when its connection drops before the reply (join, leave, reads). */
   retry: boolean;
   /** Later requests wait for its reply (a join must land before the sends that follow it). */
   gate: boolean;
+  /** Fire and forget: sent without an id, done once handed to the socket. */
+  noAck?: boolean;
+  /** Takes it off the connection it waits on (set while it is in flight). */
+  unsend?: () => void;
 }
 
 interface Pending {
-  r: Req;
-  timer: ReturnType<typeof setTimeout>;
+  request: Request;
+  timer: Timer;
   done(): void;
 }
 
@@ -49,6 +58,12 @@ interface Conn {
    * later frame too, so none of them was carried out and all may be sent again.
    */
   expired?: number;
+  /** When its token stops being valid (local clock), if the token says. */
+  expiresAt?: number | undefined;
+  /** The HTTP status of a refused handshake, when the platform tells it. */
+  status?: number;
+  /** The connection id, once an ack or pong has named it. */
+  id?: string;
 }
 
 interface RoomState {
@@ -62,7 +77,14 @@ interface RoomState {
 
 const SEEN = 512;
 const OVERLAP_KEYS = 4096;
-const closedError = () => new RoomcastError("closed", "the client is closed");
+/** Listener keys; room events are keyed `EVENT` + room + "\n" + event name. */
+const ANY = "any";
+const STATE = "state";
+const ERROR = "error";
+const REJOIN = "rejoin";
+const EVENT = "event\n";
+const PRESENCE = "presence\n";
+const eventKey = (room: string | null, event: string) => `${EVENT}${room ?? ""}\n${event}`;
 
 let wsModule: Promise<WebSocketConstructor> | undefined;
 function platformWebSocket(): Promise<WebSocketConstructor> {
@@ -85,76 +107,105 @@ function fingerprint(s: string): string {
   return s.length + ":" + (h >>> 0);
 }
 
-/** Opens a client; it connects at once and reconnects by itself until `close()`. */
-export function connect(url: string, options?: ClientOptions): Roomcast {
-  return new Roomcast(url, options);
+/**
+ * Opens a client; it connects at once and reconnects by itself until `close()`.
+ * `Listen` and `Emit` map event names to their data's type (like socket.io-client's
+ * `Socket<ListenEvents, EmitEvents>`).
+ */
+export function connect<Listen extends EventMap = EventMap, Emit extends EventMap = Listen>(
+  url: string,
+  options?: ClientOptions,
+): Roomcast<Listen, Emit> {
+  return new Roomcast<Listen, Emit>(url, options);
 }
 
-export class Roomcast {
+export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap = Listen> {
   /** The connection state; see `onState`. */
   state: State = "connecting";
-  private readonly o: Required<Omit<ClientOptions, "token" | "WebSocket" | "reconnect" | "tokenTransport">> & {
+  readonly #url: string;
+  readonly #options: ClientOptions;
+  readonly #settings: {
+    ackTimeoutMs: number;
+    timeoutMs: number | undefined;
+    pingIntervalMs: number;
+    maxConnectionMs: number;
+    tokenRefreshMarginMs: number;
+    maxQueue: number;
+    maxMessageBytes: number;
     initialDelayMs: number;
     maxDelayMs: number;
     maxAttempts: number;
   };
-  private readonly token: TokenSource;
-  private conn?: Conn | undefined;
-  private next?: Conn | undefined;
-  private readonly conns = new Set<Conn>();
-  private readonly queue: Req[] = [];
-  private readonly rooms = new Map<string, RoomState>();
-  private readonly ls = new Map<string, Set<Handler>>();
-  private seq = 0;
-  private attempts = 0;
-  private flushing = false;
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  readonly #token: TokenSource;
+  readonly #log: ((line: string) => void) | undefined;
+  #conn?: Conn | undefined;
+  #next?: Conn | undefined;
+  readonly #conns = new Set<Conn>();
+  readonly #queue: Request[] = [];
+  readonly #rooms = new Map<string, RoomState>();
+  readonly #listeners = new Map<string, Set<Listener>>();
+  #seq = 0;
+  #attempts = 0;
+  /** Handshakes refused for the token in a row (401/403). */
+  #authRefusals = 0;
+  /** The current outage's first failure was reported: later attempts stay quiet. */
+  #outageReported = false;
+  #flushing = false;
+  readonly #timers = new Set<Timer>();
   /** The primary connection's ping and rotation timers. */
-  private readonly connTimers = new Set<ReturnType<typeof setTimeout>>();
+  readonly #connTimers = new Set<Timer>();
   /** Fingerprints of events seen while two connections overlap. */
-  private dup?: Set<string> | undefined;
+  #overlapSeen?: Set<string> | undefined;
 
-  constructor(
-    private readonly url: string,
-    private readonly options: ClientOptions = {},
-  ) {
+  constructor(url: string, options: ClientOptions = {}) {
     const r = options.reconnect;
-    this.token = options.token;
-    this.o = {
+    this.#url = url;
+    this.#options = options;
+    this.#token = options.token;
+    this.#settings = {
       ackTimeoutMs: options.ackTimeoutMs ?? 10_000,
+      timeoutMs: options.timeoutMs,
       pingIntervalMs: options.pingIntervalMs ?? 300_000,
       maxConnectionMs: options.maxConnectionMs ?? 6_600_000,
+      tokenRefreshMarginMs: options.tokenRefreshMarginMs ?? 60_000,
       maxQueue: options.maxQueue ?? 1000,
       maxMessageBytes: options.maxMessageBytes ?? 32_768,
       initialDelayMs: (r || {}).initialDelayMs ?? 500,
       maxDelayMs: (r || {}).maxDelayMs ?? 30_000,
       maxAttempts: r === false ? 0 : (r?.maxAttempts ?? Infinity),
     };
-    void this.open();
+    const debug = options.debug;
+    this.#log = typeof debug === "function" ? debug : debug ? (line) => console.debug("roomcast: " + line) : undefined;
+    void this.#open();
   }
 
   // ---- public API ----
 
+  /** This connection's id, once the server has named it (in a join ack). */
+  get connectionId(): string | undefined {
+    return this.#conn?.id;
+  }
+
   /** Joins a room; resolves with the ack. Rejoined after every reconnect until `leave`. */
   join(room: string, opts: JoinOptions = {}): Promise<Ack> {
-    return this.guard(() => {
+    return this.#guard(() => {
       checkRoom(room);
       const since = opts.since;
       if (since) {
         checkCount(since.offset, "since.offset", 0);
-        if (typeof since.epoch !== "string") throw new RoomcastError("invalid", "since.epoch must be a string");
+        if (typeof since.epoch !== "string") throw new RoomcastError("invalid", "since.epoch must be a string", room);
       }
-      let st = this.rooms.get(room);
-      if (!st) this.rooms.set(room, (st = { joined: false, seen: new Set() }));
+      let st = this.#rooms.get(room);
+      if (!st) this.#rooms.set(room, (st = { joined: false, seen: new Set() }));
       if (since) Object.assign(st, { offset: since.offset, epoch: since.epoch, seen: new Set() });
       const s = st;
-      return this.request(this.joinFrame(room, s), true, true).then(
+      return this.#request(this.#joinFrame(room, s), true, true, opts).then(
         (ack) => {
-          this.joined(s, ack as Ack);
+          this.#joined(s, ack as Ack);
           return ack as Ack;
         },
         (e: RoomcastError) => {
-          if (!s.joined && this.rooms.get(room) === s) this.rooms.delete(room);
+          if (!s.joined && this.#rooms.get(room) === s) this.#rooms.delete(room);
           throw e;
         },
       );
@@ -162,36 +213,42 @@ export class Roomcast {
   }
 
   /** Leaves a room: its events stop and it is not rejoined. */
-  leave(room: string): Promise<Ack> {
-    return this.guard(() => {
+  leave(room: string, opts?: RequestOptions): Promise<Ack> {
+    return this.#guard(() => {
       checkRoom(room);
-      this.rooms.delete(room);
-      return this.request({ action: "leave", room }, true, true) as Promise<Ack>;
+      this.#rooms.delete(room);
+      return this.#request({ action: "leave", room }, true, true, opts) as Promise<Ack>;
     });
   }
 
-  /** Sends an event to the room's other members; resolves with the ack (after the fan-out). */
-  send(room: string, event: string, data?: unknown): Promise<Ack> {
-    return this.guard(() => {
+  /**
+   * Sends an event to the room's other members; resolves with the ack (after the
+   * fan-out), or with `{ack: false}` once the frame is handed to the socket.
+   */
+  send<E extends keyof Emit & string>(room: string, event: E, data: Emit[E], opts: SendOptions & { ack: false }): Promise<void>;
+  send<E extends keyof Emit & string>(room: string, event: E, data?: Emit[E], opts?: SendOptions): Promise<Ack>;
+  send(room: string, event: string, data?: unknown, opts: SendOptions = {}): Promise<Ack | void> {
+    return this.#guard(() => {
       checkRoom(room);
       checkEvent(event);
-      const f = { action: "send", room, event, data };
+      const frame = { action: "send", room, event, data };
       let text: string;
       try {
-        text = JSON.stringify(f);
-      } catch {
-        throw new RoomcastError("invalid", "data is not JSON-serializable", room);
+        text = JSON.stringify(frame);
+      } catch (e) {
+        throw new RoomcastError("invalid", "data is not JSON-serializable", room, { cause: e });
       }
       // The id adds at most 24 bytes.
-      if (byteLength(text) + 24 > this.o.maxMessageBytes) {
-        throw new RoomcastError("too_large", `the frame is over ${this.o.maxMessageBytes} bytes`, room);
+      if (byteLength(text) + 24 > this.#settings.maxMessageBytes) {
+        throw new RoomcastError("too_large", `the frame is over ${this.#settings.maxMessageBytes} bytes`, room);
       }
-      return this.request(f, false, false).then((ack) => {
-        const st = this.rooms.get(room);
+      if (opts.ack === false) return this.#request(frame, false, false, opts, true).then(() => undefined);
+      return this.#request(frame, false, false, opts).then((ack) => {
+        const st = this.#rooms.get(room);
         // The sender gets no copy of its own event, but recovery would replay it.
         if (st?.epoch !== undefined && typeof ack.offset === "number" && (ack.epoch ?? st.epoch) === st.epoch) {
           // Seen, but not a position to recover from: others' earlier events may be in flight.
-          this.mark(st, ack.offset, false);
+          this.#mark(st, ack.offset, false);
         }
         return ack as Ack;
       });
@@ -200,19 +257,20 @@ export class Roomcast {
 
   /** The room's stored events (rooms with history), oldest first. */
   history(room: string, opts: HistoryOptions): Promise<History> {
-    return this.guard(() => {
+    return this.#guard(() => {
       checkRoom(room);
       checkCount(opts.limit, "limit", 1);
       if (opts.before !== undefined) checkCount(opts.before, "before", 0);
-      return this.request({ action: "history", room, limit: opts.limit, before: opts.before }, true, false) as Promise<History>;
+      const frame = { action: "history", room, limit: opts.limit, before: opts.before };
+      return this.#request(frame, true, false, opts) as Promise<History>;
     });
   }
 
   /** The room's members (rooms with presence). */
-  presence(room: string): Promise<Presence> {
-    return this.guard(() => {
+  presence(room: string, opts?: RequestOptions): Promise<Presence> {
+    return this.#guard(() => {
       checkRoom(room);
-      return this.request({ action: "presence", room }, true, false) as Promise<Presence>;
+      return this.#request({ action: "presence", room }, true, false, opts) as Promise<Presence>;
     });
   }
 
@@ -220,68 +278,92 @@ export class Roomcast {
    * Calls `handler(data, frame)` for each `event` in `room` (`null`: backend broadcasts
    * that name no room). Returns a function that removes the handler.
    */
-  on<T = unknown>(room: string | null, event: string, handler: (data: T, frame: RoomEvent<T>) => void): () => void {
-    return this.listen(`m\n${room ?? ""}\n${event}`, handler);
+  on<E extends keyof Listen & string>(
+    room: string | null,
+    event: E,
+    handler: (data: Listen[E], frame: RoomEvent<Listen[E]>) => void,
+  ): () => void {
+    return this.#listen(eventKey(room, event), handler);
+  }
+
+  /** Like `on`, for the next such event only. */
+  once<E extends keyof Listen & string>(
+    room: string | null,
+    event: E,
+    handler: (data: Listen[E], frame: RoomEvent<Listen[E]>) => void,
+  ): () => void {
+    const off = this.on(room, event, (data, frame) => {
+      off();
+      handler(data, frame);
+    });
+    return off;
   }
 
   /** Removes one handler, or every handler of the room and event. */
-  off(room: string | null, event: string, handler?: (data: never, frame: never) => void): void {
-    const k = `m\n${room ?? ""}\n${event}`;
-    if (handler) this.ls.get(k)?.delete(handler);
-    else this.ls.delete(k);
+  off(room: string | null, event: keyof Listen & string, handler?: (data: never, frame: never) => void): void {
+    const key = eventKey(room, event);
+    if (handler) this.#listeners.get(key)?.delete(handler);
+    else this.#listeners.delete(key);
   }
 
   /** Every event frame, whatever its room and name. */
   onAny(handler: (frame: RoomEvent) => void): () => void {
-    return this.listen("a", handler);
+    return this.#listen(ANY, handler);
   }
 
   onState(handler: (state: State) => void): () => void {
-    return this.listen("s", handler);
+    return this.#listen(STATE, handler);
   }
 
   /**
    * Errors that answer no request: `token_expired` (the client reconnects with a fresh
-   * token), `refused` handshakes, a room that could not be rejoined, API Gateway error
-   * frames, giving up.
+   * token), the first failed attempt of an outage (`refused`, `token`), a room that
+   * could not be rejoined, API Gateway error frames, stopping (`unauthorized`, or
+   * `closed` after giving up).
    */
   onError(handler: (err: RoomcastError) => void): () => void {
-    return this.listen("e", handler);
+    return this.#listen(ERROR, handler);
   }
 
   /** After every rejoin of a room on a new connection: whether missed events were recovered. */
   onRejoin(handler: (room: string, info: RejoinInfo) => void): () => void {
-    return this.listen("r", handler);
+    return this.#listen(REJOIN, handler);
   }
 
   /** Members joining and leaving the room (rooms with `presenceEvents`). */
   onPresence(room: string, handler: (change: PresenceChange) => void): () => void {
-    return this.listen(`p\n${room}`, handler);
+    return this.#listen(PRESENCE + room, handler);
   }
 
   /** The last position seen in a room with history, for `join(room, { since })` elsewhere. */
   position(room: string): Since | undefined {
-    const st = this.rooms.get(room);
+    const st = this.#rooms.get(room);
     return st?.epoch !== undefined && st.offset !== undefined ? { offset: st.offset, epoch: st.epoch } : undefined;
+  }
+
+  /**
+   * Connects again: after `close()`, giving up or `unauthorized`, with the same
+   * listeners and rooms (rejoined once connected); when open, replaces the connection
+   * make-before-break (with a fresh token). While connecting or reconnecting an
+   * attempt is already on its way.
+   */
+  reconnect(): void {
+    if (this.state === "open") return this.#rotate();
+    if (this.state !== "closed" && this.state !== "unauthorized") return;
+    this.#attempts = this.#authRefusals = 0;
+    this.#outageReported = false;
+    this.#setState("connecting");
+    void this.#open();
   }
 
   /** Closes every connection; waiting and unanswered requests fail with `closed`. */
   close(): void {
-    if (this.state === "closed") return;
-    this.setState("closed");
-    for (const t of [...this.timers, ...this.connTimers]) clearTimeout(t);
-    for (const c of [...this.conns]) {
-      this.abandon(c);
-      c.ws?.close(1000);
-    }
-    this.conns.clear();
-    this.conn = this.next = undefined;
-    for (const r of this.queue.splice(0)) r.ko(closedError());
+    this.#stop("closed");
   }
 
   // ---- requests ----
 
-  private guard<T>(f: () => Promise<T>): Promise<T> {
+  #guard<T>(f: () => Promise<T>): Promise<T> {
     try {
       return f();
     } catch (e) {
@@ -289,109 +371,186 @@ export class Roomcast {
     }
   }
 
-  private request(f: Frame, retry: boolean, gate: boolean): Promise<Reply> {
-    return new Promise<Reply>((ok, ko) => {
-      if (this.state === "closed") return ko(closedError());
-      if (this.queue.length >= this.o.maxQueue) {
-        return ko(new RoomcastError("queue_full", `over ${this.o.maxQueue} requests waiting for a connection`));
+  /** Whether the client has stopped (`closed`, `unauthorized`): nothing is sent. */
+  #stopped(): boolean {
+    return this.state === "closed" || this.state === "unauthorized";
+  }
+
+  #stoppedError(room?: string): RoomcastError {
+    return this.state === "unauthorized"
+      ? new RoomcastError("unauthorized", "the server refused the token", room)
+      : new RoomcastError("closed", "the client is closed", room);
+  }
+
+  #request(frame: Frame, retry: boolean, gate: boolean, opts: RequestOptions = {}, noAck = false): Promise<Reply> {
+    const room = frame.room as string | undefined;
+    return new Promise<Reply>((resolve, reject) => {
+      const { signal } = opts;
+      if (this.#stopped()) return reject(this.#stoppedError(room));
+      if (signal?.aborted) return reject(new RoomcastError("aborted", "the request was aborted", room, { cause: signal.reason }));
+      if (this.#queue.length >= this.#settings.maxQueue) {
+        return reject(new RoomcastError("queue_full", `over ${this.#settings.maxQueue} requests waiting for a connection`, room));
       }
-      this.queue.push({ f, n: ++this.seq, ok, ko, retry, gate });
-      void this.flush();
+      let timer: Timer | undefined;
+      const finish = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const request: Request = {
+        frame,
+        order: ++this.#seq,
+        retry,
+        gate,
+        noAck,
+        resolve: (reply) => (finish(), resolve(reply)),
+        reject: (err) => (finish(), reject(err)),
+      };
+      const cancel = (err: RoomcastError) => {
+        const i = this.#queue.indexOf(request);
+        if (i >= 0) this.#queue.splice(i, 1);
+        request.unsend?.();
+        request.reject(err);
+      };
+      const onAbort = () => cancel(new RoomcastError("aborted", "the request was aborted", room, { cause: signal!.reason }));
+      const ms = opts.timeout ?? this.#settings.timeoutMs;
+      if (ms !== undefined && ms < Infinity) {
+        timer = setTimeout(() => cancel(new RoomcastError("timeout", `no reply within ${ms} ms of the call`, room)), ms);
+      }
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#queue.push(request);
+      void this.#flush();
     });
   }
 
   /** Sends waiting requests in order; a gate (join, leave) holds the rest until its reply. */
-  private async flush(): Promise<void> {
-    if (this.flushing) return;
-    this.flushing = true;
+  async #flush(): Promise<void> {
+    if (this.#flushing) return;
+    this.#flushing = true;
     try {
       let c: Conn | undefined;
       // A connection whose token expired refuses every frame: wait for the next one.
-      while (this.queue.length && this.state === "open" && (c = this.conn) && c.expired === undefined) {
-        const r = this.queue.shift()!;
-        const sent = this.transmit(c, r);
-        if (r.gate) await sent;
+      while (this.#queue.length && this.state === "open" && (c = this.#conn) && c.expired === undefined) {
+        const request = this.#queue.shift()!;
+        const sent = this.#transmit(c, request);
+        if (request.gate) await sent;
       }
     } finally {
-      this.flushing = false;
+      this.#flushing = false;
     }
   }
 
   /** Sends one request on `c`; resolves once it is answered, timed out or put back. */
-  private transmit(c: Conn, r: Req): Promise<void> {
+  #transmit(c: Conn, request: Request): Promise<void> {
     return new Promise((done) => {
-      const id = ++this.seq;
-      const timer = setTimeout(
-        () => this.settle(c, id, new RoomcastError("timeout", `no reply within ${this.o.ackTimeoutMs} ms`)),
-        this.o.ackTimeoutMs,
-      );
-      c.pending.set(id, { r, timer, done });
+      const { frame } = request;
+      this.#log?.(`send ${frame.action}${frame.room ? " " + String(frame.room) : ""}`);
+      if (request.noAck) {
+        try {
+          c.ws!.send(JSON.stringify(frame));
+          request.resolve({});
+        } catch {
+          request.reject(new RoomcastError("closed", "the connection closed before the frame was sent", frame.room as string));
+        }
+        return done();
+      }
+      const id = ++this.#seq;
+      const timer = setTimeout(() => {
+        const err = new RoomcastError("timeout", `no reply within ${this.#settings.ackTimeoutMs} ms`, frame.room as string);
+        this.#settle(c, id, err);
+      }, this.#settings.ackTimeoutMs);
+      c.pending.set(id, { request, timer, done });
+      request.unsend = () => {
+        if (c.pending.get(id)?.request !== request) return;
+        c.pending.delete(id);
+        clearTimeout(timer);
+        done();
+      };
       try {
-        c.ws!.send(JSON.stringify({ ...r.f, id }));
+        c.ws!.send(JSON.stringify({ ...frame, id }));
       } catch {
         // The socket is closing: its close event puts the request back or fails it.
       }
     });
   }
 
-  private settle(c: Conn, id: number, reply: Reply | RoomcastError): void {
+  #settle(c: Conn, id: number, reply: Reply | RoomcastError): void {
     const p = c.pending.get(id);
     if (!p) return;
     c.pending.delete(id);
     clearTimeout(p.timer);
     p.done();
-    if (reply instanceof RoomcastError) p.r.ko(reply);
-    else if (reply.type !== "error") p.r.ok(reply);
-    else if (reply.code === "token_expired" && p.r.n) this.requeue([p.r]);
-    else p.r.ko(new RoomcastError(String(reply.code), String(reply.message ?? reply.code), p.r.f.room as string));
+    const { request } = p;
+    if (reply instanceof RoomcastError) request.reject(reply);
+    else if (reply.type !== "error") request.resolve(reply);
+    else if (reply.code === "token_expired" && request.order) this.#requeue([request]);
+    else request.reject(new RoomcastError(String(reply.code), String(reply.message ?? reply.code), request.frame.room as string));
   }
 
-  private requeue(rs: Req[]): void {
-    this.queue.push(...rs);
-    this.queue.sort((a, b) => a.n - b.n);
+  #requeue(requests: Request[]): void {
+    this.#queue.push(...requests);
+    this.#queue.sort((a, b) => a.order - b.order);
   }
 
   /** A connection is gone: requests safe to repeat wait for the next one, sends fail. */
-  private abandon(c: Conn): void {
-    const again: Req[] = [];
+  #abandon(c: Conn): void {
+    const again: Request[] = [];
     for (const [id, p] of c.pending) {
       clearTimeout(p.timer);
       p.done();
-      if (p.r.n && this.state !== "closed" && (p.r.retry || (c.expired !== undefined && id >= c.expired))) again.push(p.r);
-      else
-        p.r.ko(
-          this.state === "closed"
-            ? closedError()
-            : new RoomcastError("closed", "the connection dropped before the reply; the send may or may not have been delivered"),
-        );
+      const { request } = p;
+      const room = request.frame.room as string;
+      if (this.#stopped()) request.reject(this.#stoppedError(room));
+      else if (request.order && (request.retry || (c.expired !== undefined && id >= c.expired))) again.push(request);
+      else {
+        const message = "the connection dropped before the reply; the send may or may not have been delivered";
+        request.reject(new RoomcastError("closed", message, room));
+      }
     }
     c.pending.clear();
-    this.requeue(again);
+    this.#requeue(again);
+  }
+
+  /** Stops the client in a final state: every connection closed, everything waiting rejected. */
+  #stop(final: "closed" | "unauthorized"): void {
+    if (this.#stopped()) return;
+    this.#setState(final);
+    for (const t of [...this.#timers, ...this.#connTimers]) clearTimeout(t);
+    this.#timers.clear();
+    this.#connTimers.clear();
+    for (const c of [...this.#conns]) {
+      this.#abandon(c);
+      c.ws?.close(1000);
+    }
+    this.#conns.clear();
+    this.#conn = this.#next = this.#overlapSeen = undefined;
+    for (const r of this.#queue.splice(0)) r.reject(this.#stoppedError(r.frame.room as string));
   }
 
   // ---- connections ----
 
-  private async open(): Promise<void> {
+  async #open(): Promise<void> {
     const c: Conn = { pending: new Map() };
-    if (this.conns.size) this.dup ??= new Set();
-    this.conns.add(c);
-    this.next = c;
+    if (this.#conns.size) this.#overlapSeen ??= new Set();
+    this.#conns.add(c);
+    this.#next = c;
+    this.#log?.(`connecting (attempt ${this.#attempts + 1})`);
     let token: string | null | undefined;
     let Ctor: WebSocketConstructor;
     try {
       try {
-        token = typeof this.token === "function" ? await this.token() : this.token;
-      } catch {
-        throw new RoomcastError("token", "the token function failed");
+        token = typeof this.#token === "function" ? await this.#token() : this.#token;
+      } catch (e) {
+        throw new RoomcastError("token", "the token function failed", undefined, { cause: e });
       }
-      Ctor = this.options.WebSocket ?? (await platformWebSocket());
+      c.expiresAt = tokenExpiry(token, Date.now());
+      Ctor = this.#options.WebSocket ?? (await platformWebSocket());
     } catch (e) {
-      return this.fail(c, e as RoomcastError);
+      return this.#fail(c, e as RoomcastError);
     }
-    if (this.next !== c) return;
-    let url = this.url;
+    if (this.#next !== c) return;
+    let url = this.#url;
     let protocols: string[] | undefined;
-    if (token && this.options.tokenTransport === "query") {
+    if (token && this.#options.tokenTransport === "query") {
       url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
     } else if (token) protocols = ["bearer", token];
     let ws: WebSocketLike;
@@ -399,133 +558,187 @@ export class Roomcast {
       ws = new Ctor(url, protocols);
     } catch {
       // The platform's message may quote the subprotocols, and so the token.
-      return this.fail(c, new RoomcastError("invalid", "the URL or the token cannot open a WebSocket"));
+      return this.#fail(c, new RoomcastError("invalid", "the URL or the token cannot open a WebSocket"));
     }
+    this.#watch(c, ws);
+  }
+
+  #watch(c: Conn, ws: WebSocketLike): void {
     c.ws = ws;
     let opened = false;
     ws.onopen = () => {
       opened = true;
-      void this.rejoin(c);
+      this.#authRefusals = 0;
+      this.#log?.("socket open; rejoining");
+      void this.#rejoin(c);
     };
-    ws.onmessage = (ev) => this.receive(c, ev.data);
-    // ws throws an error event nobody listens to; the close event follows it.
-    ws.onerror = () => {};
-    ws.onclose = () => {
-      // A handshake refused with 401/403 shows in browsers only as a close before
-      // open; the token function is asked again on the next attempt anyway.
-      if (!opened) this.emitError(new RoomcastError("refused", "the connection closed before it opened"));
-      this.lost(c);
+    ws.onmessage = (ev) => this.#receive(c, ev.data);
+    ws.onerror = (ev) => {
+      // ws (Node) names the status of a refused handshake: "Unexpected server response: 403".
+      // Browsers tell nothing: there a refusal looks like any network failure.
+      const m = /response: (\d{3})/.exec(String((ev as { message?: unknown } | null)?.message));
+      if (m && !opened) c.status = Number(m[1]);
+    };
+    ws.onclose = (ev) => {
+      this.#log?.(`socket closed (${ev?.code ?? "?"}${c.status ? ", handshake " + c.status : ""})`);
+      if (!opened && this.#handshakeRefused(c)) return;
+      this.#lost(c);
     };
   }
 
+  /**
+   * A connection closed before it opened. Refused for the token (401/403) twice in a
+   * row, with a fresh token asked for in between: the client stops as `unauthorized`.
+   * Returns whether it stopped.
+   */
+  #handshakeRefused(c: Conn): boolean {
+    if (c.status === 401 || c.status === 403) {
+      if (++this.#authRefusals >= 2) {
+        this.#conns.delete(c);
+        this.#emitError(new RoomcastError("unauthorized", `the server refused the token (HTTP ${c.status}) twice in a row`));
+        this.#stop("unauthorized");
+        return true;
+      }
+    } else this.#authRefusals = 0;
+    this.#reportOutage(new RoomcastError("refused", "the connection closed before it opened"));
+    return false;
+  }
+
+  /** The first failure of an outage is reported; the retries after it are not. */
+  #reportOutage(e: RoomcastError): void {
+    if (this.#outageReported) return;
+    this.#outageReported = true;
+    this.#emitError(e);
+  }
+
   /** An attempt failed before a socket existed: retried, unless no attempt can succeed. */
-  private fail(c: Conn, e: RoomcastError): void {
-    this.emitError(e);
-    if (e.code !== "invalid") return this.lost(c);
-    this.conns.delete(c);
+  #fail(c: Conn, e: RoomcastError): void {
+    if (e.code !== "invalid") {
+      this.#reportOutage(e);
+      return this.#lost(c);
+    }
+    this.#emitError(e);
+    this.#conns.delete(c);
     this.close();
   }
 
   /** Joins every room again on a new connection, then makes it the one requests use. */
-  private async rejoin(c: Conn): Promise<void> {
+  async #rejoin(c: Conn): Promise<void> {
     const done = new Set<string>();
     // Rooms joined on the old connection while this one was rejoining are joined too.
     for (;;) {
-      const rooms = [...this.rooms].filter(([room, st]) => st.joined && !done.has(room));
+      const rooms = [...this.#rooms].filter(([room, st]) => st.joined && !done.has(room));
       if (!rooms.length) break;
       const results = await Promise.all(
         rooms.map(([room, st]) => {
           done.add(room);
-          return this.internal(c, this.joinFrame(room, st));
+          return this.#internal(c, this.#joinFrame(room, st));
         }),
       );
-      if (!this.conns.has(c) || this.state === "closed") return;
+      if (!this.#conns.has(c) || this.#stopped()) return;
       for (const [i, res] of results.entries()) {
         const [room, st] = rooms[i]!;
         if (!(res instanceof RoomcastError)) {
-          if (this.rooms.get(room) === st) this.emit("r", room, this.joined(st, res as Ack));
+          if (this.#rooms.get(room) === st) this.#emit(REJOIN, room, this.#joined(st, res as Ack));
         } else if (res.code === "timeout" || res.code === "closed" || res.code === "token_expired") {
           // The connection is unusable; its close event starts another attempt.
           return c.ws?.close(4000);
         } else {
           // Refused now (policy changed, roles gone): the app must know the room is lost.
-          if (this.rooms.get(room) === st) this.rooms.delete(room);
-          this.emitError(res);
+          if (this.#rooms.get(room) === st) this.#rooms.delete(room);
+          this.#emitError(res);
         }
       }
     }
     // Rooms left on the old connection meanwhile.
-    for (const room of done) if (!this.rooms.has(room)) void this.internal(c, { action: "leave", room });
-    const old = this.conn;
-    this.conn = c;
-    this.next = undefined;
-    this.attempts = 0;
-    // The old connection stays open for one ack timeout: replies to its requests and
-    // events of fan-outs that read the member list before this connection joined are
-    // still on their way to it. Copies that reach both are dropped (`dup`, offsets).
-    if (old) this.later(() => old.ws?.close(1000), this.o.ackTimeoutMs);
-    for (const t of this.connTimers) clearTimeout(t);
-    this.connTimers.clear();
-    this.ping(c);
-    this.later(() => this.rotate(), this.o.maxConnectionMs, this.connTimers);
-    this.setState("open");
-    void this.flush();
+    for (const room of done) if (!this.#rooms.has(room)) void this.#internal(c, { action: "leave", room });
+    this.#promote(c);
+  }
+
+  /** `c` is ready: it becomes the connection requests use; the old one retires. */
+  #promote(c: Conn): void {
+    const old = this.#conn;
+    this.#conn = c;
+    this.#next = undefined;
+    this.#attempts = 0;
+    this.#outageReported = false;
+    const now = Date.now();
+    // The old connection stays open for one ack timeout (and no longer than its token):
+    // replies to its requests and events of fan-outs that read the member list before
+    // this connection joined are still on their way to it. Copies that reach both are
+    // dropped (`overlapSeen`, offsets).
+    if (old) this.#later(() => old.ws?.close(1000), Math.min(this.#settings.ackTimeoutMs, (old.expiresAt ?? Infinity) - now));
+    for (const t of this.#connTimers) clearTimeout(t);
+    this.#connTimers.clear();
+    this.#ping(c);
+    let rotateIn = this.#settings.maxConnectionMs;
+    if (c.expiresAt !== undefined) {
+      // Ahead of the token's expiry, so the server never has to refuse it.
+      const left = c.expiresAt - now;
+      rotateIn = Math.min(rotateIn, Math.max(left - this.#settings.tokenRefreshMarginMs, left / 2, 1000));
+    }
+    this.#log?.(`open; replaced in ${Math.round(rotateIn)} ms`);
+    this.#later(() => this.#rotate(), rotateIn, this.#connTimers);
+    this.#setState("open");
+    void this.#flush();
   }
 
   /** A request of the client's own on `c`: resolves with the reply or the error. */
-  private internal(c: Conn, f: Frame): Promise<Reply | RoomcastError> {
-    return new Promise((ok) => void this.transmit(c, { f, n: 0, ok, ko: ok, retry: false, gate: false }));
+  #internal(c: Conn, frame: Frame): Promise<Reply | RoomcastError> {
+    return new Promise(
+      (resolve) => void this.#transmit(c, { frame, order: 0, resolve, reject: resolve, retry: false, gate: false }),
+    );
   }
 
-  private ping(c: Conn): void {
-    this.later(
+  #ping(c: Conn): void {
+    this.#later(
       () =>
-        this.conn === c &&
-        void this.internal(c, { action: "ping" }).then((r) =>
+        this.#conn === c &&
+        void this.#internal(c, { action: "ping" }).then((r) =>
           // No pong: the connection is dead without having said so.
-          r instanceof RoomcastError ? c.ws?.close(4000) : this.ping(c),
+          r instanceof RoomcastError ? c.ws?.close(4000) : this.#ping(c),
         ),
-      this.o.pingIntervalMs,
-      this.connTimers,
+      this.#settings.pingIntervalMs,
+      this.#connTimers,
     );
   }
 
   /** Make-before-break: a new connection is opened and rejoined before this one closes. */
-  private rotate(): void {
-    if (this.state === "open" && !this.next) void this.open();
+  #rotate(): void {
+    if (this.state === "open" && !this.#next) void this.#open();
   }
 
-  private lost(c: Conn): void {
-    this.conns.delete(c);
-    this.abandon(c);
-    if (this.state === "closed") return;
-    if (this.conns.size < 2) {
+  #lost(c: Conn): void {
+    this.#conns.delete(c);
+    this.#abandon(c);
+    if (this.#stopped()) return;
+    if (this.#conns.size < 2) {
       // Copies of one event reach both connections at about the same time.
-      this.later(() => {
-        if (this.conns.size < 2) this.dup = undefined;
-      }, this.o.ackTimeoutMs);
+      this.#later(() => {
+        if (this.#conns.size < 2) this.#overlapSeen = undefined;
+      }, this.#settings.ackTimeoutMs);
     }
     const wait = () => {
       // A failed rotation is retried as long as the old connection lives.
-      if (!this.conn && this.attempts >= this.o.maxAttempts) {
-        this.emitError(new RoomcastError("closed", `gave up after ${this.attempts} failed connection attempts`));
+      if (!this.#conn && this.#attempts >= this.#settings.maxAttempts) {
+        this.#emitError(new RoomcastError("closed", `gave up after ${this.#attempts} failed connection attempts`));
         return this.close();
       }
-      const bound = Math.min(this.o.maxDelayMs, this.o.initialDelayMs * 2 ** this.attempts++);
-      this.later(() => this.next || (this.conn ? this.rotate() : void this.open()), Math.random() * bound);
+      const bound = Math.min(this.#settings.maxDelayMs, this.#settings.initialDelayMs * 2 ** this.#attempts++);
+      this.#later(() => this.#next || (this.#conn ? this.#rotate() : void this.#open()), Math.random() * bound);
     };
-    if (c === this.next) {
-      this.next = undefined;
+    if (c === this.#next) {
+      this.#next = undefined;
       wait();
-    } else if (c === this.conn) {
-      this.conn = undefined;
-      for (const t of this.connTimers) clearTimeout(t);
-      this.setState(this.state === "connecting" ? "connecting" : "reconnecting");
-      if (!this.next) wait();
+    } else if (c === this.#conn) {
+      this.#conn = undefined;
+      for (const t of this.#connTimers) clearTimeout(t);
+      this.#setState(this.state === "connecting" ? "connecting" : "reconnecting");
+      if (!this.#next) wait();
     }
   }
 
-  private later(f: () => void, ms: number, set = this.timers): void {
+  #later(f: () => void, ms: number, set = this.#timers): void {
     const t = setTimeout(() => {
       set.delete(t);
       f();
@@ -535,7 +748,7 @@ export class Roomcast {
 
   // ---- frames ----
 
-  private receive(c: Conn, data: unknown): void {
+  #receive(c: Conn, data: unknown): void {
     if (typeof data !== "string") return;
     let m: Reply;
     try {
@@ -545,55 +758,60 @@ export class Roomcast {
     }
     if (!m || typeof m !== "object") return;
     const id = typeof m.id === "number" && c.pending.has(m.id) ? m.id : undefined;
+    if (this.#log && m.type !== "event") this.#log(`received ${m.type}${m.code ? " " + m.code : ""}${id ? " for " + id : ""}`);
+    if (typeof m.connectionId === "string") c.id = m.connectionId;
     if (m.type === "error" && m.code === "token_expired") {
       c.expired ??= id ?? 0;
-      this.emitError(new RoomcastError("token_expired", "the token expired; reconnecting with a fresh one"));
+      // A retiring connection's token may run out: its replacement is already open.
+      if (c === this.#conn || c === this.#next) {
+        this.#emitError(new RoomcastError("token_expired", "the token expired; reconnecting with a fresh one"));
+      }
       // The server closes the connection too; closing first saves a round trip.
       c.ws?.close(4001);
     }
-    if (id !== undefined) return this.settle(c, id, m);
-    if (m.type === "event") return this.event(m as unknown as RoomEvent, data);
-    if (m.type === "presence") return this.emit(`p\n${m.room}`, m);
+    if (id !== undefined) return this.#settle(c, id, m);
+    if (m.type === "event") return this.#event(m as unknown as RoomEvent, data);
+    if (m.type === "presence") return this.#emit(PRESENCE + m.room, m);
     if (m.type === "error") {
-      if (m.code !== "token_expired") this.emitError(new RoomcastError(String(m.code), String(m.message ?? m.code)));
+      if (m.code !== "token_expired") this.#emitError(new RoomcastError(String(m.code), String(m.message ?? m.code), m.room));
     } else if (typeof m.message === "string") {
-      this.emitError(new RoomcastError("gateway", m.message));
+      this.#emitError(new RoomcastError("gateway", m.message));
     }
   }
 
-  private event(m: RoomEvent, raw: string): void {
-    if (this.dup) {
+  #event(m: RoomEvent, raw: string): void {
+    if (this.#overlapSeen) {
       const k = fingerprint(raw);
-      if (this.dup.has(k)) return;
-      if (this.dup.size >= OVERLAP_KEYS) this.dup.delete(this.dup.values().next().value!);
-      this.dup.add(k);
+      if (this.#overlapSeen.has(k)) return;
+      if (this.#overlapSeen.size >= OVERLAP_KEYS) this.#overlapSeen.delete(this.#overlapSeen.values().next().value!);
+      this.#overlapSeen.add(k);
     }
-    const st = m.room === null ? undefined : this.rooms.get(m.room);
+    const st = m.room === null ? undefined : this.#rooms.get(m.room);
     // A left room's events still in flight (or on a connection not yet told to leave).
     if (m.room !== null && !st) return;
-    const o = m.offset;
-    if (st && typeof o === "number" && typeof m.epoch === "string") {
+    const offset = m.offset;
+    if (st && typeof offset === "number" && typeof m.epoch === "string") {
       if (st.epoch !== m.epoch) Object.assign(st, { epoch: m.epoch, offset: undefined, seen: new Set() });
-      else if (st.seen.has(o) || (st.offset !== undefined && o <= st.offset - SEEN)) return;
-      this.mark(st, o);
+      else if (st.seen.has(offset) || (st.offset !== undefined && offset <= st.offset - SEEN)) return;
+      this.#mark(st, offset);
     }
-    this.emit("a", m);
-    this.emit(`m\n${m.room ?? ""}\n${m.event}`, m.data, m);
+    this.#emit(ANY, m);
+    this.#emit(eventKey(m.room, m.event), m.data, m);
   }
 
-  private mark(st: RoomState, offset: number, advance = true): void {
+  #mark(st: RoomState, offset: number, advance = true): void {
     st.seen.add(offset);
     if (st.seen.size > SEEN) st.seen.delete(st.seen.values().next().value!);
     if (advance) st.offset = Math.max(st.offset ?? offset, offset);
   }
 
-  private joinFrame(room: string, st: RoomState): Frame {
+  #joinFrame(room: string, st: RoomState): Frame {
     const since = st.epoch !== undefined && st.offset !== undefined ? { offset: st.offset, epoch: st.epoch } : undefined;
     return since ? { action: "join", room, since } : { action: "join", room };
   }
 
   /** Records a join ack; returns what it says about recovery. */
-  private joined(st: RoomState, ack: Ack): RejoinInfo {
+  #joined(st: RoomState, ack: Ack): RejoinInfo {
     st.joined = true;
     if (typeof ack.epoch !== "string") return { history: false, recovered: false };
     const recovered = ack.recovered === true && st.epoch === ack.epoch;
@@ -605,17 +823,17 @@ export class Roomcast {
 
   // ---- listeners ----
 
-  private listen(k: string, h: Handler): () => void {
-    let set = this.ls.get(k);
-    if (!set) this.ls.set(k, (set = new Set()));
-    set.add(h);
-    return () => set.delete(h);
+  #listen(key: string, listener: Listener): () => void {
+    let set = this.#listeners.get(key);
+    if (!set) this.#listeners.set(key, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
   }
 
-  private emit(k: string, ...args: unknown[]): void {
-    for (const h of this.ls.get(k) ?? []) {
+  #emit(key: string, ...args: unknown[]): void {
+    for (const listener of this.#listeners.get(key) ?? []) {
       try {
-        (h as (...a: unknown[]) => void)(...args);
+        (listener as (...a: unknown[]) => void)(...args);
       } catch (e) {
         // An app handler's exception must not break the client's state; report it as uncaught.
         setTimeout(() => {
@@ -625,13 +843,15 @@ export class Roomcast {
     }
   }
 
-  private emitError(e: RoomcastError): void {
-    this.emit("e", e);
+  #emitError(e: RoomcastError): void {
+    this.#log?.(`error ${e.code}${e.room ? " in " + e.room : ""}`);
+    this.#emit(ERROR, e);
   }
 
-  private setState(s: State): void {
+  #setState(s: State): void {
     if (this.state === s) return;
     this.state = s;
-    this.emit("s", s);
+    this.#log?.(`state ${s}`);
+    this.#emit(STATE, s);
   }
 }

@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -165,4 +166,15 @@ export async function connectionIdOf(a, b, r) {
 export async function drop(server, connectionId) {
   const res = await fetch(`${server.management}/@connections/${encodeURIComponent(connectionId)}`, { method: "DELETE" });
   if (res.status !== 204) throw new Error(`DELETE @connections answered ${res.status}`);
+}
+
+/** A WebSocket URL on a loopback port nobody listens on. */
+export async function deadUrl() {
+  const port = await new Promise((ok) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const p = s.address().port;
+      s.close(() => ok(p));
+    });
+  });
+  return `ws://127.0.0.1:${port}/local`;
 }
