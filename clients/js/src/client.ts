@@ -93,7 +93,7 @@ function platformWebSocket(): Promise<WebSocketConstructor> {
   // A variable specifier keeps bundlers from pulling `ws` into browser builds.
   const name = "ws";
   return (wsModule ??= import(name).then(
-    (m: { WebSocket?: WebSocketConstructor; default: WebSocketConstructor }) => m.WebSocket ?? m.default,
+    (imported: { WebSocket?: WebSocketConstructor; default: WebSocketConstructor }) => imported.WebSocket ?? imported.default,
     () => {
       throw new RoomcastError("invalid", "this runtime has no WebSocket: install the ws package");
     },
@@ -101,10 +101,10 @@ function platformWebSocket(): Promise<WebSocketConstructor> {
 }
 
 // Cheap fingerprint of a frame's text (FNV-1a plus length), for overlap deduplication.
-function fingerprint(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return s.length + ":" + (h >>> 0);
+function fingerprint(text: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 16777619);
+  return text.length + ":" + (hash >>> 0);
 }
 
 /**
@@ -158,7 +158,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
   #overlapSeen?: Set<string> | undefined;
 
   constructor(url: string, options: ClientOptions = {}) {
-    const r = options.reconnect;
+    const backoff = options.reconnect;
     this.#url = url;
     this.#options = options;
     this.#token = options.token;
@@ -170,9 +170,9 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       tokenRefreshMarginMs: options.tokenRefreshMarginMs ?? 60_000,
       maxQueue: options.maxQueue ?? 1000,
       maxMessageBytes: options.maxMessageBytes ?? 32_768,
-      initialDelayMs: (r || {}).initialDelayMs ?? 500,
-      maxDelayMs: (r || {}).maxDelayMs ?? 30_000,
-      maxAttempts: r === false ? 0 : (r?.maxAttempts ?? Infinity),
+      initialDelayMs: (backoff || {}).initialDelayMs ?? 500,
+      maxDelayMs: (backoff || {}).maxDelayMs ?? 30_000,
+      maxAttempts: backoff === false ? 0 : (backoff?.maxAttempts ?? Infinity),
     };
     const debug = options.debug;
     this.#log = typeof debug === "function" ? debug : debug ? (line) => console.debug("roomcast: " + line) : undefined;
@@ -195,17 +195,17 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
         checkCount(since.offset, "since.offset", 0);
         if (typeof since.epoch !== "string") throw new RoomcastError("invalid", "since.epoch must be a string", room);
       }
-      let st = this.#rooms.get(room);
-      if (!st) this.#rooms.set(room, (st = { joined: false, seen: new Set() }));
-      if (since) Object.assign(st, { offset: since.offset, epoch: since.epoch, seen: new Set() });
-      const s = st;
-      return this.#request(this.#joinFrame(room, s), true, true, opts).then(
+      let roomState = this.#rooms.get(room);
+      if (!roomState) this.#rooms.set(room, (roomState = { joined: false, seen: new Set() }));
+      if (since) Object.assign(roomState, { offset: since.offset, epoch: since.epoch, seen: new Set() });
+      const joining = roomState;
+      return this.#request(this.#joinFrame(room, joining), true, true, opts).then(
         (ack) => {
-          this.#joined(s, ack as Ack);
+          this.#joined(joining, ack as Ack);
           return ack as Ack;
         },
         (e: RoomcastError) => {
-          if (!s.joined && this.#rooms.get(room) === s) this.#rooms.delete(room);
+          if (!joining.joined && this.#rooms.get(room) === joining) this.#rooms.delete(room);
           throw e;
         },
       );
@@ -244,11 +244,11 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       }
       if (opts.ack === false) return this.#request(frame, false, false, opts, true).then(() => undefined);
       return this.#request(frame, false, false, opts).then((ack) => {
-        const st = this.#rooms.get(room);
+        const roomState = this.#rooms.get(room);
         // The sender gets no copy of its own event, but recovery would replay it.
-        if (st?.epoch !== undefined && typeof ack.offset === "number" && (ack.epoch ?? st.epoch) === st.epoch) {
+        if (roomState?.epoch !== undefined && typeof ack.offset === "number" && (ack.epoch ?? roomState.epoch) === roomState.epoch) {
           // Seen, but not a position to recover from: others' earlier events may be in flight.
-          this.#mark(st, ack.offset, false);
+          this.#mark(roomState, ack.offset, false);
         }
         return ack as Ack;
       });
@@ -337,8 +337,8 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
 
   /** The last position seen in a room with history, for `join(room, { since })` elsewhere. */
   position(room: string): Since | undefined {
-    const st = this.#rooms.get(room);
-    return st?.epoch !== undefined && st.offset !== undefined ? { offset: st.offset, epoch: st.epoch } : undefined;
+    const roomState = this.#rooms.get(room);
+    return roomState?.epoch !== undefined && roomState.offset !== undefined ? { offset: roomState.offset, epoch: roomState.epoch } : undefined;
   }
 
   /**
@@ -427,11 +427,11 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     if (this.#flushing) return;
     this.#flushing = true;
     try {
-      let c: Conn | undefined;
+      let conn: Conn | undefined;
       // A connection whose token expired refuses every frame: wait for the next one.
-      while (this.#queue.length && this.state === "open" && (c = this.#conn) && c.expired === undefined) {
+      while (this.#queue.length && this.state === "open" && (conn = this.#conn) && conn.expired === undefined) {
         const request = this.#queue.shift()!;
-        const sent = this.#transmit(c, request);
+        const sent = this.#transmit(conn, request);
         if (request.gate) await sent;
       }
     } finally {
@@ -439,14 +439,14 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     }
   }
 
-  /** Sends one request on `c`; resolves once it is answered, timed out or put back. */
-  #transmit(c: Conn, request: Request): Promise<void> {
+  /** Sends one request on `conn`; resolves once it is answered, timed out or put back. */
+  #transmit(conn: Conn, request: Request): Promise<void> {
     return new Promise((done) => {
       const { frame } = request;
       this.#log?.(`send ${frame.action}${frame.room ? " " + String(frame.room) : ""}`);
       if (request.noAck) {
         try {
-          c.ws!.send(JSON.stringify(frame));
+          conn.ws!.send(JSON.stringify(frame));
           request.resolve({});
         } catch {
           request.reject(new RoomcastError("closed", "the connection closed before the frame was sent", frame.room as string));
@@ -456,30 +456,30 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       const id = ++this.#seq;
       const timer = setTimeout(() => {
         const err = new RoomcastError("timeout", `no reply within ${this.#settings.ackTimeoutMs} ms`, frame.room as string);
-        this.#settle(c, id, err);
+        this.#settle(conn, id, err);
       }, this.#settings.ackTimeoutMs);
-      c.pending.set(id, { request, timer, done });
+      conn.pending.set(id, { request, timer, done });
       request.unsend = () => {
-        if (c.pending.get(id)?.request !== request) return;
-        c.pending.delete(id);
+        if (conn.pending.get(id)?.request !== request) return;
+        conn.pending.delete(id);
         clearTimeout(timer);
         done();
       };
       try {
-        c.ws!.send(JSON.stringify({ ...frame, id }));
+        conn.ws!.send(JSON.stringify({ ...frame, id }));
       } catch {
         // The socket is closing: its close event puts the request back or fails it.
       }
     });
   }
 
-  #settle(c: Conn, id: number, reply: Reply | RoomcastError): void {
-    const p = c.pending.get(id);
-    if (!p) return;
-    c.pending.delete(id);
-    clearTimeout(p.timer);
-    p.done();
-    const { request } = p;
+  #settle(conn: Conn, id: number, reply: Reply | RoomcastError): void {
+    const waiting = conn.pending.get(id);
+    if (!waiting) return;
+    conn.pending.delete(id);
+    clearTimeout(waiting.timer);
+    waiting.done();
+    const { request } = waiting;
     if (reply instanceof RoomcastError) request.reject(reply);
     else if (reply.type !== "error") request.resolve(reply);
     else if (reply.code === "token_expired" && request.order) this.#requeue([request]);
@@ -492,21 +492,21 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
   }
 
   /** A connection is gone: requests safe to repeat wait for the next one, sends fail. */
-  #abandon(c: Conn): void {
+  #abandon(conn: Conn): void {
     const again: Request[] = [];
-    for (const [id, p] of c.pending) {
-      clearTimeout(p.timer);
-      p.done();
-      const { request } = p;
+    for (const [id, waiting] of conn.pending) {
+      clearTimeout(waiting.timer);
+      waiting.done();
+      const { request } = waiting;
       const room = request.frame.room as string;
       if (this.#stopped()) request.reject(this.#stoppedError(room));
-      else if (request.order && (request.retry || (c.expired !== undefined && id >= c.expired))) again.push(request);
+      else if (request.order && (request.retry || (conn.expired !== undefined && id >= conn.expired))) again.push(request);
       else {
         const message = "the connection dropped before the reply; the send may or may not have been delivered";
         request.reject(new RoomcastError("closed", message, room));
       }
     }
-    c.pending.clear();
+    conn.pending.clear();
     this.#requeue(again);
   }
 
@@ -514,25 +514,25 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
   #stop(final: "closed" | "unauthorized"): void {
     if (this.#stopped()) return;
     this.#setState(final);
-    for (const t of [...this.#timers, ...this.#connTimers]) clearTimeout(t);
+    for (const timer of [...this.#timers, ...this.#connTimers]) clearTimeout(timer);
     this.#timers.clear();
     this.#connTimers.clear();
-    for (const c of [...this.#conns]) {
-      this.#abandon(c);
-      c.ws?.close(1000);
+    for (const conn of [...this.#conns]) {
+      this.#abandon(conn);
+      conn.ws?.close(1000);
     }
     this.#conns.clear();
     this.#conn = this.#next = this.#overlapSeen = undefined;
-    for (const r of this.#queue.splice(0)) r.reject(this.#stoppedError(r.frame.room as string));
+    for (const request of this.#queue.splice(0)) request.reject(this.#stoppedError(request.frame.room as string));
   }
 
   // ---- connections ----
 
   async #open(): Promise<void> {
-    const c: Conn = { pending: new Map() };
+    const conn: Conn = { pending: new Map() };
     if (this.#conns.size) this.#overlapSeen ??= new Set();
-    this.#conns.add(c);
-    this.#next = c;
+    this.#conns.add(conn);
+    this.#next = conn;
     this.#log?.(`connecting (attempt ${this.#attempts + 1})`);
     let token: string | null | undefined;
     let Ctor: WebSocketConstructor;
@@ -542,12 +542,12 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       } catch (e) {
         throw new RoomcastError("token", "the token function failed", undefined, { cause: e });
       }
-      c.expiresAt = tokenExpiry(token, Date.now());
+      conn.expiresAt = tokenExpiry(token, Date.now());
       Ctor = this.#options.WebSocket ?? (await platformWebSocket());
     } catch (e) {
-      return this.#fail(c, e as RoomcastError);
+      return this.#fail(conn, e as RoomcastError);
     }
-    if (this.#next !== c) return;
+    if (this.#next !== conn) return;
     let url = this.#url;
     let protocols: string[] | undefined;
     if (token && this.#options.tokenTransport === "query") {
@@ -558,31 +558,31 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       ws = new Ctor(url, protocols);
     } catch {
       // The platform's message may quote the subprotocols, and so the token.
-      return this.#fail(c, new RoomcastError("invalid", "the URL or the token cannot open a WebSocket"));
+      return this.#fail(conn, new RoomcastError("invalid", "the URL or the token cannot open a WebSocket"));
     }
-    this.#watch(c, ws);
+    this.#watch(conn, ws);
   }
 
-  #watch(c: Conn, ws: WebSocketLike): void {
-    c.ws = ws;
+  #watch(conn: Conn, ws: WebSocketLike): void {
+    conn.ws = ws;
     let opened = false;
     ws.onopen = () => {
       opened = true;
       this.#authRefusals = 0;
       this.#log?.("socket open; rejoining");
-      void this.#rejoin(c);
+      void this.#rejoin(conn);
     };
-    ws.onmessage = (ev) => this.#receive(c, ev.data);
+    ws.onmessage = (ev) => this.#receive(conn, ev.data);
     ws.onerror = (ev) => {
       // ws (Node) names the status of a refused handshake: "Unexpected server response: 403".
       // Browsers tell nothing: there a refusal looks like any network failure.
-      const m = /response: (\d{3})/.exec(String((ev as { message?: unknown } | null)?.message));
-      if (m && !opened) c.status = Number(m[1]);
+      const status = /response: (\d{3})/.exec(String((ev as { message?: unknown } | null)?.message));
+      if (status && !opened) conn.status = Number(status[1]);
     };
     ws.onclose = (ev) => {
-      this.#log?.(`socket closed (${ev?.code ?? "?"}${c.status ? ", handshake " + c.status : ""})`);
-      if (!opened && this.#handshakeRefused(c)) return;
-      this.#lost(c);
+      this.#log?.(`socket closed (${ev?.code ?? "?"}${conn.status ? ", handshake " + conn.status : ""})`);
+      if (!opened && this.#handshakeRefused(conn)) return;
+      this.#lost(conn);
     };
   }
 
@@ -591,11 +591,11 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
    * row, with a fresh token asked for in between: the client stops as `unauthorized`.
    * Returns whether it stopped.
    */
-  #handshakeRefused(c: Conn): boolean {
-    if (c.status === 401 || c.status === 403) {
+  #handshakeRefused(conn: Conn): boolean {
+    if (conn.status === 401 || conn.status === 403) {
       if (++this.#authRefusals >= 2) {
-        this.#conns.delete(c);
-        this.#emitError(new RoomcastError("unauthorized", `the server refused the token (HTTP ${c.status}) twice in a row`));
+        this.#conns.delete(conn);
+        this.#emitError(new RoomcastError("unauthorized", `the server refused the token (HTTP ${conn.status}) twice in a row`));
         this.#stop("unauthorized");
         return true;
       }
@@ -612,53 +612,53 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
   }
 
   /** An attempt failed before a socket existed: retried, unless no attempt can succeed. */
-  #fail(c: Conn, e: RoomcastError): void {
+  #fail(conn: Conn, e: RoomcastError): void {
     if (e.code !== "invalid") {
       this.#reportOutage(e);
-      return this.#lost(c);
+      return this.#lost(conn);
     }
     this.#emitError(e);
-    this.#conns.delete(c);
+    this.#conns.delete(conn);
     this.close();
   }
 
   /** Joins every room again on a new connection, then makes it the one requests use. */
-  async #rejoin(c: Conn): Promise<void> {
+  async #rejoin(conn: Conn): Promise<void> {
     const done = new Set<string>();
     // Rooms joined on the old connection while this one was rejoining are joined too.
     for (;;) {
-      const rooms = [...this.#rooms].filter(([room, st]) => st.joined && !done.has(room));
+      const rooms = [...this.#rooms].filter(([room, roomState]) => roomState.joined && !done.has(room));
       if (!rooms.length) break;
       const results = await Promise.all(
-        rooms.map(([room, st]) => {
+        rooms.map(([room, roomState]) => {
           done.add(room);
-          return this.#internal(c, this.#joinFrame(room, st));
+          return this.#internal(conn, this.#joinFrame(room, roomState));
         }),
       );
-      if (!this.#conns.has(c) || this.#stopped()) return;
+      if (!this.#conns.has(conn) || this.#stopped()) return;
       for (const [i, res] of results.entries()) {
-        const [room, st] = rooms[i]!;
+        const [room, roomState] = rooms[i]!;
         if (!(res instanceof RoomcastError)) {
-          if (this.#rooms.get(room) === st) this.#emit(REJOIN, room, this.#joined(st, res as Ack));
+          if (this.#rooms.get(room) === roomState) this.#emit(REJOIN, room, this.#joined(roomState, res as Ack));
         } else if (res.code === "timeout" || res.code === "closed" || res.code === "token_expired") {
           // The connection is unusable; its close event starts another attempt.
-          return c.ws?.close(4000);
+          return conn.ws?.close(4000);
         } else {
           // Refused now (policy changed, roles gone): the app must know the room is lost.
-          if (this.#rooms.get(room) === st) this.#rooms.delete(room);
+          if (this.#rooms.get(room) === roomState) this.#rooms.delete(room);
           this.#emitError(res);
         }
       }
     }
     // Rooms left on the old connection meanwhile.
-    for (const room of done) if (!this.#rooms.has(room)) void this.#internal(c, { action: "leave", room });
-    this.#promote(c);
+    for (const room of done) if (!this.#rooms.has(room)) void this.#internal(conn, { action: "leave", room });
+    this.#promote(conn);
   }
 
-  /** `c` is ready: it becomes the connection requests use; the old one retires. */
-  #promote(c: Conn): void {
+  /** `conn` is ready: it becomes the connection requests use; the old one retires. */
+  #promote(conn: Conn): void {
     const old = this.#conn;
-    this.#conn = c;
+    this.#conn = conn;
     this.#next = undefined;
     this.#attempts = 0;
     this.#outageReported = false;
@@ -668,13 +668,13 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     // this connection joined are still on their way to it. Copies that reach both are
     // dropped (`overlapSeen`, offsets).
     if (old) this.#later(() => old.ws?.close(1000), Math.min(this.#settings.ackTimeoutMs, (old.expiresAt ?? Infinity) - now));
-    for (const t of this.#connTimers) clearTimeout(t);
+    for (const timer of this.#connTimers) clearTimeout(timer);
     this.#connTimers.clear();
-    this.#ping(c);
+    this.#ping(conn);
     let rotateIn = this.#settings.maxConnectionMs;
-    if (c.expiresAt !== undefined) {
+    if (conn.expiresAt !== undefined) {
       // Ahead of the token's expiry, so the server never has to refuse it.
-      const left = c.expiresAt - now;
+      const left = conn.expiresAt - now;
       rotateIn = Math.min(rotateIn, Math.max(left - this.#settings.tokenRefreshMarginMs, left / 2, 1000));
     }
     this.#log?.(`open; replaced in ${Math.round(rotateIn)} ms`);
@@ -683,20 +683,20 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     void this.#flush();
   }
 
-  /** A request of the client's own on `c`: resolves with the reply or the error. */
-  #internal(c: Conn, frame: Frame): Promise<Reply | RoomcastError> {
+  /** A request of the client's own on `conn`: resolves with the reply or the error. */
+  #internal(conn: Conn, frame: Frame): Promise<Reply | RoomcastError> {
     return new Promise(
-      (resolve) => void this.#transmit(c, { frame, order: 0, resolve, reject: resolve, retry: false, gate: false }),
+      (resolve) => void this.#transmit(conn, { frame, order: 0, resolve, reject: resolve, retry: false, gate: false }),
     );
   }
 
-  #ping(c: Conn): void {
+  #ping(conn: Conn): void {
     this.#later(
       () =>
-        this.#conn === c &&
-        void this.#internal(c, { action: "ping" }).then((r) =>
+        this.#conn === conn &&
+        void this.#internal(conn, { action: "ping" }).then((reply) =>
           // No pong: the connection is dead without having said so.
-          r instanceof RoomcastError ? c.ws?.close(4000) : this.#ping(c),
+          reply instanceof RoomcastError ? conn.ws?.close(4000) : this.#ping(conn),
         ),
       this.#settings.pingIntervalMs,
       this.#connTimers,
@@ -708,9 +708,9 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     if (this.state === "open" && !this.#next) void this.#open();
   }
 
-  #lost(c: Conn): void {
-    this.#conns.delete(c);
-    this.#abandon(c);
+  #lost(conn: Conn): void {
+    this.#conns.delete(conn);
+    this.#abandon(conn);
     if (this.#stopped()) return;
     if (this.#conns.size < 2) {
       // Copies of one event reach both connections at about the same time.
@@ -727,98 +727,98 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       const bound = Math.min(this.#settings.maxDelayMs, this.#settings.initialDelayMs * 2 ** this.#attempts++);
       this.#later(() => this.#next || (this.#conn ? this.#rotate() : void this.#open()), Math.random() * bound);
     };
-    if (c === this.#next) {
+    if (conn === this.#next) {
       this.#next = undefined;
       wait();
-    } else if (c === this.#conn) {
+    } else if (conn === this.#conn) {
       this.#conn = undefined;
-      for (const t of this.#connTimers) clearTimeout(t);
+      for (const timer of this.#connTimers) clearTimeout(timer);
       this.#setState(this.state === "connecting" ? "connecting" : "reconnecting");
       if (!this.#next) wait();
     }
   }
 
   #later(f: () => void, ms: number, set = this.#timers): void {
-    const t = setTimeout(() => {
-      set.delete(t);
+    const timer = setTimeout(() => {
+      set.delete(timer);
       f();
     }, ms);
-    set.add(t);
+    set.add(timer);
   }
 
   // ---- frames ----
 
-  #receive(c: Conn, data: unknown): void {
+  #receive(conn: Conn, data: unknown): void {
     if (typeof data !== "string") return;
-    let m: Reply;
+    let message: Reply;
     try {
-      m = JSON.parse(data);
+      message = JSON.parse(data);
     } catch {
       return;
     }
-    if (!m || typeof m !== "object") return;
-    const id = typeof m.id === "number" && c.pending.has(m.id) ? m.id : undefined;
-    if (this.#log && m.type !== "event") this.#log(`received ${m.type}${m.code ? " " + m.code : ""}${id ? " for " + id : ""}`);
-    if (typeof m.connectionId === "string") c.id = m.connectionId;
-    if (m.type === "error" && m.code === "token_expired") {
-      c.expired ??= id ?? 0;
+    if (!message || typeof message !== "object") return;
+    const id = typeof message.id === "number" && conn.pending.has(message.id) ? message.id : undefined;
+    if (this.#log && message.type !== "event") this.#log(`received ${message.type}${message.code ? " " + message.code : ""}${id ? " for " + id : ""}`);
+    if (typeof message.connectionId === "string") conn.id = message.connectionId;
+    if (message.type === "error" && message.code === "token_expired") {
+      conn.expired ??= id ?? 0;
       // A retiring connection's token may run out: its replacement is already open.
-      if (c === this.#conn || c === this.#next) {
+      if (conn === this.#conn || conn === this.#next) {
         this.#emitError(new RoomcastError("token_expired", "the token expired; reconnecting with a fresh one"));
       }
       // The server closes the connection too; closing first saves a round trip.
-      c.ws?.close(4001);
+      conn.ws?.close(4001);
     }
-    if (id !== undefined) return this.#settle(c, id, m);
-    if (m.type === "event") return this.#event(m as unknown as RoomEvent, data);
-    if (m.type === "presence") return this.#emit(PRESENCE + m.room, m);
-    if (m.type === "error") {
-      if (m.code !== "token_expired") this.#emitError(new RoomcastError(String(m.code), String(m.message ?? m.code), m.room));
-    } else if (typeof m.message === "string") {
-      this.#emitError(new RoomcastError("gateway", m.message));
+    if (id !== undefined) return this.#settle(conn, id, message);
+    if (message.type === "event") return this.#event(message as unknown as RoomEvent, data);
+    if (message.type === "presence") return this.#emit(PRESENCE + message.room, message);
+    if (message.type === "error") {
+      if (message.code !== "token_expired") this.#emitError(new RoomcastError(String(message.code), String(message.message ?? message.code), message.room));
+    } else if (typeof message.message === "string") {
+      this.#emitError(new RoomcastError("gateway", message.message));
     }
   }
 
-  #event(m: RoomEvent, raw: string): void {
+  #event(frame: RoomEvent, raw: string): void {
     if (this.#overlapSeen) {
-      const k = fingerprint(raw);
-      if (this.#overlapSeen.has(k)) return;
+      const key = fingerprint(raw);
+      if (this.#overlapSeen.has(key)) return;
       if (this.#overlapSeen.size >= OVERLAP_KEYS) this.#overlapSeen.delete(this.#overlapSeen.values().next().value!);
-      this.#overlapSeen.add(k);
+      this.#overlapSeen.add(key);
     }
-    const st = m.room === null ? undefined : this.#rooms.get(m.room);
+    const roomState = frame.room === null ? undefined : this.#rooms.get(frame.room);
     // A left room's events still in flight (or on a connection not yet told to leave).
-    if (m.room !== null && !st) return;
-    const offset = m.offset;
-    if (st && typeof offset === "number" && typeof m.epoch === "string") {
-      if (st.epoch !== m.epoch) Object.assign(st, { epoch: m.epoch, offset: undefined, seen: new Set() });
-      else if (st.seen.has(offset) || (st.offset !== undefined && offset <= st.offset - SEEN)) return;
-      this.#mark(st, offset);
+    if (frame.room !== null && !roomState) return;
+    const offset = frame.offset;
+    if (roomState && typeof offset === "number" && typeof frame.epoch === "string") {
+      if (roomState.epoch !== frame.epoch) Object.assign(roomState, { epoch: frame.epoch, offset: undefined, seen: new Set() });
+      else if (roomState.seen.has(offset) || (roomState.offset !== undefined && offset <= roomState.offset - SEEN)) return;
+      this.#mark(roomState, offset);
     }
-    this.#emit(ANY, m);
-    this.#emit(eventKey(m.room, m.event), m.data, m);
+    this.#emit(ANY, frame);
+    this.#emit(eventKey(frame.room, frame.event), frame.data, frame);
   }
 
-  #mark(st: RoomState, offset: number, advance = true): void {
-    st.seen.add(offset);
-    if (st.seen.size > SEEN) st.seen.delete(st.seen.values().next().value!);
-    if (advance) st.offset = Math.max(st.offset ?? offset, offset);
+  #mark(roomState: RoomState, offset: number, advance = true): void {
+    roomState.seen.add(offset);
+    if (roomState.seen.size > SEEN) roomState.seen.delete(roomState.seen.values().next().value!);
+    if (advance) roomState.offset = Math.max(roomState.offset ?? offset, offset);
   }
 
-  #joinFrame(room: string, st: RoomState): Frame {
-    const since = st.epoch !== undefined && st.offset !== undefined ? { offset: st.offset, epoch: st.epoch } : undefined;
+  #joinFrame(room: string, roomState: RoomState): Frame {
+    const since = roomState.epoch !== undefined && roomState.offset !== undefined ? { offset: roomState.offset, epoch: roomState.epoch } : undefined;
     return since ? { action: "join", room, since } : { action: "join", room };
   }
 
   /** Records a join ack; returns what it says about recovery. */
-  #joined(st: RoomState, ack: Ack): RejoinInfo {
-    st.joined = true;
+  #joined(roomState: RoomState, ack: Ack): RejoinInfo {
+    roomState.joined = true;
     if (typeof ack.epoch !== "string") return { history: false, recovered: false };
-    const recovered = ack.recovered === true && st.epoch === ack.epoch;
-    if (st.epoch !== ack.epoch) st.seen = new Set();
-    st.epoch = ack.epoch;
-    st.offset = recovered && st.offset !== undefined ? Math.max(st.offset, ack.offset ?? 0) : ack.offset;
-    return { history: true, recovered, offset: st.offset ?? 0, epoch: ack.epoch };
+    const recovered = ack.recovered === true && roomState.epoch === ack.epoch;
+    if (roomState.epoch !== ack.epoch) roomState.seen = new Set();
+    roomState.epoch = ack.epoch;
+    roomState.offset = recovered && roomState.offset !== undefined ? Math.max(roomState.offset, ack.offset ?? 0) : ack.offset;
+    return { history: true, recovered, offset: roomState.offset ?? 0, epoch: ack.epoch };
   }
 
   // ---- listeners ----
@@ -848,10 +848,10 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     this.#emit(ERROR, e);
   }
 
-  #setState(s: State): void {
-    if (this.state === s) return;
-    this.state = s;
-    this.#log?.(`state ${s}`);
-    this.#emit(STATE, s);
+  #setState(next: State): void {
+    if (this.state === next) return;
+    this.state = next;
+    this.#log?.(`state ${next}`);
+    this.#emit(STATE, next);
   }
 }

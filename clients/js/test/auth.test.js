@@ -14,7 +14,7 @@ test("an async token function's token, in the bearer subprotocol, identifies the
   const alice = client({
     token: async () => {
       calls++;
-      await new Promise((ok) => setTimeout(ok, 5));
+      await new Promise((resolve) => setTimeout(resolve, 5));
       return token({ sub: "alice" });
     },
   });

@@ -39,16 +39,16 @@ export async function startServer(args = []) {
   createInterface({ input: child.stderr }).on("line", (l) => output.push(l));
   const lines = createInterface({ input: child.stdout });
   const exited = new Promise((r) => child.once("exit", r));
-  const ready = new Promise((ok, ko) => {
+  const ready = new Promise((resolve, reject) => {
     let url;
     lines.on("line", (line) => {
       output.push(line);
       const m = /^\s*(WebSocket URL|@connections endpoint):\s*(\S+)/.exec(line);
       if (m && m[1] === "WebSocket URL") url = m[2];
-      else if (m) ok({ url, management: m[2] });
+      else if (m) resolve({ url, management: m[2] });
     });
-    exited.then((code) => ko(new Error(`roomcast dev exited (${code}) before it listened:\n${output.join("\n")}`)));
-    setTimeout(() => ko(new Error(`roomcast dev did not start within 60 s:\n${output.join("\n")}`)), 60_000).unref();
+    exited.then((code) => reject(new Error(`roomcast dev exited (${code}) before it listened:\n${output.join("\n")}`)));
+    setTimeout(() => reject(new Error(`roomcast dev did not start within 60 s:\n${output.join("\n")}`)), 60_000).unref();
   });
   let info;
   try {
@@ -170,10 +170,10 @@ export async function drop(server, connectionId) {
 
 /** A WebSocket URL on a loopback port nobody listens on. */
 export async function deadUrl() {
-  const port = await new Promise((ok) => {
+  const port = await new Promise((resolve) => {
     const s = createServer().listen(0, "127.0.0.1", () => {
       const p = s.address().port;
-      s.close(() => ok(p));
+      s.close(() => resolve(p));
     });
   });
   return `ws://127.0.0.1:${port}/local`;
