@@ -54,16 +54,16 @@ interface Conn {
   ws?: WebSocketLike;
   pending: Map<number, Pending>;
   /**
-   * The id of the first request refused with `token_expired`: the server refuses every
-   * later frame too, so none of them was carried out and all may be sent again.
+   * Set by a `token_expired` error: the id of the request it refused (the server refuses
+   * every later frame too, so none of them was carried out and all may be sent again),
+   * or, when it named no request, one past the last id sent (requests waiting for a
+   * reply may or may not have been carried out).
    */
   expired?: number;
   /** When its token stops being valid (local clock), if the token says. */
   expiresAt?: number | undefined;
   /** The HTTP status of a refused handshake, when the platform tells it. */
   status?: number;
-  /** The connection id, once an ack or pong has named it. */
-  id?: string;
 }
 
 interface RoomState {
@@ -85,6 +85,7 @@ const REJOIN = "rejoin";
 const EVENT = "event\n";
 const PRESENCE = "presence\n";
 const eventKey = (room: string | null, event: string) => `${EVENT}${room ?? ""}\n${event}`;
+const echoKey = (room: unknown, event: unknown, data: unknown) => `${room}\n${event}\n${JSON.stringify(data ?? null)}`;
 
 let wsModule: Promise<WebSocketConstructor> | undefined;
 function platformWebSocket(): Promise<WebSocketConstructor> {
@@ -156,6 +157,11 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
   readonly #connTimers = new Set<Timer>();
   /** Fingerprints of events seen while two connections overlap. */
   #overlapSeen?: Set<string> | undefined;
+  /**
+   * Sends made while two connections overlap, by connection: the server leaves out only
+   * the sending connection, so the other one receives a copy of this client's own event.
+   */
+  #echoes?: { conn: Conn; key: string }[] | undefined;
 
   constructor(url: string, options: ClientOptions = {}) {
     const backoff = options.reconnect;
@@ -176,15 +182,11 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     };
     const debug = options.debug;
     this.#log = typeof debug === "function" ? debug : debug ? (line) => console.debug("roomcast: " + line) : undefined;
-    void this.#open();
+    // After the caller's synchronous code: its onError and onState see the first attempt.
+    queueMicrotask(() => void this.#open());
   }
 
   // ---- public API ----
-
-  /** This connection's id, once the server has named it (in a join ack). */
-  get connectionId(): string | undefined {
-    return this.#conn?.id;
-  }
 
   /** Joins a room; resolves with the ack. Rejoined after every reconnect until `leave`. */
   join(room: string, opts: JoinOptions = {}): Promise<Ack> {
@@ -444,6 +446,10 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     return new Promise((done) => {
       const { frame } = request;
       this.#log?.(`send ${frame.action}${frame.room ? " " + String(frame.room) : ""}`);
+      if (frame.action === "send" && this.#echoes) {
+        this.#echoes.push({ conn, key: echoKey(frame.room, frame.event, frame.data) });
+        if (this.#echoes.length > OVERLAP_KEYS) this.#echoes.shift();
+      }
       if (request.noAck) {
         try {
           conn.ws!.send(JSON.stringify(frame));
@@ -522,7 +528,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       conn.ws?.close(1000);
     }
     this.#conns.clear();
-    this.#conn = this.#next = this.#overlapSeen = undefined;
+    this.#conn = this.#next = this.#overlapSeen = this.#echoes = undefined;
     for (const request of this.#queue.splice(0)) request.reject(this.#stoppedError(request.frame.room as string));
   }
 
@@ -530,7 +536,10 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
 
   async #open(): Promise<void> {
     const conn: Conn = { pending: new Map() };
-    if (this.#conns.size) this.#overlapSeen ??= new Set();
+    if (this.#conns.size) {
+      this.#overlapSeen ??= new Set();
+      this.#echoes ??= [];
+    }
     this.#conns.add(conn);
     this.#next = conn;
     this.#log?.(`connecting (attempt ${this.#attempts + 1})`);
@@ -672,8 +681,9 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     this.#connTimers.clear();
     this.#ping(conn);
     let rotateIn = this.#settings.maxConnectionMs;
-    if (conn.expiresAt !== undefined) {
-      // Ahead of the token's expiry, so the server never has to refuse it.
+    if (conn.expiresAt !== undefined && typeof this.#token === "function") {
+      // Ahead of the token's expiry, so the server never has to refuse it (a static
+      // token cannot be replaced: the server will say token_expired).
       const left = conn.expiresAt - now;
       rotateIn = Math.min(rotateIn, Math.max(left - this.#settings.tokenRefreshMarginMs, left / 2, 1000));
     }
@@ -715,7 +725,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     if (this.#conns.size < 2) {
       // Copies of one event reach both connections at about the same time.
       this.#later(() => {
-        if (this.#conns.size < 2) this.#overlapSeen = undefined;
+        if (this.#conns.size < 2) this.#overlapSeen = this.#echoes = undefined;
       }, this.#settings.ackTimeoutMs);
     }
     const wait = () => {
@@ -724,7 +734,10 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
         this.#emitError(new RoomcastError("closed", `gave up after ${this.#attempts} failed connection attempts`));
         return this.close();
       }
-      const bound = Math.min(this.#settings.maxDelayMs, this.#settings.initialDelayMs * 2 ** this.#attempts++);
+      // After token_expired the first attempt goes at once: nothing is wrong with the network.
+      const fresh = conn.expired !== undefined && !this.#attempts;
+      const bound = fresh ? 0 : Math.min(this.#settings.maxDelayMs, this.#settings.initialDelayMs * 2 ** this.#attempts);
+      this.#attempts++;
       this.#later(() => this.#next || (this.#conn ? this.#rotate() : void this.#open()), Math.random() * bound);
     };
     if (conn === this.#next) {
@@ -759,9 +772,8 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     if (!message || typeof message !== "object") return;
     const id = typeof message.id === "number" && conn.pending.has(message.id) ? message.id : undefined;
     if (this.#log && message.type !== "event") this.#log(`received ${message.type}${message.code ? " " + message.code : ""}${id ? " for " + id : ""}`);
-    if (typeof message.connectionId === "string") conn.id = message.connectionId;
     if (message.type === "error" && message.code === "token_expired") {
-      conn.expired ??= id ?? 0;
+      conn.expired ??= id ?? this.#seq + 1;
       // A retiring connection's token may run out: its replacement is already open.
       if (conn === this.#conn || conn === this.#next) {
         this.#emitError(new RoomcastError("token_expired", "the token expired; reconnecting with a fresh one"));
@@ -770,7 +782,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       conn.ws?.close(4001);
     }
     if (id !== undefined) return this.#settle(conn, id, message);
-    if (message.type === "event") return this.#event(message as unknown as RoomEvent, data);
+    if (message.type === "event") return this.#event(conn, message as unknown as RoomEvent, data);
     if (message.type === "presence") return this.#emit(PRESENCE + message.room, message);
     if (message.type === "error") {
       if (message.code !== "token_expired") this.#emitError(new RoomcastError(String(message.code), String(message.message ?? message.code), message.room));
@@ -779,7 +791,14 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     }
   }
 
-  #event(frame: RoomEvent, raw: string): void {
+  #event(conn: Conn, frame: RoomEvent, raw: string): void {
+    if (this.#echoes) {
+      // This client's own event, through its other connection during a handover (the
+      // server echoes `data` byte for byte).
+      const key = echoKey(frame.room, frame.event, frame.data);
+      const i = this.#echoes.findIndex((echo) => echo.key === key && echo.conn !== conn);
+      if (i >= 0) return void this.#echoes.splice(i, 1);
+    }
     if (this.#overlapSeen) {
       const key = fingerprint(raw);
       if (this.#overlapSeen.has(key)) return;

@@ -88,8 +88,6 @@ export interface Ack {
   epoch?: string;
   /** `join` with `since`: whether every missed event was delivered before this ack. */
   recovered?: boolean;
-  /** `join`: this connection's id. */
-  connectionId?: string;
 }
 
 export interface History {

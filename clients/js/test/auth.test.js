@@ -38,11 +38,11 @@ test("a handshake refused for the token twice in a row stops the client as unaut
   const states = [];
   anon.onState((s) => states.push(s));
   const r = room();
-  const waiting = anon.join(r);
+  const waiting = rejectsWith(anon.join(r), "unauthorized");
   await state(anon, "unauthorized");
   // One error for the outage, one for stopping; not one per attempt.
   assert.deepEqual(errors, ["refused", "unauthorized"]);
-  assert.equal((await rejectsWith(waiting, "unauthorized")).room, r);
+  assert.equal((await waiting).room, r);
   await rejectsWith(anon.send(r, "e", 1), "unauthorized");
   // Signed in: reconnect() starts again with the same listeners.
   signedIn = true;
@@ -99,13 +99,20 @@ test("a refused token is replaced by calling the token function again", async ()
   for (const e of errors) assert.ok(!e.message.includes(tokens[0]) && !e.message.includes("eyJ"));
 });
 
-test("token_expired: the client reconnects with a fresh token and the send goes through", async () => {
+test("token_expired: when the refresh could not get a token, the server refuses the expired one; the client reconnects and the send goes through", async () => {
   const r = room();
   const short = Math.floor(Date.now() / 1000) + 3;
+  // The token service is down from the first token until the test says otherwise, so
+  // the refresh ahead of exp fails and the connection outlives its token.
+  let up = false;
   let calls = 0;
   const dave = client({
-    token: () => (calls++ === 0 ? token({ sub: "dave", exp: short }) : token({ sub: "dave" })),
-    reconnect: { initialDelayMs: 10 },
+    token: () => {
+      if (calls++ === 0) return token({ sub: "dave", exp: short });
+      if (!up) throw new Error("the token service is down");
+      return token({ sub: "dave" });
+    },
+    reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
   });
   const erin = client({ token: token({ sub: "erin" }) });
   const got = collect(erin, r, "late");
@@ -114,13 +121,30 @@ test("token_expired: the client reconnects with a fresh token and the send goes 
   await Promise.all([dave.join(r), erin.join(r)]);
   // The server allows no leeway: wait until the first token is past its exp.
   await waitFor(() => Date.now() / 1000 > short + 1, "the first token's expiry");
-  const ack = await dave.send(r, "late", "after expiry");
+  assert.equal(dave.state, "open", "the refresh failed: the old connection is still the one in use");
+  const sending = dave.send(r, "late", "after expiry");
+  await waitFor(() => errors.includes("token_expired"), "the server's token_expired");
+  up = true;
+  const ack = await sending;
   assert.equal(ack.recipients, 1);
-  assert.ok(errors.includes("token_expired"), `errors: ${errors}`);
-  assert.ok(calls >= 2, `token function called ${calls} times`);
+  assert.deepEqual(errors, ["token", "token_expired"], "the failed refresh once, then the server's refusal");
   await waitFor(() => got.length === 1, "the event at erin");
   assert.equal(got[0].frame.from.userId, "dave");
   assert.equal(dave.state, "open");
+});
+
+test("a static token is not refreshed: once it expires the server refuses it, and the client stops as unauthorized", async () => {
+  const short = Math.floor(Date.now() / 1000) + 2;
+  const frank = client({ token: token({ sub: "frank", exp: short }), reconnect: { initialDelayMs: 10, maxDelayMs: 50 } });
+  const errors = [];
+  frank.onError((e) => errors.push(e.code));
+  const r = room();
+  await frank.join(r);
+  await waitFor(() => Date.now() / 1000 > short + 1, "the token's expiry");
+  const e = await rejectsWith(frank.send(r, "e", 1), "unauthorized");
+  assert.equal(e.room, r);
+  assert.equal(frank.state, "unauthorized");
+  assert.deepEqual(errors, ["token_expired", "refused", "unauthorized"]);
 });
 
 test("tokens of 3 s: refreshed ahead of exp, make-before-break; 10 s of sending loses no event", async () => {
@@ -159,6 +183,8 @@ test("tokens of 3 s: refreshed ahead of exp, make-before-break; 10 s of sending 
     await waitFor(() => atJack.length >= sent.ivy && atIvy.length >= sent.jack, "every event at the other member");
     assert.deepEqual(numbers(atJack), Array.from({ length: sent.ivy }, (_, i) => i + 1), "jack got each of ivy's events once");
     assert.deepEqual(numbers(atIvy), Array.from({ length: sent.jack }, (_, i) => i + 1), "ivy got each of jack's events once");
+    // Neither heard its own events, which its other connection receives during a handover.
+    assert.ok(atJack.every((g) => g.frame.from.userId === "ivy") && atIvy.every((g) => g.frame.from.userId === "jack"));
     // Ten seconds of 3-second tokens: at least four fresh tokens each, never expired.
     assert.ok(calls.ivy >= 5 && calls.jack >= 5, `token calls: ${JSON.stringify(calls)}`);
     assert.deepEqual(errors, [], "no token_expired, no refusal");

@@ -114,8 +114,7 @@ test("TypeScript consumers type-check with moduleResolution node16 and bundler",
     rc.on("chat:1", "nope", () => {});
     const err: RoomcastError = new RoomcastError("timeout", "m", "chat:1", { cause: 1 });
     const state: State = rc.state;
-    const id: string | undefined = rc.connectionId;
-    void [fired, err, state, id, rc.reconnect];
+    void [fired, err, state, rc.reconnect];
   `;
   const imports = `import { connect, RoomcastError, type State } from "@roomcast/client";`;
   const compile = (dir, options, files) => {

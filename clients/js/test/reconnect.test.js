@@ -67,6 +67,7 @@ test("make-before-break: rotating ahead of the duration cap loses and repeats no
     const states = [];
     b.onState((s) => states.push(s));
     const got = collect(b, r, "n");
+    const own = collect(b, r, "whoami");
     const ids = new Set();
     a.on(r, "whoami", (_, f) => ids.add(f.from.connectionId));
     let n = 0;
@@ -86,6 +87,8 @@ test("make-before-break: rotating ahead of the duration cap loses and repeats no
       Array.from({ length: n }, (_, i) => i + 1),
     );
     assert.deepEqual(states, [], "b never left the open state");
+    // b's other connection receives b's own whoami during a handover; b does not show it.
+    assert.deepEqual(own, [], "b never heard its own events");
   } finally {
     a.close();
     b.close();
