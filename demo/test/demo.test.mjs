@@ -15,18 +15,11 @@
 // Chromium is Debian's /usr/bin/chromium (CHROMIUM overrides); without it the test
 // prints "SKIPPED: chromium not found" and passes nothing.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { BIN, CHROMIUM, DEMO, ROOT, openPage, startDev, startPublisher } from "../harness.mjs";
 
-const DEMO = fileURLToPath(new URL("..", import.meta.url));
-const ROOT = join(DEMO, "..");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const BIN = process.env.ROOMCAST_BIN ?? join(ROOT, "target/debug/roomcast");
 const SHOTS = join(ROOT, "target/demo-screenshots");
 const WAIT = 30_000;
 
@@ -34,28 +27,6 @@ const hasChromium = existsSync(CHROMIUM);
 if (!hasChromium) console.log(`SKIPPED: chromium not found (${CHROMIUM})`);
 
 const children = [];
-const cleanups = [];
-
-/** Starts `roomcast dev` with the demo's policies; resolves with its address, or rejects if it exits first. */
-function startDev(port = 0) {
-  const dev = spawn(BIN, ["dev", "--port", String(port), "--static", DEMO, "--policies", join(DEMO, "policies.json")], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: "warn" },
-  });
-  children.push(dev);
-  let err = "";
-  dev.stderr.on("data", (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    let out = "";
-    dev.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    dev.on("error", reject);
-    dev.on("exit", (code) => reject(new Error(`roomcast dev exited (${code}): ${err}`)));
-  }).then((a) => ({ addr: a, dev }));
-}
 
 let addr;
 let server;
@@ -66,48 +37,20 @@ before(async () => {
   assert.ok(existsSync(BIN), `no roomcast binary at ${BIN}: cargo build -p roomcast, or set ROOMCAST_BIN`);
   assert.ok(existsSync(join(DEMO, "vendor/roomcast-client.js")), "run npm ci (or npm run build) in demo/ first");
   mkdirSync(SHOTS, { recursive: true });
-  ({ addr, dev: server } = await startDev());
-  const publisher = spawn(process.execPath, [join(DEMO, "publisher.mjs"), "--endpoint", `http://${addr}`, "--rate", "300"], {
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  children.push(publisher);
+  ({ addr, dev: server } = await startDev(children));
+  startPublisher(children, addr);
 });
 
 after(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {});
+  for (const b of browsers.reverse()) await b.close().catch(() => {});
   for (const child of children.reverse()) child.kill("SIGTERM");
 });
 
 /** A Chromium page of the demo; `setup(page)` runs before it loads. */
 async function browser(name, setup) {
-  const dir = mkdtempSync(join(tmpdir(), "roomcast-demo-"));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1280, height: 760 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  cleanups.push(async () => {
-    await context.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  page.on("console", (m) => m.type() === "error" && errors.push(`console: ${m.text()}`));
-  if (setup) await setup(page);
-  await page.goto(`http://${addr}/?name=${name}`);
-  browsers.push({ name, page, errors });
-  return { page, errors };
+  const b = await openPage(addr, name, { setup });
+  browsers.push(b);
+  return b;
 }
 
 async function until(what, check) {
@@ -275,7 +218,7 @@ test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and rec
   const exited = new Promise((r) => server.once("exit", r));
   server.kill("SIGTERM");
   await exited;
-  ({ dev: server } = await startDev(port));
+  ({ dev: server } = await startDev(children, port));
   for (const { page } of browsers) {
     await until("the old messages cleared", async () => (await count(page, "welcome back, bob")) === 0);
     await page.locator("#messages li.placeholder").waitFor({ timeout: WAIT });
