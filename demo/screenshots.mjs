@@ -52,5 +52,5 @@ try {
   console.log("wrote docs/demo-1280.png and docs/demo-390.png");
 } finally {
   for (const p of pages) await p.close().catch(() => {});
-  for (const child of children) child.kill("SIGTERM");
+  for (const child of children.reverse()) child.kill("SIGTERM");
 }
