@@ -183,7 +183,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     const debug = options.debug;
     this.#log = typeof debug === "function" ? debug : debug ? (line) => console.debug("roomcast: " + line) : undefined;
     // After the caller's synchronous code: its onError and onState see the first attempt.
-    queueMicrotask(() => void this.#open());
+    queueMicrotask(() => this.#conns.size || this.#stopped() || void this.#open());
   }
 
   // ---- public API ----

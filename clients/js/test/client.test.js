@@ -129,7 +129,8 @@ test("requests made before the connection opens are queued, in order, up to maxQ
 });
 
 test("close rejects waiting requests with closed and stops the client", async () => {
-  const a = client();
+  const log = [];
+  const a = client({ debug: (line) => log.push(line) });
   const states = [];
   a.onState((s) => states.push(s));
   const r = room();
@@ -139,6 +140,9 @@ test("close rejects waiting requests with closed and stops the client", async ()
   assert.equal((await rejectsWith(a.send(r, "e", 1), "closed")).room, r);
   assert.equal(a.state, "closed");
   assert.deepEqual(states, ["closed"]);
+  // Closed before its first attempt (which waits for the caller's synchronous code): none is made.
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(log, ["state closed"]);
 });
 
 test("an ack that does not come in time rejects with timeout", async () => {

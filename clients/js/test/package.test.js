@@ -1,5 +1,5 @@
-// The packed package as a user installs it: `npm pack`'s tarball unpacked into a
-// project's node_modules, then loaded every way the package offers: require() from
+// The packed package as a user installs it: `npm install` of `npm pack`'s tarball in a
+// scratch project, then loaded every way the package offers: require() from
 // CommonJS, import from an ES module, the minified ES module and the IIFE script
 // (global `roomcast`) a page can load without a bundler, each connecting to a real
 // `roomcast dev`; and TypeScript consumers with moduleResolution node16 (an .mts and
@@ -24,12 +24,12 @@ before(() => {
   project = mkdtempSync(join(tmpdir(), "roomcast-consumer-"));
   const out = execFileSync("npm", ["pack", "--json", "--pack-destination", project], { cwd: pkgDir, encoding: "utf8" });
   packed = JSON.parse(out.slice(out.indexOf("[")))[0];
-  const dest = join(project, "node_modules/@roomcast/client");
-  mkdirSync(dest, { recursive: true });
-  execFileSync("tar", ["-xzf", join(project, packed.filename), "-C", dest, "--strip-components=1"]);
+  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true }));
+  // As the README says: npm install of the tarball (it has no dependencies to fetch).
+  const npmArgs = ["install", `./${packed.filename}`, "--offline", "--no-audit", "--no-fund", "--ignore-scripts"];
+  execFileSync("npm", npmArgs, { cwd: project, encoding: "utf8" });
   // Node 20 has no global WebSocket: the consumer installs ws, as the README says.
   symlinkSync(join(pkgDir, "node_modules/ws"), join(project, "node_modules/ws"), "dir");
-  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true }));
 });
 
 after(() => rmSync(project, { recursive: true, force: true }));
