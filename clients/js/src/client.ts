@@ -77,6 +77,8 @@ interface RoomState {
 
 const SEEN = 512;
 const OVERLAP_KEYS = 4096;
+/** Own sends remembered to recognise their copies (within the last ack timeout). */
+const SENT = 256;
 /** Listener keys; room events are keyed `EVENT` + room + "\n" + event name. */
 const ANY = "any";
 const STATE = "state";
@@ -158,10 +160,11 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
   /** Fingerprints of events seen while two connections overlap. */
   #overlapSeen?: Set<string> | undefined;
   /**
-   * Sends made while two connections overlap, by connection: the server leaves out only
-   * the sending connection, so the other one receives a copy of this client's own event.
+   * This client's sends of the last ack timeout, by connection: the server leaves out
+   * only the sending connection, so while another one is joined (a handover) it
+   * receives a copy of the client's own event.
    */
-  #echoes?: { conn: Conn; key: string }[] | undefined;
+  #sent: { conn: Conn; key: string; at: number }[] = [];
 
   constructor(url: string, options: ClientOptions = {}) {
     const backoff = options.reconnect;
@@ -446,9 +449,10 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     return new Promise((done) => {
       const { frame } = request;
       this.#log?.(`send ${frame.action}${frame.room ? " " + String(frame.room) : ""}`);
-      if (frame.action === "send" && this.#echoes) {
-        this.#echoes.push({ conn, key: echoKey(frame.room, frame.event, frame.data) });
-        if (this.#echoes.length > OVERLAP_KEYS) this.#echoes.shift();
+      if (frame.action === "send") {
+        const now = Date.now();
+        this.#sent = this.#sent.filter((s) => now - s.at < this.#settings.ackTimeoutMs).slice(-SENT);
+        this.#sent.push({ conn, key: echoKey(frame.room, frame.event, frame.data), at: now });
       }
       if (request.noAck) {
         try {
@@ -528,7 +532,8 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       conn.ws?.close(1000);
     }
     this.#conns.clear();
-    this.#conn = this.#next = this.#overlapSeen = this.#echoes = undefined;
+    this.#conn = this.#next = this.#overlapSeen = undefined;
+    this.#sent = [];
     for (const request of this.#queue.splice(0)) request.reject(this.#stoppedError(request.frame.room as string));
   }
 
@@ -536,10 +541,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
 
   async #open(): Promise<void> {
     const conn: Conn = { pending: new Map() };
-    if (this.#conns.size) {
-      this.#overlapSeen ??= new Set();
-      this.#echoes ??= [];
-    }
+    if (this.#conns.size) this.#overlapSeen ??= new Set();
     this.#conns.add(conn);
     this.#next = conn;
     this.#log?.(`connecting (attempt ${this.#attempts + 1})`);
@@ -725,7 +727,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     if (this.#conns.size < 2) {
       // Copies of one event reach both connections at about the same time.
       this.#later(() => {
-        if (this.#conns.size < 2) this.#overlapSeen = this.#echoes = undefined;
+        if (this.#conns.size < 2) this.#overlapSeen = undefined;
       }, this.#settings.ackTimeoutMs);
     }
     const wait = () => {
@@ -792,12 +794,12 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
   }
 
   #event(conn: Conn, frame: RoomEvent, raw: string): void {
-    if (this.#echoes) {
+    if (this.#sent.some((s) => s.conn !== conn)) {
       // This client's own event, through its other connection during a handover (the
-      // server echoes `data` byte for byte).
+      // server passes `data` on byte for byte).
       const key = echoKey(frame.room, frame.event, frame.data);
-      const i = this.#echoes.findIndex((echo) => echo.key === key && echo.conn !== conn);
-      if (i >= 0) return void this.#echoes.splice(i, 1);
+      const i = this.#sent.findIndex((s) => s.key === key && s.conn !== conn);
+      if (i >= 0) return void this.#sent.splice(i, 1);
     }
     if (this.#overlapSeen) {
       const key = fingerprint(raw);
