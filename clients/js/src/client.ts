@@ -1,5 +1,5 @@
 import { RoomcastError } from "./errors.js";
-import { tokenExpiry } from "./token.js";
+import { readToken } from "./token.js";
 import type {
   Ack,
   ClientOptions,
@@ -62,6 +62,8 @@ interface Conn {
   expired?: number;
   /** When its token stops being valid (local clock), if the token says. */
   expiresAt?: number | undefined;
+  /** The user id its token names (`sub`), as the server puts it in `from.userId`. */
+  user?: string | null;
   /** The HTTP status of a refused handshake, when the platform tells it. */
   status?: number;
 }
@@ -87,7 +89,9 @@ const REJOIN = "rejoin";
 const EVENT = "event\n";
 const PRESENCE = "presence\n";
 const eventKey = (room: string | null, event: string) => `${EVENT}${room ?? ""}\n${event}`;
-const echoKey = (room: unknown, event: unknown, data: unknown) => `${room}\n${event}\n${JSON.stringify(data ?? null)}`;
+/** What identifies a copy of one of this client's sends: the sender's user, room, event name and data. */
+const echoKey = (user: unknown, room: unknown, event: unknown, data: unknown) =>
+  `${user}\n${room}\n${event}\n${JSON.stringify(data ?? null)}`;
 
 let wsModule: Promise<WebSocketConstructor> | undefined;
 function platformWebSocket(): Promise<WebSocketConstructor> {
@@ -452,7 +456,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       if (frame.action === "send") {
         const now = Date.now();
         this.#sent = this.#sent.filter((s) => now - s.at < this.#settings.ackTimeoutMs).slice(-SENT);
-        this.#sent.push({ conn, key: echoKey(frame.room, frame.event, frame.data), at: now });
+        this.#sent.push({ conn, key: echoKey(conn.user, frame.room, frame.event, frame.data), at: now });
       }
       if (request.noAck) {
         try {
@@ -553,7 +557,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       } catch (e) {
         throw new RoomcastError("token", "the token function failed", undefined, { cause: e });
       }
-      conn.expiresAt = tokenExpiry(token, Date.now());
+      Object.assign(conn, readToken(token, Date.now()));
       Ctor = this.#options.WebSocket ?? (await platformWebSocket());
     } catch (e) {
       return this.#fail(conn, e as RoomcastError);
@@ -797,7 +801,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     if (this.#sent.some((s) => s.conn !== conn)) {
       // This client's own event, through its other connection during a handover (the
       // server passes `data` on byte for byte).
-      const key = echoKey(frame.room, frame.event, frame.data);
+      const key = echoKey(frame.from?.userId, frame.room, frame.event, frame.data);
       const i = this.#sent.findIndex((s) => s.key === key && s.conn !== conn);
       if (i >= 0) return void this.#sent.splice(i, 1);
     }

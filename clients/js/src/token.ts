@@ -1,24 +1,31 @@
+/** What the client reads from a JWT's payload, without verifying it (only the server can). */
+export interface TokenInfo {
+  /** When it stops being valid, on this machine's clock, if the token says. */
+  expiresAt?: number | undefined;
+  /** Its `sub`: the `userId` the server gives the connection (`null` without a token). */
+  user: string | null;
+}
+
 /**
- * When a JWT stops being valid, on this machine's clock, read from the token's payload
- * without verifying it (only the server can): its `exp`, and with `iat` no later than
- * its lifetime `exp - iat` counted from `obtainedAt`. A local clock so far ahead that
- * the token looks expired when it was obtained falls back to the lifetime alone.
- * `undefined` for anything that is not a JWT with a numeric `exp`.
+ * Reads a token's payload. The expiry is its `exp`, and with `iat` no later than its
+ * lifetime `exp - iat` counted from `obtainedAt`; a local clock so far ahead that the
+ * token looks expired when it was obtained falls back to the lifetime alone. No
+ * expiry for anything that is not a JWT with a numeric `exp`.
  */
-export function tokenExpiry(token: string | null | undefined, obtainedAt: number): number | undefined {
+export function readToken(token: string | null | undefined, obtainedAt: number): TokenInfo {
   const payload = token?.split(".")[1];
-  if (!payload) return undefined;
-  let claims: { exp?: unknown; iat?: unknown };
+  let claims: { exp?: unknown; iat?: unknown; sub?: unknown } = {};
   try {
-    const base64 = payload.replace(/-/g, "+").replace(/_/g, "/");
-    claims = JSON.parse(atob(base64 + "===".slice((base64.length + 3) % 4)));
+    const base64 = payload!.replace(/-/g, "+").replace(/_/g, "/");
+    claims = JSON.parse(atob(base64 + "===".slice((base64.length + 3) % 4))) ?? {};
   } catch {
-    return undefined;
+    // Not a JWT (or no token): nothing to read.
   }
-  const { exp, iat } = claims ?? {};
-  if (typeof exp !== "number") return undefined;
+  const { exp, iat, sub } = claims;
+  const user = token && typeof sub === "string" ? sub : null;
+  if (typeof exp !== "number") return { user };
   const byClock = exp * 1000;
-  if (typeof iat !== "number" || iat > exp) return byClock;
+  if (typeof iat !== "number" || iat > exp) return { user, expiresAt: byClock };
   const byLifetime = obtainedAt + (exp - iat) * 1000;
-  return byClock <= obtainedAt ? byLifetime : Math.min(byClock, byLifetime);
+  return { user, expiresAt: byClock <= obtainedAt ? byLifetime : Math.min(byClock, byLifetime) };
 }
