@@ -32,11 +32,19 @@ $("me").textContent = name;
 $("url").textContent = url;
 
 const rc = connect(url, { reconnect: { initialDelayMs: 200, maxDelayMs: 3000 } });
+// What the roster and the dashboard say while the client is not open.
+const STALE_NOTES = {
+  connecting: "connecting…",
+  reconnecting: "reconnecting: may be out of date",
+  closed: "disconnected: may be out of date",
+  unauthorized: "refused by the server: may be out of date",
+};
 rc.onState((s) => {
   $("state").dataset.state = s;
   $("state").textContent = s;
   const stale = s !== "open";
   for (const el of document.querySelectorAll("[data-stale]")) el.dataset.stale = String(stale);
+  for (const el of document.querySelectorAll(".stale-note")) el.textContent = STALE_NOTES[s] ?? "";
   // Updates published while the page is away are lost, not conflated: the next gap of
   // each tile is counted as missed.
   if (stale) for (const t of tiles.values()) t.outage = true;

@@ -75,10 +75,13 @@ const count = (page, text) => page.locator("#messages li .text", { hasText: text
 const stateIs = (page, state) => page.locator(`#state[data-state="${state}"]`).waitFor({ timeout: WAIT });
 const presenceSays = (page, text) => page.locator("#presence-mode", { hasText: text }).waitFor({ timeout: WAIT });
 const rosterHas = (page, text) => page.locator("#roster li", { hasText: text }).first().waitFor({ timeout: WAIT });
+// The roster's and the dashboard's notes: shown while reconnecting, saying so; hidden when open.
 const staleShown = (page, visible) =>
   Promise.all(
     ["aside .stale-note", ".dash > .stale-note"].map((sel) =>
-      page.locator(sel).waitFor({ state: visible ? "visible" : "hidden", timeout: WAIT }),
+      visible
+        ? page.locator(sel, { hasText: "reconnecting: may be out of date" }).waitFor({ state: "visible", timeout: WAIT })
+        : page.locator(sel).waitFor({ state: "hidden", timeout: WAIT }),
     ),
   );
 const demo = (page, fn, arg) => page.evaluate(fn, arg);
