@@ -1,6 +1,12 @@
 // The demo page: a chat room (chat:lobby) and a live dashboard (dash:metrics) on one
 // @roomcast/client connection. Plain DOM, no framework.
 //
+// Connections are anonymous (no token), so presence knows connections, not names: each
+// page says its name with a fire-and-forget `hello` in who:lobby (a room without
+// history) when it joins, and answers a newcomer's hello with its own, so every roster
+// shows names before anyone chats. While the client is not open, the roster and the
+// dashboard are marked stale.
+//
 // Chat leans on the server (demo/policies.json turns these on for `chat:`): earlier
 // messages come from the room's history, "here now" from presence and its join and
 // leave events, and after a dropped connection the client rejoins with `since` and
@@ -10,6 +16,7 @@ import { connect } from "./vendor/roomcast-client.js";
 
 const CHAT = "chat:lobby";
 const DASH = "dash:metrics";
+const WHO = "who:lobby";
 const NAMES = ["ada", "grace", "linus", "barbara", "ken", "margaret", "dennis", "radia"];
 
 const params = new URLSearchParams(location.search);
@@ -25,9 +32,22 @@ $("me").textContent = name;
 $("url").textContent = url;
 
 const rc = connect(url, { reconnect: { initialDelayMs: 200, maxDelayMs: 3000 } });
+// What the roster and the dashboard say while the client is not open.
+const STALE_NOTES = {
+  connecting: "connecting…",
+  reconnecting: "reconnecting: may be out of date",
+  closed: "disconnected: may be out of date",
+  unauthorized: "refused by the server: may be out of date",
+};
 rc.onState((s) => {
   $("state").dataset.state = s;
   $("state").textContent = s;
+  const stale = s !== "open";
+  for (const el of document.querySelectorAll("[data-stale]")) el.dataset.stale = String(stale);
+  for (const el of document.querySelectorAll(".stale-note")) el.textContent = STALE_NOTES[s] ?? "";
+  // Updates published while the page is away are lost, not conflated: the next gap of
+  // each tile is counted as missed.
+  if (stale) for (const t of tiles.values()) t.outage = true;
 });
 rc.onError((e) => console.warn("roomcast:", e.code, e.message));
 
@@ -43,6 +63,12 @@ function addMessage(key, m) {
 function renderMessages() {
   const list = $("messages");
   const sorted = [...messages.entries()].sort(([, a], [, b]) => a.ts - b.ts);
+  if (sorted.length === 0) {
+    const li = document.createElement("li");
+    li.className = "placeholder";
+    li.textContent = "No messages yet. Say hello!";
+    return list.replaceChildren(li);
+  }
   list.replaceChildren(
     ...sorted.map(([key, m]) => {
       const li = document.createElement("li");
@@ -104,20 +130,42 @@ rc.on(CHAT, "message", (_data, frame) => {
 
 async function loadHistory() {
   const h = await rc.history(CHAT, { limit: 50 });
+  setEpoch(h.epoch);
   for (const f of h.events) if (f.event === "message") receive(f);
+}
+
+// A new epoch (the server restarted and its stored history is gone): messages of the
+// old one go, rather than sit beside the new history.
+let epoch = null;
+function setEpoch(next) {
+  if (typeof next !== "string" || next === epoch) return;
+  epoch = next;
+  for (const [key, m] of messages) if (!m.pending && !key.startsWith(`${next}:`)) messages.delete(key);
+  renderMessages();
 }
 
 // ---------------------------------------------------------------- presence
 // The server counts the room's connections and tells members when one joins or
-// leaves. Connections are anonymous here (no token, no user id), so a name is the
-// one a connection last used in a chat message.
+// leaves; names come from hello events (and chat messages).
 const names = new Map(); // connection id -> name
-const here = new Set(); // connection ids seen joining or chatting, until they leave
+const here = new Set(); // connection ids seen joining, saying hello or chatting, until they leave
+
+const hello = (reply) =>
+  rc.send(WHO, "hello", { name, reply }, { ack: false }).catch((e) => console.warn("hello:", e.code));
+
+rc.on(WHO, "hello", (d, frame) => {
+  const id = frame.from?.connectionId;
+  if (!id || typeof d?.name !== "string") return;
+  names.set(id, d.name);
+  here.add(id);
+  if (!d.reply) hello(true);
+  renderRoster();
+});
 let count = null; // connections in the room, from the server
 const presenceLog = []; // the server's join and leave events, for the browser test
 
 function renderRoster() {
-  const others = [...here].map((id) => names.get(id) ?? "guest").sort();
+  const others = [...here].map((id) => names.get(id) ?? "joining…").sort();
   const rows = [`${name} (you)`, ...others];
   const silent = count === null ? 0 : count - 1 - here.size;
   if (silent > 0) rows.push(`+ ${silent} more`);
@@ -145,11 +193,14 @@ rc.onPresence(CHAT, (change) => {
 });
 
 const rejoins = []; // {recovered} per rejoin of the chat room, for the browser test
-rc.onRejoin((room, { recovered }) => {
+rc.onRejoin((room, { recovered, epoch: now }) => {
+  // A new connection: the others learn its id and name from a new hello.
+  if (room === WHO) return hello(false);
   if (room !== CHAT) return;
   rejoins.push({ recovered });
   // Changes posted while this page was away are lost: start the roster afresh.
   here.clear();
+  setEpoch(now);
   if (!recovered) loadHistory().catch((e) => console.warn("history:", e.code));
   refreshPresence().catch((e) => console.warn("presence:", e.code));
 });
@@ -159,7 +210,7 @@ const tiles = new Map(); // key -> {el, values, firstSeq, lastSeq, received}
 const arrivals = []; // receive times (ms), for events per second
 const latencies = []; // publish -> screen (ms)
 const fanouts = []; // server event time -> screen (ms)
-const dash = { received: 0, conflated: 0 };
+const dash = { received: 0, conflated: 0, missed: 0 };
 
 function median(xs) {
   if (xs.length === 0) return null;
@@ -183,13 +234,17 @@ function tile(key, label) {
   const all = [...tiles.keys(), key].sort();
   const before = tiles.get(all[all.indexOf(key) + 1])?.el ?? null;
   $("tiles").insertBefore(el, before);
-  t = { el, values: [], firstSeq: null, lastSeq: null, received: 0 };
+  t = { el, values: [], firstSeq: null, lastSeq: null, received: 0, outage: false };
   tiles.set(key, t);
   return t;
 }
 
-function format(value, unit) {
-  const v = Math.abs(value) >= 100 ? Math.round(value).toLocaleString() : value.toFixed(1);
+// One locale and, per metric, a fixed number of decimals (the publisher's `decimals`).
+const number = (value, decimals = 0) =>
+  value.toLocaleString("en-US", { minimumFractionDigits: decimals, maximumFractionDigits: decimals });
+
+function format(value, unit, decimals) {
+  const v = number(value, decimals);
   return unit ? `${v}<small>${unit}</small>` : v;
 }
 
@@ -198,8 +253,10 @@ rc.on(DASH, "metric", (d, frame) => {
   const now = Date.now();
   const t = tile(d.key, String(d.label ?? d.key));
   if (t.firstSeq === null) t.firstSeq = d.seq;
-  // Sequence numbers per key: a gap is updates the queue conflated away.
-  if (t.lastSeq !== null && d.seq > t.lastSeq + 1) dash.conflated += d.seq - t.lastSeq - 1;
+  // Sequence numbers per key: a gap is updates the queue conflated away, or, across
+  // an outage of this page, updates it missed.
+  if (t.lastSeq !== null && d.seq > t.lastSeq + 1) dash[t.outage ? "missed" : "conflated"] += d.seq - t.lastSeq - 1;
+  t.outage = false;
   t.lastSeq = Math.max(t.lastSeq ?? d.seq, d.seq);
   t.received += 1;
   dash.received += 1;
@@ -207,30 +264,34 @@ rc.on(DASH, "metric", (d, frame) => {
   push(arrivals, now, 5000);
   if (typeof d.t === "number") push(latencies, now - d.t, 200);
   if (typeof frame?.ts === "number") push(fanouts, now - frame.ts, 200);
-  t.el.querySelector(".value").innerHTML = format(d.value, d.unit);
+  t.el.querySelector(".value").innerHTML = format(d.value, d.unit, Number.isInteger(d.decimals) ? d.decimals : 0);
   const lo = Math.min(...t.values);
   const hi = Math.max(...t.values);
   const points = t.values.map((v, i) => `${(i / Math.max(1, t.values.length - 1)) * 100},${28 - ((v - lo) / (hi - lo || 1)) * 26}`);
   t.el.querySelector("polyline").setAttribute("points", points.join(" "));
-  t.el.querySelector(".count").textContent = `${t.received} shown of ${t.lastSeq - t.firstSeq + 1} published`;
+  t.el.querySelector(".count").textContent = `${number(t.received)} shown of ${number(t.lastSeq - t.firstSeq + 1)} published`;
 });
 
 setInterval(() => {
   const now = Date.now();
   while (arrivals.length && now - arrivals[0] > 5000) arrivals.shift();
-  $("eps").textContent = (arrivals.length / 5).toFixed(1);
-  $("received").textContent = dash.received.toLocaleString();
-  $("conflated").textContent = dash.conflated.toLocaleString();
+  $("eps").textContent = number(arrivals.length / 5);
+  $("received").textContent = number(dash.received);
+  $("conflated").textContent = number(dash.conflated);
+  $("missed").textContent = number(dash.missed);
   const l = median(latencies);
   const f = median(fanouts);
-  $("latency").textContent = l === null ? "–" : `${l} ms`;
-  $("fanout").textContent = f === null ? "–" : `${f} ms`;
+  $("latency").textContent = l === null ? "–" : `${number(l)} ms`;
+  $("fanout").textContent = f === null ? "–" : `${number(f)} ms`;
 }, 500);
 
 // ---------------------------------------------------------------- start
 renderRoster();
-await rc.join(CHAT);
+renderMessages();
+setEpoch((await rc.join(CHAT)).epoch);
 await rc.join(DASH);
+await rc.join(WHO);
+hello(false);
 await Promise.all([loadHistory(), refreshPresence()]);
 
 // For the browser test and for poking at from the console.

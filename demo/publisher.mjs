@@ -6,7 +6,13 @@
 //
 //   node publisher.mjs [--endpoint http://127.0.0.1:3001] [--rate 200]
 //   node publisher.mjs --queue-url https://sqs.REGION.amazonaws.com/ACCOUNT/NAME   (a deployed stack)
-import { GetQueueUrlCommand, SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
+//
+// Node 20 or newer: package.json pins @aws-sdk/client-sqs to one version whose
+// engines field is node >=20 (3.1175.0). On Node 20 that SDK prints a notice that
+// versions published after the first week of January 2027 will need Node 22; the pin
+// keeps those out, so the notice is turned off here.
+if (Number(process.versions.node.split(".")[0]) < 22) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+const { GetQueueUrlCommand, SendMessageBatchCommand, SQSClient } = await import("@aws-sdk/client-sqs");
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, arg, i, all) => {
@@ -25,26 +31,29 @@ const client = new SQSClient(
     : {},
 );
 
-// Random walks around realistic values.
+// Random walks around realistic values; each is published with a fixed number of
+// decimals (counts are whole numbers), which the page shows as they are.
 const metrics = [
-  { key: "gateway.connections", label: "WebSocket connections", unit: "", value: 1240, step: 12, min: 0 },
-  { key: "gateway.messages", label: "Messages / s", unit: "/s", value: 3400, step: 140, min: 0 },
-  { key: "api.p99", label: "API p99 latency", unit: "ms", value: 48, step: 3, min: 5 },
-  { key: "api.errors", label: "API error rate", unit: "%", value: 0.4, step: 0.08, min: 0 },
-  { key: "web-1.cpu", label: "web-1 CPU", unit: "%", value: 42, step: 4, min: 1, max: 100 },
-  { key: "web-2.cpu", label: "web-2 CPU", unit: "%", value: 37, step: 4, min: 1, max: 100 },
-  { key: "db.reads", label: "DynamoDB reads / s", unit: "/s", value: 820, step: 40, min: 0 },
-  { key: "queue.depth", label: "Job queue depth", unit: "", value: 18, step: 3, min: 0 },
+  { key: "gateway.connections", label: "WebSocket connections", unit: "", value: 1240, step: 12, min: 0, decimals: 0 },
+  { key: "gateway.messages", label: "Messages / s", unit: "/s", value: 3400, step: 140, min: 0, decimals: 0 },
+  { key: "api.p99", label: "API p99 latency", unit: "ms", value: 48, step: 3, min: 5, decimals: 0 },
+  { key: "api.errors", label: "API error rate", unit: "%", value: 0.4, step: 0.08, min: 0, decimals: 2 },
+  { key: "web-1.cpu", label: "web-1 CPU", unit: "%", value: 42, step: 4, min: 1, max: 100, decimals: 0 },
+  { key: "web-2.cpu", label: "web-2 CPU", unit: "%", value: 37, step: 4, min: 1, max: 100, decimals: 0 },
+  { key: "db.reads", label: "DynamoDB reads / s", unit: "/s", value: 820, step: 40, min: 0, decimals: 0 },
+  { key: "queue.depth", label: "Job queue depth", unit: "", value: 18, step: 3, min: 0, decimals: 0 },
 ].map((m) => ({ ...m, seq: 0 }));
 
 function next(m) {
   m.value += (Math.random() - 0.5) * 2 * m.step;
   m.value = Math.min(m.max ?? Infinity, Math.max(m.min, m.value));
   m.seq += 1;
+  const scale = 10 ** m.decimals;
+  const value = Math.round(m.value * scale) / scale;
   return {
     room,
     event: "metric",
-    data: { key: m.key, label: m.label, unit: m.unit, value: Math.round(m.value * 10) / 10, seq: m.seq, t: Date.now() },
+    data: { key: m.key, label: m.label, unit: m.unit, value, decimals: m.decimals, seq: m.seq, t: Date.now() },
     conflate: `${room}:${m.key}`,
   };
 }

@@ -4,25 +4,22 @@
 // through the broadcast queue; every page socket is dropped with DELETE
 // @connections, and a message sent while one page cannot reconnect reaches it once,
 // replayed by the server when it rejoins with `since`; a reloaded page gets the
-// earlier messages from the room's history. Screenshots go to target/demo-screenshots/.
+// earlier messages from the room's history; a server restart (a new epoch) clears the
+// old messages. What a person sees is checked: names in the roster before anyone
+// chats, a stale marker during an outage, a placeholder in an empty chat, whole
+// numbers where counts are shown, and no console errors. Screenshots (1280 and 390
+// px wide) go to target/demo-screenshots/.
 //
 //   cd demo && npm ci && ROOMCAST_BIN=../target/debug/roomcast node --test test/
 //
 // Chromium is Debian's /usr/bin/chromium (CHROMIUM overrides); without it the test
 // prints "SKIPPED: chromium not found" and passes nothing.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { BIN, CHROMIUM, DEMO, ROOT, openPage, startDev, startPublisher } from "../harness.mjs";
 
-const DEMO = fileURLToPath(new URL("..", import.meta.url));
-const ROOT = join(DEMO, "..");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const BIN = process.env.ROOMCAST_BIN ?? join(ROOT, "target/debug/roomcast");
 const SHOTS = join(ROOT, "target/demo-screenshots");
 const WAIT = 30_000;
 
@@ -30,30 +27,9 @@ const hasChromium = existsSync(CHROMIUM);
 if (!hasChromium) console.log(`SKIPPED: chromium not found (${CHROMIUM})`);
 
 const children = [];
-const cleanups = [];
-
-/** Starts `roomcast dev` with the demo's policies; resolves with its address, or rejects if it exits first. */
-function startDev() {
-  const dev = spawn(BIN, ["dev", "--port", "0", "--static", DEMO, "--policies", join(DEMO, "policies.json")], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: "warn" },
-  });
-  children.push(dev);
-  let err = "";
-  dev.stderr.on("data", (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    let out = "";
-    dev.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    dev.on("error", reject);
-    dev.on("exit", (code) => reject(new Error(`roomcast dev exited (${code}): ${err}`)));
-  });
-}
 
 let addr;
+let server;
 const browsers = [];
 
 before(async () => {
@@ -61,47 +37,20 @@ before(async () => {
   assert.ok(existsSync(BIN), `no roomcast binary at ${BIN}: cargo build -p roomcast, or set ROOMCAST_BIN`);
   assert.ok(existsSync(join(DEMO, "vendor/roomcast-client.js")), "run npm ci (or npm run build) in demo/ first");
   mkdirSync(SHOTS, { recursive: true });
-  addr = await startDev();
-  const publisher = spawn(process.execPath, [join(DEMO, "publisher.mjs"), "--endpoint", `http://${addr}`, "--rate", "300"], {
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  children.push(publisher);
+  ({ addr, dev: server } = await startDev(children));
+  startPublisher(children, addr);
 });
 
 after(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {});
+  for (const b of browsers.reverse()) await b.close().catch(() => {});
   for (const child of children.reverse()) child.kill("SIGTERM");
 });
 
 /** A Chromium page of the demo; `setup(page)` runs before it loads. */
 async function browser(name, setup) {
-  const dir = mkdtempSync(join(tmpdir(), "roomcast-demo-"));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1280, height: 760 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  cleanups.push(async () => {
-    await context.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  if (setup) await setup(page);
-  await page.goto(`http://${addr}/?name=${name}`);
-  browsers.push({ name, page, errors });
-  return { page, errors };
+  const b = await openPage(addr, name, { setup });
+  browsers.push(b);
+  return b;
 }
 
 async function until(what, check) {
@@ -126,6 +75,15 @@ const count = (page, text) => page.locator("#messages li .text", { hasText: text
 const stateIs = (page, state) => page.locator(`#state[data-state="${state}"]`).waitFor({ timeout: WAIT });
 const presenceSays = (page, text) => page.locator("#presence-mode", { hasText: text }).waitFor({ timeout: WAIT });
 const rosterHas = (page, text) => page.locator("#roster li", { hasText: text }).first().waitFor({ timeout: WAIT });
+// The roster's and the dashboard's notes: shown while reconnecting, saying so; hidden when open.
+const staleShown = (page, visible) =>
+  Promise.all(
+    ["aside .stale-note", ".dash > .stale-note"].map((sel) =>
+      visible
+        ? page.locator(sel, { hasText: "reconnecting: may be out of date" }).waitFor({ state: "visible", timeout: WAIT })
+        : page.locator(sel).waitFor({ state: "hidden", timeout: WAIT }),
+    ),
+  );
 const demo = (page, fn, arg) => page.evaluate(fn, arg);
 
 /** Alice says one thing and bob answers; each sees the other's line and lists the other by name. */
@@ -150,14 +108,21 @@ test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and rec
     }),
   );
   await presenceSays(alice.page, "1 connected");
+  await staleShown(alice.page, false);
+  await alice.page.locator("#messages li.placeholder", { hasText: "No messages yet" }).waitFor({ timeout: WAIT });
   const bob = await browser("bob");
 
   // Presence from the server: the count, and alice hears of bob's connection joining.
   await presenceSays(alice.page, "2 connected");
   await presenceSays(bob.page, "2 connected");
   await until("alice's presence join event", () => demo(alice.page, () => window.demo.presenceLog.some((p) => p.change === "join")));
-  await rosterHas(alice.page, "guest"); // bob's connection, nameless until he speaks
-  await rosterHas(bob.page, "+ 1 more"); // alice joined first and has not spoken
+  // Names before anyone speaks: each page said hello with its name.
+  await rosterHas(alice.page, "bob");
+  await rosterHas(bob.page, "alice");
+  for (const page of [alice.page, bob.page]) {
+    const roster = await page.locator("#roster li").allTextContents();
+    assert.equal(roster.length, 2, `two members, both named: ${roster}`);
+  }
 
   // Chat both ways; then each roster names the other.
   await exchange(alice, bob, "hello from alice", "hi alice, bob here");
@@ -169,6 +134,16 @@ test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and rec
     return d.received > 20 && d.conflated > 0 ? d : null;
   });
   assert.ok(dash.conflated > 0, "some updates of a key were replaced by later ones in the same batch");
+  // Whole numbers where things are counted; each metric with its own fixed decimals.
+  for (const id of ["eps", "received", "conflated", "missed"]) {
+    assert.match(await alice.page.textContent(`#${id}`), /^\d{1,3}(,\d{3})*$/, `#${id}`);
+  }
+  for (const text of await alice.page.locator(".tile .count").allTextContents()) {
+    assert.match(text, /^[\d,]+ shown of [\d,]+ published$/);
+  }
+  const errorRate = await alice.page.textContent('.tile[data-key="api.errors"] .value');
+  assert.match(errorRate, /^\d+\.\d\d%$/, "the error rate with two decimals");
+  assert.match(await alice.page.textContent('.tile[data-key="queue.depth"] .value'), /^[\d,]+$/, "a count, whole");
   await alice.page.screenshot({ path: join(SHOTS, "1-chat-and-dashboard.png") });
 
   // The server drops both pages' sockets. Bob reconnects; alice cannot yet.
@@ -183,6 +158,8 @@ test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and rec
     assert.equal(res.status, 204, `DELETE @connections/${id}`);
   }
   await stateIs(alice.page, "reconnecting");
+  // The roster and the dashboard say they may be out of date while alice is away.
+  await staleShown(alice.page, true);
   const bobRejoin = await until("bob's rejoin", () => demo(bob.page, () => window.demo.rejoins[0]));
   assert.equal(bobRejoin.recovered, true, "bob rejoined with since and missed nothing");
   await stateIs(bob.page, "open");
@@ -197,6 +174,7 @@ test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and rec
   aliceCut = false;
   await shown(alice.page, "sent while alice was away");
   await stateIs(alice.page, "open");
+  await staleShown(alice.page, false);
   const aliceRejoins = await demo(alice.page, () => window.demo.rejoins);
   assert.deepEqual(aliceRejoins, [{ recovered: true }], "alice's rejoin recovered the missed events");
   assert.equal(await count(alice.page, "sent while alice was away"), 1);
@@ -206,6 +184,9 @@ test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and rec
   const before = dash.received;
   await until("dashboard updates after the reconnect", async () =>
     (await demo(alice.page, () => window.demo.dash.received)) > before + 10);
+  // The gaps that span the outage are counted as missed, not as conflated away.
+  await until("updates missed during the outage", () => demo(alice.page, () => window.demo.dash.missed > 0));
+
   await alice.page.screenshot({ path: join(SHOTS, "2-after-reconnect.png") });
 
   // A reload brings the earlier messages back from the room's history, each once;
@@ -227,7 +208,29 @@ test("the demo: chat, presence, the queue-fed dashboard, dropped sockets and rec
   await bob.page.screenshot({ path: join(SHOTS, "3-bob-after-reload.png") });
 
   await exchange(alice, bob, "welcome back, bob", "thanks, the history had it all");
-  await alice.page.screenshot({ path: join(SHOTS, "4-alice.png") });
+  await alice.page.screenshot({ path: join(SHOTS, "4-alice-1280.png") });
+  await bob.page.setViewportSize({ width: 390, height: 844 });
+  await bob.page.screenshot({ path: join(SHOTS, "5-bob-390.png"), fullPage: true });
+  await bob.page.setViewportSize({ width: 1280, height: 760 });
+  for (const b of browsers) assert.deepEqual(b.errors, [], `${b.name}: no page errors or console errors`);
 
-  for (const b of browsers) assert.deepEqual(b.errors, [], `${b.name}: no page errors`);
+  // The server restarts on the same address with an empty store, so a new epoch: the
+  // pages reconnect, and the old epoch's messages go instead of staying beside the new
+  // (empty) history.
+  const port = addr.split(":").pop();
+  const exited = new Promise((r) => server.once("exit", r));
+  server.kill("SIGTERM");
+  await exited;
+  ({ dev: server } = await startDev(children, port));
+  for (const { page } of browsers) {
+    await until("the old messages cleared", async () => (await count(page, "welcome back, bob")) === 0);
+    await page.locator("#messages li.placeholder").waitFor({ timeout: WAIT });
+    await stateIs(page, "open");
+  }
+  await exchange(alice, bob, "a new epoch", "and a clean slate");
+  // While the server was down Chromium itself logs the refused WebSocket attempts.
+  for (const b of browsers) {
+    const other = b.errors.filter((e) => !/^console: WebSocket connection to .* failed/.test(e));
+    assert.deepEqual(other, [], `${b.name}: no errors but the refused connections of the restart`);
+  }
 });

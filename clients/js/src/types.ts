@@ -1,5 +1,32 @@
-/** The client's connection state. */
-export type State = "connecting" | "open" | "reconnecting" | "closed";
+/**
+ * The client's connection state. `closed` (by `close()`, or after giving up) and
+ * `unauthorized` (the handshake was refused for the token twice in a row) are final
+ * until `reconnect()`.
+ */
+export type State = "connecting" | "open" | "reconnecting" | "closed" | "unauthorized";
+
+/** Event names and the type of their `data`, for `Roomcast<Listen, Emit>`. */
+export type EventMap = Record<string, unknown>;
+
+/** Options every request takes. */
+export interface RequestOptions {
+  /**
+   * Milliseconds from the call (waiting in the queue included) before the request
+   * rejects with `timeout`. Default: the client's `timeoutMs`.
+   */
+  timeout?: number;
+  /** Aborting it rejects the request with `aborted` (and takes it out of the queue). */
+  signal?: AbortSignal;
+}
+
+export interface SendOptions extends RequestOptions {
+  /**
+   * `false`: fire and forget. The frame carries no id, the server's ack is not awaited,
+   * and the promise resolves once the frame is handed to the socket (a refusal arrives
+   * through `onError`).
+   */
+  ack?: boolean;
+}
 
 type Token = string | null | undefined;
 /**
@@ -15,12 +42,12 @@ export interface Since {
   epoch: string;
 }
 
-export interface JoinOptions {
+export interface JoinOptions extends RequestOptions {
   /** Ask the server for the events after this position (rooms with history only). */
   since?: Since;
 }
 
-export interface HistoryOptions {
+export interface HistoryOptions extends RequestOptions {
   limit: number;
   /** Only events with a smaller offset. */
   before?: number;
@@ -128,6 +155,23 @@ export interface ClientOptions {
   reconnect?: ReconnectOptions | false;
   /** How long a request waits for its reply once sent. Default 10 s. */
   ackTimeoutMs?: number;
+  /**
+   * The default `timeout` of every request, counted from the call (time spent queued
+   * while disconnected included). Default: none (a queued request waits for a
+   * connection, or for the client to give up).
+   */
+  timeoutMs?: number;
+  /**
+   * Replace the connection, make-before-break, this long before the token's `exp`
+   * (read from the JWT payload, not verified), or at half its remaining lifetime when
+   * that comes first. Default 60 s.
+   */
+  tokenRefreshMarginMs?: number;
+  /**
+   * Log connection attempts, states and the frames' action, room and id (never tokens
+   * or data): `true` to `console.debug`, or a function that takes each line.
+   */
+  debug?: boolean | ((line: string) => void);
   /** Ping interval, well inside API Gateway's 10-minute idle timeout. Default 5 minutes. */
   pingIntervalMs?: number;
   /** Replace a connection this old, make-before-break, ahead of the 2-hour cap. Default 110 minutes. */

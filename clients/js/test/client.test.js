@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { connect, RoomcastError } from "../dist/index.js";
-import { collect, rejectsWith, room, serverPerFile, startServer, state, waitFor } from "./support.js";
+import { collect, deadUrl, rejectsWith, room, serverPerFile, startServer, state, waitFor } from "./support.js";
 
 const POLICIES = JSON.stringify({
   default: { join: "anyone", send: "anyone" },
@@ -129,15 +129,20 @@ test("requests made before the connection opens are queued, in order, up to maxQ
 });
 
 test("close rejects waiting requests with closed and stops the client", async () => {
-  const a = client();
+  const log = [];
+  const a = client({ debug: (line) => log.push(line) });
   const states = [];
   a.onState((s) => states.push(s));
-  const waiting = a.join(room());
+  const r = room();
+  const waiting = a.join(r);
   a.close();
-  await rejectsWith(waiting, "closed");
-  await rejectsWith(a.send(room(), "e", 1), "closed");
+  assert.equal((await rejectsWith(waiting, "closed")).room, r);
+  assert.equal((await rejectsWith(a.send(r, "e", 1), "closed")).room, r);
   assert.equal(a.state, "closed");
   assert.deepEqual(states, ["closed"]);
+  // Closed before its first attempt (which waits for the caller's synchronous code): none is made.
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(log, ["state closed"]);
 });
 
 test("an ack that does not come in time rejects with timeout", async () => {
@@ -151,6 +156,17 @@ test("an ack that does not come in time rejects with timeout", async () => {
     await Promise.all([a.join(r), b.join(r)]);
     const e = await rejectsWith(a.send(r, "e", 1), "timeout");
     assert.match(e.message, /200 ms/);
+    assert.equal(e.room, r);
+    // A per-call timeout counts from the call, whatever ackTimeoutMs says.
+    const patient = connect(slow.url, { ackTimeoutMs: 60_000 });
+    try {
+      await patient.join(r);
+      const t = await rejectsWith(patient.send(r, "e", 2, { timeout: 300 }), "timeout");
+      assert.match(t.message, /300 ms of the call/);
+      assert.equal(t.room, r);
+    } finally {
+      patient.close();
+    }
   } finally {
     a.close();
     b.close();
@@ -165,4 +181,60 @@ test("a URL no WebSocket can open closes the client with invalid", async () => {
   await state(a, "closed");
   assert.deepEqual(errors, ["invalid"]);
   await rejectsWith(a.join(room()), "closed");
+});
+
+test("a request queued while no server answers rejects with timeout, counted from the call", async () => {
+  const url = await deadUrl();
+  const a = client({ reconnect: { initialDelayMs: 10, maxDelayMs: 50 }, timeoutMs: 250 }, url);
+  const r = room();
+  // The client's default (timeoutMs) and a per-call timeout.
+  const [byDefault, perCall] = await Promise.all([
+    rejectsWith(a.join(r), "timeout"),
+    rejectsWith(a.send(r, "e", 1, { timeout: 100 }), "timeout"),
+  ]);
+  assert.match(byDefault.message, /250 ms of the call/);
+  assert.equal(byDefault.room, r);
+  assert.match(perCall.message, /100 ms of the call/);
+  assert.equal(a.state, "connecting", "still trying to connect");
+});
+
+test("an AbortSignal takes a request out of the queue and rejects it with aborted", async () => {
+  const url = await deadUrl();
+  const a = client({ reconnect: { initialDelayMs: 10, maxDelayMs: 50 }, maxQueue: 1 }, url);
+  const r = room();
+  const controller = new AbortController();
+  const queued = a.send(r, "e", 1, { signal: controller.signal });
+  const reason = new Error("the user navigated away");
+  controller.abort(reason);
+  const e = await rejectsWith(queued, "aborted");
+  assert.equal(e.cause, reason);
+  assert.equal(e.room, r);
+  // It left the queue (maxQueue 1): another request fits, and an aborted signal fails at once.
+  const again = new AbortController();
+  const next = a.presence(r, { signal: again.signal });
+  await rejectsWith(a.history(r, { limit: 1, signal: AbortSignal.abort() }), "aborted");
+  again.abort();
+  await rejectsWith(next, "aborted");
+});
+
+test("once hears one event; fire-and-forget sends need no ack, and their refusals reach onError", async () => {
+  const r = room();
+  const a = client();
+  const b = client();
+  await Promise.all([a.join(r), b.join(r)]);
+  const first = [];
+  b.once(r, "x", (data) => first.push(data));
+  const all = collect(b, r, "x");
+  assert.equal(await a.send(r, "x", 1, { ack: false }), undefined);
+  await a.send(r, "x", 2, { ack: false });
+  await waitFor(() => all.length === 2, "both fire-and-forget events at b");
+  assert.deepEqual(first, [1]);
+  assert.deepEqual(all.map((g) => g.data), [1, 2]);
+  const errors = [];
+  a.onError((e) => errors.push(e));
+  const news = room("news");
+  await a.join(news);
+  await a.send(news, "x", 1, { ack: false });
+  await waitFor(() => errors.length === 1, "the refusal");
+  assert.equal(errors[0].code, "forbidden");
 });

@@ -1,9 +1,8 @@
 // Dropped connections against a real `roomcast dev`: DELETE @connections, the
 // connection-duration cap (make-before-break rotation ahead of it), giving up.
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { test } from "node:test";
-import { collect, connectionIdOf, drop, rejectsWith, room, serverPerFile, sleep, startServer, state, waitFor } from "./support.js";
+import { collect, connectionIdOf, deadUrl, drop, rejectsWith, room, serverPerFile, sleep, startServer, state, waitFor } from "./support.js";
 
 const fx = serverPerFile();
 const client = (opts, url) => fx.client(opts, url);
@@ -68,6 +67,7 @@ test("make-before-break: rotating ahead of the duration cap loses and repeats no
     const states = [];
     b.onState((s) => states.push(s));
     const got = collect(b, r, "n");
+    const own = collect(b, r, "whoami");
     const ids = new Set();
     a.on(r, "whoami", (_, f) => ids.add(f.from.connectionId));
     let n = 0;
@@ -87,6 +87,8 @@ test("make-before-break: rotating ahead of the duration cap loses and repeats no
       Array.from({ length: n }, (_, i) => i + 1),
     );
     assert.deepEqual(states, [], "b never left the open state");
+    // b's other connection receives b's own whoami during a handover; b does not show it.
+    assert.deepEqual(own, [], "b never heard its own events");
   } finally {
     a.close();
     b.close();
@@ -94,21 +96,38 @@ test("make-before-break: rotating ahead of the duration cap loses and repeats no
   }
 });
 
-test("maxAttempts: the client gives up, reports it, and fails what waited", async () => {
-  // A port nobody listens on.
-  const port = await new Promise((ok) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const p = s.address().port;
-      s.close(() => ok(p));
-    });
-  });
-  const rc = client({ reconnect: { initialDelayMs: 10, maxAttempts: 2 } }, `ws://127.0.0.1:${port}/local`);
+test("maxAttempts: the client gives up, reports it once per outage, and fails what waited", async () => {
+  const rc = client({ reconnect: { initialDelayMs: 10, maxAttempts: 2 } }, await deadUrl());
   const errors = [];
   rc.onError((e) => errors.push(e.code));
-  const waiting = rc.join(room());
-  await rejectsWith(waiting, "closed");
+  const r = room();
+  const waiting = rc.join(r);
+  assert.equal((await rejectsWith(waiting, "closed")).room, r);
   assert.equal(rc.state, "closed");
-  assert.deepEqual(errors, ["refused", "refused", "refused", "closed"]);
+  // Three failed attempts: the first is reported, then giving up.
+  assert.deepEqual(errors, ["refused", "closed"]);
+});
+
+test("reconnect() after close: same listeners, rooms rejoined, no new registration", async () => {
+  const r = room();
+  const a = client({ reconnect: { initialDelayMs: 10 } });
+  const b = client();
+  await Promise.all([a.join(r), b.join(r)]);
+  const got = collect(a, r, "back");
+  const states = [];
+  a.onState((s) => states.push(s));
+  a.close();
+  a.reconnect();
+  await state(a, "open");
+  assert.deepEqual(states, ["closed", "connecting", "open"]);
+  // a is in the room again without joining it: b's event reaches the old listener.
+  await b.send(r, "back", 1);
+  await waitFor(() => got.length === 1, "b's event at a after reconnect()");
+  // When open, reconnect() replaces the connection make-before-break.
+  const before = await connectionIdOf(b, a, r);
+  a.reconnect();
+  await waitFor(async () => (await connectionIdOf(b, a, r)) !== before, "a new connection");
+  assert.deepEqual(states, ["closed", "connecting", "open"], "the rotation stayed open");
 });
 
 test("pings keep a connection from the idle timeout that cuts a silent one", async () => {

@@ -57,7 +57,7 @@ test("after a drop the rejoin recovers the missed events, in order, once each", 
   // b's second connection attempt waits until a has sent the events b misses.
   let calls = 0;
   let release;
-  const gate = new Promise((ok) => (release = ok));
+  const gate = new Promise((resolve) => (release = resolve));
   const b = client({ token: async () => (calls++ ? gate.then(() => null) : null), reconnect: { initialDelayMs: 10 } });
   requireHistory(await a.join(r));
   await b.join(r);

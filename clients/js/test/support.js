@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -38,16 +39,16 @@ export async function startServer(args = []) {
   createInterface({ input: child.stderr }).on("line", (l) => output.push(l));
   const lines = createInterface({ input: child.stdout });
   const exited = new Promise((r) => child.once("exit", r));
-  const ready = new Promise((ok, ko) => {
+  const ready = new Promise((resolve, reject) => {
     let url;
     lines.on("line", (line) => {
       output.push(line);
       const m = /^\s*(WebSocket URL|@connections endpoint):\s*(\S+)/.exec(line);
       if (m && m[1] === "WebSocket URL") url = m[2];
-      else if (m) ok({ url, management: m[2] });
+      else if (m) resolve({ url, management: m[2] });
     });
-    exited.then((code) => ko(new Error(`roomcast dev exited (${code}) before it listened:\n${output.join("\n")}`)));
-    setTimeout(() => ko(new Error(`roomcast dev did not start within 60 s:\n${output.join("\n")}`)), 60_000).unref();
+    exited.then((code) => reject(new Error(`roomcast dev exited (${code}) before it listened:\n${output.join("\n")}`)));
+    setTimeout(() => reject(new Error(`roomcast dev did not start within 60 s:\n${output.join("\n")}`)), 60_000).unref();
   });
   let info;
   try {
@@ -165,4 +166,15 @@ export async function connectionIdOf(a, b, r) {
 export async function drop(server, connectionId) {
   const res = await fetch(`${server.management}/@connections/${encodeURIComponent(connectionId)}`, { method: "DELETE" });
   if (res.status !== 204) throw new Error(`DELETE @connections answered ${res.status}`);
+}
+
+/** A WebSocket URL on a loopback port nobody listens on. */
+export async function deadUrl() {
+  const port = await new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+  return `ws://127.0.0.1:${port}/local`;
 }
