@@ -18,3 +18,7 @@ pub const GATEWAY_MAX_FRAME: usize = 32 * 1024;
 /// A Lambda authorizer's response (policy plus context), in bytes; a larger one
 /// fails the handshake with 500.
 pub const MAX_AUTHORIZER_RESPONSE_BYTES: usize = 8 * 1024;
+/// Largest reply roomcast builds for a `history` or `presence` request, in bytes:
+/// under [`GATEWAY_MAX_PAYLOAD`] whether API Gateway's "128 KB" means 128,000 or
+/// 131,072 bytes. What does not fit is left for the next page (docs/protocol.md).
+pub const MAX_REPLY_BYTES: usize = 128_000;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::fanout::{Fanout, Recipients};
 use crate::policy::Policies;
 use crate::protocol::{Change, PresenceBody, PresentUser, Sender, ServerFrame};
-use crate::store::{Store, StoreError};
+use crate::store::{Member, Store, StoreError};
 
 /// Most members a `presence` reply lists.
 pub const MAX_LISTED: usize = 1000;
@@ -20,52 +20,119 @@ pub struct Listing {
     pub users: Vec<PresentUser>,
     /// Connections listed.
     pub count: usize,
-    /// Whether the room has more than [`MAX_LISTED`] members.
-    pub truncated: bool,
+    /// Where the members left out begin (the page token `after`), when the room
+    /// has more than [`MAX_LISTED`] members or their entries would not fit.
+    pub after: Option<String>,
     /// Whether `connection_id` was among those listed.
     pub includes: bool,
 }
 
-/// Reads up to [`MAX_LISTED`] live members of `room`: one Query per 1,000.
+/// The bytes the `members` of a reply may take with a one-digit `count`: `whole`
+/// when every member is listed, `cut` (less: the reply then carries `truncated`
+/// and `after`) when not.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub whole: usize,
+    pub cut: usize,
+}
+
+/// Reads up to [`MAX_LISTED`] live members of `room` after the page token
+/// `after` (one Query per 1,000), and groups those that fit `budget`.
 pub async fn list(
     store: &dyn Store,
     room: &str,
     connection_id: &str,
+    after: Option<&str>,
+    budget: Budget,
     now: u64,
 ) -> Result<Listing, StoreError> {
-    let mut users: BTreeMap<Option<String>, usize> = BTreeMap::new();
-    let (mut count, mut includes, mut truncated) = (0, false, false);
-    let mut cursor: Option<String> = None;
-    loop {
+    let mut members = Vec::new();
+    let mut cursor = after.map(str::to_owned);
+    while members.len() <= MAX_LISTED {
         let page = store
-            .members_page(room, cursor.as_deref(), MAX_LISTED + 1 - count, now)
+            .members_page(room, cursor.as_deref(), MAX_LISTED + 1 - members.len(), now)
             .await?;
-        for member in page.members {
-            if count == MAX_LISTED {
-                truncated = true;
-                break;
-            }
-            count += 1;
-            includes |= member.connection_id == connection_id;
-            *users.entry(member.user_id).or_default() += 1;
-        }
+        members.extend(page.members);
         match page.next {
-            Some(next) if !truncated => cursor = Some(next),
-            _ => break,
+            Some(next) => cursor = Some(next),
+            None => break,
         }
     }
+    let more = members.len() > MAX_LISTED;
+    members.truncate(MAX_LISTED);
+    // A longer `count` takes from the members' bytes.
+    let digits = members.len().max(1).ilog10() as usize;
+    let (users, count) = match group(&members, budget.whole.saturating_sub(digits)) {
+        Some(users) if !more => (users, members.len()),
+        _ => group_prefix(&members, budget.cut.saturating_sub(digits)),
+    };
+    let listed = &members[..count];
+    // One entry always fits, so a cut listing has a last member to resume after.
+    let after = if count < members.len() || more {
+        listed.last().map(|m| store.member_cursor(&m.connection_id))
+    } else {
+        None
+    };
     Ok(Listing {
-        users: users
-            .into_iter()
-            .map(|(user_id, connections)| PresentUser {
-                user_id,
-                connections,
-            })
-            .collect(),
+        users: into_users(users),
         count,
-        truncated,
-        includes,
+        after,
+        includes: listed.iter().any(|m| m.connection_id == connection_id),
     })
+}
+
+type Groups = BTreeMap<Option<String>, usize>;
+
+/// The bytes of one user's entry in `members`, and of the comma before it.
+fn entry_bytes(user_id: &Option<String>, connections: usize) -> usize {
+    let entry = PresentUser {
+        user_id: user_id.clone(),
+        connections,
+    };
+    serde_json::to_string(&entry).map_or(usize::MAX / 4, |s| s.len()) + 1
+}
+
+/// `members` grouped by user, if their entries take at most `budget` bytes.
+fn group(members: &[Member], budget: usize) -> Option<Groups> {
+    let mut users = Groups::new();
+    for m in members {
+        *users.entry(m.user_id.clone()).or_default() += 1;
+    }
+    let bytes: usize = users.iter().map(|(u, n)| entry_bytes(u, *n)).sum();
+    (bytes.saturating_sub(1) <= budget).then_some(users)
+}
+
+/// The longest prefix of `members` whose grouped entries take at most `budget`
+/// bytes, grouped, and its length.
+fn group_prefix(members: &[Member], budget: usize) -> (Groups, usize) {
+    let mut users = Groups::new();
+    // Counted with the comma of every entry; the first has none.
+    let mut used = 0usize;
+    for (i, m) in members.iter().enumerate() {
+        let n = users.get(&m.user_id).copied().unwrap_or(0);
+        let before = if n == 0 {
+            0
+        } else {
+            entry_bytes(&m.user_id, n)
+        };
+        let next = used - before + entry_bytes(&m.user_id, n + 1);
+        if next.saturating_sub(1) > budget {
+            return (users, i);
+        }
+        used = next;
+        users.insert(m.user_id.clone(), n + 1);
+    }
+    (users, members.len())
+}
+
+fn into_users(users: Groups) -> Vec<PresentUser> {
+    users
+        .into_iter()
+        .map(|(user_id, connections)| PresentUser {
+            user_id,
+            connections,
+        })
+        .collect()
 }
 
 /// Tells `room`'s other members that `member` joined or left, if the room's

@@ -20,7 +20,7 @@ fn check(body: &str, max: usize) {
             match frame {
                 ClientFrame::Join { room, .. }
                 | ClientFrame::Leave { room }
-                | ClientFrame::Presence { room } => {
+                | ClientFrame::Presence { room, .. } => {
                     assert!(!room.is_empty() && room.len() <= MAX_ROOM_BYTES);
                 }
                 ClientFrame::History { room, limit, .. } => {

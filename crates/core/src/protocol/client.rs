@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    ErrorCode, MAX_DEPTH, MAX_EPOCH_BYTES, MAX_EVENT_BYTES, MAX_HISTORY_LIMIT, MAX_ID_BYTES,
-    ProtocolError, validate_room,
+    ErrorCode, MAX_CURSOR_BYTES, MAX_DEPTH, MAX_EPOCH_BYTES, MAX_EVENT_BYTES, MAX_HISTORY_LIMIT,
+    MAX_ID_BYTES, ProtocolError, validate_room,
 };
 use crate::names::route;
 
@@ -35,9 +35,11 @@ pub enum ClientFrame<'a> {
         limit: u64,
         before: Option<u64>,
     },
-    /// The room's members.
+    /// The room's members: from the first, or after the page token `after` that
+    /// a cut reply gave.
     Presence {
         room: Cow<'a, str>,
+        after: Option<Cow<'a, str>>,
     },
 }
 
@@ -75,6 +77,8 @@ struct RawFrame<'a> {
     limit: Option<&'a RawValue>,
     #[serde(borrow, default)]
     before: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    after: Option<&'a RawValue>,
 }
 
 /// The JSON `null`, for a `send` without `data`.
@@ -179,6 +183,7 @@ fn frame<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
         }
         Some(route::PRESENCE) => Ok(ClientFrame::Presence {
             room: room_field(raw.room)?,
+            after: after_field(raw.after)?,
         }),
         Some(other) => Err(ProtocolError::new(
             ErrorCode::UnknownAction,
@@ -205,6 +210,24 @@ fn number_field(name: &str, raw: Option<&RawValue>) -> Result<Option<u64>, Proto
             ProtocolError::bad_request(format!("\"{name}\" must be a non-negative integer"))
         }),
     }
+}
+
+/// `after`: a `presence` page token, a string of 1 to [`MAX_CURSOR_BYTES`] bytes;
+/// `null` is absent.
+fn after_field(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, ProtocolError> {
+    if raw.is_some_and(|r| r.get() == "null") {
+        return Ok(None);
+    }
+    let after = string_field("after", raw)?;
+    if after
+        .as_ref()
+        .is_some_and(|a| a.is_empty() || a.len() > MAX_CURSOR_BYTES)
+    {
+        return Err(ProtocolError::bad_request(format!(
+            "\"after\" must be a page token of 1 to {MAX_CURSOR_BYTES} bytes"
+        )));
+    }
+    Ok(after)
 }
 
 /// `since`: `{"offset": <non-negative integer>, "epoch": <string>}`; `null` is absent.
@@ -450,8 +473,36 @@ mod tests {
         ));
         assert!(matches!(
             ok(r#"{"action":"presence","room":"r"}"#),
-            ClientFrame::Presence { room } if room == "r"
+            ClientFrame::Presence { room, after: None } if room == "r"
         ));
+    }
+
+    #[test]
+    fn presence_takes_a_page_token() {
+        assert!(matches!(
+            ok(r#"{"action":"presence","room":"r","after":"c#x=","id":1}"#),
+            ClientFrame::Presence { after: Some(a), .. } if a == "c#x="
+        ));
+        assert!(matches!(
+            ok(r#"{"action":"presence","room":"r","after":null}"#),
+            ClientFrame::Presence { after: None, .. }
+        ));
+        let long = format!(
+            r#"{{"action":"presence","room":"r","after":"{}"}}"#,
+            "a".repeat(257)
+        );
+        for bad in [
+            r#"{"action":"presence","room":"r","after":""}"#,
+            r#"{"action":"presence","room":"r","after":5}"#,
+            long.as_str(),
+        ] {
+            let request = parse(bad, 4096);
+            assert_eq!(
+                request.frame.unwrap_err().code,
+                ErrorCode::BadRequest,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_ID_BYTES: usize = 128;
 /// Most events one `history` request returns.
 pub const MAX_HISTORY_LIMIT: u64 = 100;
+/// Longest `presence` page token (`after`) a client may send back, in bytes.
+pub const MAX_CURSOR_BYTES: usize = 256;
 /// Longest epoch a client may send back in `since`, in bytes.
 pub const MAX_EPOCH_BYTES: usize = 64;
 

@@ -138,6 +138,13 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         epoch: &'a str,
         events: &'a [Box<RawValue>],
+        /// Whether older events were left out to keep the reply within
+        /// [`crate::limits::MAX_REPLY_BYTES`]; `before` is where they end.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+        /// With `truncated`: the `before` that asks for the events left out.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
     },
     /// The reply to `presence` (`members`, `count`), or a member joining or
     /// leaving (`change`, `member`).
@@ -185,6 +192,9 @@ pub enum PresenceBody<'a> {
         count: usize,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,
+        /// With `truncated`: the page token (`after`) of the members left out.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
     Change {
         change: Change,
@@ -273,6 +283,7 @@ mod tests {
                 }],
                 count: 2,
                 truncated: false,
+                after: None,
             },
         };
         let v: Value = serde_json::from_str(&list.to_json()).unwrap();

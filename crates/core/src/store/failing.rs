@@ -150,6 +150,10 @@ impl Store for FailingStore {
         self.inner.members_page(room, cursor, limit, now).await
     }
 
+    fn member_cursor(&self, connection_id: &str) -> String {
+        self.inner.member_cursor(connection_id)
+    }
+
     async fn remove_connection(&self, connection_id: &str) -> Result<Removed, StoreError> {
         self.check(Call::RemoveConnection)?;
         self.inner.remove_connection(connection_id).await

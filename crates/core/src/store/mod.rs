@@ -154,6 +154,12 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> Result<MemberPage, StoreError>;
 
+    /// The [`Store::members_page`] cursor that resumes right after the member
+    /// `connection_id`, for a listing that stops inside a page (`presence`).
+    fn member_cursor(&self, connection_id: &str) -> String {
+        connection_id.to_owned()
+    }
+
     /// Removes a connection and all its memberships. Returns how many items were
     /// deleted and the rooms it was in; removing an unknown connection deletes
     /// nothing and is not an error.

@@ -143,3 +143,37 @@ pub fn body(response: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Opt
         None => None,
     }
 }
+
+/// A DynamoDB store on a fresh table of the dynalite that scripts/test starts
+/// (ROOMCAST_TEST_DYNAMODB_ENDPOINT).
+pub async fn dynamo_store(name: &str) -> roomcast_core::store::dynamo::DynamoStore {
+    let endpoint = std::env::var("ROOMCAST_TEST_DYNAMODB_ENDPOINT")
+        .expect("ROOMCAST_TEST_DYNAMODB_ENDPOINT must point at dynalite: run scripts/test");
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .load()
+        .await;
+    let table = format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        roomcast_core::store::now_millis()
+    );
+    let store =
+        roomcast_core::store::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    store.ensure_table().await.unwrap();
+    store
+}
+
+/// The text of a handler's response body, as sent; `None` when it has none.
+pub fn body_text(response: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Option<String> {
+    use aws_lambda_events::encodings::Body;
+    match &response.body {
+        Some(Body::Text(text)) => Some(text.clone()),
+        Some(other) => panic!("unexpected body {other:?}"),
+        None => None,
+    }
+}

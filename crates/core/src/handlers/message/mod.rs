@@ -89,7 +89,7 @@ pub async fn message(
             | ClientFrame::Leave { room }
             | ClientFrame::Send { room, .. }
             | ClientFrame::History { room, .. }
-            | ClientFrame::Presence { room },
+            | ClientFrame::Presence { room, .. },
         ) => Some(room.as_ref()),
         Ok(ClientFrame::Ping) | Err(_) => None,
     };
@@ -304,7 +304,7 @@ fn room_of<'f>(frame: &'f ClientFrame<'_>) -> Option<&'f str> {
         | ClientFrame::Leave { room }
         | ClientFrame::Send { room, .. }
         | ClientFrame::History { room, .. }
-        | ClientFrame::Presence { room } => Some(room),
+        | ClientFrame::Presence { room, .. } => Some(room),
         ClientFrame::Ping => None,
     }
 }
@@ -318,7 +318,9 @@ async fn dispatch(route: &Route<'_>, frame: ClientFrame<'_>) -> Reply {
             limit,
             before,
         } => history::history(route, &room, limit, before).await,
-        ClientFrame::Presence { room } => presence::presence(route, &room).await,
+        ClientFrame::Presence { room, after } => {
+            presence::presence(route, &room, after.as_deref()).await
+        }
         ClientFrame::Leave { room } => leave::leave(route, &room).await,
         ClientFrame::Send { room, event, data } => send::send(route, &room, &event, data).await,
         ClientFrame::Ping => ping::ping(route).await,

@@ -356,6 +356,10 @@ impl Store for DynamoStore {
         Ok(MemberPage { members, next })
     }
 
+    fn member_cursor(&self, connection_id: &str) -> String {
+        member_sk(connection_id)
+    }
+
     async fn remove_connection(&self, connection_id: &str) -> Result<Removed, StoreError> {
         // One query on the index finds the connection item and every membership;
         // a membership's `pk` names its room, so the rooms come at no extra cost.
