@@ -88,6 +88,8 @@ const ERROR = "error";
 const REJOIN = "rejoin";
 const EVENT = "event\n";
 const PRESENCE = "presence\n";
+/** Most `presence` pages one call follows: a bound, should a server hand out tokens forever. */
+const MAX_PRESENCE_PAGES = 1000;
 const eventKey = (room: string | null, event: string) => `${EVENT}${room ?? ""}\n${event}`;
 /** What identifies a copy of one of this client's sends: the sender's user, room, event name and data. */
 const echoKey = (user: unknown, room: unknown, event: unknown, data: unknown) =>
@@ -264,22 +266,56 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     });
   }
 
-  /** The room's stored events (rooms with history), oldest first. */
+  /**
+   * The room's stored events (rooms with history), oldest first: up to `limit`.
+   * A reply the server cut to its size bound (`truncated`, `before`) is followed
+   * by requests for the older events until `limit` events came or none are left.
+   */
   history(room: string, opts: HistoryOptions): Promise<History> {
-    return this.#guard(() => {
+    return this.#guard(async () => {
       checkRoom(room);
       checkCount(opts.limit, "limit", 1);
       if (opts.before !== undefined) checkCount(opts.before, "before", 0);
-      const frame = { action: "history", room, limit: opts.limit, before: opts.before };
-      return this.#request(frame, true, false, opts) as Promise<History>;
+      let before = opts.before;
+      let result: History | undefined;
+      for (;;) {
+        const limit = opts.limit - (result?.events.length ?? 0);
+        const frame = { action: "history", room, limit, before };
+        const page = (await this.#request(frame, true, false, opts)) as History;
+        // Offsets of another epoch do not follow on: keep the first epoch's.
+        if (result !== undefined && page.epoch !== result.epoch) return result;
+        result = result === undefined ? page : { ...page, events: [...page.events, ...result.events] };
+        if (!page.truncated || page.before === undefined || result.events.length >= opts.limit) break;
+        before = page.before;
+      }
+      delete result.truncated;
+      delete result.before;
+      return result;
     });
   }
 
-  /** The room's members (rooms with presence). */
+  /**
+   * The room's members (rooms with presence). A reply the server cut (`truncated`,
+   * `after`) is followed by requests for the next pages, merged by user.
+   */
   presence(room: string, opts?: RequestOptions): Promise<Presence> {
-    return this.#guard(() => {
+    return this.#guard(async () => {
       checkRoom(room);
-      return this.#request({ action: "presence", room }, true, false, opts) as Promise<Presence>;
+      let after: string | undefined;
+      const users = new Map<string | null, number>();
+      let result: Presence | undefined;
+      for (let pages = 0; ; pages++) {
+        const page = (await this.#request({ action: "presence", room, after }, true, false, opts)) as Presence;
+        for (const m of page.members) users.set(m.userId, (users.get(m.userId) ?? 0) + m.connections);
+        result = { ...page, count: (result?.count ?? 0) + page.count };
+        // Members come in connection-id order; a page that names no further one ends it.
+        if (!page.truncated || page.after === undefined || page.after === after || pages >= MAX_PRESENCE_PAGES) break;
+        after = page.after;
+      }
+      result.members = [...users].map(([userId, connections]) => ({ userId, connections }));
+      delete result.truncated;
+      delete result.after;
+      return result;
     });
   }
 

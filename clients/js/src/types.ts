@@ -95,6 +95,10 @@ export interface History {
   room: string;
   epoch: string;
   events: RoomEvent[];
+  /** Only in a single page the server cut: older events are left out; `rc.history` follows them. */
+  truncated?: true;
+  /** With `truncated`: the `before` that asks for the older events. */
+  before?: number;
 }
 
 export interface Presence {
@@ -102,7 +106,10 @@ export interface Presence {
   room: string;
   members: { userId: string | null; connections: number }[];
   count: number;
+  /** Only in a single page the server cut; `rc.presence` follows the pages and merges them. */
   truncated?: true;
+  /** With `truncated`: the page token of the next page. */
+  after?: string;
 }
 
 export interface PresenceChange {
