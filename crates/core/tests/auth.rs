@@ -455,9 +455,7 @@ async fn the_authorizer_refuses_missing_and_bad_tokens() {
     // No token: 401, unless anonymous connections are allowed.
     for request in [
         authorizer_request(None, None),
-        authorizer_request(Some(""), None),
         authorizer_request(None, Some("chat.v1")),
-        authorizer_request(None, Some("bearer")),
     ] {
         assert_eq!(strict.authorize(&request).await, Decision::Unauthorized);
         let Decision::Allow(response) = lenient.authorize(&request).await else {
@@ -1127,5 +1125,67 @@ async fn the_jwks_client_does_not_follow_redirects() {
         server.hits.load(Ordering::SeqCst),
         0,
         "the redirect was not followed"
+    );
+}
+
+#[tokio::test]
+async fn empty_tokens_are_refused_like_bad_ones() {
+    let no_key = Authorizer::new(AuthConfig {
+        jwt: None,
+        allow_anonymous: true,
+        origins: Default::default(),
+    });
+    for a in [&hs_authorizer(false), &hs_authorizer(true), &no_key] {
+        for request in [
+            authorizer_request(Some(""), None),
+            authorizer_request(None, Some("bearer")),
+            authorizer_request(None, Some("bearer, ")),
+            authorizer_request(None, Some("chat.v1, bearer")),
+        ] {
+            let decision = a.authorize(&request).await;
+            assert_eq!(decision.refusal_status(), Some(403), "{request:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn fractional_numeric_dates_are_accepted() {
+    let v = Verifier::new(config(true, None, Duration::from_secs(3600)));
+    let now = now_secs() as f64;
+    // RFC 7519's NumericDate may have a fraction, in exp, nbf and iat alike.
+    let c = with(
+        with(
+            with(claims("a"), "exp", json!(now + 600.5)),
+            "nbf",
+            json!(now - 0.25),
+        ),
+        "iat",
+        json!(now - 0.25),
+    );
+    let verified = v.verify(&hs256(&c)).await.unwrap();
+    assert_eq!(verified.exp, now as u64 + 600, "rounded down");
+    // And is still checked: expired, or not valid yet, beyond the 30 s leeway.
+    let expired = with(claims("a"), "exp", json!(now - 30.5));
+    assert_eq!(
+        v.verify(&hs256(&expired)).await.unwrap_err(),
+        JwtError::Expired
+    );
+    let early = with(claims("a"), "nbf", json!(now + 31.5));
+    assert_eq!(
+        v.verify(&hs256(&early)).await.unwrap_err(),
+        JwtError::NotYetValid
+    );
+    for bad in [json!("soon"), json!(-1.5), json!(null)] {
+        assert!(
+            v.verify(&hs256(&with(claims("a"), "exp", bad.clone())))
+                .await
+                .is_err(),
+            "exp {bad}"
+        );
+    }
+    let bad_nbf = with(claims("a"), "nbf", json!("later"));
+    assert_eq!(
+        v.verify(&hs256(&bad_nbf)).await.unwrap_err(),
+        JwtError::Claim("nbf".into())
     );
 }

@@ -120,13 +120,48 @@ impl From<jsonwebtoken::errors::Error> for JwtError {
     }
 }
 
-/// The claims roomcast reads; the registered ones are checked by jsonwebtoken.
+/// The claims roomcast reads; `iss`, `aud` and the presence of the registered ones
+/// are checked by jsonwebtoken, `exp` and `nbf` here ([`check_times`]).
 #[derive(Deserialize)]
 struct Payload {
     sub: String,
-    exp: u64,
+    exp: serde_json::Value,
+    #[serde(default)]
+    nbf: Option<serde_json::Value>,
     #[serde(default)]
     roles: Roles,
+}
+
+/// A NumericDate claim (RFC 7519, section 2): seconds since the epoch, a JSON
+/// number that may have a fraction (`1700000000.5`).
+fn numeric_date(name: &str, value: &serde_json::Value) -> Result<f64, JwtError> {
+    value
+        .as_f64()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| JwtError::Claim(name.into()))
+}
+
+/// `exp` and `nbf` against `now` (epoch seconds) with `leeway`, as jsonwebtoken
+/// checks whole seconds (expired once `exp + leeway < now`, early while
+/// `nbf - leeway > now`) but for fractional NumericDates too, which it rounds.
+/// Returns `exp` in whole seconds, rounded down.
+fn check_times(
+    exp: &serde_json::Value,
+    nbf: Option<&serde_json::Value>,
+    leeway: u64,
+    now: u64,
+) -> Result<u64, JwtError> {
+    let (leeway, now) = (leeway as f64, now as f64);
+    let exp = numeric_date("exp", exp)?;
+    if exp + leeway < now {
+        return Err(JwtError::Expired);
+    }
+    if let Some(nbf) = nbf.filter(|v| !v.is_null())
+        && numeric_date("nbf", nbf)? - leeway > now
+    {
+        return Err(JwtError::NotYetValid);
+    }
+    Ok(exp.floor() as u64)
 }
 
 /// `roles` as an array of strings, or one space-separated string.
@@ -354,11 +389,23 @@ impl Verifier {
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_audience(&[&self.config.audience]);
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = self.config.leeway_secs;
+        // jsonwebtoken rounds a fractional exp or nbf to the nearest second, which
+        // can move exp later: they are checked here instead.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         let data = decode::<Payload>(token, &key, &validation)?;
-        let Payload { sub, exp, roles } = data.claims;
+        let Payload {
+            sub,
+            exp,
+            nbf,
+            roles,
+        } = data.claims;
+        let exp = check_times(
+            &exp,
+            nbf.as_ref(),
+            self.config.leeway_secs,
+            jsonwebtoken::get_current_timestamp(),
+        )?;
         if sub.is_empty() || sub.len() > MAX_SUB_BYTES {
             return Err(JwtError::Claim("sub".into()));
         }

@@ -285,13 +285,11 @@ fn response(
 }
 
 /// The token of a handshake: the `token` query parameter, else the entry after
-/// `bearer` in `Sec-WebSocket-Protocol`.
+/// `bearer` in `Sec-WebSocket-Protocol`. An empty one (`?token=`, `bearer` with
+/// nothing after it) is a token, `""`, which no verifier accepts: a client that
+/// asked for an identity never connects anonymously instead.
 pub fn token_of(request: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Option<&str> {
-    if let Some(token) = request
-        .query_string_parameters
-        .first(TOKEN_PARAMETER)
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(token) = request.query_string_parameters.first(TOKEN_PARAMETER) {
         return Some(token);
     }
     let headers = if request.headers.is_empty() {
@@ -301,7 +299,7 @@ pub fn token_of(request: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Optio
     };
     let mut offered = subprotocols(headers);
     offered.find(|p| *p == BEARER_PROTOCOL)?;
-    offered.next().filter(|t| !t.is_empty())
+    Some(offered.next().unwrap_or_default())
 }
 
 /// The handshake's `Origin` header, if it has one.
