@@ -42,7 +42,14 @@ pub async fn keep(
     match (history, head) {
         (Some(h), Some(head)) => {
             store
-                .put_event(room, &head.epoch, head.offset, frame, now + h.ttl_secs)
+                .put_event(
+                    room,
+                    &head.epoch,
+                    head.offset,
+                    frame,
+                    now + h.ttl_secs,
+                    h.size,
+                )
                 .await
         }
         _ => Ok(()),

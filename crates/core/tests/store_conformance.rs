@@ -317,6 +317,7 @@ async fn stream_suite(store: &dyn Store) {
                 offset,
                 &format!(r#"{{"n":{offset}}}"#),
                 expires,
+                1000,
             )
             .await
             .unwrap();
@@ -357,7 +358,7 @@ async fn stream_suite(store: &dyn Store) {
     let h = store.stream_head(&other, 60, NOW).await.unwrap();
     for offset in [9, 10, 100] {
         store
-            .put_event(&other, &h.epoch, offset, "{}", NOW + 60)
+            .put_event(&other, &h.epoch, offset, "{}", NOW + 60, 1000)
             .await
             .unwrap();
     }
@@ -448,4 +449,43 @@ async fn dynamo_store_conforms() {
         store.members_page("big", Some("garbage"), 5, NOW).await,
         Err(StoreError::BadCursor)
     ));
+}
+
+/// Events put with `keep` 3 (a policy's history `size`): the last three are kept
+/// by every store. Returns the offsets read back of the five put.
+async fn retention_suite(store: &dyn Store) -> Vec<u64> {
+    let room = format!("keep:{}", roomcast_core::store::now_millis());
+    let head = store.stream_head(&room, 60, NOW).await.unwrap();
+    for offset in 1..=5 {
+        assert_eq!(
+            store.next_offset(&room, 60, NOW).await.unwrap().offset,
+            offset
+        );
+        store
+            .put_event(&room, &head.epoch, offset, "{}", NOW + 60, 3)
+            .await
+            .unwrap();
+    }
+    let read: Vec<u64> = store
+        .events(&room, &head.epoch, 1, 5, NOW)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.offset)
+        .collect();
+    assert!(read.ends_with(&[3, 4, 5]), "{read:?}");
+    read
+}
+
+#[tokio::test]
+async fn memory_store_keeps_what_the_policy_says() {
+    // No more than the policy's size, as DynamoDB's readers never read more.
+    assert_eq!(retention_suite(&MemoryStore::new()).await, [3, 4, 5]);
+}
+
+#[tokio::test]
+#[ignore = "needs dynalite: run scripts/test"]
+async fn dynamo_store_keeps_what_the_policy_says() {
+    // Older events stay until their TTL; history and recovery read the last `size`.
+    retention_suite(&dynamo_store().await).await;
 }

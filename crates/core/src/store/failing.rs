@@ -213,10 +213,11 @@ impl Store for FailingStore {
         offset: u64,
         frame: &str,
         expires_at: u64,
+        keep: u64,
     ) -> Result<(), StoreError> {
         self.check(Call::PutEvent { room })?;
         self.inner
-            .put_event(room, epoch, offset, frame, expires_at)
+            .put_event(room, epoch, offset, frame, expires_at, keep)
             .await
     }
 

@@ -266,6 +266,7 @@ impl Store for MemoryStore {
         offset: u64,
         frame: &str,
         expires_at: u64,
+        keep: u64,
     ) -> Result<(), StoreError> {
         let mut s = self.state();
         // An event of an epoch that has since ended has no stream to go to, as its
@@ -274,10 +275,18 @@ impl Store for MemoryStore {
             return Ok(());
         };
         stream.events.insert(offset, (frame.to_owned(), expires_at));
-        // What DynamoDB's TTL and the readers' `offset > head - N` window do there:
-        // nothing older than the largest history is ever read, so keep no more.
-        let oldest = stream.offset.saturating_sub(MAX_HISTORY_SIZE);
-        stream.events.retain(|&o, _| o > oldest);
+        // What DynamoDB's TTL and the readers' `offset > head - size` window do
+        // there: nothing older than the policy's `size` is ever read, so keep no
+        // more (and never more than the largest history).
+        let oldest = stream.offset.saturating_sub(keep.min(MAX_HISTORY_SIZE));
+        // Events arrive in offset order but for concurrent senders: drop the front.
+        while stream
+            .events
+            .first_key_value()
+            .is_some_and(|(&o, _)| o <= oldest)
+        {
+            stream.events.pop_first();
+        }
         Ok(())
     }
 

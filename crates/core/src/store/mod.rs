@@ -211,7 +211,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<StreamHead, StoreError>;
 
     /// Stores the frame of the event at `offset` in `epoch` until `expires_at`:
-    /// one write.
+    /// one write. Only the last `keep` offsets (the policy's history `size`) are
+    /// ever read back: the in-memory store drops older events here, DynamoDB
+    /// leaves them to their TTL.
     async fn put_event(
         &self,
         room: &str,
@@ -219,6 +221,7 @@ pub trait Store: Send + Sync + 'static {
         offset: u64,
         frame: &str,
         expires_at: u64,
+        keep: u64,
     ) -> Result<(), StoreError>;
 
     /// Where `room`'s stream is now; a stream that expired (or never was) is

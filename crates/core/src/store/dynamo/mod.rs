@@ -532,7 +532,9 @@ impl Store for DynamoStore {
         offset: u64,
         frame: &str,
         expires_at: u64,
+        _keep: u64,
     ) -> Result<(), StoreError> {
+        // Older events stay until their TTL; readers never ask for them.
         self.write_event(room, epoch, offset, frame, expires_at)
             .await
     }
