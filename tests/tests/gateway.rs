@@ -328,7 +328,7 @@ async fn lambda_invoke_api_runs_the_functions(delivery: Delivery) {
     assert_eq!(ok.header("X-Amz-Function-Error"), None);
     let body = ok.json();
     assert_eq!(body["statusCode"], 200, "{body}");
-    assert_eq!(body["body"], r#"{"type":"pong","id":1}"#, "{body}");
+    assert_eq!(body["body"], r#"{"type":"pong","id":1,"connectionId":"abc="}"#, "{body}");
 
     let arn =
         "/2015-03-31/functions/arn:aws:lambda:us-east-1:000000000000:function:message/invocations";

@@ -66,6 +66,8 @@ interface Conn {
   user?: string | null;
   /** The HTTP status of a refused handshake, when the platform tells it. */
   status?: number;
+  /** Its API Gateway connection id, once a `pong` told it. */
+  id?: string;
 }
 
 interface RoomState {
@@ -131,6 +133,15 @@ export function connect<Listen extends EventMap = EventMap, Emit extends EventMa
 export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap = Listen> {
   /** The connection state; see `onState`. */
   state: State = "connecting";
+
+  /**
+   * The current connection's id (API Gateway's `connectionId`, what other members
+   * see as `from.connectionId`), from the `pong` to the ping sent when it opens;
+   * `undefined` until then. A reconnect changes it.
+   */
+  get connectionId(): string | undefined {
+    return this.#conn?.id;
+  }
   readonly #url: string;
   readonly #options: ClientOptions;
   readonly #settings: {
@@ -721,6 +732,8 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     if (old) this.#later(() => old.ws?.close(1000), Math.min(this.#settings.ackTimeoutMs, (old.expiresAt ?? Infinity) - now));
     for (const timer of this.#connTimers) clearTimeout(timer);
     this.#connTimers.clear();
+    // At once, for the pong's connection id; then every pingIntervalMs.
+    void this.#internal(conn, { action: "ping" });
     this.#ping(conn);
     let rotateIn = this.#settings.maxConnectionMs;
     if (conn.expiresAt !== undefined && typeof this.#token === "function") {
@@ -812,6 +825,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       return;
     }
     if (!message || typeof message !== "object") return;
+    if (message.type === "pong" && typeof message.connectionId === "string") conn.id = message.connectionId;
     const id = typeof message.id === "number" && conn.pending.has(message.id) ? message.id : undefined;
     if (this.#log && message.type !== "event") this.#log(`received ${message.type}${message.code ? " " + message.code : ""}${id ? " for " + id : ""}`);
     if (message.type === "error" && message.code === "token_expired") {

@@ -136,11 +136,11 @@ async fn ping_pongs_with_and_without_id() {
     let h = harness();
     assert_eq!(
         send(&h, "a=", r#"{"action":"ping","id":"p1"}"#).await,
-        Some(json!({"type":"pong","id":"p1"}))
+        Some(json!({"type":"pong","id":"p1","connectionId":"a="}))
     );
     assert_eq!(
         send(&h, "a=", r#"{"action":"ping"}"#).await,
-        Some(json!({"type":"pong"}))
+        Some(json!({"type":"pong","connectionId":"a="}))
     );
 }
 

@@ -40,7 +40,11 @@ async fn every_sample_event_parses_and_runs_through_its_handler() {
             "send",
             json!({"type":"ack","id":2,"ok":true,"action":"send","room":"chat:general","recipients":1,"delivered":1}),
         ),
-        ("ping", "ping", json!({"type":"pong","id":4})),
+        (
+            "ping",
+            "ping",
+            json!({"type":"pong","id":4,"connectionId":"L0SM9cOFvHcCIhw="}),
+        ),
         (
             "leave",
             "leave",

@@ -155,9 +155,12 @@ pub enum ServerFrame<'a> {
         #[serde(flatten)]
         body: PresenceBody<'a>,
     },
+    /// The reply to `ping`, with the connection's own API Gateway connection id.
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a RawValue>,
+        #[serde(rename = "connectionId", skip_serializing_if = "Option::is_none")]
+        connection_id: Option<&'a str>,
     },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -291,8 +294,12 @@ mod tests {
             v,
             json!({"type":"presence","id":9,"room":"r","members":[{"userId":null,"connections":2}],"count":2})
         );
-        let v: Value = serde_json::from_str(&ServerFrame::Pong { id: None }.to_json()).unwrap();
-        assert_eq!(v, json!({"type":"pong"}));
+        let pong = ServerFrame::Pong {
+            id: None,
+            connection_id: Some("c="),
+        };
+        let v: Value = serde_json::from_str(&pong.to_json()).unwrap();
+        assert_eq!(v, json!({"type":"pong","connectionId":"c="}));
         let e = ProtocolError::new(ErrorCode::NotMember, "join first");
         let v: Value = serde_json::from_str(&ServerFrame::error(Some(&id), &e).to_json()).unwrap();
         assert_eq!(
