@@ -2,6 +2,8 @@
 //! the DynamoDB store against a real DynamoDB-compatible server (dynalite, started
 //! by scripts/test, which sets ROOMCAST_TEST_DYNAMODB_ENDPOINT).
 
+mod support;
+
 use std::collections::BTreeSet;
 
 use roomcast_core::store::dynamo::DynamoStore;
@@ -418,23 +420,7 @@ async fn memory_store_conforms() {
 }
 
 async fn dynamo_store() -> DynamoStore {
-    let endpoint = std::env::var("ROOMCAST_TEST_DYNAMODB_ENDPOINT")
-        .expect("ROOMCAST_TEST_DYNAMODB_ENDPOINT must point at dynalite: run scripts/test");
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .load()
-        .await;
-    let table = format!(
-        "conformance-{}-{}",
-        std::process::id(),
-        roomcast_core::store::now_millis()
-    );
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-    store.ensure_table().await.unwrap();
+    let store = support::dynamo_store("conformance").await;
     // A second call finds the table and returns.
     store.ensure_table().await.unwrap();
     store
