@@ -1,0 +1,483 @@
+#!/usr/bin/env python3
+"""Checks on template.yaml that cfn-lint cannot make: what `sam deploy` would get
+wrong while the template is still valid CloudFormation.
+
+Each check names the defect it guards against and fails with what to change.
+scripts/test runs it after cfn-lint, with the .venv's Python (it reads the
+template with cfn-lint's YAML loader, which understands the short-form tags).
+
+    scripts/check_template.py                      # template.yaml, docs/
+    scripts/check_template.py --template OTHER.yaml
+    scripts/check_template.py --deployment-id      # the Deployment's logical id to use
+
+Exit status: 0 when every check passes, 1 otherwise.
+"""
+
+import argparse
+import hashlib
+import itertools
+import json
+import re
+import sys
+from pathlib import Path
+
+from cfnlint.decode import cfn_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What one API Gateway deployment snapshots (and so what must be redeployed when
+# it changes): the API, its routes and route responses, integrations and their
+# responses, authorizers and models.
+SNAPSHOT_TYPES = {
+    "AWS::ApiGatewayV2::Api",
+    "AWS::ApiGatewayV2::Route",
+    "AWS::ApiGatewayV2::RouteResponse",
+    "AWS::ApiGatewayV2::Integration",
+    "AWS::ApiGatewayV2::IntegrationResponse",
+    "AWS::ApiGatewayV2::Authorizer",
+    "AWS::ApiGatewayV2::Model",
+}
+# The Handler values whose code reads the configuration, policies included, at
+# cold start (crates/core: every WebSocket integration and the broadcast function).
+POLICY_READERS = {"connect", "disconnect", "message", "broadcast"}
+POLICY_VARIABLES = {
+    "ROOMCAST_POLICIES": {"Ref": "Policies"},
+    "ROOMCAST_POLICIES_PARAMETER": {"Ref": "PoliciesParameter"},
+}
+# Lambda's application log levels, most verbose first.
+LAMBDA_LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+
+
+def plain(node):
+    """cfn-lint's nodes as plain dicts, lists and strings."""
+    return json.loads(json.dumps(node))
+
+
+def load(path):
+    return plain(cfn_yaml.loads(Path(path).read_text(), str(path)))
+
+
+def resources(t, type_):
+    return {k: v for k, v in t.get("Resources", {}).items() if v.get("Type") == type_}
+
+
+def functions(t):
+    return resources(t, "AWS::Serverless::Function")
+
+
+def environment(t, fn):
+    """A function's variables as SAM deploys them: Globals, then its own."""
+    env = dict(t.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+    env.update(fn.get("Properties", {}).get("Environment", {}).get("Variables", {}))
+    return env
+
+
+def statements(fn):
+    """Every IAM statement of a function's inline policies, with the condition it
+    depends on (None: unconditional)."""
+    out = []
+
+    def walk(item, condition):
+        if isinstance(item, dict) and "Fn::If" in item:
+            cond, yes, _ = item["Fn::If"]
+            walk(yes, cond)
+        elif isinstance(item, dict) and "Statement" in item:
+            for s in item["Statement"]:
+                walk(s, condition)
+        elif isinstance(item, dict) and "Effect" in item:
+            out.append((item, condition))
+
+    for policy in fn.get("Properties", {}).get("Policies", []):
+        walk(policy, None)
+    return out
+
+
+def grants(fn, action, resource):
+    """The condition under which `fn` may do `action` on `resource` (True: always)."""
+    for s, condition in statements(fn):
+        actions = s.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        resources_ = s.get("Resource", [])
+        resources_ = resources_ if isinstance(resources_, list) else [resources_]
+        if action in actions and resource in resources_:
+            return condition or True
+    return None
+
+
+def ssm_arn(parameter):
+    return {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + parameter + "}"}
+
+
+def deployment_id(t):
+    """`Deployment` and a hash of everything a deployment snapshots."""
+    snapshot = {
+        k: {"Type": v["Type"], "Properties": v.get("Properties", {})}
+        for k, v in t.get("Resources", {}).items()
+        if v.get("Type") in SNAPSHOT_TYPES
+    }
+    text = json.dumps(snapshot, sort_keys=True, separators=(",", ":"))
+    return "Deployment" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class Rules:
+    """Evaluates a template's Rules for given parameter values, with the rule
+    functions CloudFormation has (And, Or, Not, Equals, Contains, Ref)."""
+
+    def __init__(self, t):
+        self.rules = t.get("Rules", {})
+
+    def value(self, node, params):
+        if isinstance(node, dict):
+            (fn, arg), = node.items()
+            if fn == "Ref":
+                return params[arg]
+            if fn == "Fn::Equals":
+                a, b = (self.value(x, params) for x in arg)
+                return str(a) == str(b)
+            if fn == "Fn::Not":
+                return not self.value(arg[0], params)
+            if fn == "Fn::And":
+                return all(self.value(x, params) for x in arg)
+            if fn == "Fn::Or":
+                return any(self.value(x, params) for x in arg)
+            if fn == "Fn::Contains":
+                items, x = arg
+                return str(self.value(x, params)) in [str(self.value(i, params)) for i in items]
+            raise ValueError(f"rule function {fn} is not evaluated here")
+        return node
+
+    def failed(self, params):
+        """Names of the rules these parameter values break."""
+        broken = []
+        for name, rule in self.rules.items():
+            if "RuleCondition" in rule and not self.value(rule["RuleCondition"], params):
+                continue
+            if not all(self.value(a["Assert"], params) for a in rule.get("Assertions", [])):
+                broken.append(name)
+        return broken
+
+
+def defaults(t):
+    return {k: str(v.get("Default", "")) for k, v in t.get("Parameters", {}).items()}
+
+
+# ---------------------------------------------------------------------------
+# The checks. Each returns a list of problems (empty: passed).
+# ---------------------------------------------------------------------------
+
+
+def check_policies_reach_every_reader(t):
+    """Namespace policies reach every function that applies them, from Globals,
+    and those functions may read PoliciesParameter."""
+    problems = []
+    globals_env = t.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    for name, want in POLICY_VARIABLES.items():
+        if globals_env.get(name) != want:
+            problems.append(f"Globals.Function.Environment.Variables.{name} must be {want}")
+    for fid, fn in functions(t).items():
+        own = fn.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        for name in POLICY_VARIABLES:
+            if name in own:
+                problems.append(f"{fid} sets {name} itself: every function must get the same document")
+        if fn.get("Properties", {}).get("Handler") in POLICY_READERS:
+            env = environment(t, fn)
+            for name, want in POLICY_VARIABLES.items():
+                if env.get(name) != want:
+                    problems.append(f"{fid} runs without {name} = {want}")
+            if grants(fn, "ssm:GetParameter", ssm_arn("PoliciesParameter")) != "HasPoliciesParameter":
+                problems.append(f"{fid} needs ssm:GetParameter on PoliciesParameter (condition HasPoliciesParameter)")
+    params = t.get("Parameters", {})
+    if "PoliciesParameter" not in params:
+        problems.append("no PoliciesParameter: a document over Lambda's 4 KB of variables cannot be given")
+    rules = Rules(t)
+    both = dict(defaults(t), Policies="{}", PoliciesParameter="/roomcast/policies")
+    if not rules.failed(both):
+        problems.append("a rule must refuse Policies and PoliciesParameter together")
+    return problems
+
+
+def check_jwt_secret_not_in_plaintext(t):
+    """No secret reaches an environment variable: NoEcho parameters stay out of
+    every function's variables, and the authorizer reads the HS256 secret from
+    Parameter Store by name."""
+    problems = []
+    params = t.get("Parameters", {})
+    secret = [k for k, v in params.items() if str(v.get("NoEcho", "")).lower() == "true"]
+    for fid, fn in functions(t).items():
+        for name, value in environment(t, fn).items():
+            if value in [{"Ref": s} for s in secret]:
+                problems.append(f"{fid}: {name} holds the NoEcho parameter {value['Ref']} in plain text")
+    authorizers = [fid for fid, fn in functions(t).items() if fn["Properties"].get("Handler") == "authorizer"]
+    if "JwtSecretParameter" not in params:
+        problems.append("no JwtSecretParameter: the HS256 secret must be read from Parameter Store")
+    for fid in authorizers:
+        fn = functions(t)[fid]
+        env = environment(t, fn)
+        if env.get("ROOMCAST_JWT_SECRET_PARAMETER") != {"Ref": "JwtSecretParameter"}:
+            problems.append(f"{fid}: ROOMCAST_JWT_SECRET_PARAMETER must be the JwtSecretParameter name")
+        if env.get("ROOMCAST_JWT_SECRET", "") != "":
+            problems.append(f"{fid}: ROOMCAST_JWT_SECRET must be empty in the stack")
+        if grants(fn, "ssm:GetParameter", ssm_arn("JwtSecretParameter")) is None:
+            problems.append(f"{fid} needs ssm:GetParameter on JwtSecretParameter")
+    for fid, fn in functions(t).items():
+        if fid not in authorizers and grants(fn, "ssm:GetParameter", ssm_arn("JwtSecretParameter")):
+            problems.append(f"{fid} may read the JWT secret: only the authorizer needs it")
+    return problems
+
+
+def check_deployment_follows_routes(t):
+    """A route change takes a new snapshot: the Deployment's logical id carries a
+    hash of the routes, so CloudFormation creates a new Deployment (an update in
+    place takes none), and the Stage points at it."""
+    problems = []
+    deployments = resources(t, "AWS::ApiGatewayV2::Deployment")
+    stages = resources(t, "AWS::ApiGatewayV2::Stage")
+    want = deployment_id(t)
+    if list(deployments) != [want]:
+        problems.append(
+            f"the Deployment must be the one resource {want} (have {sorted(deployments)}): "
+            "rename it (and the Stage's DeploymentId) after changing routes"
+        )
+    for sid, stage in stages.items():
+        props = stage.get("Properties", {})
+        if props.get("AutoDeploy"):
+            problems.append(f"{sid}: AutoDeploy and a Deployment resource would fight")
+        if props.get("DeploymentId") != {"Ref": want}:
+            problems.append(f"{sid}: DeploymentId must be !Ref {want}")
+    snapshot = {
+        k for k, v in t.get("Resources", {}).items()
+        if v.get("Type") in SNAPSHOT_TYPES - {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Integration"}
+    }
+    for did, d in deployments.items():
+        depends = d.get("DependsOn", [])
+        depends = {depends} if isinstance(depends, str) else set(depends)
+        if snapshot - depends:
+            problems.append(f"{did} must DependsOn {sorted(snapshot - depends)} to snapshot them")
+    return problems
+
+
+def check_queue_concurrency_bounded(t):
+    """A queue backlog cannot take the account's Lambda concurrency: the SQS event
+    source mapping has a MaximumConcurrency, from a parameter."""
+    problems = []
+    params = t.get("Parameters", {})
+    found = False
+    for fid, fn in functions(t).items():
+        for eid, event in fn.get("Properties", {}).get("Events", {}).items():
+            if event.get("Type") != "SQS":
+                continue
+            found = True
+            ref = event.get("Properties", {}).get("ScalingConfig", {}).get("MaximumConcurrency")
+            if not (isinstance(ref, dict) and ref.get("Ref") in params):
+                problems.append(f"{fid}.Events.{eid}: ScalingConfig.MaximumConcurrency must be a parameter")
+                continue
+            p = params[ref["Ref"]]
+            if not (2 <= int(p.get("MinValue", 0)) and int(p.get("MaxValue", 10**9)) <= 1000):
+                problems.append(f"{ref['Ref']}: MinValue/MaxValue must stay within Lambda's 2 to 1,000")
+    if not found:
+        problems.append("no SQS event source")
+    return problems
+
+
+def check_dashboard_link(t):
+    """The DashboardUrl output opens the console (console.aws.amazon.com)."""
+    value = json.dumps(t.get("Outputs", {}).get("DashboardUrl", {}).get("Value", ""))
+    if "console.aws.amazon.com/cloudwatch/" not in value or "URLSuffix" in value:
+        return [f"DashboardUrl must point at https://<region>.console.aws.amazon.com/cloudwatch/, not {value}"]
+    return []
+
+
+def check_log_level_reaches_lambda(t):
+    """With LogFormat JSON, Lambda filters application logs at INFO unless
+    ApplicationLogLevel says otherwise: every function maps LogLevel there, as
+    verbose as RUST_LOG and never stricter than INFO (EMF lines have no level)."""
+    problems = []
+    mapping = t.get("Mappings", {}).get("LogLevels", {})
+    allowed = t.get("Parameters", {}).get("LogLevel", {}).get("AllowedValues", [])
+    for level in allowed:
+        got = mapping.get(level, {}).get("ApplicationLogLevel")
+        rust = level.upper()
+        if got not in LAMBDA_LEVELS:
+            problems.append(f"Mappings.LogLevels.{level}.ApplicationLogLevel missing or not a Lambda level")
+        elif LAMBDA_LEVELS.index(got) > min(LAMBDA_LEVELS.index(rust), LAMBDA_LEVELS.index("INFO")):
+            problems.append(f"LogLevel {level}: ApplicationLogLevel {got} would drop lines RUST_LOG or EMF emits")
+    want = {"Fn::FindInMap": ["LogLevels", {"Ref": "LogLevel"}, "ApplicationLogLevel"]}
+    for fid, fn in functions(t).items():
+        logging = fn.get("Properties", {}).get("LoggingConfig", {})
+        if logging.get("LogFormat") == "JSON" and logging.get("ApplicationLogLevel") != want:
+            problems.append(f"{fid}: LoggingConfig.ApplicationLogLevel must be {want}")
+    return problems
+
+
+def check_throttle_alarm_covers_indexes(t):
+    """The DynamoDB throttle alarm counts the indexes' throttles
+    (GlobalSecondaryIndexName dimension) as well as the table's."""
+    problems = []
+    tables = resources(t, "AWS::DynamoDB::Table")
+    alarm = t.get("Resources", {}).get("DynamoThrottleAlarm", {}).get("Properties", {})
+    metrics = alarm.get("Metrics", [])
+    seen = set()
+    for m in metrics:
+        stat = m.get("MetricStat", {}).get("Metric", {})
+        dims = {d["Name"]: json.dumps(d["Value"]) for d in stat.get("Dimensions", [])}
+        seen.add((stat.get("MetricName"), dims.get("TableName"), dims.get("GlobalSecondaryIndexName")))
+    for tid, table in tables.items():
+        for name in ["ReadThrottleEvents", "WriteThrottleEvents"]:
+            for index in [None] + [i["IndexName"] for i in table["Properties"].get("GlobalSecondaryIndexes", [])]:
+                key = (name, json.dumps({"Ref": tid}), None if index is None else json.dumps(index))
+                if key not in seen:
+                    problems.append(f"DynamoThrottleAlarm lacks {name} of {tid}" + (f" index {index}" if index else ""))
+    expressions = [m for m in metrics if m.get("ReturnData", True) and "Expression" in m]
+    ids = [m["Id"] for m in metrics if "MetricStat" in m]
+    if len(expressions) != 1 or any(i not in expressions[0]["Expression"] for i in ids):
+        problems.append("DynamoThrottleAlarm's one returned expression must add up every metric")
+    return problems
+
+
+def check_dead_letters_keep_alarming(t):
+    """An alarm on the dead-letter queue's ApproximateAgeOfOldestMessage that does
+    not return to OK on missing data while messages wait."""
+    for aid, alarm in resources(t, "AWS::CloudWatch::Alarm").items():
+        p = alarm.get("Properties", {})
+        dims = json.dumps(p.get("Dimensions", []))
+        if (
+            p.get("Namespace") == "AWS/SQS"
+            and p.get("MetricName") == "ApproximateAgeOfOldestMessage"
+            and "BroadcastDeadLetterQueue" in dims
+        ):
+            if p.get("TreatMissingData") in (None, "missing", "notBreaching"):
+                return [f"{aid}: TreatMissingData must keep the state (ignore) when an idle queue stops reporting"]
+            return []
+    return ["no alarm on the dead-letter queue's ApproximateAgeOfOldestMessage"]
+
+
+def check_dashboard_graphs_every_frame(t):
+    """The dashboard graphs frames.history and frames.presence with the others."""
+    body = json.dumps(t.get("Resources", {}).get("Dashboard", {}).get("Properties", {}).get("DashboardBody", ""))
+    return [f"the dashboard lacks {m}" for m in ["frames.history", "frames.presence"] if f'\\"{m}\\"' not in body]
+
+
+def check_management_endpoint(t):
+    """The @connections endpoint is one value for every function: this stage's
+    execute-api endpoint (right behind a custom domain too), or the
+    ManagementEndpoint parameter."""
+    problems = []
+    if "ManagementEndpoint" not in t.get("Parameters", {}):
+        problems.append("no ManagementEndpoint parameter")
+    stage_url = "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}"
+    want = {"Fn::If": ["HasManagementEndpoint", {"Ref": "ManagementEndpoint"}, {"Fn::Sub": stage_url}]}
+    for fid, fn in functions(t).items():
+        if fn["Properties"].get("Handler") == "authorizer":
+            continue
+        if environment(t, fn).get("ROOMCAST_MANAGEMENT_ENDPOINT") != want:
+            problems.append(f"{fid}: ROOMCAST_MANAGEMENT_ENDPOINT must be {want}")
+    output = t.get("Outputs", {}).get("ManagementEndpoint", {}).get("Value")
+    if output != want:
+        problems.append(f"Outputs.ManagementEndpoint must be {want}")
+    return problems
+
+
+def check_stage_throttle(t):
+    """The stage throttle's rate and burst are parameters, and a rule refuses a
+    burst below the rate (checked here for every pair of allowed values)."""
+    problems = []
+    params = t.get("Parameters", {})
+    for sid, stage in resources(t, "AWS::ApiGatewayV2::Stage").items():
+        s = stage.get("Properties", {}).get("DefaultRouteSettings", {})
+        for prop in ["ThrottlingRateLimit", "ThrottlingBurstLimit"]:
+            ref = s.get(prop)
+            if not (isinstance(ref, dict) and ref.get("Ref") in params):
+                problems.append(f"{sid}: DefaultRouteSettings.{prop} must be a parameter")
+    if problems:
+        return problems
+    rules = Rules(t)
+    rate_values = params["ThrottlingRateLimit"].get("AllowedValues", [])
+    burst_values = params["ThrottlingBurstLimit"].get("AllowedValues", [])
+    if not rate_values or not burst_values:
+        return ["ThrottlingRateLimit and ThrottlingBurstLimit need AllowedValues a rule can compare"]
+    for rate, burst in itertools.product(rate_values, burst_values):
+        values = dict(defaults(t), ThrottlingRateLimit=rate, ThrottlingBurstLimit=burst)
+        refused = bool(rules.failed(values))
+        if refused != (float(burst) < float(rate)):
+            problems.append(f"rate {rate}, burst {burst}: the rules {'refuse' if refused else 'accept'} it")
+    if rules.failed(defaults(t)):
+        problems.append(f"the defaults break {rules.failed(defaults(t))}")
+    return problems
+
+
+def check_operations_doc_names_every_parameter(t):
+    """docs/operations.md describes every parameter (deploy, update, roll back)."""
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    problems = [f"docs/operations.md does not describe the parameter {p}" for p in t.get("Parameters", {}) if f"`{p}`" not in doc]
+    for heading in ["## Deploy", "## Update", "## Roll back"]:
+        if heading not in doc:
+            problems.append(f"docs/operations.md has no '{heading}' section")
+    return problems
+
+
+def check_protocol_doc_matches_code(t):
+    """docs/protocol.md gives the fan-out concurrency the code uses, and docs/
+    describes every variable the template sets."""
+    problems = []
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    code = "\n".join(p.read_text() for p in (ROOT / "crates").rglob("*.rs"))
+    m = re.search(r"DEFAULT_FANOUT_CONCURRENCY: usize = (\d+);", code)
+    if not m:
+        return ["DEFAULT_FANOUT_CONCURRENCY not found under crates/"]
+    row = re.search(r"^\| `ROOMCAST_FANOUT_CONCURRENCY` \| (\d+) \|", doc, re.M)
+    if not row or row.group(1) != m.group(1):
+        problems.append(f"docs/protocol.md's ROOMCAST_FANOUT_CONCURRENCY default must be {m.group(1)}")
+    if re.search(r"posts \(default (\d+)\)", doc) and re.search(r"posts \(default (\d+)\)", doc).group(1) != m.group(1):
+        problems.append(f"docs/protocol.md's fan-out section must say default {m.group(1)}")
+    docs = "\n".join(p.read_text() for p in (ROOT / "docs").glob("*.md"))
+    declared = set()
+    for fn in functions(t).values():
+        declared |= set(environment(t, fn))
+    for name in sorted(declared):
+        if name.startswith("ROOMCAST_") and f"`{name}`" not in docs:
+            problems.append(f"no page in docs/ describes {name}, which template.yaml sets")
+    if "sets only" in doc:
+        problems.append("docs/protocol.md still says the template sets only one variable")
+    return problems
+
+
+CHECKS = [
+    check_policies_reach_every_reader,
+    check_jwt_secret_not_in_plaintext,
+    check_deployment_follows_routes,
+    check_queue_concurrency_bounded,
+    check_dashboard_link,
+    check_log_level_reaches_lambda,
+    check_throttle_alarm_covers_indexes,
+    check_dead_letters_keep_alarming,
+    check_dashboard_graphs_every_frame,
+    check_management_endpoint,
+    check_stage_throttle,
+    check_operations_doc_names_every_parameter,
+    check_protocol_doc_matches_code,
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--template", default=str(ROOT / "template.yaml"))
+    parser.add_argument("--deployment-id", action="store_true", help="print the Deployment's logical id and exit")
+    args = parser.parse_args()
+    t = load(args.template)
+    if args.deployment_id:
+        print(deployment_id(t))
+        return 0
+    failed = 0
+    for check in CHECKS:
+        problems = check(t)
+        name = check.__name__.removeprefix("check_")
+        print(f"{'ok  ' if not problems else 'FAIL'} {name}")
+        for p in problems:
+            print(f"       {p}")
+        failed += bool(problems)
+    print(f"{len(CHECKS) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
