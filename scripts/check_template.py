@@ -105,7 +105,14 @@ def grants(fn, action, resource):
 
 
 def ssm_arn(parameter):
-    return {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + parameter + "}"}
+    """The ARN of the Parameter Store parameter `parameter` names, without the
+    :version or :label a name may end with (IAM matches the parameter itself)."""
+    return {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${Name}",
+            {"Name": {"Fn::Select": [0, {"Fn::Split": [":", {"Ref": parameter}]}]}},
+        ]
+    }
 
 
 def deployment_id(t):
