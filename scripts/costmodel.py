@@ -7,7 +7,14 @@ requests and capacity units per operation); the prices are us-east-1 on-demand
 list prices with the sources given there. Change them here and run again.
 
     scripts/costmodel.py
+    scripts/costmodel.py --check docs/performance.md   # exit 1 unless every table is there
+
+scripts/test runs the --check form, so the document keeps the script's numbers.
 """
+
+import contextlib
+import io
+import sys
 
 # us-east-1 list prices (docs/performance.md, "Cost model": sources and dates).
 MESSAGE = 1.00e-6  # API Gateway WebSocket message (per 32 KB), first 1 billion a month
@@ -21,6 +28,7 @@ C7G_LARGE_HOUR = 0.0725
 ALB_HOUR = 0.0225
 LCU_HOUR = 0.008
 REDIS_SMALL_HOUR = 0.032  # cache.t4g.small (not confirmed from a stored source)
+SQS_REQUEST = 0.40e-6  # standard queue, per request (per 64 KB chunk), after the first million a month
 
 MEMORY_GB = 256 / 1024  # the template's MemorySize
 SENDS = 1_000_000
@@ -61,6 +69,53 @@ PING_MS = 3.0 + DDB_MS
 PING_INTERVAL_MIN = 5  # clients/js default
 ROTATE_MIN = 110  # clients/js replaces connections ahead of the 2-hour cap
 
+# One rotation: authorizer + $connect + join (+ ack) + $disconnect of the old
+# connection, for a signed-in member of one room. Write units, each item write
+# counted with the index entries it writes (docs/data-model.md): every item
+# carries `cid` (byConnection, keys only); a signed-in user's connection item
+# also `uid` (byUser).
+SIGNED_IN = True
+CONNECTION_ITEM_WRU = 2 + (1 if SIGNED_IN else 0)  # table + byConnection (+ byUser)
+MEMBERSHIP_WRU = 2  # table + byConnection
+COUNTER_WRU = 2  # a rate counter item: table + byConnection
+# Rate counters alive when the connection ends: the join's and one per ping
+# (each ping opens a new 10 s window, so a new item). Their ttl has passed, but
+# DynamoDB's TTL deletes lazily, so the byConnection Query still finds them.
+COUNTERS_PER_CONNECTION = 1 + ROTATE_MIN // PING_INTERVAL_MIN
+# Whether $disconnect deletes the rate counters (2 WRU each) or leaves them to
+# TTL, which deletes for free.
+DISCONNECT_DELETES_COUNTERS = True
+ROTATION_RRU = 0.5  # $disconnect's byConnection Query: one page of keys
+
+
+def rotation_wru(deletes_counters=DISCONNECT_DELETES_COUNTERS):
+    written = CONNECTION_ITEM_WRU + MEMBERSHIP_WRU + COUNTER_WRU  # $connect, join, join's counter
+    deleted = CONNECTION_ITEM_WRU + MEMBERSHIP_WRU
+    if deletes_counters:
+        deleted += COUNTERS_PER_CONNECTION * COUNTER_WRU
+    return written + deleted
+
+
+# Queued broadcasts (BroadcastQueue): SQS requests per message. The producer
+# sends in batches of SQS_SEND_BATCH (SendMessageBatch takes 10; 1 for
+# SendMessage); the event source mapping receives up to 10 per ReceiveMessage
+# and deletes up to 10 per DeleteMessageBatch. Each request is billed per 64 KB
+# of payload: broadcasts here are small.
+SQS_SEND_BATCH = 10
+SQS_REQUESTS_PER_MESSAGE = 1 / SQS_SEND_BATCH + 1 / 10 + 1 / 10
+# An idle queue still costs its event source mapping's long polls: with
+# ScalingConfig.MaximumConcurrency set, Lambda keeps 5 pollers (it can go down to
+# 2 without it), each one ReceiveMessage per 20 s wait (assumed: the longest).
+IDLE_POLLERS = 5
+LONG_POLL_SECS = 20
+# The broadcast function's DynamoDB per queued broadcast: the member Query pages
+# (as a send's), and the idempotency record: one conditional PutItem of an item
+# without `cid` (no index write), which TTL deletes for free.
+BROADCAST_IDEMPOTENCY_WRU = 1.0
+# Messages of one SQS batch share an invocation; with the 1 s batching window a
+# steady stream of broadcasts arrives in batches of about this many.
+BROADCASTS_PER_INVOCATION = 10
+
 
 def messages_cost(n_messages):
     first = min(n_messages, 1e9)
@@ -96,27 +151,50 @@ def sends(n):
     }
 
 
-def staying_connected(n):
+def staying_connected(n, deletes_counters=DISCONNECT_DELETES_COUNTERS):
     """A month of n members connected all the time: connection-minutes, pings,
     and the connection rotation ahead of API Gateway's 2-hour cap."""
     minutes = n * MONTH_MINUTES
     pings = minutes / PING_INTERVAL_MIN
     rotations = minutes / ROTATE_MIN
-    # A rotation: authorizer + $connect + join (+ ack) + $disconnect of the old one.
-    # Writes: connection item and its index entry (2), membership and its index
-    # entry (2), the join's counter (2), and deleting 4 items with their index
-    # entries (8); reads: the disconnect's index Query (0.5).
-    rotation_wru, rotation_rru = 14.0, 0.5
+    wru = rotation_wru(deletes_counters)
     return {
         "connection-minutes $": minutes * CONNECTION_MINUTE,
         "pings": pings,
+        "ping messages $": pings * 2 * MESSAGE,
+        "ping lambda $": lambda_cost(pings, PING_MS),
+        "ping writes $": pings * PING_WRU * WRU,
         "pings $": pings * (2 * MESSAGE + PING_WRU * WRU) + lambda_cost(pings, PING_MS),
         "ping write share": PING_WRU * WRU
         / (2 * MESSAGE + PING_WRU * WRU + lambda_cost(1, PING_MS)),
-        "rotations $": rotations
-        * (2 * MESSAGE + rotation_wru * WRU + rotation_rru * RRU)
+        "rotations": rotations,
+        "rotation WRU": wru,
+        "rotation writes $": rotations * wru * WRU,
+        "rotations $": rotations * (2 * MESSAGE + wru * WRU + ROTATION_RRU * RRU)
         + lambda_cost(4 * rotations, 10.0),
     }
+
+
+def queued(n):
+    """1,000,000 broadcasts to a room of n members through BroadcastQueue: SQS,
+    the broadcast function, one post per member, DynamoDB."""
+    ms_per_broadcast = send_ms(n + 1)[0]  # a send's fan-out to n members
+    invocations = SENDS / BROADCASTS_PER_INVOCATION
+    ms = ms_per_broadcast * BROADCASTS_PER_INVOCATION
+    rru = max(0.5, RRU_PER_MEMBER * n)
+    requests = SENDS * SQS_REQUESTS_PER_MESSAGE
+    return {
+        "SQS requests": requests,
+        "SQS $": requests * SQS_REQUEST,
+        "messages $": messages_cost(SENDS * n),
+        "lambda $": lambda_cost(invocations, ms),
+        "dynamodb $": SENDS * (BROADCAST_IDEMPOTENCY_WRU * WRU + rru * RRU),
+    }
+
+
+def idle_polling():
+    requests = IDLE_POLLERS * MONTH_MINUTES * 60 / LONG_POLL_SECS
+    return requests, requests * SQS_REQUEST
 
 
 def socketio(n):
@@ -168,6 +246,39 @@ def main():
         ["N", "connection-minutes", "pings", "rotations", "total", "Socket.io + Redis on EC2"],
         rows,
     )
+    before, after = rotation_wru(True), rotation_wru(False)
+    c10k = staying_connected(10_000)
+    print(
+        f"A rotation writes {before:.0f} WRU while $disconnect deletes the "
+        f"{COUNTERS_PER_CONNECTION} rate counters, {after:.0f} when TTL removes them: "
+        f"{money((before - after) * c10k['rotations'] * WRU)} a month at 10,000 connections.\n"
+    )
+    rows = []
+    for n in ROOMS:
+        q = queued(n)
+        total = q["SQS $"] + q["messages $"] + q["lambda $"] + q["dynamodb $"]
+        rows.append([
+            f"{n:,}", f"{q['SQS requests']:,.0f}", money(q["SQS $"]), money(q["messages $"]),
+            money(q["lambda $"]), money(q["dynamodb $"]), money(total),
+        ])
+    table(
+        "1,000,000 queued broadcasts to a room of N members:",
+        ["N", "SQS requests", "SQS", "messages", "Lambda", "DynamoDB", "total"],
+        rows,
+    )
+    requests, cost = idle_polling()
+    print(f"An idle queue's long polls: {requests:,.0f} requests, {money(cost)} a month.\n")
+    total = c10k["connection-minutes $"] + c10k["pings $"] + c10k["rotations $"]
+    rows = [
+        ["connection-minutes", money(c10k["connection-minutes $"])],
+        ["ping messages (2 per ping)", money(c10k["ping messages $"])],
+        ["ping invocations", money(c10k["ping lambda $"])],
+        ["ping rate-counter writes", money(c10k["ping writes $"])],
+        ["rotations", money(c10k["rotations $"])],
+        ["total", money(total)],
+        ["Socket.io + Redis on EC2", money(socketio(10_000))],
+    ]
+    table("10,000 members connected for a month, by item:", ["item", "cost"], rows)
     for n in ROOMS:
         total, latency, cpu = send_ms(n)
         print(f"N={n}: fan-out latency-bound {latency:.0f} ms, CPU-bound at 256 MB {cpu:.0f} ms")
@@ -177,5 +288,22 @@ def main():
     print(f"\nThe rate counter's write is {staying_connected(1)['ping write share']:.0%} of a ping's cost.")
 
 
+def check(path):
+    """Every table row this script prints must be in the document at `path`."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main()
+    doc = open(path).read()
+    missing = [line for line in out.getvalue().splitlines() if line.startswith("| ") and line not in doc]
+    for line in missing:
+        print(f"{path} lacks: {line}")
+    print(f"costmodel: {path} {'matches' if not missing else 'does not match'} scripts/costmodel.py")
+    return 1 if missing else 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--check"] and len(sys.argv) == 3:
+        sys.exit(check(sys.argv[2]))
+    if sys.argv[1:]:
+        sys.exit(__doc__)
     main()
