@@ -101,6 +101,7 @@ fn fan_out(c: &mut Criterion) {
                     concurrency: 64,
                     retry: RetryPolicy::default(),
                     presence: None,
+                    stop_at: None,
                 };
                 let stats = fanout
                     .to_room("room", None, Bytes::from_static(b"{\"type\":\"event\"}"), 0)

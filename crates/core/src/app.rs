@@ -8,6 +8,7 @@ use crate::config::{Config, ConfigError};
 use crate::management::apigw::ApiGatewayManagement;
 use crate::management::{Management, endpoint_for};
 use crate::metrics::Metrics;
+use crate::parameters::ParameterStore;
 use crate::store::Store;
 use crate::store::dynamo::DynamoStore;
 
@@ -38,8 +39,16 @@ impl App {
     /// What a Lambda function builds once at cold start: configuration from the
     /// environment, the DynamoDB store and the management client from one `SdkConfig`.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
+        let mut config = Config::from_env()?;
         let sdk = aws_config::load_from_env().await;
+        if let Some(name) = &config.policies_parameter {
+            let parameters =
+                ParameterStore::new(&sdk).map_err(|source| ConfigError::Parameter {
+                    name: crate::names::env::POLICIES_PARAMETER,
+                    source,
+                })?;
+            config.policies = crate::config::policies_from(&parameters, name).await?;
+        }
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
         Ok(Self::new(
             config,

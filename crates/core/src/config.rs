@@ -35,6 +35,9 @@ pub struct Config {
     pub item_ttl: Duration,
     /// Who may join and send in each namespace, and how fast (docs/auth.md).
     pub policies: Policies,
+    /// The Parameter Store name of the policy document, read by
+    /// [`crate::App::from_env`] into `policies`.
+    pub policies_parameter: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,6 +52,11 @@ pub enum ConfigError {
     },
     #[error("{name} is not a valid policy document: {message}")]
     Policies { name: &'static str, message: String },
+    #[error("{name}: {source}")]
+    Parameter {
+        name: &'static str,
+        source: crate::parameters::ParameterError,
+    },
 }
 
 impl Config {
@@ -61,6 +69,7 @@ impl Config {
             fanout_concurrency: DEFAULT_FANOUT_CONCURRENCY,
             item_ttl: CONNECTION_CAP + TTL_MARGIN,
             policies: Policies::default(),
+            policies_parameter: None,
         }
     }
 
@@ -100,11 +109,37 @@ impl Config {
         if let Some(v) = non_empty(env::ITEM_TTL_SECS) {
             config.item_ttl = Duration::from_secs(positive(env::ITEM_TTL_SECS, &v)? as u64);
         }
+        config.policies_parameter = non_empty(env::POLICIES_PARAMETER);
         if let Some(v) = non_empty(env::POLICIES) {
+            if config.policies_parameter.is_some() {
+                return Err(ConfigError::Invalid {
+                    name: env::POLICIES_PARAMETER,
+                    value: config.policies_parameter.unwrap_or_default(),
+                    reason: "ROOMCAST_POLICIES is set too: set one of them",
+                });
+            }
             config.policies = policies(&v)?;
         }
         Ok(config)
     }
+}
+
+/// The policy document stored in Parameter Store under `name`.
+pub async fn policies_from(
+    store: &crate::parameters::ParameterStore,
+    name: &str,
+) -> Result<Policies, ConfigError> {
+    let text = store
+        .get(name)
+        .await
+        .map_err(|source| ConfigError::Parameter {
+            name: env::POLICIES_PARAMETER,
+            source,
+        })?;
+    Policies::parse(&text).map_err(|e| ConfigError::Policies {
+        name: env::POLICIES_PARAMETER,
+        message: e.to_string(),
+    })
 }
 
 /// A policy document given inline (it starts with `{`) or as a file path.
@@ -192,5 +227,27 @@ mod tests {
                 .to_string();
             assert!(err.contains(name), "{err}");
         }
+    }
+    #[test]
+    fn policies_come_from_one_place() {
+        let named = Config::from_lookup(lookup(&[
+            (env::TABLE, "t"),
+            (env::POLICIES_PARAMETER, "/roomcast/policies:2"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            named.policies_parameter.as_deref(),
+            Some("/roomcast/policies:2")
+        );
+        let both = Config::from_lookup(lookup(&[
+            (env::TABLE, "t"),
+            (env::POLICIES_PARAMETER, "/roomcast/policies"),
+            (env::POLICIES, "{}"),
+        ]))
+        .unwrap_err();
+        assert!(
+            matches!(both, ConfigError::Invalid { name, .. } if name == env::POLICIES_PARAMETER),
+            "{both}"
+        );
     }
 }

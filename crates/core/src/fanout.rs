@@ -71,6 +71,13 @@ pub struct FanoutStats {
     pub throttled_retries: usize,
     /// Milliseconds from the start of the fan-out to its last post's outcome.
     pub ms: u64,
+    /// Stopped at its deadline ([`Fanout::stop_at`]): the recipients read but not
+    /// posted to count as failed; those not read yet are not counted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cut_short: bool,
+    /// Not sent: a repeat of a broadcast already sent (same idempotency key).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeat: bool,
 }
 
 /// A fan-out cut short by a failed recipient read. The recipients already read
@@ -111,6 +118,17 @@ struct Pending<'e> {
 }
 
 impl Pending<'_> {
+    /// Gives up on the recipients not posted to yet: the fan-out's time is up.
+    /// They count as failed; recipients not read yet are not counted.
+    fn stop(&mut self, stats: &mut FanoutStats) {
+        let unsent = self.queued.len();
+        stats.recipients += unsent;
+        stats.failed += unsent;
+        stats.cut_short = true;
+        tracing::warn!(unsent, "fan-out stopped: its time ran out");
+        self.queued.clear();
+    }
+
     /// The next recipient to post to, past those left out and those already posted to.
     fn next(&mut self) -> Option<String> {
         while let Some(connection_id) = self.queued.pop_front() {
@@ -152,6 +170,8 @@ pub struct Fanout<'a> {
     /// The policies, when connections found gone should be announced as leaving
     /// rooms with presence events (`None`: removed silently).
     pub presence: Option<&'a Policies>,
+    /// No post or retry starts after this (the invocation's time running out).
+    pub stop_at: Option<Instant>,
 }
 
 impl FanoutStats {
@@ -192,7 +212,18 @@ impl<'a> Fanout<'a> {
             concurrency: app.config.fanout_concurrency,
             retry: RetryPolicy::default(),
             presence: Some(&app.config.policies),
+            stop_at: None,
         }
+    }
+
+    /// The same fan-out, stopping at `stop_at`.
+    pub fn until(self, stop_at: Option<Instant>) -> Self {
+        Self { stop_at, ..self }
+    }
+
+    fn stopped(&self, after: Duration) -> bool {
+        self.stop_at
+            .is_some_and(|stop| Instant::now() + after >= stop)
     }
 }
 
@@ -262,6 +293,10 @@ impl Fanout<'_> {
         let mut stats = FanoutStats::default();
         let mut failure: Option<StoreError> = None;
         loop {
+            if (!pending.queued.is_empty() || next_page.is_some()) && self.stopped(Duration::ZERO) {
+                pending.stop(&mut stats);
+                next_page = None;
+            }
             while in_flight.len() < concurrency {
                 let Some(connection_id) = pending.next() else {
                     break;
@@ -391,7 +426,7 @@ impl Fanout<'_> {
                 }
                 Err(e) if e.is_retryable() && attempt < self.retry.max_attempts => {
                     let delay = self.retry.delay(attempt - 1);
-                    if started.elapsed() + delay > self.retry.deadline {
+                    if started.elapsed() + delay > self.retry.deadline || self.stopped(delay) {
                         tracing::warn!(connection_id, error = %e, "post failed; deadline reached");
                         return Outcome::Failed { throttled };
                     }

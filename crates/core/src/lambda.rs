@@ -162,7 +162,7 @@ pub struct Authorizer(pub auth::Authorizer);
 
 impl Authorizer {
     pub async fn from_env() -> Result<Self, ConfigError> {
-        auth::authorizer_from_env().map(Self)
+        auth::authorizer_from_env().await.map(Self)
     }
 }
 

@@ -59,6 +59,7 @@ pub mod limits;
 pub mod management;
 pub mod metrics;
 pub mod names;
+pub mod parameters;
 pub mod policy;
 mod presence;
 pub mod protocol;

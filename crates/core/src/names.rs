@@ -66,8 +66,15 @@ pub mod attr {
     pub const KEY_COUNT_PREFIX: &str = "n#";
     /// Sort key prefix of rate-limit counters, `rate#*#<window start>` (one item per
     /// connection and window),
-    /// kept in the connection's partition (pk `conn#<id>`) so `$disconnect` removes them.
+    /// kept in the connection's partition (pk `conn#<id>`); `$disconnect` leaves
+    /// them to TTL.
     pub const RATE_PREFIX: &str = "rate#";
+
+    /// A broadcast's idempotency record: pk `bcast#<key>`, sk [`CLAIM_SK`], with
+    /// a `ttl` (no `cid`: no index entry).
+    pub const BROADCAST_PREFIX: &str = "bcast#";
+    /// Sort key of a broadcast's idempotency record.
+    pub const CLAIM_SK: &str = "claim";
 
     /// A room's event stream partition: `hist#<room>`, holding the stream head
     /// (sk [`STREAM_SK`]) and the retained events (sk `e#<epoch>#<offset>`).
@@ -97,8 +104,13 @@ pub mod env {
     pub const ITEM_TTL_SECS: &str = "ROOMCAST_ITEM_TTL_SECS";
     /// Namespace policies: a JSON document, or the path of a file holding one (docs/auth.md).
     pub const POLICIES: &str = "ROOMCAST_POLICIES";
-    /// HS256 shared secret for the authorizer.
+    /// Instead of [`POLICIES`]: the Parameter Store name of the document.
+    pub const POLICIES_PARAMETER: &str = "ROOMCAST_POLICIES_PARAMETER";
+    /// HS256 shared secret for the authorizer (local runs).
     pub const JWT_SECRET: &str = "ROOMCAST_JWT_SECRET";
+    /// Instead of [`JWT_SECRET`]: the Parameter Store name of the secret (a
+    /// SecureString), as deployed stacks give it.
+    pub const JWT_SECRET_PARAMETER: &str = "ROOMCAST_JWT_SECRET_PARAMETER";
     /// JWKS URL for RS256/ES256 tokens.
     pub const JWKS_URL: &str = "ROOMCAST_JWKS_URL";
     pub const JWT_ISSUER: &str = "ROOMCAST_JWT_ISSUER";

@@ -13,6 +13,8 @@ use crate::store::{Store, StoreError, StoredEvent, StreamHead};
 
 /// Most events one `join` replays; a client further behind gets `recovered: false`.
 pub const MAX_REPLAY: u64 = 1000;
+/// Events one read of a replay asks for: the replay reads, and posts, as it goes.
+pub const REPLAY_CHUNK: u64 = 100;
 
 /// The offset and epoch of the next event of `room`, if its namespace keeps
 /// history: one write.
@@ -78,10 +80,52 @@ pub async fn publish<E: From<StoreError>>(
 }
 
 /// What a `join` with history learns: the stream's head and, when `since` could
-/// be served, the events after it (`None`: not recoverable).
+/// be served, what to replay (`None`: not recoverable).
 pub struct Recovery {
     pub head: StreamHead,
-    pub replay: Option<Vec<StoredEvent>>,
+    pub replay: Option<Replay>,
+}
+
+/// The missed events of a recoverable `since`: offsets `from..=to` of the stream's
+/// current epoch, of which the first [`REPLAY_CHUNK`] were read (`first`); the
+/// rest are read by [`Replay::next_chunk`] as the replay goes.
+#[derive(Debug)]
+pub struct Replay {
+    pub epoch: String,
+    pub to: u64,
+    /// The next offset to read.
+    next: u64,
+    pub first: Vec<StoredEvent>,
+}
+
+impl Replay {
+    /// Nothing missed: `since` is the head.
+    fn empty(head: &StreamHead) -> Self {
+        Self {
+            epoch: head.epoch.clone(),
+            to: head.offset,
+            next: head.offset + 1,
+            first: Vec::new(),
+        }
+    }
+
+    /// The next chunk of events, oldest first; `None` once every offset was read.
+    /// Offsets no longer stored (a sender that failed between taking an offset and
+    /// storing its event) are skipped.
+    pub async fn next_chunk(
+        &mut self,
+        store: &dyn Store,
+        room: &str,
+        now: u64,
+    ) -> Result<Option<Vec<StoredEvent>>, StoreError> {
+        if self.next > self.to {
+            return Ok(None);
+        }
+        let end = self.to.min(self.next + REPLAY_CHUNK - 1);
+        let events = store.events(room, &self.epoch, self.next, end, now).await?;
+        self.next = end + 1;
+        Ok(Some(events))
+    }
 }
 
 /// Reads the head (and, for `since`, the events after it) of `room`'s stream.
@@ -105,21 +149,30 @@ pub async fn recover(
         return Ok(Recovery { head, replay: None });
     }
     if since.offset == head.offset {
+        let replay = Replay::empty(&head);
         return Ok(Recovery {
             head,
-            replay: Some(Vec::new()),
+            replay: Some(replay),
         });
     }
-    let events = store
-        .events(room, &head.epoch, since.offset + 1, head.offset, now)
-        .await?;
+    let mut replay = Replay {
+        epoch: head.epoch.clone(),
+        to: head.offset,
+        next: since.offset + 1,
+        first: Vec::new(),
+    };
+    let first = replay
+        .next_chunk(store, room, now)
+        .await?
+        .unwrap_or_default();
     // Events expire oldest first, so the first one missed being there means the
     // history no longer reaches back to `since`. A later one missing is still
     // being written by its sender, who posts it to this member live.
-    let reaches = events.first().is_some_and(|e| e.offset == since.offset + 1);
+    let reaches = first.first().is_some_and(|e| e.offset == since.offset + 1);
+    replay.first = first;
     Ok(Recovery {
         head,
-        replay: reaches.then_some(events),
+        replay: reaches.then_some(replay),
     })
 }
 

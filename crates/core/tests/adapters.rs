@@ -74,7 +74,7 @@ async fn management_adapter_maps_api_gateway_errors() {
         verify_signature(request);
     }
 
-    // Nobody listening: a transport error, not a panic.
+    // Nobody listening: no answer, which the fan-out retries like a 5xx.
     let closed = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()
@@ -83,7 +83,10 @@ async fn management_adapter_maps_api_gateway_errors() {
     let result = management
         .post(&format!("http://{closed}/x"), "a", data)
         .await;
-    assert!(matches!(result, Err(PostError::Transport(_))), "{result:?}");
+    assert!(
+        matches!(&result, Err(e @ PostError::Unreachable(_)) if e.is_retryable()),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -181,6 +184,20 @@ async fn handlers_over_dynamodb_clean_up_gone_connections() {
 /// signer, and checks it is the one the request carries: what was signed is what
 /// was sent.
 fn verify_signature(request: &http_sink::Seen) {
+    if request.line.starts_with("POST") {
+        let authorization = &request
+            .headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .expect("authorization")
+            .1;
+        assert!(authorization.contains("content-length"), "{authorization}");
+    }
+    verify_signed(request, "execute-api");
+}
+
+/// [`verify_signature`] for any service.
+fn verify_signed(request: &http_sink::Seen, service: &str) {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     let header = |name: &str| {
         request
@@ -204,9 +221,6 @@ fn verify_signature(request: &http_sink::Seen) {
             "{required} not signed: {authorization}"
         );
     }
-    if request.line.starts_with("POST") {
-        assert!(signed.contains(&"content-length"), "{authorization}");
-    }
     let date = header("x-amz-date");
     let time = chrono_free_parse(date);
     let mut parts = request.line.split(' ');
@@ -219,7 +233,7 @@ fn verify_signature(request: &http_sink::Seen) {
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region("us-east-1")
-        .name("execute-api")
+        .name(service)
         .time(time)
         .settings(SigningSettings::default())
         .build()
@@ -338,4 +352,75 @@ async fn adapter_signs_requests_as_the_sdk_client_does() {
         assert_eq!(sdk_request.body, ours.body);
         assert_eq!(signed_headers(sdk_request), signed_headers(ours));
     }
+}
+
+/// Parameter Store's GetParameter as the service answers it: the value of
+/// `/roomcast/policies` and `/roomcast/secret`, `ParameterNotFound` otherwise.
+fn parameter_store(request: &http_sink::Seen) -> (&'static str, &'static str, String) {
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    let value = match body["Name"].as_str() {
+        Some("/roomcast/policies:3") => r#"{"default":{"join":"anyone","send":"anyone"}}"#,
+        Some("/roomcast/secret") => "0123456789abcdef0123456789abcdef",
+        _ => {
+            let error = r#"{"__type":"com.amazonaws.ssm#ParameterNotFound","message":""}"#;
+            return ("400 Bad Request", "", error.to_owned());
+        }
+    };
+    let answer = serde_json::json!({"Parameter": {"Name": body["Name"], "Type": "SecureString", "Value": value, "Version": 3}});
+    ("200 OK", "", answer.to_string())
+}
+
+#[tokio::test]
+async fn parameter_store_reads_signed_and_decrypted() {
+    use roomcast_core::parameters::{ParameterError, ParameterStore};
+    let (endpoint, seen) = http_sink::serve_with(parameter_store).await;
+    let store = ParameterStore::new(&sdk_config(Some(&endpoint))).unwrap();
+    let policies = roomcast_core::config::policies_from(&store, "/roomcast/policies:3")
+        .await
+        .unwrap();
+    assert_eq!(
+        policies.for_room("any:room").join,
+        roomcast_core::policy::Rule::Anyone
+    );
+    assert_eq!(
+        store.get("/roomcast/secret").await.unwrap(),
+        "0123456789abcdef0123456789abcdef"
+    );
+    let missing = store.get("/nowhere").await.unwrap_err();
+    assert_eq!(
+        missing,
+        ParameterError::Refused {
+            status: 400,
+            kind: "ParameterNotFound".into()
+        }
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    for request in &seen {
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            header("x-amz-target").as_deref(),
+            Some("AmazonSSM.GetParameter")
+        );
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["WithDecryption"], true);
+        verify_signed(request, "ssm");
+    }
+    // Nobody listening: an error, never a panic.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gone = ParameterStore::new(&sdk_config(Some(&format!("http://{closed}")))).unwrap();
+    assert!(matches!(
+        gone.get("/roomcast/secret").await,
+        Err(ParameterError::Unreachable(_))
+    ));
 }

@@ -590,6 +590,7 @@ async fn a_recipient_read_failing_mid_fanout_keeps_what_went_out() {
         concurrency: 8,
         retry: roomcast_core::fanout::RetryPolicy::default(),
         presence: None,
+        stop_at: None,
     };
     let incomplete = fanout
         .send(
@@ -663,4 +664,111 @@ async fn queued_all_broadcasts_stream_per_message() {
         assert_eq!(data.len(), 4, "{c}");
     }
     assert_eq!(h.management.received("c=").len(), 2);
+}
+
+#[tokio::test]
+async fn a_redelivered_sqs_message_is_skipped() {
+    let h = harness();
+    connect_as(&h, "a=", None, &["r"]).await;
+    let batch = json!({"Records": [
+        record("m1", 1, r#"{"room":"r","event":"e","data":1}"#),
+        record("m2", 2, r#"{"room":"r","event":"e","data":2,"idempotencyKey":"order-7"}"#),
+    ]});
+    assert_eq!(
+        invoke(&h, batch.clone()).await,
+        json!({"batchItemFailures": []})
+    );
+    assert_eq!(h.management.received("a=").len(), 2);
+    // The batch comes back whole (a timeout, a lost response): nothing is sent again.
+    assert_eq!(invoke(&h, batch).await, json!({"batchItemFailures": []}));
+    // A new message with a used idempotency key is a repeat too; a new one is not.
+    let again = json!({"Records": [
+        record("m3", 3, r#"{"room":"r","event":"e","data":2,"idempotencyKey":"order-7"}"#),
+        record("m4", 4, r#"{"room":"r","event":"e","data":4}"#),
+    ]});
+    invoke(&h, again).await;
+    let data: Vec<Value> = h
+        .management
+        .received("a=")
+        .iter()
+        .map(|f| f["data"].clone())
+        .collect();
+    assert_eq!(data, [json!(1), json!(2), json!(4)]);
+    let repeats = h
+        .app
+        .metrics
+        .snapshot()
+        .get(roomcast_core::metrics::Counter::BroadcastRepeats);
+    assert_eq!(repeats, 3);
+}
+
+#[tokio::test]
+async fn a_message_retried_for_unreadable_recipients_is_sent_on_its_retry() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let failing = fail.clone();
+    let store = FailingStore::new(move |call| {
+        matches!(call, Call::UserConnectionsPage { .. }) && failing.load(Ordering::SeqCst)
+    });
+    let h = with_endpoint(harness_with(Arc::new(store)));
+    connect_as(&h, "a=", Some("u"), &[]).await;
+    let batch = json!({"Records": [record("u1", 1, r#"{"user":"u","event":"e"}"#)]});
+    let event: SqsEvent = serde_json::from_value(batch.clone()).unwrap();
+    let response = broadcast::handle_sqs(&h.app, event, far()).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert!(h.management.received("a=").is_empty());
+    // Its record was dropped with the failure: the redelivery is sent.
+    fail.store(false, Ordering::SeqCst);
+    assert_eq!(invoke(&h, batch).await, json!({"batchItemFailures": []}));
+    assert_eq!(h.management.received("a=").len(), 1);
+}
+
+#[tokio::test]
+async fn a_direct_broadcast_with_a_used_key_is_a_repeat() {
+    let h = harness();
+    connect_as(&h, "a=", None, &["r"]).await;
+    let request = json!({"room": "r", "event": "e", "idempotencyKey": "k1"});
+    let first = invoke(&h, request.clone()).await;
+    assert_eq!(counts(&first), stats(1, 1, 0, 0));
+    assert!(first.get("repeat").is_none(), "{first}");
+    let second = invoke(&h, request).await;
+    assert_eq!(second["repeat"], true, "{second}");
+    assert_eq!(second["recipients"], 0, "{second}");
+    assert_eq!(h.management.received("a=").len(), 1);
+    let err =
+        Broadcast::parse(&json!({"room": "r", "event": "e", "idempotencyKey": ""}).to_string());
+    assert!(matches!(err, Err(BroadcastError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn a_fan_out_stops_when_its_time_is_up() {
+    let h = harness();
+    let slow = Slow {
+        inner: Arc::new(support::FakeManagement::default()),
+        delay: Duration::from_millis(50),
+    };
+    let ids: Vec<String> = (0..40).map(|i| format!("c{i}=")).collect();
+    let fanout = roomcast_core::fanout::Fanout {
+        store: h.app.store.as_ref(),
+        management: &slow,
+        endpoint: ENDPOINT,
+        concurrency: 1,
+        retry: roomcast_core::fanout::RetryPolicy::default(),
+        presence: None,
+        stop_at: None,
+    }
+    .until(Some(std::time::Instant::now() + Duration::from_millis(200)));
+    let stats = fanout
+        .to(
+            roomcast_core::fanout::Recipients::Connections(&ids),
+            &[],
+            bytes::Bytes::from_static(b"{}"),
+            now_secs(),
+        )
+        .await
+        .unwrap();
+    // One post at a time, each at least 50 ms: at most 5 start within 200 ms.
+    assert!(stats.cut_short, "{stats:?}");
+    assert!(stats.delivered <= 5, "{stats:?}");
+    assert_eq!(stats.delivered, slow.inner.posts.lock().unwrap().len());
+    assert_eq!((stats.recipients, stats.delivered + stats.failed), (40, 40));
 }

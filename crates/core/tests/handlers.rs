@@ -283,6 +283,28 @@ async fn throttled_posts_are_retried() {
 }
 
 #[tokio::test]
+async fn posts_without_an_answer_are_retried_like_5xx() {
+    let h = harness();
+    join(&h, "a=", "r").await;
+    join(&h, "b=", "r").await;
+    h.management
+        .unreachable
+        .lock()
+        .unwrap()
+        .insert("b=".into(), 2);
+    let reply = send(
+        &h,
+        "a=",
+        r#"{"action":"send","room":"r","event":"e","id":1}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply["delivered"], 1);
+    assert_eq!(h.management.received("b=").len(), 1);
+    assert_eq!(h.management.unreachable.lock().unwrap()["b="], 0);
+}
+
+#[tokio::test]
 async fn disconnect_removes_connection_and_memberships() {
     let h = harness();
     connect(&h.app, event("$connect", "a=", None, None)).await;

@@ -320,9 +320,39 @@ pub fn subprotocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .map(str::trim)
 }
 
-/// Reads the authorizer configuration and builds the authorizer, for cold start.
-pub fn authorizer_from_env() -> Result<Authorizer, ConfigError> {
-    Ok(Authorizer::new(AuthConfig::from_env()?))
+/// Reads the authorizer configuration and builds the authorizer, for cold start:
+/// the HS256 secret from Parameter Store when `ROOMCAST_JWT_SECRET_PARAMETER`
+/// names it.
+pub async fn authorizer_from_env() -> Result<Authorizer, ConfigError> {
+    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let Some(parameter) = get(env::JWT_SECRET_PARAMETER) else {
+        return Ok(Authorizer::new(AuthConfig::from_env()?));
+    };
+    let secret = secret_from(&parameter, get(env::JWT_SECRET).is_some()).await?;
+    let config = AuthConfig::from_lookup(|name| match name {
+        env::JWT_SECRET => Some(secret.clone()),
+        _ => std::env::var(name).ok(),
+    })?;
+    Ok(Authorizer::new(config))
+}
+
+/// The secret stored under `parameter`; an error if `ROOMCAST_JWT_SECRET` is
+/// also set (`direct`), so the two cannot disagree.
+async fn secret_from(parameter: &str, direct: bool) -> Result<String, ConfigError> {
+    if direct {
+        return Err(ConfigError::Invalid {
+            name: env::JWT_SECRET_PARAMETER,
+            value: parameter.to_owned(),
+            reason: "ROOMCAST_JWT_SECRET is set too: set one of them",
+        });
+    }
+    let fail = |source| ConfigError::Parameter {
+        name: env::JWT_SECRET_PARAMETER,
+        source,
+    };
+    let sdk = aws_config::load_from_env().await;
+    let store = crate::parameters::ParameterStore::new(&sdk).map_err(fail)?;
+    store.get(parameter).await.map_err(fail)
 }
 
 #[cfg(test)]

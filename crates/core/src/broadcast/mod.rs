@@ -8,17 +8,22 @@
 //!   the same JSON, answered with an [`SqsBatchResponse`] listing only the messages
 //!   that should be retried.
 //!
-//! Posting, retries and 410 cleanup are the fan-out engine's ([`crate::fanout`]).
+//! Posting, retries and 410 cleanup are the fan-out engine's ([`crate::fanout`]),
+//! each fan-out stopping [`FANOUT_STOP_MARGIN`] before the invocation's deadline.
+//! A broadcast with an idempotency key (the caller's `idempotencyKey`, or a
+//! queued message's SQS messageId) is recorded before it is sent
+//! ([`claim`]): a redelivery or a repeat is skipped.
 
 mod request;
 mod sqs;
 
 pub use request::{
-    Audience, Broadcast, BroadcastError, MAX_CONFLATE_BYTES, MAX_IDS, MAX_USER_BYTES,
+    Audience, Broadcast, BroadcastError, MAX_CONFLATE_BYTES, MAX_IDEMPOTENCY_KEY_BYTES, MAX_IDS,
+    MAX_USER_BYTES,
 };
 pub use sqs::{DEADLINE_MARGIN, GROUP_CONCURRENCY, MAX_LISTED, handle_sqs};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
@@ -26,7 +31,8 @@ use serde_json::Value;
 use bytes::Bytes;
 
 use crate::App;
-use crate::fanout::{Fanout, FanoutStats};
+use crate::fanout::{Fanout, FanoutStats, Incomplete};
+use crate::metrics::Counter;
 use crate::store::{StreamHead, now_millis, now_secs};
 use crate::stream;
 use request::invalid;
@@ -34,6 +40,45 @@ use request::invalid;
 /// The broadcast function's timeout (template.yaml `BroadcastFunction.Timeout`,
 /// docs/broadcast.md); `roomcast dev` runs it with the same limit.
 pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// A fan-out starts no post or retry later than this before the invocation's
+/// deadline: a post in flight may take its 5 s attempt timeout, and the function
+/// must still answer, or Lambda counts a timeout and SQS redelivers the batch.
+pub const FANOUT_STOP_MARGIN: Duration = Duration::from_secs(7);
+/// How long an idempotency record lives: the queue's message retention
+/// (template.yaml `MessageRetentionPeriod`), past which no redelivery comes.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// When a fan-out of an invocation ending at `deadline_ms` must stop.
+pub fn stop_at(deadline_ms: u64) -> Option<Instant> {
+    let margin = u64::try_from(FANOUT_STOP_MARGIN.as_millis()).unwrap_or(u64::MAX);
+    let left = deadline_ms
+        .saturating_sub(now_millis())
+        .saturating_sub(margin);
+    Instant::now().checked_add(Duration::from_millis(left))
+}
+
+/// Records the idempotency `key` before a broadcast goes out: `Ok(true)` to send
+/// it, `Ok(false)` for a repeat (counted and logged).
+pub async fn claim(app: &App, key: &str) -> Result<bool, BroadcastError> {
+    let now = now_secs();
+    let claimed = app
+        .store
+        .claim_broadcast(key, now + IDEMPOTENCY_TTL.as_secs(), now)
+        .await?;
+    if !claimed {
+        app.metrics.incr(Counter::BroadcastRepeats);
+        tracing::info!("repeat of a broadcast already sent; skipped");
+    }
+    Ok(claimed)
+}
+
+/// Drops the record of a broadcast that could not start, so its retry is sent.
+pub async fn release(app: &App, key: &str) {
+    if let Err(e) = app.store.release_broadcast(key).await {
+        tracing::warn!(error = %crate::error_chain(&e), "could not delete an idempotency record; a retry of the broadcast will be skipped");
+    }
+}
+
 fn endpoint(app: &App) -> Result<&str, BroadcastError> {
     app.config
         .management_endpoint
@@ -41,22 +86,64 @@ fn endpoint(app: &App) -> Result<&str, BroadcastError> {
         .ok_or(BroadcastError::NoEndpoint)
 }
 
-/// Sends one broadcast and reports what the fan-out did.
-pub async fn send(app: &App, broadcast: &Broadcast) -> Result<FanoutStats, BroadcastError> {
+/// Sends one broadcast, within an invocation ending at `deadline_ms`, and
+/// reports what the fan-out did. With an idempotency key, a repeat is not sent
+/// (`repeat` in the stats).
+pub async fn send(
+    app: &App,
+    broadcast: &Broadcast,
+    deadline_ms: u64,
+) -> Result<FanoutStats, BroadcastError> {
     let endpoint = endpoint(app)?;
+    let key = broadcast
+        .idempotency_key
+        .as_deref()
+        .map(|k| format!("k:{k}"));
+    if let Some(key) = &key
+        && !claim(app, key).await?
+    {
+        return Ok(FanoutStats {
+            repeat: true,
+            ..FanoutStats::default()
+        });
+    }
+    let sent = fan_out(app, endpoint, broadcast, deadline_ms).await;
+    // Nothing went out: a retry must not be taken for a repeat.
+    if let (
+        Some(key),
+        Err(_)
+        | Ok(Err(Incomplete {
+            stats: FanoutStats { recipients: 0, .. },
+            ..
+        })),
+    ) = (&key, &sent)
+    {
+        release(app, key).await;
+    }
+    let stats = sent?.map_err(|incomplete| incomplete.error)?;
+    log_stats(app, "broadcast", &stats);
+    Ok(stats)
+}
+
+/// The frame and the fan-out of one broadcast.
+async fn fan_out(
+    app: &App,
+    endpoint: &str,
+    broadcast: &Broadcast,
+    deadline_ms: u64,
+) -> Result<Result<FanoutStats, Incomplete>, BroadcastError> {
     let payload = frame(app, broadcast, now_secs()).await?;
     let except: Vec<&str> = broadcast.except.iter().map(String::as_str).collect();
     app.metrics.incr(broadcast.audience.counter());
-    let stats = Fanout::for_app(app, endpoint)
-        .to(
+    Ok(Fanout::for_app(app, endpoint)
+        .until(stop_at(deadline_ms))
+        .send(
             broadcast.audience.recipients(),
             &except,
             payload,
             now_secs(),
         )
-        .await?;
-    log_stats(app, "broadcast", &stats);
-    Ok(stats)
+        .await)
 }
 
 /// The frame of `broadcast`. To a room with history, like a member's `send`, it
@@ -115,6 +202,6 @@ pub async fn handle(app: &App, payload: Value, deadline_ms: u64) -> Result<Value
     }
     // Parsed from text so `data` is kept as raw JSON, as for client frames.
     let broadcast = Broadcast::parse(&payload.to_string())?;
-    let stats = send(app, &broadcast).await?;
+    let stats = send(app, &broadcast, deadline_ms).await?;
     serde_json::to_value(stats).map_err(|e| invalid(e.to_string()))
 }

@@ -18,6 +18,8 @@ pub const MAX_USER_BYTES: usize = 256;
 pub const MAX_IDS: usize = 10_000;
 /// Longest conflation key, in bytes.
 pub const MAX_CONFLATE_BYTES: usize = 256;
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 /// Who a broadcast goes to: the one of `room`, `user`, `connections` or `all` a
 /// request names. [`Recipients`] is the same, borrowed, as the fan-out reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,6 +53,10 @@ pub struct Broadcast {
     pub except: Vec<String>,
     /// SQS only: of the messages of one batch with the same key, only the latest is sent.
     pub conflate: Option<String>,
+    /// The caller's idempotency key: a second broadcast with the same key within
+    /// [`super::IDEMPOTENCY_TTL`] is skipped. Queued messages without one use
+    /// their SQS messageId.
+    pub idempotency_key: Option<String>,
 }
 
 /// The request as sent. Unknown fields are refused, so a typo such as `"rooms"`
@@ -67,6 +73,8 @@ struct Wire {
     #[serde(default)]
     except: Vec<String>,
     conflate: Option<String>,
+    #[serde(rename = "idempotencyKey")]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +184,15 @@ impl Broadcast {
                 "\"conflate\" must be 1 to {MAX_CONFLATE_BYTES} bytes"
             )));
         }
+        if let Some(key) = &wire.idempotency_key
+            && (key.is_empty()
+                || key.len() > MAX_IDEMPOTENCY_KEY_BYTES
+                || key.chars().any(char::is_control))
+        {
+            return Err(invalid(format!(
+                "\"idempotencyKey\" must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes without control characters"
+            )));
+        }
         let data = match wire.data {
             Some(data) => data,
             None => RawValue::from_string("null".to_owned()).map_err(|e| invalid(e.to_string()))?,
@@ -186,6 +203,7 @@ impl Broadcast {
             data,
             except: wire.except,
             conflate: wire.conflate,
+            idempotency_key: wire.idempotency_key,
         })
     }
 

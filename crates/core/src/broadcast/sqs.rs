@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
 use super::request::{Audience, Broadcast, BroadcastError, MAX_IDS, invalid};
-use super::{endpoint, log_stats};
+use super::{claim, endpoint, log_stats, release, stop_at};
 use crate::App;
 use crate::fanout::{Fanout, Incomplete, Recipients};
 use crate::metrics::Counter;
@@ -32,6 +32,17 @@ struct Queued {
     broadcast: Broadcast,
 }
 
+impl Queued {
+    /// The idempotency key: the caller's, else the SQS messageId, which a
+    /// redelivery keeps.
+    fn key(&self) -> String {
+        match &self.broadcast.idempotency_key {
+            Some(key) => format!("k:{key}"),
+            None => format!("m:{}", self.message_id),
+        }
+    }
+}
+
 /// Handles one SQS batch: drops superseded conflated messages, groups the rest by
 /// audience (recipients are read once per group), fans them out in queue order and
 /// reports as failed only the messages worth retrying:
@@ -46,7 +57,9 @@ struct Queued {
 /// Posts that fail for good after their retries are counted, not retried: a
 /// retried message would reach its other recipients twice. For the same reason
 /// a message whose recipients stopped being readable after some posts went out
-/// is logged and not retried.
+/// is logged and not retried. Each message is recorded by its idempotency key
+/// before it goes out, so a redelivered one (a batch that came back whole) is
+/// skipped; a message reported for retry has its record deleted first.
 pub async fn handle_sqs(app: &App, event: SqsEvent, deadline_ms: u64) -> SqsBatchResponse {
     let mut failures: Vec<String> = Vec::new();
     app.metrics
@@ -185,7 +198,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
         return all_ids();
     }
     let except: Vec<&str> = first.broadcast.except.iter().map(String::as_str).collect();
-    let fanout = Fanout::for_app(app, endpoint);
+    let fanout = Fanout::for_app(app, endpoint).until(stop_at(deadline_ms));
     let now = now_secs();
     // One message, or `all`: stream the recipients as the direct path does. More:
     // read the recipients once, up to `MAX_LISTED`, and post every message to the
@@ -218,12 +231,23 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
             retry.extend(unstarted);
             break;
         }
+        let key = queued.key();
+        match claim(app, &key).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(message_id = queued.message_id, error = %e, "queued broadcast failed");
+                retry.push(queued.message_id.clone());
+                continue;
+            }
+        }
         let payload = match super::frame(app, &queued.broadcast, now).await {
             Ok(payload) => payload,
             // Too large fails again: let it reach the dead-letter queue. A store
             // failure may not: the retry takes a new offset.
             Err(e) => {
                 tracing::warn!(message_id = queued.message_id, error = %e, "queued broadcast failed");
+                release(app, &key).await;
                 retry.push(queued.message_id.clone());
                 continue;
             }
@@ -234,6 +258,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
             // Nothing went out: retrying sends it once.
             Err(Incomplete { stats, error }) if stats.recipients == 0 => {
                 tracing::warn!(message_id = queued.message_id, error = %crate::error_chain(&error), "queued broadcast failed");
+                release(app, &key).await;
                 retry.push(queued.message_id.clone());
             }
             // Some posts went out: a retry would reach them twice. Count and log.

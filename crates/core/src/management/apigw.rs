@@ -174,10 +174,7 @@ impl ApiGatewayManagement {
         if method == Method::POST {
             request = request.body(data);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| PostError::Transport(crate::error_chain(&e)))?;
+        let response = request.send().await.map_err(|e| sent_error(&e))?;
         let status = response.status().as_u16();
         if response.status().is_success() {
             return Ok(());
@@ -246,6 +243,16 @@ impl ApiGatewayManagement {
 
     fn now(&self) -> SystemTime {
         self.time.now()
+    }
+}
+
+/// A request that got no answer: retryable when the connection could not be made
+/// or the attempt timed out, as with a 5xx.
+fn sent_error(e: &reqwest::Error) -> PostError {
+    if e.is_connect() || e.is_timeout() {
+        PostError::Unreachable(crate::error_chain(e))
+    } else {
+        PostError::Transport(crate::error_chain(e))
     }
 }
 

@@ -27,15 +27,24 @@ pub enum PostError {
     /// A 5xx answer: worth retrying.
     #[error("management API error {status}: {message}")]
     Server { status: u16, message: String },
-    /// No answer (connection refused, timeout) or an unexpected one.
+    /// No answer: the connection could not be made, or the attempt timed out.
+    /// Worth retrying like a 5xx (a timed-out post may have been delivered, as a
+    /// 5xx's may).
     #[error("management API unreachable: {0}")]
+    Unreachable(String),
+    /// A request that cannot succeed as it is (no credentials, a bad endpoint) or
+    /// an unexpected answer.
+    #[error("management API call failed: {0}")]
     Transport(String),
 }
 
 impl PostError {
     /// Whether the same post may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Throttled | Self::Server { .. })
+        matches!(
+            self,
+            Self::Throttled | Self::Server { .. } | Self::Unreachable(_)
+        )
     }
 }
 
@@ -97,8 +106,10 @@ mod tests {
     }
 
     #[test]
-    fn only_throttling_and_server_errors_are_retried() {
+    fn throttling_server_errors_and_no_answer_are_retried() {
         assert!(PostError::Throttled.is_retryable());
+        assert!(PostError::Unreachable("connection refused".into()).is_retryable());
+        assert!(!PostError::Transport("no credentials".into()).is_retryable());
         assert!(
             PostError::Server {
                 status: 503,

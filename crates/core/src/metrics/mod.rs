@@ -87,6 +87,8 @@ counters! {
     SqsMessages => SQS_MESSAGES, None;
     /// Queued broadcasts dropped because a later one had the same conflation key.
     SqsConflated => SQS_CONFLATED, None;
+    /// Broadcasts skipped as repeats of one already sent (same idempotency key).
+    BroadcastRepeats => BROADCAST_REPEATS, None;
 }
 
 /// A family of counters: its name, its label (if it has one) and its help text.
@@ -157,6 +159,12 @@ const SQS_CONFLATED: Family = Family::new(
     "Queued broadcasts superseded by a later one with the same conflation key.",
 );
 
+const BROADCAST_REPEATS: Family = Family::new(
+    "broadcast_repeats",
+    None,
+    "Broadcasts skipped as repeats (an SQS redelivery, or a reused idempotency key).",
+);
+
 /// The fan-out duration: a histogram in Prometheus, one value per fan-out in EMF.
 pub const FANOUT_MS: Family = Family::new(
     "fanout_ms",
@@ -208,13 +216,25 @@ impl Counter {
 
 /// The accumulator: lock-free counters and histogram buckets, plus the fan-out
 /// durations since the last [`Metrics::drain`] (at most [`MAX_SAMPLES`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     counters: [AtomicU64; Counter::ALL.len()],
     /// Fan-outs per bucket of [`FANOUT_MS_BUCKETS`], the last one `+Inf`.
     buckets: [AtomicU64; FANOUT_MS_BUCKETS.len() + 1],
     ms_sum: AtomicU64,
     samples: Mutex<Vec<u64>>,
+}
+
+// By hand: `Default` is derived for arrays of at most 32 elements.
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            ms_sum: AtomicU64::new(0),
+            samples: Mutex::default(),
+        }
+    }
 }
 
 /// The fan-out latency histogram at one moment.

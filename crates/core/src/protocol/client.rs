@@ -19,6 +19,8 @@ pub enum ClientFrame<'a> {
         room: Cow<'a, str>,
         /// Where the client's copy of the room's stream ends, for recovery.
         since: Option<Since>,
+        /// Whether the client takes replayed events packed into `replay` frames.
+        pack: bool,
     },
     Leave {
         room: Cow<'a, str>,
@@ -79,6 +81,8 @@ struct RawFrame<'a> {
     before: Option<&'a RawValue>,
     #[serde(borrow, default)]
     after: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pack: Option<&'a RawValue>,
 }
 
 /// The JSON `null`, for a `send` without `data`.
@@ -153,6 +157,7 @@ fn frame<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
         Some(route::JOIN) => Ok(ClientFrame::Join {
             room: room_field(raw.room)?,
             since: since_field(raw.since)?,
+            pack: bool_field("pack", raw.pack)?.unwrap_or(false),
         }),
         Some(route::LEAVE) => Ok(ClientFrame::Leave {
             room: room_field(raw.room)?,
@@ -228,6 +233,18 @@ fn after_field(raw: Option<&RawValue>) -> Result<Option<Cow<'_, str>>, ProtocolE
         )));
     }
     Ok(after)
+}
+
+/// A boolean field; `null` is absent.
+fn bool_field(name: &str, raw: Option<&RawValue>) -> Result<Option<bool>, ProtocolError> {
+    match raw.map(RawValue::get) {
+        None | Some("null") => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(ProtocolError::bad_request(format!(
+            "\"{name}\" must be true or false"
+        ))),
+    }
 }
 
 /// `since`: `{"offset": <non-negative integer>, "epoch": <string>}`; `null` is absent.
@@ -349,7 +366,7 @@ mod tests {
     fn parses_every_action() {
         assert!(matches!(
             ok(r#"{"action":"join","room":"chat:1"}"#),
-            ClientFrame::Join { room, since: None } if room == "chat:1"
+            ClientFrame::Join { room, since: None, pack: false } if room == "chat:1"
         ));
         assert!(matches!(
             ok(r#"{"action":"leave","room":"a","id":3}"#),
@@ -429,6 +446,22 @@ mod tests {
         assert_eq!(err(&long).1, ErrorCode::BadRequest);
         let max = format!(r#"{{"action":"join","room":"{}"}}"#, "a".repeat(128));
         assert!(parse(&max, MAX).frame.is_ok());
+    }
+
+    #[test]
+    fn join_takes_pack_as_a_boolean() {
+        assert!(matches!(
+            ok(r#"{"action":"join","room":"r","pack":true}"#),
+            ClientFrame::Join { pack: true, .. }
+        ));
+        assert!(matches!(
+            ok(r#"{"action":"join","room":"r","pack":null}"#),
+            ClientFrame::Join { pack: false, .. }
+        ));
+        assert_eq!(
+            err(r#"{"action":"join","room":"r","pack":"yes"}"#).1,
+            ErrorCode::BadRequest
+        );
     }
 
     #[test]

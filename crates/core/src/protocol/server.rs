@@ -130,6 +130,10 @@ pub enum ServerFrame<'a> {
         /// For a `join` with `since`: whether the missed events were replayed.
         #[serde(skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
+        /// For a `join` whose replay was cut short (`recovered: false`): the offset
+        /// through which the missed events did arrive; rejoin with it as `since`.
+        #[serde(rename = "replayedTo", skip_serializing_if = "Option::is_none")]
+        replayed_to: Option<u64>,
     },
     /// The reply to `history`: stored event frames, oldest first.
     History {
@@ -257,6 +261,7 @@ mod tests {
             offset: None,
             epoch: None,
             recovered: None,
+            replayed_to: None,
         };
         let v: Value = serde_json::from_str(&ack.to_json()).unwrap();
         assert_eq!(

@@ -50,15 +50,24 @@ pub enum Call<'a> {
     Events {
         room: &'a str,
     },
+    ClaimBroadcast {
+        key: &'a str,
+    },
+    ReleaseBroadcast {
+        key: &'a str,
+    },
 }
 
 impl Call<'_> {
     /// The DynamoDB operation the call stands for, as the error names it.
     pub fn operation(&self) -> &'static str {
         match self {
-            Self::PutConnection | Self::Join { .. } | Self::PutEvent { .. } => "PutItem",
+            Self::PutConnection
+            | Self::Join { .. }
+            | Self::PutEvent { .. }
+            | Self::ClaimBroadcast { .. } => "PutItem",
             Self::Connection | Self::Member { .. } | Self::StreamHead { .. } => "GetItem",
-            Self::Leave { .. } => "DeleteItem",
+            Self::Leave { .. } | Self::ReleaseBroadcast { .. } => "DeleteItem",
             Self::MembersPage { .. } | Self::UserConnectionsPage { .. } | Self::Events { .. } => {
                 "Query"
             }
@@ -241,5 +250,20 @@ impl Store for FailingStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.check(Call::Events { room })?;
         self.inner.events(room, epoch, from, to, now).await
+    }
+
+    async fn claim_broadcast(
+        &self,
+        key: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        self.check(Call::ClaimBroadcast { key })?;
+        self.inner.claim_broadcast(key, expires_at, now).await
+    }
+
+    async fn release_broadcast(&self, key: &str) -> Result<(), StoreError> {
+        self.check(Call::ReleaseBroadcast { key })?;
+        self.inner.release_broadcast(key).await
     }
 }

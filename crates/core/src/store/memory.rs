@@ -67,6 +67,8 @@ struct State {
     rates: HashMap<String, HashMap<String, Counter>>,
     /// room → its event stream, for rooms with history.
     streams: HashMap<String, Stream>,
+    /// broadcast idempotency key → when its record expires.
+    claims: HashMap<String, u64>,
 }
 
 impl MemoryStore {
@@ -193,7 +195,9 @@ impl Store for MemoryStore {
                 removed.rooms.push(room);
             }
         }
-        removed.items += s.rates.remove(connection_id).map_or(0, |r| r.len());
+        // DynamoDB leaves the counters to TTL; there is no TTL here, so they go
+        // now, uncounted like there.
+        s.rates.remove(connection_id);
         Ok(removed)
     }
 
@@ -323,6 +327,27 @@ impl Store for MemoryStore {
                 frame: frame.clone(),
             })
             .collect())
+    }
+
+    async fn claim_broadcast(
+        &self,
+        key: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.state();
+        // Expired records go, as TTL removes them.
+        s.claims.retain(|_, until| *until > now);
+        if s.claims.contains_key(key) {
+            return Ok(false);
+        }
+        s.claims.insert(key.to_owned(), expires_at);
+        Ok(true)
+    }
+
+    async fn release_broadcast(&self, key: &str) -> Result<(), StoreError> {
+        self.state().claims.remove(key);
+        Ok(())
     }
 }
 

@@ -67,7 +67,8 @@ pub struct FrameCounts {
 /// What [`Store::remove_connection`] removed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Removed {
-    /// Items deleted: the connection, its memberships and its rate counters.
+    /// Items deleted: the connection and its memberships. Its rate counters are
+    /// left to TTL (free, where a delete costs 2 write units).
     pub items: usize,
     /// The rooms the connection was a member of, in name order.
     pub rooms: Vec<String>,
@@ -244,6 +245,20 @@ pub trait Store: Send + Sync + 'static {
         to: u64,
         now: u64,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Records the broadcast idempotency `key` until `expires_at`, unless a live
+    /// record of it exists: `true` when this call recorded it (the broadcast is
+    /// to be sent), `false` for a repeat. One conditional write.
+    async fn claim_broadcast(
+        &self,
+        key: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes the record of `key`, for a broadcast that could not start: its
+    /// retry must not be taken for a repeat.
+    async fn release_broadcast(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// The current time in epoch seconds and milliseconds.

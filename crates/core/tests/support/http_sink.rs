@@ -17,10 +17,39 @@ pub struct Seen {
     pub body: Vec<u8>,
 }
 
+/// What to answer a request with: the status line's code and reason, the
+/// `x-amzn-ErrorType` (empty: none) and the JSON body.
+pub type Answer = fn(&Seen) -> (&'static str, &'static str, String);
+
 /// Answers `@connections` calls by the connection id's first word, the way API
 /// Gateway answers: status, `x-amzn-ErrorType` and a JSON message. Records each
 /// request.
 pub async fn serve() -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let (base, seen) = serve_with(connections).await;
+    (format!("{base}/test"), seen)
+}
+
+fn connections(request: &Seen) -> (&'static str, &'static str, String) {
+    let (status, kind) = match request.line.split("/@connections/").nth(1).unwrap_or("") {
+        id if id.starts_with("gone") => ("410 Gone", "GoneException"),
+        id if id.starts_with("big") => ("413 Payload Too Large", "PayloadTooLargeException"),
+        id if id.starts_with("busy") => ("429 Too Many Requests", "LimitExceededException"),
+        id if id.starts_with("nope") => ("403 Forbidden", "ForbiddenException"),
+        id if id.starts_with("boom") => {
+            ("500 Internal Server Error", "InternalServerErrorException")
+        }
+        _ => ("200 OK", ""),
+    };
+    let body = if kind.is_empty() {
+        String::new()
+    } else {
+        r#"{"message":null}"#.to_owned()
+    };
+    (status, kind, body)
+}
+
+/// A server answering every request with `answer`, recording each; its base URL.
+pub async fn serve_with(answer: Answer) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -60,30 +89,13 @@ pub async fn serve() -> (String, Arc<Mutex<Vec<Seen>>>) {
                         .filter_map(|l| l.split_once(':'))
                         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
                         .collect();
-                    log.lock().unwrap().push(Seen {
-                        line: line.clone(),
+                    let request = Seen {
+                        line,
                         headers,
                         body,
-                    });
-                    let (status, kind) = match line.split("/@connections/").nth(1).unwrap_or("") {
-                        id if id.starts_with("gone") => ("410 Gone", "GoneException"),
-                        id if id.starts_with("big") => {
-                            ("413 Payload Too Large", "PayloadTooLargeException")
-                        }
-                        id if id.starts_with("busy") => {
-                            ("429 Too Many Requests", "LimitExceededException")
-                        }
-                        id if id.starts_with("nope") => ("403 Forbidden", "ForbiddenException"),
-                        id if id.starts_with("boom") => {
-                            ("500 Internal Server Error", "InternalServerErrorException")
-                        }
-                        _ => ("200 OK", ""),
                     };
-                    let body = if kind.is_empty() {
-                        String::new()
-                    } else {
-                        r#"{"message":null}"#.to_owned()
-                    };
+                    let (status, kind, body) = answer(&request);
+                    log.lock().unwrap().push(request);
                     let response = format!(
                         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nx-amzn-ErrorType: {kind}\r\ncontent-length: {}\r\n\r\n{body}",
                         body.len()
@@ -95,5 +107,5 @@ pub async fn serve() -> (String, Arc<Mutex<Vec<Seen>>>) {
             });
         }
     });
-    (format!("http://{addr}/test"), seen)
+    (format!("http://{addr}"), seen)
 }

@@ -15,12 +15,14 @@ use roomcast_core::store::memory::MemoryStore;
 use serde_json::{Value, json};
 
 /// A management API that records posts and answers as told: 410 for `gone`
-/// connections, and 429 the given number of times before accepting.
+/// connections, 429 the given number of times before accepting, and no answer
+/// (a refused connection) the given number of times before accepting.
 #[derive(Default)]
 pub struct FakeManagement {
     pub posts: Mutex<Vec<(String, String, String)>>,
     pub gone: Mutex<HashSet<String>>,
     pub throttle: Mutex<HashMap<String, u32>>,
+    pub unreachable: Mutex<HashMap<String, u32>>,
 }
 
 impl FakeManagement {
@@ -61,6 +63,12 @@ impl Management for FakeManagement {
         {
             *left -= 1;
             return Err(PostError::Throttled);
+        }
+        if let Some(left) = self.unreachable.lock().unwrap().get_mut(connection_id)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(PostError::Unreachable("connection refused".into()));
         }
         self.posts.lock().unwrap().push((
             endpoint.to_owned(),

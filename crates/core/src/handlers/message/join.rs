@@ -1,18 +1,25 @@
 //! `join`: adds the connection to a room. Its policy was checked and the frame
 //! counted in [`super::message`]. In a room with history the ack reports the
-//! stream's head, and a `since` the history can serve is replayed first; in a room
-//! with presence events the other members are told.
+//! stream's head, and a `since` the history can serve is replayed first
+//! ([`super::replay`]); in a room with presence events the other members are told.
 
-use bytes::Bytes;
+use std::time::Instant;
 
-use super::{AckDetail, Refusal, Reply, Route, internal};
-use crate::fanout::{Fanout, Recipients};
+use super::replay::{self, Replayed};
+use super::{AckDetail, Reply, Route, internal};
+use crate::fanout::Fanout;
 use crate::names::route::JOIN;
 use crate::protocol::{Change, Since};
-use crate::store::{Member, StoredEvent, now_secs};
+use crate::store::{Member, now_secs};
 use crate::{presence, stream};
 
-pub(super) async fn join(route: &Route<'_>, room: &str, since: Option<&Since>) -> Reply {
+pub(super) async fn join(
+    route: &Route<'_>,
+    room: &str,
+    since: Option<&Since>,
+    pack: bool,
+) -> Reply {
+    let started = Instant::now();
     let app = route.app;
     let now = now_secs();
     // The membership ends when the token does, so a connection outliving its token
@@ -29,16 +36,23 @@ pub(super) async fn join(route: &Route<'_>, room: &str, since: Option<&Since>) -
     let policy = app.config.policies.for_room(room);
     let mut head = None;
     let mut recovered = None;
+    let mut replayed_to = None;
     if let Some(history) = policy.history {
         let recovery = stream::recover(app.store.as_ref(), history, room, since, now)
             .await
             .map_err(internal)?;
-        if since.is_some() {
-            let replayed = match recovery.replay {
-                Some(events) => replay(route, events, now).await?,
-                None => false,
+        if let Some(since) = since {
+            let outcome = match recovery.replay {
+                Some(events) => {
+                    replay::replay(route, room, events, since.offset, pack, started, now).await?
+                }
+                None => Replayed::Partial { to: since.offset },
             };
-            recovered = Some(replayed);
+            recovered = Some(outcome == Replayed::Complete);
+            // Only a replay that got somewhere says how far.
+            if let Replayed::Partial { to } = outcome {
+                replayed_to = (to > since.offset).then_some(to);
+            }
         }
         head = Some(recovery.head);
     }
@@ -54,39 +68,8 @@ pub(super) async fn join(route: &Route<'_>, room: &str, since: Option<&Since>) -
         AckDetail {
             head: head.as_ref(),
             recovered,
+            replayed_to,
             ..AckDetail::default()
         },
     ))
-}
-
-/// Posts the missed events to the joining connection, in offset order, before its
-/// ack (the integration response) goes out, each with the fan-out's retries on
-/// 429 and 5xx. Stops at the first post that fails for good: the client then sees
-/// `recovered: false` and keeps what arrived (deduplicated by offset).
-async fn replay(route: &Route<'_>, events: Vec<StoredEvent>, now: u64) -> Result<bool, Refusal> {
-    if events.is_empty() {
-        return Ok(true);
-    }
-    let endpoint = route.endpoint()?;
-    let fanout = Fanout::for_app(route.app, &endpoint);
-    let to = [route.connection_id.to_owned()];
-    for event in events {
-        let sent = fanout
-            .to(
-                Recipients::Connections(&to),
-                &[],
-                Bytes::from(event.frame),
-                now,
-            )
-            .await
-            .map_err(internal)?;
-        if sent.delivered != 1 {
-            tracing::warn!(
-                connection_id = route.connection_id,
-                "replay stopped: a post failed"
-            );
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }

@@ -12,6 +12,7 @@ mod join;
 mod leave;
 mod ping;
 mod presence;
+mod replay;
 mod send;
 
 use aws_lambda_events::apigw::{
@@ -228,6 +229,8 @@ pub(super) struct AckDetail<'a> {
     head: Option<&'a StreamHead>,
     /// For a `join` with `since`.
     recovered: Option<bool>,
+    /// For a `join` whose replay was cut short: the last offset it delivered.
+    replayed_to: Option<u64>,
 }
 
 impl Route<'_> {
@@ -244,6 +247,7 @@ impl Route<'_> {
                 offset: detail.head.map(|h| h.offset),
                 epoch: detail.head.map(|h| h.epoch.as_str()),
                 recovered: detail.recovered,
+                replayed_to: detail.replayed_to,
             }
             .to_json()
         })
@@ -312,7 +316,9 @@ fn room_of<'f>(frame: &'f ClientFrame<'_>) -> Option<&'f str> {
 /// Runs the route of a frame that passed its policy and rate limit.
 async fn dispatch(route: &Route<'_>, frame: ClientFrame<'_>) -> Reply {
     match frame {
-        ClientFrame::Join { room, since } => join::join(route, &room, since.as_ref()).await,
+        ClientFrame::Join { room, since, pack } => {
+            join::join(route, &room, since.as_ref(), pack).await
+        }
         ClientFrame::History {
             room,
             limit,

@@ -7,6 +7,7 @@
 //! | rate counter| `conn#<id>`       | `rate#*#<t>`      | cid, ttl, n, n#<key>...           |
 //! | stream head | `hist#<room>`     | `stream`          | epoch, offset, ttl                |
 //! | event       | `hist#<room>`     | `e#<epoch>#<off>` | offset, frame, ttl                |
+//! | broadcast   | `bcast#<key>`     | `claim`           | ttl                               |
 //!
 //! The `byConnection` index (hash `cid`, range `pk`, keys only) finds every item of
 //! one connection, so `$disconnect` is one Query and batched deletes.
@@ -15,6 +16,7 @@
 //! impl; `stream` the history stream (head, offsets, events); `table` the
 //! table's creation.
 
+mod claims;
 mod stream;
 mod table;
 
@@ -361,8 +363,9 @@ impl Store for DynamoStore {
     }
 
     async fn remove_connection(&self, connection_id: &str) -> Result<Removed, StoreError> {
-        // One query on the index finds the connection item and every membership;
-        // a membership's `pk` names its room, so the rooms come at no extra cost.
+        // One query on the index finds the connection item and every membership
+        // (and the rate counters, which stay); a membership's `pk` names its room,
+        // so the rooms come at no extra cost.
         let mut keys = Vec::new();
         let mut rooms = Vec::new();
         let mut start = None;
@@ -381,6 +384,10 @@ impl Store for DynamoStore {
                 .map_err(backend("Query"))?;
             for mut item in out.items.unwrap_or_default() {
                 match (item.remove(attr::PK), item.remove(attr::SK)) {
+                    // Rate counters are left to TTL, which deletes for free: deleting
+                    // one here would cost 2 write units (table and index).
+                    (Some(_), Some(sk))
+                        if sk.as_s().is_ok_and(|sk| sk.starts_with(attr::RATE_PREFIX)) => {}
                     (Some(pk), Some(sk)) => {
                         if let Some(room) = pk
                             .as_s()
@@ -557,6 +564,19 @@ impl Store for DynamoStore {
         now: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.read_events(room, epoch, from, to, now).await
+    }
+
+    async fn claim_broadcast(
+        &self,
+        key: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        self.put_claim(key, expires_at, now).await
+    }
+
+    async fn release_broadcast(&self, key: &str) -> Result<(), StoreError> {
+        self.delete_claim(key).await
     }
 }
 
