@@ -414,3 +414,89 @@ async fn a_bad_message_is_retried_then_dead_lettered_without_blocking_others() {
     assert_eq!(dead[0].body, bad);
     member.assert_nothing_pending().await;
 }
+
+/// Runs the real broadcast function, then answers its first invocation with an
+/// error, as Lambda reports a function that timed out (or lost its answer) after
+/// its posts went out: the event source mapping then gets the batch back whole.
+struct LosesFirstAnswer {
+    lost: std::sync::atomic::AtomicBool,
+    inner: Arc<dyn LambdaFunction>,
+}
+
+#[async_trait]
+impl LambdaFunction for LosesFirstAnswer {
+    async fn invoke(&self, payload: Value) -> Result<Value, FunctionError> {
+        let answer = self.inner.invoke(payload).await;
+        if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(FunctionError::new(
+                "Sandbox.Timedout",
+                "Task timed out after 120.00 seconds",
+            ));
+        }
+        answer
+    }
+}
+
+#[tokio::test]
+async fn a_batch_delivered_again_after_a_lost_answer_is_not_sent_twice() {
+    let gateway = start(roomcast_local::GatewayOptions {
+        queue: QueueOptions {
+            visibility_timeout: Duration::from_secs(1),
+            ..QueueOptions::default()
+        },
+        ..options()
+    })
+    .await;
+    let functions = gateway.gateway().functions();
+    let inner = functions
+        .get(FUNCTION_NAME)
+        .expect("the broadcast function");
+    functions.register(
+        FUNCTION_NAME,
+        Arc::new(LosesFirstAnswer {
+            lost: std::sync::atomic::AtomicBool::new(false),
+            inner,
+        }),
+    );
+    let batches = record(&gateway);
+    let sdk = support::sdk().await;
+    let sqs = sqs(&gateway, &sdk);
+    let mut member = Client::connect(&gateway.websocket_url()).await;
+    member.join("once").await;
+    sqs.send_message()
+        .queue_url(gateway.queue_url())
+        .message_body(r#"{"room":"once","event":"e","data":1}"#)
+        .send()
+        .await
+        .expect("SendMessage");
+    let first = member.next_json().await;
+    assert_eq!(
+        (first["event"].as_str(), first["data"].as_u64()),
+        (Some("e"), Some(1))
+    );
+    // The batch comes back after the visibility timeout, is received a second
+    // time, and this time is deleted.
+    let queues = gateway.gateway().queues();
+    tokio::time::timeout(support::WAIT, async {
+        loop {
+            let counts = queues.counts(roomcast_local::queue::QueueKind::Broadcast);
+            if batches.0.lock().unwrap().len() >= 2 && counts.visible + counts.in_flight == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the batch was received again and deleted");
+    let receives: Vec<u32> = batches.0.lock().unwrap().iter().map(|b| b[0].1).collect();
+    assert_eq!(receives, [1, 2]);
+    // The redelivery was recognised by its messageId: no second event came.
+    member.assert_nothing_pending().await;
+    let repeats = gateway
+        .gateway()
+        .app()
+        .metrics
+        .snapshot()
+        .get(roomcast_core::metrics::Counter::BroadcastRepeats);
+    assert_eq!(repeats, 1);
+}

@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use roomcast_local::template::Template;
+use roomcast_local::template::{EnvFile, Pseudo, Template, resolve_environment};
 use roomcast_local::{FunctionMode, GatewayOptions, LocalError, SamOptions};
 use serde_json::json;
 use support::Client;
@@ -156,4 +156,80 @@ async fn an_unmappable_connect_route_or_authorizer_refuses_to_start() {
             "{name}: the gateway must not start"
         );
     }
+}
+
+/// A namespace that keeps history and announces presence, given to the
+/// functions only through the template's environment (an env file's
+/// `Parameters`, which, as with `sam local`, reach only the functions that
+/// declare the variable).
+const HISTORY_AND_PRESENCE: &str = r#"{"default":{"join":"anyone","send":"anyone"},"namespaces":{"hist":{"history":{"size":10,"ttlSecs":600},"presence":true,"presenceEvents":true}}}"#;
+
+#[tokio::test]
+async fn each_function_of_the_real_template_runs_with_its_own_environment() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let template = Template::from_file(path).expect("template.yaml parses");
+    let overrides = json!({"Parameters": {
+        "ROOMCAST_POLICIES": HISTORY_AND_PRESENCE,
+        "ROOMCAST_ALLOW_ANONYMOUS": "true",
+    }});
+    let env_file = EnvFile::parse(&overrides.to_string()).expect("env file");
+    let pseudo = Pseudo {
+        region: "us-east-1".into(),
+        stack_name: "local".into(),
+    };
+    let (environment, _) = resolve_environment(&template, &env_file, &pseudo);
+    let options = GatewayOptions {
+        sam: Some(SamOptions {
+            template: Arc::new(template),
+            environment,
+            mode: FunctionMode::InProcess,
+        }),
+        ..support::options()
+    };
+    let running = support::start(options).await;
+    let url = running.websocket_url();
+    let (mut alice, mut bob) = (Client::connect(&url).await, Client::connect(&url).await);
+    // The message function: history (the ack's offset) and presence events.
+    let ack = alice
+        .request(json!({"action": "join", "room": "hist:1", "id": 1}))
+        .await;
+    assert_eq!(ack["offset"], 0, "{ack}");
+    bob.join("hist:1").await;
+    let joined = alice.next_json().await;
+    assert_eq!(
+        (&joined["type"], &joined["change"]),
+        (&json!("presence"), &json!("join")),
+        "{joined}"
+    );
+    // The broadcast function: a room broadcast takes the stream's next offset.
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&support::sdk().await)
+            .endpoint_url(running.lambda_endpoint())
+            .build(),
+    );
+    roomcast_client::Broadcaster::lambda(lambda, "BroadcastFunction")
+        .invoke(&roomcast_client::Broadcast::new(
+            roomcast_client::Target::room("hist:1"),
+            "news",
+        ))
+        .await
+        .expect("broadcast");
+    for client in [&mut alice, &mut bob] {
+        let event = client.next_json().await;
+        assert_eq!(
+            (&event["event"], &event["offset"]),
+            (&json!("news"), &json!(1)),
+            "{event}"
+        );
+    }
+    // $disconnect: bob's departure is announced.
+    bob.close().await;
+    let left = alice.next_json().await;
+    assert_eq!(
+        (&left["type"], &left["change"]),
+        (&json!("presence"), &json!("leave")),
+        "{left}"
+    );
+    alice.close().await;
+    running.shutdown().await.expect("clean shutdown");
 }

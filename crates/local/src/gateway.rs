@@ -193,9 +193,10 @@ impl Gateway {
             }),
         };
         let inner = &gateway.inner;
+        let broadcast = inner.routes.broadcast_app().unwrap_or(&inner.app);
         inner
             .functions
-            .register_builtins(&inner.app, inner.options.integration_timeout);
+            .register_builtins(&inner.app, broadcast, inner.options.integration_timeout);
         Ok(gateway)
     }
 

@@ -131,6 +131,9 @@ pub struct RouteTable {
     connect: Option<RouteTarget>,
     disconnect: Option<RouteTarget>,
     messages: HashMap<String, RouteTarget>,
+    /// The broadcast function's own [`App`], from its environment in the
+    /// template (in-process); `None`: it runs on the gateway's.
+    broadcast: Option<Arc<App>>,
 }
 
 /// What [`RouteTable::select`] found for a frame.
@@ -167,7 +170,13 @@ impl RouteTable {
             connect: Some(handler(route::CONNECT, Integration::Connect)),
             disconnect: Some(handler(route::DISCONNECT, Integration::Disconnect)),
             messages,
+            broadcast: None,
         }
+    }
+
+    /// The [`App`] the broadcast function runs on, when not the gateway's.
+    pub fn broadcast_app(&self) -> Option<&Arc<App>> {
+        self.broadcast.as_ref()
     }
 
     pub fn connect(&self) -> Option<&RouteTarget> {
@@ -246,12 +255,14 @@ pub fn from_template(
         insert_by_key(key, &mut connect, &mut disconnect, &mut messages, route);
     }
     let authorizer = functions.authorizer()?;
+    let broadcast = functions.broadcast()?;
     Ok((
         RouteTable {
             selection: template.selection.clone(),
             connect,
             disconnect,
             messages,
+            broadcast,
         },
         authorizer,
         functions.diagnostics,
@@ -372,6 +383,25 @@ impl TemplateFunctions<'_> {
         let app = Arc::new(in_process_app(function_id, &environment, self.shared)?);
         self.apps.insert(function_id.to_owned(), Arc::clone(&app));
         Ok(app)
+    }
+
+    /// In-process, the broadcast function's [`App`] from the environment the
+    /// template gives it, as the routes' functions get theirs: the Invoke API and
+    /// the queue then run it with its own policies, not the gateway's.
+    fn broadcast(&mut self) -> Result<Option<Arc<App>>, FunctionSetupError> {
+        if self.remote.is_some() {
+            return Ok(None);
+        }
+        let template = &self.sam.template;
+        let Some(id) = template
+            .functions
+            .iter()
+            .find(|(_, f)| f.binary.as_deref() == Some(binary_name::BROADCAST))
+            .map(|(id, _)| id.clone())
+        else {
+            return Ok(None);
+        };
+        self.app(&id).map(Some)
     }
 
     /// The template's `$connect` authorizer and what runs it.

@@ -55,8 +55,14 @@ impl FunctionRegistry {
     }
 
     /// Registers roomcast's three WebSocket functions (`connect`, `disconnect`,
-    /// `message`), each run on `app` within `timeout`, and the broadcast function.
-    pub(crate) fn register_builtins(&self, app: &Arc<App>, timeout: Duration) {
+    /// `message`), each run on `app` within `timeout`, and the broadcast function,
+    /// run on `broadcast_app` (from the template's environment, or `app` too).
+    pub(crate) fn register_builtins(
+        &self,
+        app: &Arc<App>,
+        broadcast_app: &Arc<App>,
+        timeout: Duration,
+    ) {
         for integration in Integration::ALL {
             self.register(
                 integration.binary(),
@@ -70,7 +76,7 @@ impl FunctionRegistry {
         for name in broadcast::NAMES {
             self.register(
                 name,
-                Arc::new(broadcast::BroadcastFunction::new(Arc::clone(app))),
+                Arc::new(broadcast::BroadcastFunction::new(Arc::clone(broadcast_app))),
             );
         }
     }

@@ -250,11 +250,17 @@ mod tests {
         );
         assert!(has("UNDECLARED is ignored"), "{text:?}");
         assert!(has("GhostFunction"), "{text:?}");
-        // JwtSecret has no default: unset unless the env file gives it.
-        assert!(
-            has("AuthorizerFunction: ROOMCAST_JWT_SECRET is left unset"),
-            "{text:?}"
+        // The stack gives the HS256 secret by its Parameter Store name (empty by
+        // default); the secret itself is declared empty, for env files to set.
+        assert_eq!(env["AuthorizerFunction"]["ROOMCAST_JWT_SECRET"], "");
+        assert_eq!(
+            env["AuthorizerFunction"]["ROOMCAST_JWT_SECRET_PARAMETER"],
+            ""
         );
+        // The policies reach every function from Globals.
+        for id in ["ConnectFunction", "DisconnectFunction", "BroadcastFunction"] {
+            assert_eq!(env[id]["ROOMCAST_POLICIES"], "", "{id}");
+        }
     }
 
     #[test]
