@@ -82,9 +82,9 @@ COUNTER_WRU = 2  # a rate counter item: table + byConnection
 # (each ping opens a new 10 s window, so a new item). Their ttl has passed, but
 # DynamoDB's TTL deletes lazily, so the byConnection Query still finds them.
 COUNTERS_PER_CONNECTION = 1 + ROTATE_MIN // PING_INTERVAL_MIN
-# Whether $disconnect deletes the rate counters (2 WRU each) or leaves them to
-# TTL, which deletes for free.
-DISCONNECT_DELETES_COUNTERS = True
+# Whether $disconnect deletes the rate counters (2 WRU each; it did until
+# 2026-12-06) or leaves them to TTL, which deletes for free (now).
+DISCONNECT_DELETES_COUNTERS = False
 ROTATION_RRU = 0.5  # $disconnect's byConnection Query: one page of keys
 
 
