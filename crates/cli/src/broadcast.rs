@@ -30,6 +30,10 @@ pub struct BroadcastArgs {
     /// Skip this connection (repeatable).
     #[arg(long, value_name = "ID")]
     except: Vec<String>,
+    /// Send nothing if a broadcast with this key went out in the last 24 hours
+    /// (retrying a command that may have succeeded).
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
     /// A Lambda endpoint, e.g. roomcast dev's http://127.0.0.1:3001.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
@@ -57,6 +61,9 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         Target::Connections(args.connections)
     };
     let mut message = Broadcast::new(target, args.event).except(args.except);
+    if let Some(key) = args.idempotency_key {
+        message = message.idempotency_key(key);
+    }
     if let Some(data) = args.data {
         message = message.data(data)?;
     }

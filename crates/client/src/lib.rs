@@ -99,6 +99,9 @@ pub struct Broadcast {
     /// Queue only: of the queued broadcasts in one batch with this key, only the
     /// latest is sent (e.g. `"price:BTC"` for a ticker).
     pub conflate: Option<String>,
+    /// A second broadcast with this key within 24 hours is not sent (a retry of
+    /// one that may have gone out; docs/broadcast.md, "Repeats").
+    pub idempotency_key: Option<String>,
 }
 
 /// The request as the broadcast function reads it.
@@ -119,6 +122,8 @@ struct Wire<'a> {
     except: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     conflate: Option<&'a str>,
+    #[serde(rename = "idempotencyKey", skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<&'a str>,
 }
 
 impl Broadcast {
@@ -129,6 +134,7 @@ impl Broadcast {
             data: Value::Null,
             except: Vec::new(),
             conflate: None,
+            idempotency_key: None,
         }
     }
 
@@ -154,6 +160,13 @@ impl Broadcast {
         self
     }
 
+    /// Sets the idempotency key: the function sends a broadcast with a key it
+    /// has seen in the last 24 hours no more.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
     /// The JSON the broadcast function reads.
     pub fn to_json(&self) -> String {
         let mut wire = Wire {
@@ -165,6 +178,7 @@ impl Broadcast {
             data: &self.data,
             except: &self.except,
             conflate: self.conflate.as_deref(),
+            idempotency_key: self.idempotency_key.as_deref(),
         };
         match &self.target {
             Target::Room(room) => wire.room = Some(room),
@@ -192,6 +206,13 @@ pub struct Stats {
     pub throttled_retries: u64,
     /// Milliseconds the fan-out took.
     pub ms: u64,
+    /// The fan-out stopped before the invocation's deadline: recipients not
+    /// posted to by then count as failed.
+    #[serde(default)]
+    pub cut_short: bool,
+    /// Not sent: the idempotency key was used before.
+    #[serde(default)]
+    pub repeat: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -338,6 +359,12 @@ mod tests {
                 .to_json(),
             r#"{"all":true,"event":"e","except":["x"],"conflate":"k"}"#
         );
+        assert_eq!(
+            Broadcast::new(Target::room("r"), "e")
+                .idempotency_key("order-7")
+                .to_json(),
+            r#"{"room":"r","event":"e","idempotencyKey":"order-7"}"#
+        );
     }
 
     #[test]
@@ -347,5 +374,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.recipients, s.delivered + s.gone + s.failed);
+        assert!(!s.repeat && !s.cut_short);
+        let repeat: Stats = serde_json::from_str(
+            r#"{"recipients":0,"delivered":0,"gone":0,"failed":0,"throttled_retries":0,"ms":0,"repeat":true}"#,
+        )
+        .unwrap();
+        assert!(repeat.repeat);
     }
 }
