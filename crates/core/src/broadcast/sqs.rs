@@ -231,46 +231,61 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
             retry.extend(unstarted);
             break;
         }
-        let key = queued.key();
-        match claim(app, &key).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(message_id = queued.message_id, error = %e, "queued broadcast failed");
-                retry.push(queued.message_id.clone());
-                continue;
-            }
-        }
-        let payload = match super::frame(app, &queued.broadcast, now).await {
-            Ok(payload) => payload,
-            // Too large fails again: let it reach the dead-letter queue. A store
-            // failure may not: the retry takes a new offset.
-            Err(e) => {
-                tracing::warn!(message_id = queued.message_id, error = %e, "queued broadcast failed");
-                release(app, &key).await;
-                retry.push(queued.message_id.clone());
-                continue;
-            }
-        };
-        app.metrics.incr(queued.broadcast.audience.counter());
-        match fanout.send(recipients, &except, payload, now).await {
-            Ok(stats) => log_stats(app, "queued broadcast", &stats),
-            // Nothing went out: retrying sends it once.
-            Err(Incomplete { stats, error }) if stats.recipients == 0 => {
-                tracing::warn!(message_id = queued.message_id, error = %crate::error_chain(&error), "queued broadcast failed");
-                release(app, &key).await;
-                retry.push(queued.message_id.clone());
-            }
-            // Some posts went out: a retry would reach them twice. Count and log.
-            Err(Incomplete { stats, error }) => {
-                tracing::error!(
-                    message_id = queued.message_id,
-                    error = %crate::error_chain(&error),
-                    "queued broadcast incomplete: reading recipients failed after some posts; not retried"
-                );
-                log_stats(app, "incomplete queued broadcast", &stats);
-            }
+        if !send_one(app, &fanout, recipients, &except, queued, now).await {
+            retry.push(queued.message_id.clone());
         }
     }
     retry
+}
+
+/// Sends one queued message of a group to `recipients`, once per idempotency
+/// key; `false` when it is to be retried (nothing went out, and its record is
+/// deleted so the retry is sent).
+async fn send_one(
+    app: &App,
+    fanout: &Fanout<'_>,
+    recipients: Recipients<'_>,
+    except: &[&str],
+    queued: &Queued,
+    now: u64,
+) -> bool {
+    let key = queued.key();
+    match claim(app, &key).await {
+        Ok(true) => {}
+        Ok(false) => return true,
+        Err(e) => {
+            tracing::warn!(message_id = queued.message_id, error = %e, "queued broadcast failed");
+            return false;
+        }
+    }
+    let payload = match super::frame(app, &queued.broadcast, now).await {
+        Ok(payload) => payload,
+        // Too large fails again: let it reach the dead-letter queue. A store
+        // failure may not: the retry takes a new offset.
+        Err(e) => {
+            tracing::warn!(message_id = queued.message_id, error = %e, "queued broadcast failed");
+            release(app, &key).await;
+            return false;
+        }
+    };
+    app.metrics.incr(queued.broadcast.audience.counter());
+    match fanout.send(recipients, except, payload, now).await {
+        Ok(stats) => log_stats(app, "queued broadcast", &stats),
+        // Nothing went out: retrying sends it once.
+        Err(Incomplete { stats, error }) if stats.recipients == 0 => {
+            tracing::warn!(message_id = queued.message_id, error = %crate::error_chain(&error), "queued broadcast failed");
+            release(app, &key).await;
+            return false;
+        }
+        // Some posts went out: a retry would reach them twice. Count and log.
+        Err(Incomplete { stats, error }) => {
+            tracing::error!(
+                message_id = queued.message_id,
+                error = %crate::error_chain(&error),
+                "queued broadcast incomplete: reading recipients failed after some posts; not retried"
+            );
+            log_stats(app, "incomplete queued broadcast", &stats);
+        }
+    }
+    true
 }
