@@ -164,6 +164,15 @@ pub struct DevArgs {
     /// Accept unsigned @connections and Invoke calls on a non-loopback address.
     #[arg(long)]
     insecure_management: bool,
+    /// Close a connection that takes longer than this to send a request's headers.
+    #[arg(long, default_value_t = roomcast_local::HEADER_READ_TIMEOUT.as_secs(), value_name = "SECS")]
+    header_read_timeout_secs: u64,
+    /// Answer 408 to a management request whose body takes longer than this.
+    #[arg(long, default_value_t = roomcast_local::BODY_READ_TIMEOUT.as_secs(), value_name = "SECS")]
+    body_read_timeout_secs: u64,
+    /// Most sockets one non-loopback address may hold open at once (0: no cap).
+    #[arg(long, default_value_t = roomcast_local::MAX_CONNECTIONS_PER_ADDRESS, value_name = "N")]
+    max_connections_per_address: usize,
     /// Log no line per connection (connected, disconnected, handshake refused).
     #[arg(long, short)]
     quiet: bool,
@@ -437,6 +446,9 @@ fn gateway_options(
         origins: origins.clone(),
         management_credentials,
         insecure_management: args.insecure_management,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
+        max_connections_per_address: args.max_connections_per_address,
         ..GatewayOptions::default()
     })
 }
@@ -667,7 +679,16 @@ mod tests {
             "--management-secret-access-key",
             "dev-secret-value",
             "--quiet",
+            "--header-read-timeout-secs",
+            "3",
+            "--max-connections-per-address",
+            "0",
         ]);
+        let options =
+            gateway_options(&args, None, None, Arc::default(), &Origins::default()).unwrap();
+        assert_eq!(options.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(options.body_read_timeout, roomcast_local::BODY_READ_TIMEOUT);
+        assert_eq!(options.max_connections_per_address, 0);
         let parsed = origins(&args).unwrap();
         assert_eq!(parsed.allowed.as_ref().map(Vec::len), Some(2));
         assert!(parsed.require);

@@ -9,6 +9,8 @@
 //!   [`router`] puts the WebSocket endpoint and the HTTP APIs on one port.
 //! - `gateway`: [`Gateway`], the state every route and connection task shares, and
 //!   [`GatewayOptions`], API Gateway's limits and the emulator's settings.
+//! - `listen`: the accept loop: hyper's header-read timeout, a cap on the sockets
+//!   one address holds, and the peer's and the socket's own address on each request.
 //! - `backend`: where connections and rooms are kept ([`Backend`], [`open_store`])
 //!   and the AWS SDK configuration for local use.
 //! - `websocket`: the WebSocket side: the handshake (origin, the `$connect`
@@ -50,6 +52,7 @@ mod faults;
 mod functions;
 mod gateway;
 mod http;
+mod listen;
 pub mod queue;
 mod routes;
 mod selection;
@@ -67,8 +70,12 @@ pub use functions::builtin::Integration;
 pub use functions::function::{FunctionError, InvokeError, LambdaFunction};
 pub use functions::registry::FunctionRegistry;
 pub use functions::remote::{RemoteError, RemoteInvoker};
-pub use gateway::{GATEWAY_MAX_FRAME, Gateway, GatewayOptions, IDLE_TIMEOUT, INTEGRATION_TIMEOUT};
+pub use gateway::{
+    BODY_READ_TIMEOUT, GATEWAY_MAX_FRAME, Gateway, GatewayOptions, HEADER_READ_TIMEOUT,
+    IDLE_TIMEOUT, INTEGRATION_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS,
+};
 pub use http::static_files::StaticDir;
+pub use listen::LocalAddr;
 pub use routes::{FunctionMode, SamOptions};
 pub use server::{RunningGateway, router, serve};
 pub use sigv4::ManagementCredentials;

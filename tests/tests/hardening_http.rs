@@ -1,0 +1,244 @@
+//! The management endpoints (`@connections`, Lambda Invoke, the queue's `POST /`,
+//! `/metrics`) against requests a web page can make, oversized or slow bodies,
+//! and sockets that never send a request; the WebSocket endpoint beside them.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use roomcast_local::{GatewayOptions, ManagementCredentials};
+use serde_json::json;
+use support::{Client, WAIT, http, options, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const INVOKE: &str = "/2015-03-31/functions/broadcast/invocations";
+
+/// Sends `head` (request line and headers, without the blank line) and `body`
+/// as they are; the status and body of the answer.
+async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    tokio::time::timeout(WAIT, async {
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        let request = format!(
+            "{head}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("writes");
+        stream.write_all(body).await.expect("writes");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("reads");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+        (status, body.unwrap_or_default())
+    })
+    .await
+    .expect("an answer in time")
+}
+
+fn broadcast_to(room: &str) -> Vec<u8> {
+    json!({"room": room, "event": "e", "data": 1})
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn requests_a_web_page_can_make_are_refused_on_loopback() {
+    let gateway = start(options()).await;
+    let addr = gateway.local_addr();
+    let mut member = Client::connect(&gateway.websocket_url()).await;
+    member.join("news").await;
+    let body = broadcast_to("news");
+
+    let page_requests: [&[(&str, &str)]; 5] = [
+        // The simple cross-site request a page sends without a preflight.
+        &[
+            ("Content-Type", "text/plain"),
+            ("Origin", "https://evil.example"),
+        ],
+        &[("Origin", "null")],
+        &[("Sec-Fetch-Site", "cross-site")],
+        &[("Sec-Fetch-Site", "same-site")],
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    ];
+    for headers in page_requests {
+        let answer = http(addr, "POST", INVOKE, headers, &body).await;
+        assert_eq!(answer.status, 403, "{headers:?}: {}", answer.body);
+        assert_eq!(
+            answer.header("x-amzn-ErrorType"),
+            Some("AccessDeniedException")
+        );
+        assert!(answer.json()["message"].is_string(), "{}", answer.body);
+    }
+    // DNS rebinding: the page's own name in Host.
+    let (status, _) = raw(
+        addr,
+        &format!(
+            "POST {INVOKE} HTTP/1.1\r\nHost: evil.example:{}",
+            addr.port()
+        ),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 403);
+    member.assert_nothing_pending().await;
+
+    // @connections, the queue and /metrics are guarded the same way.
+    let origin = [("Origin", "https://evil.example")];
+    for (method, path) in [
+        ("POST", "/local/@connections/abc"),
+        ("GET", "/local/@connections/abc"),
+        ("DELETE", "/@connections/abc"),
+        ("POST", "/"),
+        ("GET", "/metrics"),
+    ] {
+        let answer = http(addr, method, path, &origin, b"").await;
+        assert_eq!(answer.status, 403, "{method} {path}: {}", answer.body);
+        assert_eq!(
+            answer.header("x-amzn-ErrorType"),
+            Some("ForbiddenException")
+        );
+    }
+    member.assert_nothing_pending().await;
+
+    // What the SDKs and CLIs send is served: by name, by IPv4 or IPv6 loopback.
+    for host in ["localhost", "127.0.0.1", "[::1]"] {
+        let head = format!(
+            "POST {INVOKE} HTTP/1.1\r\nHost: {host}:{}\r\nContent-Type: application/json",
+            addr.port()
+        );
+        let (status, answer) = raw(addr, &head, &body).await;
+        assert_eq!(status, 200, "{host}: {answer}");
+        assert_eq!(member.next_json().await["event"], "e");
+    }
+    assert_eq!(http(addr, "GET", "/metrics", &[], b"").await.status, 200);
+    // The WebSocket endpoint keeps its own rule (the origin allowlist, open here).
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            gateway.websocket_url(),
+        )
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+}
+
+/// A gateway on every interface, with management keys.
+async fn exposed(options: GatewayOptions) -> roomcast_local::RunningGateway {
+    start(GatewayOptions {
+        host: "0.0.0.0".into(),
+        management_credentials: Some(ManagementCredentials::new("AKIDLOCAL", "secret")),
+        ..options
+    })
+    .await
+}
+
+#[tokio::test]
+async fn off_loopback_unsigned_bodies_are_refused_before_they_are_read() {
+    let gateway = exposed(options()).await;
+    let port = gateway.local_addr().port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // Headers promising 6 MB, and no body at all: the refusal comes first.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {INVOKE} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        6 * 1024 * 1024
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let n = tokio::time::timeout(WAIT, stream.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer.contains("MissingAuthenticationTokenException"),
+        "{answer}"
+    );
+
+    // /metrics needs a signature off loopback too.
+    assert_eq!(http(addr, "GET", "/metrics", &[], b"").await.status, 403);
+}
+
+#[tokio::test]
+async fn bodies_over_the_apis_limits_are_refused_unread() {
+    let gateway = start(options()).await;
+    let addr = gateway.local_addr();
+    let cases = [
+        (
+            "/local/@connections/abc",
+            128 * 1024 + 1,
+            "PayloadTooLargeException",
+        ),
+        (INVOKE, 6 * 1024 * 1024 + 1, "RequestTooLargeException"),
+    ];
+    for (path, len, code) in cases {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {len}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 1024];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut answer))
+            .await
+            .expect("answered without the body")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        assert!(answer.contains(code), "{path}: {answer}");
+    }
+    // Under Lambda's 6 MB (and over axum's default 2 MB), Invoke reads it all.
+    let big = json!({"room": "nobody", "event": "e", "data": "x".repeat(3 * 1024 * 1024)});
+    let answer = http(
+        addr,
+        "POST",
+        INVOKE,
+        &[("Content-Type", "application/json")],
+        big.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn silent_sockets_and_slow_bodies_are_cut_off() {
+    let gateway = start(GatewayOptions {
+        header_read_timeout: Duration::from_millis(300),
+        body_read_timeout: Duration::from_millis(300),
+        ..options()
+    })
+    .await;
+    let addr = gateway.local_addr();
+    // A socket that sends nothing is closed by the gateway (read returns 0).
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(WAIT, silent.read(&mut buf))
+        .await
+        .expect("closed by the gateway")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // A body promised and never sent: 408.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {INVOKE} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let n = tokio::time::timeout(WAIT, slow.read(&mut buf))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
