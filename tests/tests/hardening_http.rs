@@ -242,3 +242,104 @@ async fn silent_sockets_and_slow_bodies_are_cut_off() {
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+/// A template whose only route is `$connect`, run by a function behind `endpoint`.
+const CONNECT_ONLY: &str = r#"
+Resources:
+  Api:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.action}
+  Connect:
+    Type: AWS::Serverless::Function
+  ConnectIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Connect.Arn}/invocations
+  ConnectRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Api
+      RouteKey: $connect
+      Target: !Sub integrations/${ConnectIntegration}
+"#;
+
+/// An Invoke endpoint that records every event and answers 200.
+async fn recording_endpoint(
+    seen: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) -> String {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/2015-03-31/functions/{function}/invocations",
+        post(move |body: String| async move {
+            let event = serde_json::from_str(&body).unwrap_or_default();
+            seen.lock().unwrap().push(event);
+            json!({"statusCode": 200}).to_string()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn domain_name_is_the_gateways_own_address_not_the_clients_host() {
+    use roomcast_local::template::Template;
+    use roomcast_local::{FunctionMode, SamOptions};
+    let seen = std::sync::Arc::default();
+    let endpoint = recording_endpoint(std::sync::Arc::clone(&seen)).await;
+    let gateway = start(GatewayOptions {
+        sam: Some(SamOptions {
+            template: std::sync::Arc::new(Template::parse(CONNECT_ONLY).unwrap()),
+            environment: Default::default(),
+            mode: FunctionMode::Remote {
+                endpoint,
+                names: Default::default(),
+            },
+        }),
+        ..options()
+    })
+    .await;
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            gateway.websocket_url(),
+        )
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("host", "evil.example".parse().unwrap());
+    let (_ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let events = seen.lock().unwrap().clone();
+    let connect = events.first().expect("$connect ran");
+    assert_eq!(
+        connect["requestContext"]["domainName"],
+        gateway.local_addr().to_string(),
+        "{connect}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_static_file_is_404_and_a_hidden_one_behind_a_symlink_is_not_served() {
+    let root = std::env::temp_dir().join(format!("roomcast-static-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), "page").unwrap();
+    std::fs::write(root.join(".env"), "SECRET=1").unwrap();
+    std::os::unix::fs::symlink(root.join(".env"), root.join("env.txt")).unwrap();
+    let gateway = start(GatewayOptions {
+        static_dir: Some(roomcast_local::StaticDir::new(&root).unwrap()),
+        ..options()
+    })
+    .await;
+    let addr = gateway.local_addr();
+    assert_eq!(http(addr, "GET", "/index.html", &[], b"").await.status, 200);
+    assert_eq!(http(addr, "GET", "/missing.js", &[], b"").await.status, 404);
+    let through_link = http(addr, "GET", "/env.txt", &[], b"").await;
+    assert_eq!(through_link.status, 404);
+    assert!(!through_link.body.contains("SECRET"));
+    // The gateway's own routes still answer beside the files.
+    assert_eq!(http(addr, "GET", "/metrics", &[], b"").await.status, 200);
+    assert_eq!(http(addr, "POST", "/nowhere", &[], b"").await.status, 403);
+    std::fs::remove_dir_all(&root).unwrap();
+}

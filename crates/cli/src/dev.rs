@@ -225,6 +225,12 @@ pub fn log_filter(args: &DevArgs, rust_log: Option<&str>) -> String {
 }
 
 /// The origin allowlist from the flags (and their environment variables).
+/// Whether the log may carry ANSI colour codes: only on a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
+pub fn use_ansi(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn origins(args: &DevArgs) -> anyhow::Result<Origins> {
     use roomcast_core::names::env;
     Origins::from_lookup(|name| match name {
@@ -666,6 +672,14 @@ mod tests {
             Command::Dev(args) => *args,
             _ => unreachable!("dev parses as dev"),
         }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_ansi(true, None));
+        assert!(use_ansi(true, Some("".as_ref())));
+        assert!(!use_ansi(false, None), "a file or a pipe gets plain text");
+        assert!(!use_ansi(true, Some("1".as_ref())));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use roomcast_core::App;
 use roomcast_core::config::Config;
@@ -83,8 +84,12 @@ pub fn router(gateway: Gateway) -> Router {
     }
 }
 
-async fn forbidden() -> AwsError {
-    AwsError::forbidden()
+/// API Gateway's 403 for a path it does not serve, marked so that `--static`
+/// answers 404 to a read of a missing file instead.
+async fn forbidden() -> Response {
+    let mut response = AwsError::forbidden().into_response();
+    response.extensions_mut().insert(static_files::NotServed);
+    response
 }
 
 /// A gateway serving in the background.
