@@ -343,3 +343,50 @@ async fn a_missing_static_file_is_404_and_a_hidden_one_behind_a_symlink_is_not_s
     assert_eq!(http(addr, "POST", "/nowhere", &[], b"").await.status, 403);
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// This machine's address on its default route, if it has one (no packet is sent).
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("198.51.100.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_cap_of_sockets() {
+    let Some(ip) = non_loopback_ip() else {
+        println!("SKIPPED: no non-loopback address to connect from");
+        return;
+    };
+    let gateway = exposed(GatewayOptions {
+        max_connections_per_address: 2,
+        ..options()
+    })
+    .await;
+    let url = format!(
+        "ws://{}/local",
+        SocketAddr::new(ip, gateway.local_addr().port())
+    );
+    let first = Client::connect(&url).await;
+    let _second = Client::connect(&url).await;
+    let third = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(&url))
+        .await
+        .expect("an answer in time");
+    assert!(third.is_err(), "a third socket from {ip} was served");
+    // A closed socket gives its place back.
+    first.close().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio_tungstenite::connect_async(&url).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Loopback clients are not counted.
+    let local = gateway.websocket_url().replace("0.0.0.0", "127.0.0.1");
+    let mut many = Vec::new();
+    for _ in 0..4 {
+        many.push(Client::connect(&local).await);
+    }
+}

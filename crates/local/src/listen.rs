@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,6 +18,7 @@ use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt as _;
@@ -106,12 +109,17 @@ pub async fn serve(
                 }
             }
         };
-        let router = router.clone();
-        let stopped = stopped.clone();
-        tokio::spawn(async move {
-            connection(stream, peer, router, limits, stopped).await;
-            drop(slot);
-        });
+        let stream = Counted {
+            stream,
+            _slot: slot,
+        };
+        tokio::spawn(connection(
+            stream,
+            peer,
+            router.clone(),
+            limits,
+            stopped.clone(),
+        ));
     }
 }
 
@@ -120,15 +128,62 @@ async fn stop_signal(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
+/// A socket holding its place in [`Counts`] until dropped, also after a WebSocket
+/// upgrade took it over from hyper.
+struct Counted {
+    stream: TcpStream,
+    _slot: Option<Slot>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 /// Serves one socket, shutting down gracefully when the gateway stops.
 async fn connection(
-    stream: TcpStream,
+    stream: Counted,
     peer: SocketAddr,
     router: Router,
     limits: Limits,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let Ok(local) = stream.local_addr() else {
+    let Ok(local) = stream.stream.local_addr() else {
         return;
     };
     let service = router.map_request(move |mut request: Request<Incoming>| {
