@@ -525,7 +525,8 @@ fn print_banner(running: &RunningGateway, origins: &Origins, backend: &Backend) 
                 credentials.access_key_id
             ),
             None if running.local_addr().ip().is_loopback() => {
-                "  management: loopback only; signatures not checked".to_owned()
+                "  management: loopback only; signatures not checked; requests from web pages refused"
+                    .to_owned()
             }
             None => "  management: WARNING: UNSIGNED calls accepted from anyone who can reach \
                      this address (--insecure-management)"

@@ -23,8 +23,9 @@
 //!   error kinds, one way to run with a timeout; the built-in, broadcast, remote
 //!   and route functions, and the registry the Invoke API and the queue invoke.
 //! - `http`: the HTTP APIs, each only translating: `@connections`, Lambda Invoke,
-//!   the broadcast queue's SQS API, `GET /metrics`, static files, and the SigV4
-//!   check in front of the management ones.
+//!   the broadcast queue's SQS API, `GET /metrics`, static files, and the guard in
+//!   front of the management ones (requests from web pages refused, body limits
+//!   and deadlines, the SigV4 check off loopback).
 //! - [`queue`]: the broadcast queue, its dead-letter queue and the event source
 //!   mapping that feeds the broadcast function.
 //! - `routes`: the routes served (built-in, or the template's) and what runs each.
