@@ -390,3 +390,48 @@ async fn one_address_holds_at_most_its_cap_of_sockets() {
         many.push(Client::connect(&local).await);
     }
 }
+
+/// A signed Invoke of `broadcast` with `body`, as raw headers for `addr`.
+fn signed_invoke(addr: SocketAddr, body: &[u8]) -> Vec<(String, String)> {
+    use roomcast_core::management::sigv4::{Key, Request, Signer};
+    let key = Key {
+        access_key_id: "AKIDLOCAL",
+        secret_access_key: "secret",
+        session_token: None,
+        region: "us-east-1",
+        service: "lambda",
+    };
+    let host = addr.to_string();
+    let request = Request {
+        method: "POST",
+        host: &host,
+        path: INVOKE,
+        headers: &[("content-type", "application/json")],
+        body,
+    };
+    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    for (name, value) in Signer::default().sign(&key, &request, std::time::SystemTime::now()) {
+        headers.push((name.to_string(), value.to_string()));
+    }
+    headers
+}
+
+#[tokio::test]
+async fn an_x_amz_header_added_after_signing_is_refused() {
+    let gateway = exposed(options()).await;
+    let addr: SocketAddr = ([127, 0, 0, 1], gateway.local_addr().port()).into();
+    let body = broadcast_to("nobody");
+    let signed = signed_invoke(addr, &body);
+    let head = |extra: &str| {
+        let mut head = format!("POST {INVOKE} HTTP/1.1\r\nHost: {addr}");
+        for (name, value) in &signed {
+            head.push_str(&format!("\r\n{name}: {value}"));
+        }
+        head + extra
+    };
+    let (status, answer) = raw(addr, &head(""), &body).await;
+    assert_eq!(status, 200, "the signed call itself: {answer}");
+    let (status, answer) = raw(addr, &head("\r\nX-Amz-Invocation-Type: Event"), &body).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("x-amz-"), "{answer}");
+}
