@@ -41,6 +41,35 @@ async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
     .expect("an answer in time")
 }
 
+/// A WebSocket handshake request for `url` with one header set.
+fn handshake_with(
+    url: &str,
+    name: &'static str,
+    value: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(name, value.parse().unwrap());
+    request
+}
+
+/// The start of the answer to a JSON POST's headers declaring `len` bytes, sent
+/// without any of the body.
+async fn answer_to_headers(addr: SocketAddr, path: &str, len: usize) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {len}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let n = tokio::time::timeout(WAIT, stream.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
 fn broadcast_to(room: &str) -> Vec<u8> {
     json!({"room": room, "event": "e", "data": 1})
         .to_string()
@@ -118,14 +147,7 @@ async fn requests_a_web_page_can_make_are_refused_on_loopback() {
     }
     assert_eq!(http(addr, "GET", "/metrics", &[], b"").await.status, 200);
     // The WebSocket endpoint keeps its own rule (the origin allowlist, open here).
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            gateway.websocket_url(),
-        )
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("origin", "https://evil.example".parse().unwrap());
+    let request = handshake_with(&gateway.websocket_url(), "origin", "https://evil.example");
     assert!(tokio_tungstenite::connect_async(request).await.is_ok());
 }
 
@@ -145,19 +167,7 @@ async fn off_loopback_unsigned_bodies_are_refused_before_they_are_read() {
     let port = gateway.local_addr().port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     // Headers promising 6 MB, and no body at all: the refusal comes first.
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {INVOKE} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
-        6 * 1024 * 1024
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = vec![0; 1024];
-    let n = tokio::time::timeout(WAIT, stream.read(&mut answer))
-        .await
-        .expect("answered without the body")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
+    let answer = answer_to_headers(addr, INVOKE, 6 * 1024 * 1024).await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(
         answer.contains("MissingAuthenticationTokenException"),
@@ -181,18 +191,7 @@ async fn bodies_over_the_apis_limits_are_refused_unread() {
         (INVOKE, 6 * 1024 * 1024 + 1, "RequestTooLargeException"),
     ];
     for (path, len, code) in cases {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {len}\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let mut answer = vec![0; 1024];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut answer))
-            .await
-            .expect("answered without the body")
-            .unwrap();
-        let answer = String::from_utf8_lossy(&answer[..n]);
+        let answer = answer_to_headers(addr, path, len).await;
         assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
         assert!(answer.contains(code), "{path}: {answer}");
     }
@@ -302,14 +301,7 @@ async fn domain_name_is_the_gateways_own_address_not_the_clients_host() {
         ..options()
     })
     .await;
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            gateway.websocket_url(),
-        )
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("host", "evil.example".parse().unwrap());
+    let request = handshake_with(&gateway.websocket_url(), "host", "evil.example");
     let (_ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let events = seen.lock().unwrap().clone();
     let connect = events.first().expect("$connect ran");
