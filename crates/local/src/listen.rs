@@ -77,7 +77,8 @@ impl Drop for Slot {
 }
 
 /// Serves `router` on `listener` until `stopped` turns true, then lets the open
-/// connections finish (WebSocket connections are closed by the gateway itself).
+/// HTTP connections finish their requests and waits for them (WebSocket
+/// connections are closed by the gateway itself).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -85,6 +86,8 @@ pub async fn serve(
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let counts = Counts::default();
+    // Every connection task holds a clone; all dropped: every connection is done.
+    let (open, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -96,31 +99,35 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = stop_signal(&mut stopped) => return Ok(()),
+            () = stop_signal(&mut stopped) => break,
         };
-        let slot = if peer.ip().is_loopback() || limits.per_address == 0 {
-            None
-        } else {
-            match counts.take(peer.ip(), limits.per_address) {
-                Some(slot) => Some(slot),
-                None => {
-                    tracing::info!(peer = %peer.ip(), "connection refused: too many open from this address");
-                    continue;
-                }
-            }
+        let Some(slot) = admit(&counts, peer, limits) else {
+            tracing::debug!(peer = %peer.ip(), "connection refused: too many open from this address");
+            continue;
         };
         let stream = Counted {
             stream,
             _slot: slot,
         };
-        tokio::spawn(connection(
-            stream,
-            peer,
-            router.clone(),
-            limits,
-            stopped.clone(),
-        ));
+        let task = connection(stream, peer, router.clone(), limits, stopped.clone());
+        let open = open.clone();
+        tokio::spawn(async move {
+            task.await;
+            drop(open);
+        });
     }
+    drop(open);
+    let _ = all_done.recv().await;
+    Ok(())
+}
+
+/// The socket's slot (`None`: not counted, from loopback or without a cap), or
+/// `None` outside when `peer`'s address is at its cap.
+fn admit(counts: &Counts, peer: SocketAddr, limits: Limits) -> Option<Option<Slot>> {
+    if peer.ip().is_loopback() || limits.per_address == 0 {
+        return Some(None);
+    }
+    counts.take(peer.ip(), limits.per_address).map(Some)
 }
 
 /// Resolves once the gateway stops.
