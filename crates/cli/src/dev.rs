@@ -165,10 +165,20 @@ pub struct DevArgs {
     #[arg(long)]
     insecure_management: bool,
     /// Close a connection that takes longer than this to send a request's headers.
-    #[arg(long, default_value_t = roomcast_local::HEADER_READ_TIMEOUT.as_secs(), value_name = "SECS")]
+    #[arg(
+        long,
+        default_value_t = roomcast_local::HEADER_READ_TIMEOUT.as_secs(),
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     header_read_timeout_secs: u64,
     /// Answer 408 to a management request whose body takes longer than this.
-    #[arg(long, default_value_t = roomcast_local::BODY_READ_TIMEOUT.as_secs(), value_name = "SECS")]
+    #[arg(
+        long,
+        default_value_t = roomcast_local::BODY_READ_TIMEOUT.as_secs(),
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     body_read_timeout_secs: u64,
     /// Most sockets one non-loopback address may hold open at once (0: no cap).
     #[arg(long, default_value_t = roomcast_local::MAX_CONNECTIONS_PER_ADDRESS, value_name = "N")]
@@ -717,6 +727,10 @@ mod tests {
         args.allowed_origins = None;
         args.require_origin = false;
         assert!(origins_banner(&origins(&args).unwrap()).contains("NOT CHECKED"));
+        // A zero timeout would close every connection at once.
+        assert!(
+            Cli::try_parse_from(["roomcast", "dev", "--header-read-timeout-secs", "0"]).is_err()
+        );
         // An access key id needs its secret and the other way round.
         assert!(
             Cli::try_parse_from(["roomcast", "dev", "--management-access-key-id", "A"]).is_err()
