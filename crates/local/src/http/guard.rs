@@ -156,8 +156,10 @@ fn from_a_page(gateway: &Gateway, parts: &Parts) -> Option<&'static str> {
             "bodies of type text/plain, application/x-www-form-urlencoded or multipart/form-data are refused",
         );
     }
-    let local = parts.extensions.get::<LocalAddr>().map(|l| l.0.ip());
-    if gateway.management_check().is_none() && !host_allowed(headers, gateway, local) {
+    let mut own = vec![gateway.local_addr().ip()];
+    own.extend(parts.extensions.get::<LocalAddr>().map(|l| l.0.ip()));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if gateway.management_check().is_none() && !host_allowed(host, &own) {
         return Some("the Host header names neither a loopback address nor the gateway's own");
     }
     None
@@ -194,23 +196,34 @@ fn is_form_type(headers: &HeaderMap) -> bool {
     .any(|t| essence.eq_ignore_ascii_case(t))
 }
 
-/// Whether `Host` names `localhost`, a loopback address, or the address the
-/// gateway (or this request's socket) listens on; with or without a port.
-fn host_allowed(headers: &HeaderMap, gateway: &Gateway, local: Option<IpAddr>) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+/// Names that only ever lead to this machine, which a page from elsewhere cannot
+/// make a browser send as `Host`: `localhost` and its subdomains (RFC 6761), and
+/// Docker's name for the host, which functions in `sam local` containers call
+/// back on.
+fn local_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost") || name == "host.docker.internal"
+}
+
+/// Whether `host` (the `Host` header) names this machine: a [`local_name`], a
+/// loopback address, or one of `own` (the addresses the gateway and the request's
+/// socket listen on); with or without a port.
+fn host_allowed(host: Option<&str>, own: &[IpAddr]) -> bool {
+    let Some(host) = host else {
         return false;
     };
     let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        Some(rest) => match rest.split_once(']') {
+            Some((name, _)) => name,
+            None => return false,
+        },
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    if name.eq_ignore_ascii_case("localhost") {
+    if local_name(name) {
         return true;
     }
-    let Ok(ip) = name.parse::<IpAddr>() else {
-        return false;
-    };
-    ip.is_loopback() || ip == gateway.local_addr().ip() || Some(ip) == local
+    name.parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback() || own.contains(&ip))
 }
 
 /// The body, up to the API's limit and within the gateway's body timeout.
@@ -240,6 +253,35 @@ async fn read_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_this_machines_names_and_addresses() {
+        let own: [IpAddr; 1] = ["192.0.2.2".parse().unwrap()];
+        for good in [
+            "127.0.0.1",
+            "127.0.0.1:3001",
+            "[::1]:3001",
+            "[::1]",
+            "localhost",
+            "LOCALHOST:3001",
+            "app.localhost:3001",
+            "host.docker.internal:3002",
+            "192.0.2.2:3001",
+        ] {
+            assert!(host_allowed(Some(good), &own), "{good}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:3001",
+            "localhost.evil.example",
+            "192.0.2.3:3001",
+            "[::1",
+            "",
+        ] {
+            assert!(!host_allowed(Some(bad), &own), "{bad}");
+        }
+        assert!(!host_allowed(None, &own));
+    }
 
     #[test]
     fn form_types_are_the_cors_safelisted_ones() {
