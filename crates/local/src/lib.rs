@@ -9,8 +9,6 @@
 //!   [`router`] puts the WebSocket endpoint and the HTTP APIs on one port.
 //! - `gateway`: [`Gateway`], the state every route and connection task shares, and
 //!   [`GatewayOptions`], API Gateway's limits and the emulator's settings.
-//! - `listen`: the accept loop: hyper's header-read timeout, a cap on the sockets
-//!   one address holds, and the peer's and the socket's own address on each request.
 //! - `backend`: where connections and rooms are kept ([`Backend`], [`open_store`])
 //!   and the AWS SDK configuration for local use.
 //! - `websocket`: the WebSocket side: the handshake (origin, the `$connect`
@@ -34,6 +32,8 @@
 //!   resource kind), [`template::cfn`] (intrinsics, conditions, pseudo parameters),
 //!   [`template::env`] (env files and the functions' resolved environments).
 //! - `events`: building API Gateway events, ids and timestamps.
+//! - `listen`: the accept loop: hyper's header-read timeout, a cap on the sockets
+//!   one address holds, and the peer's and the socket's own address on each request.
 //! - `sigv4`: verifying SigV4 signatures, and the management credentials.
 //! - `faults`: optional fault injection for `@connections` POSTs.
 //! - `aws`: the local account id and [`AwsError`], which renders every AWS-shaped
@@ -76,7 +76,6 @@ pub use gateway::{
     IDLE_TIMEOUT, INTEGRATION_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS,
 };
 pub use http::static_files::StaticDir;
-pub use listen::LocalAddr;
 pub use routes::{FunctionMode, SamOptions};
 pub use server::{RunningGateway, router, serve};
 pub use sigv4::ManagementCredentials;
