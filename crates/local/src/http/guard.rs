@@ -153,7 +153,9 @@ fn from_a_page(gateway: &Gateway, parts: &Parts) -> Option<&'static str> {
     }
     if has_body(headers) && is_form_type(headers) {
         return Some(
-            "bodies of type text/plain, application/x-www-form-urlencoded or multipart/form-data are refused",
+            "bodies of type text/plain, application/x-www-form-urlencoded or multipart/form-data \
+             are refused: web pages post them without a preflight (the queue speaks SQS's JSON \
+             protocol, application/x-amz-json-1.0, only)",
         );
     }
     let mut own = vec![gateway.local_addr().ip()];
