@@ -164,6 +164,25 @@ pub struct DevArgs {
     /// Accept unsigned @connections and Invoke calls on a non-loopback address.
     #[arg(long)]
     insecure_management: bool,
+    /// Close a connection that takes longer than this to send a request's headers.
+    #[arg(
+        long,
+        default_value_t = roomcast_local::HEADER_READ_TIMEOUT.as_secs(),
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    header_read_timeout_secs: u64,
+    /// Answer 408 to a management request whose body takes longer than this.
+    #[arg(
+        long,
+        default_value_t = roomcast_local::BODY_READ_TIMEOUT.as_secs(),
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    body_read_timeout_secs: u64,
+    /// Most sockets one non-loopback address may hold open at once (0: no cap).
+    #[arg(long, default_value_t = roomcast_local::MAX_CONNECTIONS_PER_ADDRESS, value_name = "N")]
+    max_connections_per_address: usize,
     /// Log no line per connection (connected, disconnected, handshake refused).
     #[arg(long, short)]
     quiet: bool,
@@ -216,6 +235,12 @@ pub fn log_filter(args: &DevArgs, rust_log: Option<&str>) -> String {
 }
 
 /// The origin allowlist from the flags (and their environment variables).
+/// Whether the log may carry ANSI colour codes: only on a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
+pub fn use_ansi(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn origins(args: &DevArgs) -> anyhow::Result<Origins> {
     use roomcast_core::names::env;
     Origins::from_lookup(|name| match name {
@@ -437,6 +462,9 @@ fn gateway_options(
         origins: origins.clone(),
         management_credentials,
         insecure_management: args.insecure_management,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
+        max_connections_per_address: args.max_connections_per_address,
         ..GatewayOptions::default()
     })
 }
@@ -507,7 +535,8 @@ fn print_banner(running: &RunningGateway, origins: &Origins, backend: &Backend) 
                 credentials.access_key_id
             ),
             None if running.local_addr().ip().is_loopback() => {
-                "  management: loopback only; signatures not checked".to_owned()
+                "  management: loopback only; signatures not checked; requests from web pages refused"
+                    .to_owned()
             }
             None => "  management: WARNING: UNSIGNED calls accepted from anyone who can reach \
                      this address (--insecure-management)"
@@ -657,6 +686,14 @@ mod tests {
     }
 
     #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_ansi(true, None));
+        assert!(use_ansi(true, Some("".as_ref())));
+        assert!(!use_ansi(false, None), "a file or a pipe gets plain text");
+        assert!(!use_ansi(true, Some("1".as_ref())));
+    }
+
+    #[test]
     fn dev_origin_management_and_log_flags() {
         let mut args = dev_args(&[
             "--allowed-origins",
@@ -667,7 +704,16 @@ mod tests {
             "--management-secret-access-key",
             "dev-secret-value",
             "--quiet",
+            "--header-read-timeout-secs",
+            "3",
+            "--max-connections-per-address",
+            "0",
         ]);
+        let options =
+            gateway_options(&args, None, None, Arc::default(), &Origins::default()).unwrap();
+        assert_eq!(options.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(options.body_read_timeout, roomcast_local::BODY_READ_TIMEOUT);
+        assert_eq!(options.max_connections_per_address, 0);
         let parsed = origins(&args).unwrap();
         assert_eq!(parsed.allowed.as_ref().map(Vec::len), Some(2));
         assert!(parsed.require);
@@ -681,6 +727,10 @@ mod tests {
         args.allowed_origins = None;
         args.require_origin = false;
         assert!(origins_banner(&origins(&args).unwrap()).contains("NOT CHECKED"));
+        // A zero timeout would close every connection at once.
+        assert!(
+            Cli::try_parse_from(["roomcast", "dev", "--header-read-timeout-secs", "0"]).is_err()
+        );
         // An access key id needs its secret and the other way round.
         assert!(
             Cli::try_parse_from(["roomcast", "dev", "--management-access-key-id", "A"]).is_err()

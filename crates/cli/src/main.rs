@@ -62,7 +62,15 @@ fn main() -> anyhow::Result<()> {
         _ => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // The log goes to stdout: colour codes only when that is a terminal.
+    let ansi = dev::use_ansi(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -21,10 +21,13 @@ pub struct Handshake<'a> {
 
 /// API Gateway ids (connection, request and message ids) are 11 random bytes in
 /// standard base64, e.g. `L0SM9cOFvHcCIhw=`: 16 characters ending in `=`, which is
-/// why clients must URL-encode them in `@connections` paths.
+/// why clients must URL-encode them in `@connections` paths. The bytes come from
+/// the operating system's CSPRNG: a connection id is all `@connections` asks for,
+/// so it must not be guessable from earlier ones (as API Gateway's are not).
 pub fn gateway_id() -> String {
     let mut bytes = [0u8; 11];
-    fastrand::fill(&mut bytes);
+    // Without the OS's random source no id could be made safely.
+    getrandom::fill(&mut bytes).expect("the operating system's random source works");
     STANDARD.encode(bytes)
 }
 
@@ -242,6 +245,17 @@ pub(crate) fn query_maps(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_do_not_follow_from_a_seeded_generator() {
+        // A seeded (non-cryptographic) generator repeats its ids; the OS's does not.
+        fastrand::seed(7);
+        let first = gateway_id();
+        fastrand::seed(7);
+        assert_ne!(first, gateway_id());
+        assert_eq!(first.len(), 16);
+        assert!(first.ends_with('='));
+    }
 
     fn context() -> ConnectionContext {
         ConnectionContext {

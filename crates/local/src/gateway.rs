@@ -75,7 +75,22 @@ pub struct GatewayOptions {
     pub management_credentials: Option<ManagementCredentials>,
     /// Accept unsigned management calls on a non-loopback address too.
     pub insecure_management: bool,
+    /// How long a client may take to send a request's headers before its socket
+    /// is closed.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a management request's body.
+    pub body_read_timeout: Duration,
+    /// Most sockets (HTTP and WebSocket) one non-loopback address may hold open at
+    /// once; 0: no cap. Loopback clients are not counted.
+    pub max_connections_per_address: usize,
 }
+
+/// [`GatewayOptions::header_read_timeout`]'s default.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// [`GatewayOptions::body_read_timeout`]'s default.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// [`GatewayOptions::max_connections_per_address`]'s default.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 1000;
 
 impl Default for GatewayOptions {
     fn default() -> Self {
@@ -102,6 +117,9 @@ impl Default for GatewayOptions {
             origins: Origins::default(),
             management_credentials: None,
             insecure_management: false,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
+            max_connections_per_address: MAX_CONNECTIONS_PER_ADDRESS,
         }
     }
 }

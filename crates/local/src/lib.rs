@@ -21,8 +21,9 @@
 //!   error kinds, one way to run with a timeout; the built-in, broadcast, remote
 //!   and route functions, and the registry the Invoke API and the queue invoke.
 //! - `http`: the HTTP APIs, each only translating: `@connections`, Lambda Invoke,
-//!   the broadcast queue's SQS API, `GET /metrics`, static files, and the SigV4
-//!   check in front of the management ones.
+//!   the broadcast queue's SQS API, `GET /metrics`, static files, and the guard in
+//!   front of the management ones (requests from web pages refused, body limits
+//!   and deadlines, the SigV4 check off loopback).
 //! - [`queue`]: the broadcast queue, its dead-letter queue and the event source
 //!   mapping that feeds the broadcast function.
 //! - `routes`: the routes served (built-in, or the template's) and what runs each.
@@ -31,6 +32,8 @@
 //!   resource kind), [`template::cfn`] (intrinsics, conditions, pseudo parameters),
 //!   [`template::env`] (env files and the functions' resolved environments).
 //! - `events`: building API Gateway events, ids and timestamps.
+//! - `listen`: the accept loop: hyper's header-read timeout, a cap on the sockets
+//!   one address holds, and the peer's and the socket's own address on each request.
 //! - `sigv4`: verifying SigV4 signatures, and the management credentials.
 //! - `faults`: optional fault injection for `@connections` POSTs.
 //! - `aws`: the local account id and [`AwsError`], which renders every AWS-shaped
@@ -50,6 +53,7 @@ mod faults;
 mod functions;
 mod gateway;
 mod http;
+mod listen;
 pub mod queue;
 mod routes;
 mod selection;
@@ -67,7 +71,10 @@ pub use functions::builtin::Integration;
 pub use functions::function::{FunctionError, InvokeError, LambdaFunction};
 pub use functions::registry::FunctionRegistry;
 pub use functions::remote::{RemoteError, RemoteInvoker};
-pub use gateway::{GATEWAY_MAX_FRAME, Gateway, GatewayOptions, IDLE_TIMEOUT, INTEGRATION_TIMEOUT};
+pub use gateway::{
+    BODY_READ_TIMEOUT, GATEWAY_MAX_FRAME, Gateway, GatewayOptions, HEADER_READ_TIMEOUT,
+    IDLE_TIMEOUT, INTEGRATION_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS,
+};
 pub use http::static_files::StaticDir;
 pub use routes::{FunctionMode, SamOptions};
 pub use server::{RunningGateway, router, serve};

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use roomcast_core::App;
 use roomcast_core::config::Config;
@@ -23,7 +25,7 @@ use crate::connections::inprocess::InProcessManagement;
 use crate::error::LocalError;
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::http::{self, static_files};
-use crate::{queue, routes, websocket};
+use crate::{listen, queue, routes, websocket};
 
 fn valid_stage(stage: &str) -> bool {
     !stage.is_empty()
@@ -35,7 +37,7 @@ fn valid_stage(stage: &str) -> bool {
 
 /// The gateway's HTTP routes: the WebSocket endpoint at `/{stage}` and `/`,
 /// `@connections` under both, the Lambda Invoke API, and the SQS API on `POST /`
-/// (all three behind `http::signed::check`). Anything else is 403, which is what API
+/// (all three, and `GET /metrics`, behind `http::guard::check`). Anything else is 403, which is what API
 /// Gateway answers for a path it does not serve; with `static_dir`, plain GETs of
 /// its files are answered first.
 ///
@@ -55,17 +57,19 @@ pub fn router(gateway: Gateway) -> Router {
         )
         .route_layer(axum::middleware::from_fn_with_state(
             gateway.clone(),
-            http::signed::check,
-        ));
-    let router = http::metrics::route(Router::new(), &stage)
+            http::guard::check,
+        ))
+        .layer(DefaultBodyLimit::disable());
+    let router = http::metrics::route(Router::new(), &stage, &gateway)
         .route(
             "/",
             get(websocket::handshake::websocket)
                 .post(http::queue::post)
                 .route_layer(axum::middleware::from_fn_with_state(
                     gateway.clone(),
-                    http::signed::check,
-                )),
+                    http::guard::check,
+                ))
+                .layer(DefaultBodyLimit::disable()),
         )
         .route(&stage, get(websocket::handshake::websocket))
         .merge(management)
@@ -80,8 +84,12 @@ pub fn router(gateway: Gateway) -> Router {
     }
 }
 
-async fn forbidden() -> AwsError {
-    AwsError::forbidden()
+/// API Gateway's 403 for a path it does not serve, marked so that `--static`
+/// answers 404 to a read of a missing file instead.
+async fn forbidden() -> Response {
+    let mut response = AwsError::forbidden().into_response();
+    response.extensions_mut().insert(static_files::NotServed);
+    response
 }
 
 /// A gateway serving in the background.
@@ -245,17 +253,12 @@ fn template_routes(
 /// Serves `gateway`'s routes on `listener` in the background.
 fn start(gateway: Gateway, listener: TcpListener) -> RunningGateway {
     let routes = router(gateway.clone());
-    let (stop, mut stopped) = watch::channel(false);
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            routes.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    let (stop, stopped) = watch::channel(false);
+    let limits = listen::Limits {
+        header_read_timeout: gateway.options().header_read_timeout,
+        per_address: gateway.options().max_connections_per_address,
+    };
+    let server = tokio::spawn(listen::serve(listener, routes, limits, stopped));
     RunningGateway {
         gateway,
         stop,

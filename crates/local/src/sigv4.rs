@@ -61,6 +61,8 @@ pub enum SignatureError {
     Mismatch,
     #[error("X-Amz-Date is more than 15 minutes from the gateway's clock")]
     Expired,
+    #[error("an x-amz-* header is not among the signed headers")]
+    UnsignedHeader,
     #[error("the signature cannot be checked: {0}")]
     Malformed(&'static str),
 }
@@ -73,15 +75,17 @@ pub struct Expected<'a> {
     pub region: &'a str,
 }
 
-/// Checks a request's SigV4 signature (`Authorization` header form).
-pub fn verify(
+/// Checks what the headers alone can tell before the body is read: a signature
+/// is there, made with the configured key for this region and service, within
+/// [`MAX_SKEW`] of `now`, over `host`, `x-amz-date` and every other `x-amz-*`
+/// header the request carries (one added after signing, such as
+/// `X-Amz-Invocation-Type: Event`, would otherwise be honoured unsigned).
+pub fn check_headers(
     expected: &Expected<'_>,
-    method: &str,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
-    body: &[u8],
     now: SystemTime,
-) -> Result<(), SignatureError> {
+) -> Result<SystemTime, SignatureError> {
     let authorization = Authorization::read(headers)?;
     let scope: Vec<&str> = authorization.credential.split('/').collect();
     let [access_key_id, _date, region, service, "aws4_request"] = scope[..] else {
@@ -102,6 +106,29 @@ pub fn verify(
     if !names.contains(&"host") || !names.contains(&"x-amz-date") {
         return Err(SignatureError::Mismatch);
     }
+    let unsigned = headers
+        .keys()
+        .map(|name| name.as_str())
+        .find(|name| name.starts_with("x-amz-") && !names.contains(name));
+    if unsigned.is_some() {
+        return Err(SignatureError::UnsignedHeader);
+    }
+    Ok(signed_at)
+}
+
+/// Checks a request's SigV4 signature (`Authorization` header form): what
+/// [`check_headers`] checks, then the signature over the request and `body`.
+pub fn verify(
+    expected: &Expected<'_>,
+    method: &str,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<(), SignatureError> {
+    let signed_at = check_headers(expected, uri, headers, now)?;
+    let authorization = Authorization::read(headers)?;
+    let names: Vec<&str> = authorization.signed_headers.split(';').collect();
     let host = header_text(headers, "host")?;
     let session_token = names
         .contains(&"x-amz-security-token")
@@ -114,11 +141,11 @@ pub fn verify(
         .collect::<Result<_, SignatureError>>()?;
     let others: Vec<(&str, &str)> = others.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let key = Key {
-        access_key_id,
+        access_key_id: &expected.credentials.access_key_id,
         secret_access_key: expected.credentials.secret_access_key(),
         session_token: session_token.as_deref(),
-        region,
-        service,
+        region: expected.region,
+        service: expected.service,
     };
     let request = sigv4::Request {
         method,
@@ -363,6 +390,17 @@ mod tests {
         assert_eq!(
             verify(&expected, "POST", &uri, &HeaderMap::new(), b"hi", now),
             Err(SignatureError::Missing)
+        );
+        // A header the signature does not cover: refused, even before the body.
+        let mut added = headers;
+        added.insert("x-amz-invocation-type", "Event".parse().unwrap());
+        assert_eq!(
+            check_headers(&expected, &uri, &added, now),
+            Err(SignatureError::UnsignedHeader)
+        );
+        assert_eq!(
+            verify(&expected, "POST", &uri, &added, b"hi", now),
+            Err(SignatureError::UnsignedHeader)
         );
         assert!(!format!("{good:?}").contains("secret-one"));
     }

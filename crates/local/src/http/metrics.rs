@@ -10,17 +10,23 @@ use axum::routing::get;
 use roomcast_core::metrics::prometheus::{self, Gauge};
 
 use crate::gateway::Gateway;
+use crate::http::guard;
 
 /// The path of the endpoint.
 pub const PATH: &str = "/metrics";
 
-/// `router` with `GET /metrics`, unless the stage is itself named `metrics` (its
-/// WebSocket route has the path then).
-pub(crate) fn route(router: Router<Gateway>, stage_path: &str) -> Router<Gateway> {
+/// `router` with `GET /metrics` behind the management routes' guard, unless the
+/// stage is itself named `metrics` (its WebSocket route has the path then).
+pub(crate) fn route(
+    router: Router<Gateway>,
+    stage_path: &str,
+    gateway: &Gateway,
+) -> Router<Gateway> {
     if stage_path == PATH {
         return router;
     }
-    router.route(PATH, get(metrics))
+    let guard = axum::middleware::from_fn_with_state(gateway.clone(), guard::check);
+    router.route(PATH, get(metrics).route_layer(guard))
 }
 
 async fn metrics(State(gateway): State<Gateway>) -> impl IntoResponse {

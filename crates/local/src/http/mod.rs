@@ -7,10 +7,12 @@
 //! - [`queue`]: the broadcast queue's SQS API on `POST /`.
 //! - [`metrics`]: `GET /metrics`, the counters and gauges in the Prometheus text format.
 //! - [`static_files`]: `--static DIR`, web pages served beside the API.
-//! - [`signed`]: the SigV4 check in front of `@connections`, Invoke and the queue off
-//!   loopback.
+//! - [`guard`]: in front of `@connections`, Invoke, the queue and `/metrics`:
+//!   requests from web pages refused, bodies read with limits and a deadline.
+//! - [`signed`]: the SigV4 check the guard runs off loopback.
 
 pub mod connections;
+pub mod guard;
 pub mod invoke;
 pub mod metrics;
 pub mod queue;

@@ -3,8 +3,9 @@
 //! v3, boto3, the AWS CLI): `X-Amz-Target: AmazonSQS.<Operation>`, content type
 //! `application/x-amz-json-1.0`. Served: `GetQueueUrl`, `SendMessage`,
 //! `SendMessageBatch`, `GetQueueAttributes`. Errors carry `__type` and the
-//! `x-amzn-query-error` header the SDKs read their error codes from. Signatures
-//! are not checked.
+//! `x-amzn-query-error` header the SDKs read their error codes from. The guard in
+//! front ([`crate::http::guard`]) refuses requests from web pages and checks
+//! signatures off loopback.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

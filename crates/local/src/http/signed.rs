@@ -1,30 +1,27 @@
 //! The SigV4 check in front of the management routes (`@connections`, Invoke,
-//! the queue's `POST /`) when the gateway listens off loopback: the signature is
-//! verified by [`crate::sigv4::verify`], and refusals answer as each service does.
+//! the queue's `POST /`, `GET /metrics`) when the gateway listens off loopback:
+//! what the headers tell (key, scope, date, signed `x-amz-*` headers) is checked
+//! before the body is read, the signature over the body after
+//! ([`crate::sigv4`]); refusals answer as each service does.
 
 use std::time::SystemTime;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::request::Parts;
 
 use crate::aws::AwsError;
 use crate::gateway::Gateway;
-use crate::sigv4::{Expected, SignatureError, verify};
-
-/// The largest body read to check its signature: Lambda's 6 MB request limit.
-const MAX_BODY: usize = 6 * 1024 * 1024;
+use crate::http::guard::Api;
+use crate::sigv4::{self, Expected, SignatureError};
 
 /// The refusal as the service answers it.
-fn refusal(lambda: bool, error: &SignatureError) -> AwsError {
+pub(crate) fn refusal(api: Api, error: &SignatureError) -> AwsError {
     const MISMATCH: &str = "The request signature we calculated does not match the signature you \
         provided. Check your AWS Secret Access Key and signing method. Consult the service \
         documentation for details.";
     const UNKNOWN: &str = "The security token included in the request is invalid.";
     const MISSING: &str = "Missing Authentication Token";
     let status = axum::http::StatusCode::FORBIDDEN;
-    match (lambda, error) {
+    match (api == Api::Lambda, error) {
         (false, SignatureError::Missing) => AwsError::forbidden_because(MISSING),
         (false, SignatureError::UnknownKey) => AwsError::forbidden_because(UNKNOWN),
         (false, SignatureError::Mismatch) => AwsError::forbidden_because(MISMATCH),
@@ -42,50 +39,48 @@ fn refusal(lambda: bool, error: &SignatureError) -> AwsError {
     }
 }
 
-/// Middleware on the management routes (`@connections`, Invoke, the queue's
-/// `POST /`): passes the request on when the gateway
-/// checks no signatures or the signature is good, else answers 403.
-pub(crate) async fn check(
-    State(gateway): State<Gateway>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(credentials) = gateway.management_check() else {
-        return next.run(request).await;
-    };
-    // `/` is also the WebSocket endpoint: only the queue's POSTs are checked there.
-    if request.uri().path() == "/" && request.method() != axum::http::Method::POST {
-        return next.run(request).await;
-    }
-    let lambda = request.uri().path().starts_with("/2015-03-31/");
-    let sqs = request.uri().path() == "/";
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return refusal(lambda, &SignatureError::Malformed("unreadable body")).into_response();
-    };
-    let expected = Expected {
-        credentials,
-        service: if lambda {
-            "lambda"
-        } else if sqs {
-            "sqs"
-        } else {
-            "execute-api"
-        },
+/// What a request to `api` must be signed for; `None` when the gateway checks
+/// no signatures.
+fn expected<'a>(gateway: &'a Gateway, api: Api) -> Option<Expected<'a>> {
+    Some(Expected {
+        credentials: gateway.management_check()?,
+        service: api.signing_service(),
         region: &gateway.options().region,
+    })
+}
+
+fn refused(api: Api, error: &SignatureError) -> AwsError {
+    tracing::info!(service = api.signing_service(), %error, "management call refused");
+    refusal(api, error)
+}
+
+/// Before the body is read: the parts of the signature the headers carry.
+pub(crate) fn check_headers(gateway: &Gateway, api: Api, parts: &Parts) -> Result<(), AwsError> {
+    let Some(expected) = expected(gateway, api) else {
+        return Ok(());
     };
-    match verify(
+    sigv4::check_headers(&expected, &parts.uri, &parts.headers, SystemTime::now())
+        .map(|_| ())
+        .map_err(|e| refused(api, &e))
+}
+
+/// After the body is read: the signature over the whole request.
+pub(crate) fn check(
+    gateway: &Gateway,
+    api: Api,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<(), AwsError> {
+    let Some(expected) = expected(gateway, api) else {
+        return Ok(());
+    };
+    sigv4::verify(
         &expected,
         parts.method.as_str(),
         &parts.uri,
         &parts.headers,
-        &body,
+        body,
         SystemTime::now(),
-    ) {
-        Ok(()) => next.run(Request::from_parts(parts, Body::from(body))).await,
-        Err(error) => {
-            tracing::info!(service = expected.service, %error, "management call refused");
-            refusal(lambda, &error).into_response()
-        }
-    }
+    )
+    .map_err(|e| refused(api, &e))
 }

@@ -2,7 +2,8 @@
 //! (`/` is `index.html`), so a web page and the WebSocket API it talks to share
 //! one origin. WebSocket upgrades and paths without a file go on to the gateway's
 //! routes. Only regular files under the directory are served: `..`, hidden
-//! segments and symlinks leading out of it are refused.
+//! segments and symlinks leading out of it or to a hidden file are refused, and
+//! a read of a path with neither a file nor a route answers 404.
 
 use std::path::{Path, PathBuf};
 
@@ -47,8 +48,13 @@ impl StaticDir {
         if file.is_dir() {
             file.push("index.html");
         }
+        // The resolved path too: a symlink may lead out of the root or to a hidden file.
         let file = file.canonicalize().ok()?;
-        (file.starts_with(&self.root) && file.is_file()).then_some(file)
+        let inside = file.strip_prefix(&self.root).ok()?;
+        let hidden = inside
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+        (!hidden && file.is_file()).then_some(file)
     }
 }
 
@@ -65,15 +71,24 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
+/// Marks the gateway's answer to a path it does not serve, so that a plain read
+/// of a missing file answers 404 instead.
+#[derive(Debug, Clone, Copy)]
+pub struct NotServed;
+
 /// Middleware: a GET or HEAD that is not a WebSocket upgrade and names a file is
-/// answered with it; anything else goes on.
+/// answered with it, one naming no file and no route with 404; anything else goes on.
 pub async fn serve(State(dir): State<StaticDir>, request: Request, next: Next) -> Response {
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
     if !is_read || request.headers().contains_key(header::UPGRADE) {
         return next.run(request).await;
     }
     let Some(file) = dir.file(request.uri().path()) else {
-        return next.run(request).await;
+        let response = next.run(request).await;
+        if response.extensions().get::<NotServed>().is_some() {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        return response;
     };
     match tokio::fs::read(&file).await {
         Ok(bytes) => (
@@ -111,6 +126,13 @@ mod tests {
         assert!(dir.file("/.secret").is_none());
         assert!(dir.file("/missing").is_none());
         assert!(dir.file("/sub").is_none(), "a directory without index.html");
+        // Symlinks are judged by where they lead: not to a hidden file, not outside.
+        std::os::unix::fs::symlink(root.join(".secret"), root.join("public.txt")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", root.join("host.txt")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub/a.js"), root.join("b.js")).unwrap();
+        assert!(dir.file("/public.txt").is_none());
+        assert!(dir.file("/host.txt").is_none());
+        assert!(dir.file("/b.js").is_some());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

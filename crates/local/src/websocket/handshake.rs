@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
+use axum::Extension;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
@@ -24,6 +25,7 @@ use crate::connections::close;
 use crate::events::{ConnectionContext, Handshake, gateway_id};
 use crate::functions::route;
 use crate::gateway::Gateway;
+use crate::listen::LocalAddr;
 
 /// Initial read buffer of a connection, held for as long as it is open; it grows
 /// for larger frames (which are then read this many bytes at a time). Client
@@ -38,6 +40,7 @@ const WRITE_BUFFER: usize = 16 * 1024;
 pub async fn websocket(
     State(gateway): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    local: Option<Extension<LocalAddr>>,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
     upgrade: WebSocketUpgrade,
@@ -53,7 +56,10 @@ pub async fn websocket(
         query: &query,
         now_ms: now_millis(),
     };
-    let mut context = connection_context(&gateway, peer, &headers, request.now_ms);
+    // The gateway's own address, as API Gateway's domainName is its own domain
+    // (with --host 0.0.0.0, the address the client reached); never the client's Host.
+    let domain = local.map_or_else(|| gateway.local_addr(), |Extension(LocalAddr(a))| a);
+    let mut context = connection_context(&gateway, peer, domain, &headers, request.now_ms);
     // The authorizer runs first, as on API Gateway: a refusal never reaches $connect.
     match authorize(&gateway, &context, &request).await {
         Ok(authorizer) => context.authorizer = authorizer,
@@ -88,6 +94,7 @@ fn refused_origin(gateway: &Gateway, headers: &HeaderMap) -> Option<Response> {
 fn connection_context(
     gateway: &Gateway,
     peer: SocketAddr,
+    domain: SocketAddr,
     headers: &HeaderMap,
     now: u64,
 ) -> ConnectionContext {
@@ -103,7 +110,7 @@ fn connection_context(
         connected_at_ms: now,
         source_ip: peer.ip().to_string(),
         user_agent: header_text(header::USER_AGENT),
-        domain_name: header_text(header::HOST).unwrap_or_else(|| gateway.local_addr().to_string()),
+        domain_name: domain.to_string(),
         stage: options.stage.clone(),
         api_id: options.api_id.clone(),
         authorizer: Default::default(),
