@@ -77,9 +77,13 @@ interface RoomState {
   epoch?: string | undefined;
   /** Offsets delivered recently, to drop events seen twice (recovery, overlapping connections). */
   seen: Set<number>;
+  /** A replay was cut short: the offset the next join's `since` continues from. */
+  from?: number | undefined;
 }
 
 const SEEN = 512;
+/** A join with `since` may replay for up to 12 s before its ack (API Gateway's limit is 29 s). */
+const REPLAY_ACK_MS = 30_000;
 const OVERLAP_KEYS = 4096;
 /** Own sends remembered to recognise their copies (within the last ack timeout). */
 const SENT = 256;
@@ -219,9 +223,11 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       }
       let roomState = this.#rooms.get(room);
       if (!roomState) this.#rooms.set(room, (roomState = { joined: false, seen: new Set() }));
-      if (since) Object.assign(roomState, { offset: since.offset, epoch: since.epoch, seen: new Set() });
+      if (since) Object.assign(roomState, { offset: since.offset, epoch: since.epoch, seen: new Set(), from: undefined });
       const joining = roomState;
-      return this.#request(this.#joinFrame(room, joining), true, true, opts).then(
+      const attempt = (): Promise<Reply> =>
+        this.#request(this.#joinFrame(room, joining), true, true, opts).then((ack) => (this.#cutShort(joining, ack) ? attempt() : ack));
+      return attempt().then(
         (ack) => {
           this.#joined(joining, ack as Ack);
           return ack as Ack;
@@ -515,10 +521,11 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
         return done();
       }
       const id = ++this.#seq;
+      const ms = frame.since ? Math.max(REPLAY_ACK_MS, this.#settings.ackTimeoutMs) : this.#settings.ackTimeoutMs;
       const timer = setTimeout(() => {
-        const err = new RoomcastError("timeout", `no reply within ${this.#settings.ackTimeoutMs} ms`, frame.room as string);
+        const err = new RoomcastError("timeout", `no reply within ${ms} ms`, frame.room as string);
         this.#settle(conn, id, err);
-      }, this.#settings.ackTimeoutMs);
+      }, ms);
       conn.pending.set(id, { request, timer, done });
       request.unsend = () => {
         if (conn.pending.get(id)?.request !== request) return;
@@ -694,7 +701,7 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
       const results = await Promise.all(
         rooms.map(([room, roomState]) => {
           done.add(room);
-          return this.#internal(conn, this.#joinFrame(room, roomState));
+          return this.#recover(conn, room, roomState);
         }),
       );
       if (!this.#conns.has(conn) || this.#stopped()) return;
@@ -746,6 +753,14 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     this.#later(() => this.#rotate(), rotateIn, this.#connTimers);
     this.#setState("open");
     void this.#flush();
+  }
+
+  /** Joins `room` on `conn`, again after each replay cut short, until the server has replayed all it can. */
+  async #recover(conn: Conn, room: string, roomState: RoomState): Promise<Reply | RoomcastError> {
+    for (;;) {
+      const res = await this.#internal(conn, this.#joinFrame(room, roomState));
+      if (res instanceof RoomcastError || !this.#cutShort(roomState, res)) return res;
+    }
   }
 
   /** A request of the client's own on `conn`: resolves with the reply or the error. */
@@ -839,6 +854,11 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     }
     if (id !== undefined) return this.#settle(conn, id, message);
     if (message.type === "event") return this.#event(conn, message as unknown as RoomEvent, data);
+    // Replayed events packed in one frame: each is handled as if it had come alone.
+    if (message.type === "replay" && Array.isArray(message.events)) {
+      for (const frame of message.events) if (frame?.type === "event") this.#event(conn, frame, JSON.stringify(frame));
+      return;
+    }
     if (message.type === "presence") return this.#emit(PRESENCE + message.room, message);
     if (message.type === "error") {
       if (message.code !== "token_expired") this.#emitError(new RoomcastError(String(message.code), String(message.message ?? message.code), message.room));
@@ -866,8 +886,10 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
     if (frame.room !== null && !roomState) return;
     const offset = frame.offset;
     if (roomState && typeof offset === "number" && typeof frame.epoch === "string") {
-      if (roomState.epoch !== frame.epoch) Object.assign(roomState, { epoch: frame.epoch, offset: undefined, seen: new Set() });
-      else if (roomState.seen.has(offset) || (roomState.offset !== undefined && offset <= roomState.offset - SEEN)) return;
+      // While a cut-short replay continues, live events may have moved `offset` far ahead of it.
+      const low = roomState.from ?? roomState.offset;
+      if (roomState.epoch !== frame.epoch) Object.assign(roomState, { epoch: frame.epoch, offset: undefined, seen: new Set(), from: undefined });
+      else if (roomState.seen.has(offset) || (low !== undefined && offset <= low - SEEN)) return;
       this.#mark(roomState, offset);
     }
     this.#emit(ANY, frame);
@@ -881,13 +903,28 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
   }
 
   #joinFrame(room: string, roomState: RoomState): Frame {
-    const since = roomState.epoch !== undefined && roomState.offset !== undefined ? { offset: roomState.offset, epoch: roomState.epoch } : undefined;
-    return since ? { action: "join", room, since } : { action: "join", room };
+    const offset = roomState.from ?? roomState.offset;
+    const since = roomState.epoch !== undefined && offset !== undefined ? { offset, epoch: roomState.epoch } : undefined;
+    // Packed: the replayed events come in a few `replay` frames instead of one frame each.
+    return since ? { action: "join", room, since, pack: true } : { action: "join", room };
+  }
+
+  /**
+   * A join ack whose replay was cut short by the server's bounds (`replayedTo`): the
+   * next join continues from there. Returns whether to join again.
+   */
+  #cutShort(roomState: RoomState, ack: Reply): boolean {
+    const to = ack.replayedTo;
+    if (ack.recovered !== false || typeof to !== "number" || ack.epoch !== roomState.epoch || to <= (roomState.from ?? -1)) return false;
+    this.#log?.(`replay cut short at ${to}; joining again`);
+    roomState.from = to;
+    return true;
   }
 
   /** Records a join ack; returns what it says about recovery. */
   #joined(roomState: RoomState, ack: Ack): RejoinInfo {
     roomState.joined = true;
+    roomState.from = undefined;
     if (typeof ack.epoch !== "string") return { history: false, recovered: false };
     const recovered = ack.recovered === true && roomState.epoch === ack.epoch;
     if (roomState.epoch !== ack.epoch) roomState.seen = new Set();

@@ -86,7 +86,11 @@ export interface Ack {
   /** Rooms with history: the room's current offset (join) or the event's (send). */
   offset?: number;
   epoch?: string;
-  /** `join` with `since`: whether every missed event was delivered before this ack. */
+  /**
+   * `join` with `since`: whether every missed event was delivered before this ack.
+   * The client joins again after a replay cut short, so the ack it resolves with says
+   * `false` only when the server could not deliver the missed events.
+   */
   recovered?: boolean;
 }
 
