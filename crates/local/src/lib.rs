@@ -67,7 +67,10 @@ pub use functions::builtin::Integration;
 pub use functions::function::{FunctionError, InvokeError, LambdaFunction};
 pub use functions::registry::FunctionRegistry;
 pub use functions::remote::{RemoteError, RemoteInvoker};
-pub use gateway::{GATEWAY_MAX_FRAME, Gateway, GatewayOptions, IDLE_TIMEOUT, INTEGRATION_TIMEOUT};
+pub use gateway::{
+    GATEWAY_MAX_FRAME, Gateway, GatewayOptions, IDLE_TIMEOUT, INTEGRATION_TIMEOUT,
+    MAX_OUTBOUND_BYTES, WRITE_TIMEOUT,
+};
 pub use http::static_files::StaticDir;
 pub use routes::{FunctionMode, SamOptions};
 pub use server::{RunningGateway, router, serve};
