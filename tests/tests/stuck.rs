@@ -267,3 +267,78 @@ async fn shutdown_does_not_wait_for_a_stuck_write() {
         .expect("shutdown");
     drop(stuck);
 }
+
+/// The process's resident set, in MB (Linux).
+fn rss_mb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb / 1024
+}
+
+/// A measurement, not a check (docs/local.md, "Clients that stop reading"): the
+/// gateway's RSS before, during and after 20 clients that join a full history room
+/// with `since` (1000 events of 30 KB to replay) and never read. Uses only the
+/// default options, so it runs unchanged against older gateways.
+#[tokio::test]
+#[ignore = "a measurement: cargo test -p roomcast-e2e --test stuck -- --ignored --nocapture"]
+async fn rss_with_twenty_clients_that_stop_reading() {
+    const HISTORY: &str = r#"{"default": {"join": "anyone", "send": "anyone", "rateLimit": {"limit": 100000}},
+        "namespaces": {"flood": {"history": {"size": 1000, "ttlSecs": 3600}}}}"#;
+    let gw = support::start(GatewayOptions {
+        policies: Some(Policies::parse(HISTORY).expect("policies")),
+        ..support::options()
+    })
+    .await;
+    let mut publisher = Client::connect(&gw.websocket_url()).await;
+    let ack = publisher
+        .request(json!({"action": "join", "room": ROOM, "id": "j"}))
+        .await;
+    let epoch = ack["epoch"].as_str().expect("a history room").to_owned();
+    let data = filler();
+    for i in 0..1000 {
+        let ack = publisher
+            .request(json!({"action": "send", "room": ROOM, "event": "big", "data": data, "id": i}))
+            .await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    let settle = Duration::from_secs(5);
+    tokio::time::sleep(settle).await;
+    let before = rss_mb();
+    let mut stuck = Vec::new();
+    for _ in 0..20 {
+        let socket = TcpSocket::new_v4().expect("a socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let tcp = socket.connect(gw.local_addr()).await.expect("connects");
+        let (mut ws, _) = tokio_tungstenite::client_async(gw.websocket_url(), tcp)
+            .await
+            .expect("handshake");
+        let join = json!({"action": "join", "room": ROOM, "since": {"offset": 0, "epoch": epoch}});
+        ws.send(Message::text(join.to_string()))
+            .await
+            .expect("sent");
+        stuck.push(ws);
+    }
+    tokio::time::sleep(settle).await;
+    let during = rss_mb();
+    let open = gw.gateway().connections().len();
+    // Shutdown with the stuck clients still connected.
+    let shutdown = std::time::Instant::now();
+    let stopped = tokio::time::timeout(Duration::from_secs(120), gw.shutdown()).await;
+    let shutdown_ms = shutdown.elapsed().as_millis();
+    tokio::time::sleep(settle).await;
+    let after = rss_mb();
+    drop(stuck);
+    println!(
+        "RSS MB: before {before}, during {during} ({open} of 21 connections open), \
+         after shutdown {after}; shutdown took {shutdown_ms} ms ({})",
+        if stopped.is_ok() {
+            "done"
+        } else {
+            "gave up after 120 s"
+        }
+    );
+}

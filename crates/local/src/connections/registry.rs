@@ -412,4 +412,29 @@ mod tests {
             Err(TrySendError::Closed(_))
         ));
     }
+
+    #[tokio::test]
+    async fn going_over_the_byte_budget_leaves_only_a_close_and_refuses_later_posts() {
+        let (tx, mut rx) = command_queue(10);
+        tx.try_send(send("12345678")).expect("within the budget");
+        assert_eq!(text(rx.recv().await), "12345678");
+        // A frame larger than the budget still goes into an empty queue.
+        tx.try_send(send("a frame over ten bytes"))
+            .expect("queue empty");
+        assert!(matches!(
+            tx.try_send(send("x")),
+            Err(TrySendError::Closed(_))
+        ));
+        rx.over_budget().await;
+        match rx.recv().await {
+            Some(Command::Close { code, reason }) => {
+                assert_eq!((code, reason.as_str()), (1008, OVER_BUDGET_REASON));
+            }
+            other => panic!("expected the close, got {other:?}"),
+        }
+        assert!(matches!(
+            tx.try_send(send("later")),
+            Err(TrySendError::Closed(_))
+        ));
+    }
 }
