@@ -323,7 +323,10 @@ impl Open<'_> {
             Some(Command::Send(message)) => {
                 self.touch(deadlines);
                 let (batch, next) = take_batch(message, self.command_rx);
-                if let Some(ending) = self.write(batch, deadlines.cap, shutdown).await {
+                // Boxed: the race's timers would otherwise make every idle
+                // connection's task larger; one allocation per batch written.
+                let write = Box::pin(self.write(batch, deadlines.cap, shutdown));
+                if let Some(ending) = write.await {
                     return Some(ending);
                 }
                 match next {
