@@ -42,6 +42,12 @@ pub struct DevArgs {
     /// Close connections open for this many seconds (API Gateway: 7200).
     #[arg(long, value_name = "SECS", default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..))]
     max_connection_secs: u64,
+    /// Close (1008) a connection whose socket write takes longer: a client that stopped reading.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout_secs: u64,
+    /// Close (1008) a connection with more bytes queued and unsent; its later posts get 410.
+    #[arg(long, value_name = "BYTES", default_value_t = roomcast_local::MAX_OUTBOUND_BYTES)]
+    max_outbound_bytes: usize,
     /// Region for the SDK clients and ARNs.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     region: String,
@@ -450,6 +456,8 @@ fn gateway_options(
         region: args.region.clone(),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         max_connection_duration: Duration::from_secs(args.max_connection_secs),
+        write_timeout: Duration::from_secs(args.write_timeout_secs),
+        max_outbound_bytes: args.max_outbound_bytes,
         queue: roomcast_local::queue::QueueOptions {
             visibility_timeout: Duration::from_secs(args.queue_visibility_timeout_secs),
             ..Default::default()

@@ -5,6 +5,13 @@
 //! so posting starts with the first page and the next page is fetched while posts
 //! are in flight. Each post is retried on 429 and 5xx with full-jitter exponential
 //! backoff within a deadline; a 410 removes the connection and its memberships.
+//!
+//! A room's members whose token has expired are not skipped: their memberships end
+//! with the token, so room pages are read looking back [`EXPIRED_LOOKBACK`], and a
+//! member found expired is told (`token_expired`) and closed through `@connections`
+//! ([`Fanout::close`], the same code a frame from an expired connection runs), not
+//! counted as a recipient. Its `$disconnect` then removes it, so each expired
+//! connection costs one extra post and one delete, once.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -16,9 +23,23 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 
+use crate::limits::CONNECTION_CAP;
 use crate::management::{Management, PostError};
 use crate::policy::Policies;
+use crate::protocol::{ErrorCode, ProtocolError, ServerFrame};
 use crate::store::{ConnectionPage, Removed, Store, StoreError};
+
+/// How far back a room's recipient pages look for memberships that ended with
+/// their token: API Gateway's connection cap, as no connection lives longer.
+pub const EXPIRED_LOOKBACK: Duration = CONNECTION_CAP;
+
+/// What a connection whose token has expired is told before it is closed.
+pub fn token_expired() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::TokenExpired,
+        "your token has expired; reconnect with a fresh one",
+    )
+}
 
 /// Recipients read per Query (or Scan) page.
 pub const PAGE_SIZE: usize = 500;
@@ -113,6 +134,8 @@ enum Source {
 /// The recipients read and not yet posted to, and who is left out.
 struct Pending<'e> {
     queued: VecDeque<String>,
+    /// Members found with an expired membership, to be checked and closed.
+    expired: Vec<String>,
     except: HashSet<&'e str>,
     seen: Option<HashSet<String>>,
 }
@@ -273,6 +296,7 @@ impl Fanout<'_> {
         let concurrency = self.concurrency.max(1);
         let mut pending = Pending {
             queued: VecDeque::new(),
+            expired: Vec::new(),
             except: except.iter().copied().collect(),
             // Ids already posted to, for explicit lists only: a list may repeat an
             // id (and is bounded by `MAX_IDS`), while paginated Query and Scan pages
@@ -298,6 +322,12 @@ impl Fanout<'_> {
                 next_page = None;
             }
             while in_flight.len() < concurrency {
+                if let Some(connection_id) = pending.expired.pop() {
+                    in_flight.push(Box::pin(async move {
+                        self.close_if_expired(&connection_id, now).await
+                    }) as BoxFuture<'_, Option<Outcome>>);
+                    continue;
+                }
                 let Some(connection_id) = pending.next() else {
                     break;
                 };
@@ -311,16 +341,16 @@ impl Fanout<'_> {
                     continue;
                 }
                 let payload = payload.clone();
-                in_flight.push(async move {
-                    self.deliver(&connection_id, payload, started, first).await
-                });
+                in_flight.push(Box::pin(async move {
+                    Some(self.deliver(&connection_id, payload, started, first).await)
+                }));
             }
             // The next page is read while this one's posts are in flight, and only
             // once the queue runs low, so memory stays at about two pages for paged
             // recipients (a `Connections` list is held whole, with its `seen` set).
             let want_page = next_page.is_some() && pending.queued.len() < concurrency;
             if in_flight.is_empty() && !want_page {
-                if next_page.is_none() && pending.queued.is_empty() {
+                if next_page.is_none() && pending.queued.is_empty() && pending.expired.is_empty() {
                     stats.ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                     return match failure {
                         None => Ok(stats),
@@ -330,7 +360,11 @@ impl Fanout<'_> {
                 continue;
             }
             tokio::select! {
-                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => stats.count(outcome),
+                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
+                    if let Some(outcome) = outcome {
+                        stats.count(outcome);
+                    }
+                }
                 page = async {
                     match next_page.as_mut() {
                         Some(page) => page.await,
@@ -349,7 +383,7 @@ impl Fanout<'_> {
     /// read are still made.
     fn took_page(
         &self,
-        page: Result<ConnectionPage, StoreError>,
+        page: Result<RecipientPage, StoreError>,
         source: Option<&Source>,
         pending: &mut Pending<'_>,
         failure: &mut Option<StoreError>,
@@ -358,6 +392,10 @@ impl Fanout<'_> {
         match page {
             Ok(page) => {
                 pending.queued.extend(page.connection_ids);
+                let expired = page.expired.into_iter();
+                pending
+                    .expired
+                    .extend(expired.filter(|id| !pending.except.contains(id.as_str())));
                 page.next
                     .zip(source.cloned())
                     .map(|(cursor, source)| read_page(self.store, source, Some(cursor), now))
@@ -443,6 +481,45 @@ impl Fanout<'_> {
         }
     }
 
+    /// Checks a member whose membership has ended: when its connection's token
+    /// has expired, the connection is told and closed ([`Self::close`]). A
+    /// membership that ended by its TTL (the connection outlived the item TTL or
+    /// is long gone) is left to expire, as before. Counted as no recipient.
+    async fn close_if_expired(&self, connection_id: &str, now: u64) -> Option<Outcome> {
+        let since = now.saturating_sub(EXPIRED_LOOKBACK.as_secs());
+        let connection = match self.store.connection(connection_id, since).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                tracing::warn!(connection_id, error = %crate::error_chain(&e), "could not read an expired member");
+                return None;
+            }
+        };
+        let expired = connection
+            .is_some_and(|c| c.expires_at <= now && c.token_expires_at.is_some_and(|t| t < now));
+        if expired {
+            let frame = ServerFrame::error(None, &token_expired()).to_json();
+            self.close(connection_id, frame).await;
+        }
+        None
+    }
+
+    /// Sends `frame` (an error) to the connection, then closes it (DELETE), as API
+    /// Gateway's `@connections` allows: the error cannot go after the close. One
+    /// attempt each: a connection already gone needs neither.
+    pub async fn close(&self, connection_id: &str, frame: String) {
+        tracing::info!(connection_id, "closing the connection");
+        if let Err(err) = self
+            .management
+            .post(self.endpoint, connection_id, Bytes::from(frame))
+            .await
+        {
+            tracing::info!(connection_id, error = %err, "could not send the closing error");
+        }
+        if let Err(err) = self.management.delete(self.endpoint, connection_id).await {
+            tracing::warn!(connection_id, error = %err, "could not close the connection");
+        }
+    }
+
     async fn remove_gone(&self, connection_id: &str) {
         let now = crate::store::now_secs();
         let removed = match self.presence {
@@ -476,28 +553,50 @@ pub trait Departures: Sync {
     ) -> BoxFuture<'a, Result<Removed, StoreError>>;
 }
 
-/// The read of one recipient page.
-type PageRead<'a> = BoxFuture<'a, Result<ConnectionPage, StoreError>>;
+/// One page of recipients: the live ones and, for a room, the members whose
+/// membership has ended within [`EXPIRED_LOOKBACK`] (their token may have expired).
+struct RecipientPage {
+    connection_ids: Vec<String>,
+    expired: Vec<String>,
+    next: Option<String>,
+}
 
-/// One page of a paged source's live connection ids, boxed so the fan-out can hold
-/// the next read while posts are in flight.
+impl From<ConnectionPage> for RecipientPage {
+    fn from(page: ConnectionPage) -> Self {
+        Self {
+            connection_ids: page.connection_ids,
+            expired: Vec::new(),
+            next: page.next,
+        }
+    }
+}
+
+/// The read of one recipient page.
+type PageRead<'a> = BoxFuture<'a, Result<RecipientPage, StoreError>>;
+
+/// One page of a paged source's connection ids, boxed so the fan-out can hold
+/// the next read while posts are in flight. A room's page is read as of
+/// [`EXPIRED_LOOKBACK`] ago, so memberships that ended since come back, apart.
 fn read_page(store: &dyn Store, source: Source, cursor: Option<String>, now: u64) -> PageRead<'_> {
     Box::pin(async move {
         let cursor = cursor.as_deref();
         match &source {
             Source::Room(room) => {
-                let page = store.members_page(room, cursor, PAGE_SIZE, now).await?;
-                Ok(ConnectionPage {
-                    connection_ids: page.members.into_iter().map(|m| m.connection_id).collect(),
+                let since = now.saturating_sub(EXPIRED_LOOKBACK.as_secs());
+                let page = store.members_page(room, cursor, PAGE_SIZE, since).await?;
+                let (live, expired): (Vec<_>, Vec<_>) =
+                    page.members.into_iter().partition(|m| m.expires_at > now);
+                Ok(RecipientPage {
+                    connection_ids: live.into_iter().map(|m| m.connection_id).collect(),
+                    expired: expired.into_iter().map(|m| m.connection_id).collect(),
                     next: page.next,
                 })
             }
-            Source::User(user) => {
-                store
-                    .user_connections_page(user, cursor, PAGE_SIZE, now)
-                    .await
-            }
-            Source::All => store.connections_page(cursor, PAGE_SIZE, now).await,
+            Source::User(user) => Ok(store
+                .user_connections_page(user, cursor, PAGE_SIZE, now)
+                .await?
+                .into()),
+            Source::All => Ok(store.connections_page(cursor, PAGE_SIZE, now).await?.into()),
         }
     })
 }

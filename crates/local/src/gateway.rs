@@ -25,6 +25,13 @@ use crate::sigv4::ManagementCredentials;
 
 pub use roomcast_core::limits::{GATEWAY_MAX_FRAME, IDLE_TIMEOUT, INTEGRATION_TIMEOUT};
 
+/// The default [`GatewayOptions::write_timeout`] (`--write-timeout-secs`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default [`GatewayOptions::max_outbound_bytes`] (`--max-outbound-bytes`):
+/// 1 MiB, eight frames of API Gateway's largest payload (128 KB).
+pub const MAX_OUTBOUND_BYTES: usize = 1024 * 1024;
+
 /// How the gateway behaves; [`Default`] matches API Gateway on 127.0.0.1:3001.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
@@ -41,6 +48,12 @@ pub struct GatewayOptions {
     pub max_message_bytes: usize,
     pub max_frame_bytes: usize,
     pub integration_timeout: Duration,
+    /// How long one write to a client's socket may take before the connection is
+    /// closed (1008): a client that stops reading cannot hold its task.
+    pub write_timeout: Duration,
+    /// The bytes of frames queued for one client and not yet written; a post over
+    /// it closes the connection (1008) and gets 410 (`connections::registry`).
+    pub max_outbound_bytes: usize,
     /// Answer a share of `@connections` POSTs with injected faults (tests, demos).
     pub faults: Option<Faults>,
     /// Added to every `@connections` call before it is answered: a loopback call
@@ -105,6 +118,8 @@ impl Default for GatewayOptions {
             max_message_bytes: GATEWAY_MAX_PAYLOAD,
             max_frame_bytes: GATEWAY_MAX_FRAME,
             integration_timeout: INTEGRATION_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+            max_outbound_bytes: MAX_OUTBOUND_BYTES,
             faults: None,
             management_latency: Duration::ZERO,
             management_http: false,

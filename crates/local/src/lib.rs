@@ -73,7 +73,8 @@ pub use functions::registry::FunctionRegistry;
 pub use functions::remote::{RemoteError, RemoteInvoker};
 pub use gateway::{
     BODY_READ_TIMEOUT, GATEWAY_MAX_FRAME, Gateway, GatewayOptions, HEADER_READ_TIMEOUT,
-    IDLE_TIMEOUT, INTEGRATION_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS,
+    IDLE_TIMEOUT, INTEGRATION_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS, MAX_OUTBOUND_BYTES,
+    WRITE_TIMEOUT,
 };
 pub use http::static_files::StaticDir;
 pub use routes::{FunctionMode, SamOptions};

@@ -10,4 +10,7 @@ pub const NO_STATUS: u16 = 1005;
 /// Reported when the client vanished without a close frame.
 pub const ABNORMAL: u16 = 1006;
 pub const INVALID_PAYLOAD: u16 = 1007;
+/// Sent to a connection that stopped reading: its unsent frames went over the
+/// outbound byte budget, or a write made no progress within the write timeout.
+pub const POLICY_VIOLATION: u16 = 1008;
 pub const MESSAGE_TOO_BIG: u16 = 1009;

@@ -2,6 +2,13 @@
 //! connection's task. Each connection task owns its socket; everything else talks to
 //! it through a bounded command queue, so a slow client fills its own queue (and gets
 //! 429 on POST, like API Gateway's "client buffer full") without blocking anyone else.
+//!
+//! The queue is bounded twice: at [`OUTBOUND_QUEUE`] frames (then POSTs get 429 and
+//! are retried) and at the connection's outbound byte budget (`--max-outbound-bytes`),
+//! counting the bytes queued and not yet taken by the connection's task. A post that
+//! would go over the budget drops what is queued, leaves one close (1008,
+//! [`OVER_BUDGET_REASON`]) for the task and gets 410, like every later post: the
+//! memory a client that stops reading can hold is bounded.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +23,9 @@ use crate::events::ConnectionContext;
 
 /// Frames queued for one client before POSTs get 429.
 pub const OUTBOUND_QUEUE: usize = 256;
+
+/// The close reason of a connection whose queued, unsent bytes went over its budget.
+pub const OVER_BUDGET_REASON: &str = "Outbound buffer full";
 
 /// What a connection's task is asked to do.
 #[derive(Debug)]
@@ -44,15 +54,22 @@ impl ConnectionHandle {
 /// `tokio::sync::mpsc` channel, with the same `try_send`, `send` and `recv`, but
 /// holding no buffer while empty. (A tokio channel allocates a block of 32 slots up
 /// front: about 2 KB for every idle connection, measured with heaptrack.)
-pub fn command_queue() -> (CommandSender, CommandReceiver) {
+///
+/// `budget`: the bytes of frames that may wait in the queue at once; a frame
+/// larger than the budget is still queued when the queue is empty.
+pub fn command_queue(budget: usize) -> (CommandSender, CommandReceiver) {
     let shared = Arc::new(Queue {
         state: Mutex::new(QueueState {
             commands: VecDeque::new(),
             senders: 1,
             receiver_alive: true,
+            bytes: 0,
+            budget,
+            over_budget: false,
         }),
         readable: Notify::new(),
         writable: Notify::new(),
+        over_budget: Notify::new(),
     });
     (CommandSender(Arc::clone(&shared)), CommandReceiver(shared))
 }
@@ -64,6 +81,8 @@ struct Queue {
     readable: Notify,
     /// A command was taken off the queue, or the receiver went away.
     writable: Notify,
+    /// The byte budget was exceeded.
+    over_budget: Notify,
 }
 
 #[derive(Debug)]
@@ -71,6 +90,28 @@ struct QueueState {
     commands: VecDeque<Command>,
     senders: usize,
     receiver_alive: bool,
+    /// The bytes of the frames queued.
+    bytes: usize,
+    budget: usize,
+    /// The budget was exceeded: only the close is left, and every post is refused.
+    over_budget: bool,
+}
+
+/// The payload bytes of a command's frame (0 for a close).
+fn frame_bytes(command: &Command) -> usize {
+    match command {
+        Command::Send(message) => message_bytes(message),
+        Command::Close { .. } => 0,
+    }
+}
+
+fn message_bytes(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(data) => data.len(),
+        Message::Ping(data) | Message::Pong(data) => data.len(),
+        Message::Close(_) => 0,
+    }
 }
 
 impl Queue {
@@ -102,16 +143,35 @@ impl Drop for CommandSender {
 }
 
 impl CommandSender {
-    /// Queues `command` unless [`OUTBOUND_QUEUE`] commands are waiting (`Full`) or
-    /// the connection's task has ended (`Closed`).
+    /// Queues `command` unless [`OUTBOUND_QUEUE`] commands are waiting (`Full`),
+    /// or the connection's task has ended or its byte budget was exceeded, by
+    /// this command or an earlier one (`Closed`).
     pub fn try_send(&self, command: Command) -> Result<(), TrySendError<Command>> {
         let mut state = self.0.state();
-        if !state.receiver_alive {
+        if !state.receiver_alive || state.over_budget {
             return Err(TrySendError::Closed(command));
         }
         if state.commands.len() >= OUTBOUND_QUEUE {
             return Err(TrySendError::Full(command));
         }
+        let bytes = frame_bytes(&command);
+        if !state.commands.is_empty() && state.bytes + bytes > state.budget {
+            state.over_budget = true;
+            state.bytes = 0;
+            let unsent = std::mem::replace(
+                &mut state.commands,
+                VecDeque::from([Command::Close {
+                    code: super::close::POLICY_VIOLATION,
+                    reason: OVER_BUDGET_REASON.to_owned(),
+                }]),
+            );
+            drop(state);
+            drop(unsent);
+            self.0.readable.notify_one();
+            self.0.over_budget.notify_waiters();
+            return Err(TrySendError::Closed(command));
+        }
+        state.bytes += bytes;
         state.commands.push_back(command);
         drop(state);
         self.0.readable.notify_one();
@@ -160,6 +220,19 @@ impl CommandReceiver {
         self.take().ok()
     }
 
+    /// Resolves once the byte budget has been exceeded (at once if it was).
+    pub async fn over_budget(&self) {
+        loop {
+            let exceeded = self.0.over_budget.notified();
+            tokio::pin!(exceeded);
+            exceeded.as_mut().enable();
+            if self.0.state().over_budget {
+                return;
+            }
+            exceeded.await;
+        }
+    }
+
     /// Takes the first command; `Err(closed)` when there is none, `closed` telling
     /// whether every sender is gone.
     fn take(&self) -> Result<Command, bool> {
@@ -167,6 +240,7 @@ impl CommandReceiver {
         let Some(command) = state.commands.pop_front() else {
             return Err(state.senders == 0);
         };
+        state.bytes -= frame_bytes(&command).min(state.bytes);
         if state.commands.is_empty() && state.commands.capacity() > 0 {
             // A burst is over: give its buffer back.
             state.commands = VecDeque::new();
@@ -192,27 +266,37 @@ impl Drop for CommandReceiver {
 /// reads its socket and minds its timers between batches.
 const WRITE_BATCH: usize = 64;
 
-/// Writes `first` and the frames already queued behind it with one flush: one
-/// `sendmsg` for a burst of posts instead of one per frame. A command other than
-/// a frame met on the way (a close) is handed back, after the frames before it.
-pub async fn write_batch(
-    socket: &mut WebSocket,
+/// Bytes a batch gathers before it stops taking frames, so the frames taken off
+/// the queue (no longer counted against its budget) stay few.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
+/// `first` and the frames already queued behind it, for one write with one
+/// flush: one `sendmsg` for a burst of posts instead of one per frame. A command
+/// other than a frame met on the way (a close) is handed back, to follow them.
+pub fn take_batch(
     first: Message,
     commands: &mut CommandReceiver,
-) -> Result<Option<Command>, axum::Error> {
-    socket.feed(first).await?;
-    let mut next = None;
-    for _ in 1..WRITE_BATCH {
+) -> (Vec<Message>, Option<Command>) {
+    let mut bytes = message_bytes(&first);
+    let mut batch = vec![first];
+    while batch.len() < WRITE_BATCH && bytes < WRITE_BATCH_BYTES {
         match commands.try_recv() {
-            Some(Command::Send(message)) => socket.feed(message).await?,
-            other => {
-                next = other;
-                break;
+            Some(Command::Send(message)) => {
+                bytes += message_bytes(&message);
+                batch.push(message);
             }
+            other => return (batch, other),
         }
     }
-    socket.flush().await?;
-    Ok(next)
+    (batch, None)
+}
+
+/// Writes a batch from [`take_batch`] and flushes once.
+pub async fn write_batch(socket: &mut WebSocket, batch: Vec<Message>) -> Result<(), axum::Error> {
+    for message in batch {
+        socket.feed(message).await?;
+    }
+    socket.flush().await
 }
 
 #[derive(Debug, Clone, Default)]
@@ -277,7 +361,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_command_queue_keeps_order_and_its_bound() {
-        let (tx, mut rx) = command_queue();
+        let (tx, mut rx) = command_queue(usize::MAX);
         for i in 0..OUTBOUND_QUEUE {
             tx.try_send(send(&i.to_string())).expect("room");
         }
@@ -302,14 +386,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_command_queue_closes_from_either_side() {
-        let (tx, mut rx) = command_queue();
+        let (tx, mut rx) = command_queue(usize::MAX);
         tx.try_send(send("last")).unwrap();
         drop(tx);
         // Queued commands still arrive after the senders are gone, then `None`.
         assert_eq!(text(rx.recv().await), "last");
         assert!(rx.recv().await.is_none());
 
-        let (tx, rx) = command_queue();
+        let (tx, rx) = command_queue(usize::MAX);
         for i in 0..OUTBOUND_QUEUE {
             tx.try_send(send(&i.to_string())).unwrap();
         }
@@ -325,6 +409,31 @@ mod tests {
         );
         assert!(matches!(
             tx.try_send(send("x")),
+            Err(TrySendError::Closed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn going_over_the_byte_budget_leaves_only_a_close_and_refuses_later_posts() {
+        let (tx, mut rx) = command_queue(10);
+        tx.try_send(send("12345678")).expect("within the budget");
+        assert_eq!(text(rx.recv().await), "12345678");
+        // A frame larger than the budget still goes into an empty queue.
+        tx.try_send(send("a frame over ten bytes"))
+            .expect("queue empty");
+        assert!(matches!(
+            tx.try_send(send("x")),
+            Err(TrySendError::Closed(_))
+        ));
+        rx.over_budget().await;
+        match rx.recv().await {
+            Some(Command::Close { code, reason }) => {
+                assert_eq!((code, reason.as_str()), (1008, OVER_BUDGET_REASON));
+            }
+            other => panic!("expected the close, got {other:?}"),
+        }
+        assert!(matches!(
+            tx.try_send(send("later")),
             Err(TrySendError::Closed(_))
         ));
     }

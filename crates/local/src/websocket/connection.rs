@@ -2,6 +2,11 @@
 //! message events ([`super::worker`]) one at a time, writes what the command
 //! queue brings (posts, replies, a close), enforces the idle timeout and the
 //! connection cap, and ends with the closing handshake and `$disconnect`.
+//!
+//! A client that stops reading cannot hold its task: each write races the write
+//! timeout, the connection cap, shutdown and the outbound byte budget, and any of
+//! them ends the connection (1008 for the timeout and the budget, 1001 for the
+//! cap and shutdown); the closing handshake is bounded too.
 
 use std::collections::VecDeque;
 use std::error::Error as _;
@@ -11,6 +16,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use roomcast_core::store::now_millis;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite;
@@ -19,7 +25,8 @@ use super::log::CONNECTION_LOG;
 use super::worker::{Inbound, message_worker, run_disconnect};
 use crate::connections::close;
 use crate::connections::registry::{
-    Command, CommandReceiver, CommandSender, ConnectionHandle, command_queue, write_batch,
+    Command, CommandReceiver, CommandSender, ConnectionHandle, OVER_BUDGET_REASON, command_queue,
+    take_batch, write_batch,
 };
 use crate::events::ConnectionContext;
 use crate::gateway::Gateway;
@@ -118,7 +125,7 @@ pub(crate) async fn run_connection(
     mut socket: WebSocket,
 ) {
     let connection_id = context.connection_id.as_str();
-    let (commands, mut command_rx) = command_queue();
+    let (commands, mut command_rx) = command_queue(gateway.options().max_outbound_bytes);
     let last_active_ms = Arc::new(AtomicU64::new(context.connected_at_ms));
     gateway.connections().insert(ConnectionHandle {
         context: Arc::clone(&context),
@@ -139,8 +146,10 @@ pub(crate) async fn run_connection(
         };
         open.serve().await
     };
-    // From here on the connection is gone for @connections (410), as on API Gateway.
+    // From here on the connection is gone for @connections (410), as on API Gateway,
+    // and for its own message events' replies, which no one would write.
     gateway.connections().remove(connection_id);
+    drop(command_rx);
     // Frames already accepted still run, in order, while the socket closes.
     let pending = drain(&gateway, &context, messages, &commands);
     drop(commands);
@@ -221,7 +230,9 @@ impl Open<'_> {
                     self.messages.start_next(start);
                     None
                 }
-                command = self.command_rx.recv() => self.on_command(command, &mut deadlines).await,
+                command = self.command_rx.recv() => {
+                    self.on_command(command, &mut deadlines, &mut shutdown).await
+                }
                 () = &mut timer => {
                     if let Some(why) = deadlines.expired(Instant::now()) {
                         tracing::debug!(connection_id = %self.context.connection_id, "{why}");
@@ -269,7 +280,8 @@ impl Open<'_> {
                 if let Some(throttled) =
                     accept(self.messages, text.as_str().to_owned(), start, self.context)
                 {
-                    let _ = self.socket.send(throttled).await;
+                    let write_timeout = self.gateway.options().write_timeout;
+                    let _ = timeout(write_timeout, self.socket.send(throttled)).await;
                 }
                 None
             }
@@ -305,20 +317,54 @@ impl Open<'_> {
         &mut self,
         command: Option<Command>,
         deadlines: &mut Deadlines,
+        shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Ending> {
         match command {
             Some(Command::Send(message)) => {
                 self.touch(deadlines);
-                match write_batch(self.socket, message, self.command_rx).await {
-                    Ok(None | Some(Command::Send(_))) => None,
-                    Ok(Some(Command::Close { code, reason })) => {
-                        Some(Ending::server(code, &reason))
-                    }
-                    Err(_) => Some(Ending::vanished()),
+                let (batch, next) = take_batch(message, self.command_rx);
+                // Boxed: the race's timers would otherwise make every idle
+                // connection's task larger; one allocation per batch written.
+                let write = Box::pin(self.write(batch, deadlines.cap, shutdown));
+                if let Some(ending) = write.await {
+                    return Some(ending);
+                }
+                match next {
+                    None | Some(Command::Send(_)) => None,
+                    Some(Command::Close { code, reason }) => Some(Ending::server(code, &reason)),
                 }
             }
             Some(Command::Close { code, reason }) => Some(Ending::server(code, &reason)),
             None => Some(Ending::server(close::GOING_AWAY, "Going away")),
+        }
+    }
+
+    /// Writes a batch, racing what must not wait for a client that stopped
+    /// reading: the write timeout, the byte budget, the connection cap and
+    /// shutdown. `Some` when the connection ends.
+    async fn write(
+        &mut self,
+        batch: Vec<Message>,
+        cap: Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Ending> {
+        let write_timeout = self.gateway.options().write_timeout;
+        let stuck = |reason: &str| {
+            tracing::debug!(connection_id = %self.context.connection_id, "{reason}: closing with 1008");
+            Some(Ending {
+                readable: false,
+                ..Ending::server(close::POLICY_VIOLATION, reason)
+            })
+        };
+        tokio::select! {
+            written = timeout(write_timeout, write_batch(self.socket, batch)) => match written {
+                Ok(Ok(())) => None,
+                Ok(Err(_)) => Some(Ending::vanished()),
+                Err(_) => stuck("Write timed out"),
+            },
+            () = self.command_rx.over_budget() => stuck(OVER_BUDGET_REASON),
+            () = sleep_until(cap) => Some(Ending::server(close::GOING_AWAY, "Going away")),
+            _ = shutdown.wait_for(|down| *down) => Some(Ending::server(close::GOING_AWAY, "Going away")),
         }
     }
 }
@@ -403,8 +449,10 @@ async fn finish_close(socket: &mut WebSocket, ending: &Ending) {
             code: ending.code,
             reason: ending.reason.as_str().into(),
         };
-        if socket.send(Message::Close(Some(frame))).await.is_err() {
-            return;
+        // Bounded: a client that stopped reading takes no close frame either.
+        match timeout(CLOSE_GRACE, socket.send(Message::Close(Some(frame)))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
         }
     }
     if ending.readable {

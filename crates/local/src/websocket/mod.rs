@@ -26,7 +26,10 @@
 //! Memory: an idle connection is one task holding its socket, a command queue and
 //! one timer. A message event runs as a task of its own, started when its frame is
 //! next in line; frames waiting behind it sit in a queue that allocates only when
-//! used (docs/performance.md has the measurements).
+//! used (docs/performance.md has the measurements). What waits to be written is
+//! bounded in frames (256, then 429) and bytes (`--max-outbound-bytes`, then a
+//! 1008 close and 410), and each write by `--write-timeout-secs`, so a client that
+//! stops reading costs at most that (docs/local.md, "Clients that stop reading").
 
 pub mod authorizer;
 pub mod connection;

@@ -19,12 +19,12 @@ use aws_lambda_events::apigw::{
     ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
     ApiGatewayWebsocketProxyRequestContext,
 };
-use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::{reply, status};
 use crate::app::App;
 use crate::auth::Identity;
+use crate::fanout::{Fanout, token_expired};
 use crate::metrics::Counter;
 use crate::policy::ratelimit::{self, Verdict};
 use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, Sender, ServerFrame};
@@ -73,11 +73,7 @@ pub async fn message(
     // outliving its token is closed on its next frame.
     let identity = Identity::from_context(context);
     if identity.expired(now) {
-        let e = ProtocolError::new(
-            ErrorCode::TokenExpired,
-            "your token has expired; reconnect with a fresh one",
-        );
-        return close(app, context, connection_id, id, &e).await;
+        return close(app, context, connection_id, id, &token_expired()).await;
     }
     // Policy checks first: they cost no write.
     let frame = frame.and_then(|frame| {
@@ -133,26 +129,16 @@ async fn close(
     id: Option<&RawValue>,
     e: &ProtocolError,
 ) -> ApiGatewayProxyResponse {
-    tracing::info!(
-        connection_id,
-        code = e.code.as_str(),
-        "closing the connection"
-    );
+    tracing::info!(connection_id, code = e.code.as_str(), "refused frame");
     app.metrics.error(e.code);
     let frame = ServerFrame::error(id, e).to_json();
     let Some(endpoint) = app.endpoint(context) else {
         return reply(frame);
     };
-    if let Err(err) = app
-        .management
-        .post(&endpoint, connection_id, Bytes::from(frame))
-        .await
-    {
-        tracing::info!(connection_id, error = %err, "could not send the closing error");
-    }
-    if let Err(err) = app.management.delete(&endpoint, connection_id).await {
-        tracing::warn!(connection_id, error = %err, "could not close the connection");
-    }
+    // The same close as a fan-out's for a member found expired.
+    Fanout::for_app(app, &endpoint)
+        .close(connection_id, frame)
+        .await;
     status(200)
 }
 
