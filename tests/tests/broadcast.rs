@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use roomcast_client::{Broadcast, Broadcaster, Error, Stats, Target};
+use roomcast_client::{Audience, Broadcast, Broadcaster, Error, Stats};
 use roomcast_core::store::Store;
 use roomcast_core::store::memory::MemoryStore;
 use roomcast_local::{FaultKind, Faults, RunningGateway};
@@ -41,7 +41,7 @@ async fn client_broadcasts_through_the_lambda_endpoint(delivery: Delivery) {
 
     let stats = b
         .invoke(
-            &Broadcast::new(Target::room("news"), "headline")
+            &Broadcast::new(Audience::room("news"), "headline")
                 .data(json!({"text": "hello"}))
                 .unwrap(),
         )
@@ -73,7 +73,7 @@ async fn client_broadcasts_through_the_lambda_endpoint(delivery: Delivery) {
     let by_logical_id = broadcaster(&gateway, "BroadcastFunction").await;
     let stats = by_logical_id
         .invoke(
-            &Broadcast::new(Target::connections([a_id.clone(), c_id.clone()]), "direct")
+            &Broadcast::new(Audience::connections([a_id.clone(), c_id.clone()]), "direct")
                 .except([c_id]),
         )
         .await
@@ -87,7 +87,7 @@ async fn client_broadcasts_through_the_lambda_endpoint(delivery: Delivery) {
     c.assert_nothing_pending().await;
 
     // All connections.
-    let stats = b.invoke(&Broadcast::new(Target::All, "all")).await.unwrap();
+    let stats = b.invoke(&Broadcast::new(Audience::All, "all")).await.unwrap();
     assert_eq!((stats.recipients, stats.delivered), (4, 4));
     for c in clients.iter_mut().chain([&mut outsider]) {
         assert_eq!(c.next_json().await["event"], "all");
@@ -95,7 +95,7 @@ async fn client_broadcasts_through_the_lambda_endpoint(delivery: Delivery) {
 
     // A bad request is a function error with a clear message.
     let err = b
-        .invoke(&Broadcast::new(Target::room("no spaces"), "e"))
+        .invoke(&Broadcast::new(Audience::room("no spaces"), "e"))
         .await
         .unwrap_err();
     match err {
@@ -122,7 +122,7 @@ async fn retries_deliver_everything_under_injected_429_and_500(delivery: Deliver
     let stats = broadcaster(&gateway, "broadcast")
         .await
         .invoke(
-            &Broadcast::new(Target::room("busy"), "tick")
+            &Broadcast::new(Audience::room("busy"), "tick")
                 .data(1)
                 .unwrap(),
         )
@@ -184,7 +184,7 @@ async fn gone_connections_are_cleaned_up_under_injected_410(delivery: Delivery) 
     let mut clients = clients_in(&gateway, "lossy", 20).await;
     let stats = broadcaster(&gateway, "broadcast")
         .await
-        .invoke(&Broadcast::new(Target::room("lossy"), "e"))
+        .invoke(&Broadcast::new(Audience::room("lossy"), "e"))
         .await
         .unwrap();
     assert_adds_up(&stats);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus_parse::{Scrape, Value};
-use roomcast_client::{Broadcast, Broadcaster, Target};
+use roomcast_client::{Audience, Broadcast, Broadcaster};
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_local::{GatewayOptions, RunningGateway};
 use serde_json::json;
@@ -113,7 +113,7 @@ async fn counters_follow_the_traffic() {
             .build(),
     );
     let stats = Broadcaster::lambda(lambda, "broadcast")
-        .invoke(&Broadcast::new(Target::room("lobby"), "news"))
+        .invoke(&Broadcast::new(Audience::room("lobby"), "news"))
         .await
         .expect("broadcast");
     assert_eq!(stats.delivered, 3);

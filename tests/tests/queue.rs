@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry};
-use roomcast_client::{Broadcast, Broadcaster, Target};
+use roomcast_client::{Audience, Broadcast, Broadcaster};
 use roomcast_local::queue::{DEAD_LETTER_QUEUE_NAME, FUNCTION_NAME, QUEUE_NAME, QueueOptions};
 use roomcast_local::{FunctionError, LambdaFunction, RunningGateway};
 use serde_json::{Value, json};
@@ -129,7 +129,7 @@ async fn sdk_and_client_messages_reach_room_members() {
     let broadcaster = Broadcaster::queue(sqs.clone(), &url);
     let id = broadcaster
         .enqueue(
-            &Broadcast::new(Target::room("q"), "typed")
+            &Broadcast::new(Audience::room("q"), "typed")
                 .data(json!({"n": 2}))
                 .unwrap(),
         )
@@ -251,7 +251,7 @@ async fn batches_hold_up_to_100_and_repeated_keys_conflate() {
         let mut request = sqs.send_message_batch().queue_url(gateway.queue_url());
         for i in 0..10 {
             let n = call * 10 + i;
-            let body = Broadcast::new(Target::room("dash:q"), "tick")
+            let body = Broadcast::new(Audience::room("dash:q"), "tick")
                 .data(json!({"n": n}))
                 .unwrap()
                 .to_json();
@@ -269,7 +269,7 @@ async fn batches_hold_up_to_100_and_repeated_keys_conflate() {
     for n in 0..50 {
         broadcaster
             .enqueue(
-                &Broadcast::new(Target::room("dash:q"), "price")
+                &Broadcast::new(Audience::room("dash:q"), "price")
                     .data(json!({"n": n}))
                     .unwrap()
                     .conflate("price:q"),

@@ -209,7 +209,7 @@ async fn each_function_of_the_real_template_runs_with_its_own_environment() {
     );
     roomcast_client::Broadcaster::lambda(lambda, "BroadcastFunction")
         .invoke(&roomcast_client::Broadcast::new(
-            roomcast_client::Target::room("hist:1"),
+            roomcast_client::Audience::room("hist:1"),
             "news",
         ))
         .await

@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 use clap::{ArgGroup, Args};
-use roomcast_client::{Broadcast, Broadcaster, Target};
+use roomcast_client::{Audience, Broadcast, Broadcaster};
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("target").required(true).args(["room", "user", "connections", "all"])))]
@@ -52,13 +52,13 @@ fn parse_json(text: &str) -> Result<serde_json::Value, String> {
 
 pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let target = if let Some(room) = args.room {
-        Target::Room(room)
+        Audience::Room(room)
     } else if let Some(user) = args.user {
-        Target::User(user)
+        Audience::User(user)
     } else if args.all {
-        Target::All
+        Audience::All
     } else {
-        Target::Connections(args.connections)
+        Audience::Connections(args.connections)
     };
     let mut message = Broadcast::new(target, args.event).except(args.except);
     if let Some(key) = args.idempotency_key {

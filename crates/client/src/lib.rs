@@ -7,14 +7,14 @@
 //! event clients receive are described in docs/broadcast.md.
 //!
 //! ```no_run
-//! use roomcast_client::{Broadcast, Broadcaster, Target};
+//! use roomcast_client::{Broadcast, Broadcaster, Audience};
 //!
 //! # async fn example() -> Result<(), roomcast_client::Error> {
 //! let sdk = aws_config::load_from_env().await;
 //! let broadcaster = Broadcaster::lambda(aws_sdk_lambda::Client::new(&sdk), "my-stack-BroadcastFunction");
 //! let stats = broadcaster
 //!     .invoke(
-//!         &Broadcast::new(Target::room("chat:general"), "announcement")
+//!         &Broadcast::new(Audience::room("chat:general"), "announcement")
 //!             .data(serde_json::json!({"text": "maintenance at 18:00"}))?,
 //!     )
 //!     .await?;
@@ -41,10 +41,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Who a broadcast goes to: one of the request's `room`, `user`, `connections` or
-/// `all` fields (docs/broadcast.md calls them its target). The broadcast function
+/// `all` fields (docs/broadcast.md calls them its audience). The broadcast function
 /// reads it as `roomcast_core::broadcast::Audience`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum Audience {
     /// A room's live members.
     Room(String),
     /// Every live connection of a user (the `userId` the authorizer established).
@@ -55,9 +55,9 @@ pub enum Target {
     All,
 }
 
-impl Target {
+impl Audience {
     /// ```
-    /// assert_eq!(roomcast_client::Target::room("lobby"), roomcast_client::Target::Room("lobby".into()));
+    /// assert_eq!(roomcast_client::Audience::room("lobby"), roomcast_client::Audience::Room("lobby".into()));
     /// ```
     pub fn room(room: impl Into<String>) -> Self {
         Self::Room(room.into())
@@ -76,12 +76,12 @@ impl Target {
     }
 }
 
-/// One broadcast: a target, an event name, its data, and connections to skip.
+/// One broadcast: an audience, an event name, its data, and connections to skip.
 ///
 /// ```
-/// use roomcast_client::{Broadcast, Target};
+/// use roomcast_client::{Broadcast, Audience};
 ///
-/// let b = Broadcast::new(Target::user("alice"), "notification")
+/// let b = Broadcast::new(Audience::user("alice"), "notification")
 ///     .data(serde_json::json!({"unread": 3}))
 ///     .unwrap()
 ///     .except(["L0SM9cOFvHcCIhw="]);
@@ -92,7 +92,7 @@ impl Target {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Broadcast {
-    pub target: Target,
+    pub audience: Audience,
     pub event: String,
     pub data: Value,
     pub except: Vec<String>,
@@ -127,9 +127,9 @@ struct Wire<'a> {
 }
 
 impl Broadcast {
-    pub fn new(target: Target, event: impl Into<String>) -> Self {
+    pub fn new(audience: Audience, event: impl Into<String>) -> Self {
         Self {
-            target,
+            audience,
             event: event.into(),
             data: Value::Null,
             except: Vec::new(),
@@ -180,11 +180,11 @@ impl Broadcast {
             conflate: self.conflate.as_deref(),
             idempotency_key: self.idempotency_key.as_deref(),
         };
-        match &self.target {
-            Target::Room(room) => wire.room = Some(room),
-            Target::User(user) => wire.user = Some(user),
-            Target::Connections(ids) => wire.connections = Some(ids),
-            Target::All => wire.all = Some(true),
+        match &self.audience {
+            Audience::Room(room) => wire.room = Some(room),
+            Audience::User(user) => wire.user = Some(user),
+            Audience::Connections(ids) => wire.connections = Some(ids),
+            Audience::All => wire.all = Some(true),
         }
         // Strings, a Value and lists of strings always serialize.
         serde_json::to_string(&wire).unwrap_or_default()
@@ -343,24 +343,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_target_encodes_as_the_function_reads_it() {
-        let json = |t: Target| Broadcast::new(t, "e").to_json();
-        assert_eq!(json(Target::room("r")), r#"{"room":"r","event":"e"}"#);
-        assert_eq!(json(Target::user("u")), r#"{"user":"u","event":"e"}"#);
+    fn every_audience_encodes_as_the_function_reads_it() {
+        let json = |t: Audience| Broadcast::new(t, "e").to_json();
+        assert_eq!(json(Audience::room("r")), r#"{"room":"r","event":"e"}"#);
+        assert_eq!(json(Audience::user("u")), r#"{"user":"u","event":"e"}"#);
         assert_eq!(
-            json(Target::connections(["a", "b"])),
+            json(Audience::connections(["a", "b"])),
             r#"{"connections":["a","b"],"event":"e"}"#
         );
-        assert_eq!(json(Target::All), r#"{"all":true,"event":"e"}"#);
+        assert_eq!(json(Audience::All), r#"{"all":true,"event":"e"}"#);
         assert_eq!(
-            Broadcast::new(Target::All, "e")
+            Broadcast::new(Audience::All, "e")
                 .conflate("k")
                 .except(["x"])
                 .to_json(),
             r#"{"all":true,"event":"e","except":["x"],"conflate":"k"}"#
         );
         assert_eq!(
-            Broadcast::new(Target::room("r"), "e")
+            Broadcast::new(Audience::room("r"), "e")
                 .idempotency_key("order-7")
                 .to_json(),
             r#"{"room":"r","event":"e","idempotencyKey":"order-7"}"#

@@ -1,7 +1,7 @@
 //! The fan-out engine: one payload to a set of connections: a room's live members,
 //! a user's connections, a list of connection ids, or every connection.
 //!
-//! Recipients are read page by page as a stream and posted with bounded concurrency,
+//! Audience are read page by page as a stream and posted with bounded concurrency,
 //! so posting starts with the first page and the next page is fetched while posts
 //! are in flight. Each post is retried on 429 and 5xx with full-jitter exponential
 //! backoff within a deadline; a 410 removes the connection and its memberships.
@@ -41,7 +41,7 @@ pub fn token_expired() -> ProtocolError {
     )
 }
 
-/// Recipients read per Query (or Scan) page.
+/// Audience read per Query (or Scan) page.
 pub const PAGE_SIZE: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub struct Incomplete {
 
 /// Who a fan-out posts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recipients<'a> {
+pub enum Audience<'a> {
     /// The room's live members (Query on `room#<room>`).
     Room(&'a str),
     /// The user's live connections (Query on the `byUser` index).
@@ -123,7 +123,7 @@ pub enum Recipients<'a> {
     All,
 }
 
-/// The paged source of [`Recipients`], owned so each page read can be boxed.
+/// The paged source of [`Audience`], owned so each page read can be boxed.
 #[derive(Clone)]
 enum Source {
     Room(String),
@@ -171,12 +171,12 @@ impl Pending<'_> {
 
 impl Source {
     /// The paged source of `recipients`, or the list of ids they are.
-    fn of<'r>(recipients: Recipients<'r>) -> Result<Self, &'r [String]> {
+    fn of<'r>(recipients: Audience<'r>) -> Result<Self, &'r [String]> {
         match recipients {
-            Recipients::Room(room) => Ok(Self::Room(room.to_owned())),
-            Recipients::User(user) => Ok(Self::User(user.to_owned())),
-            Recipients::All => Ok(Self::All),
-            Recipients::Connections(ids) => Err(ids),
+            Audience::Room(room) => Ok(Self::Room(room.to_owned())),
+            Audience::User(user) => Ok(Self::User(user.to_owned())),
+            Audience::All => Ok(Self::All),
+            Audience::Connections(ids) => Err(ids),
         }
     }
 }
@@ -260,7 +260,7 @@ impl Fanout<'_> {
         now: u64,
     ) -> Result<FanoutStats, StoreError> {
         let except: Vec<&str> = except.into_iter().collect();
-        self.to(Recipients::Room(room), &except, payload, now).await
+        self.to(Audience::Room(room), &except, payload, now).await
     }
 
     /// Posts `payload` to every one of `recipients` but those in `except`. A failed
@@ -268,7 +268,7 @@ impl Fanout<'_> {
     /// to keep what was done.
     pub async fn to(
         &self,
-        recipients: Recipients<'_>,
+        recipients: Audience<'_>,
         except: &[&str],
         payload: Bytes,
         now: u64,
@@ -287,7 +287,7 @@ impl Fanout<'_> {
     /// callers can `tokio::spawn` a handler.
     pub async fn send(
         &self,
-        recipients: Recipients<'_>,
+        recipients: Audience<'_>,
         except: &[&str],
         payload: Bytes,
         now: u64,
@@ -301,7 +301,7 @@ impl Fanout<'_> {
             // Ids already posted to, for explicit lists only: a list may repeat an
             // id (and is bounded by `MAX_IDS`), while paginated Query and Scan pages
             // return each key once, so paged recipients keep no per-recipient state.
-            seen: matches!(recipients, Recipients::Connections(_)).then(HashSet::new),
+            seen: matches!(recipients, Audience::Connections(_)).then(HashSet::new),
         };
         let source = match Source::of(recipients) {
             Ok(source) => Some(source),
@@ -412,7 +412,7 @@ impl Fanout<'_> {
     /// there are more than `max` (a list of ids is returned as it is).
     pub async fn list(
         &self,
-        recipients: Recipients<'_>,
+        recipients: Audience<'_>,
         now: u64,
         max: usize,
     ) -> Result<Option<Vec<String>>, StoreError> {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::fanout::{Fanout, Recipients};
+use crate::fanout::{Audience, Fanout};
 use crate::policy::Policies;
 use crate::protocol::{Change, PresenceBody, PresentUser, Sender, ServerFrame};
 use crate::store::{Member, Store, StoreError};
@@ -162,7 +162,7 @@ pub async fn announce(
     };
     let except: Vec<&str> = member.connection_id.into_iter().collect();
     match quiet
-        .to(Recipients::Room(room), &except, Bytes::from(frame), now)
+        .to(Audience::Room(room), &except, Bytes::from(frame), now)
         .await
     {
         Ok(stats) => tracing::debug!(recipients = stats.recipients, "presence change posted"),

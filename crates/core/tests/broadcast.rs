@@ -594,7 +594,7 @@ async fn a_recipient_read_failing_mid_fanout_keeps_what_went_out() {
     };
     let incomplete = fanout
         .send(
-            roomcast_core::fanout::Recipients::Room("big"),
+            roomcast_core::fanout::Audience::Room("big"),
             &[],
             bytes::Bytes::from_static(b"{}"),
             now_secs(),
@@ -759,7 +759,7 @@ async fn a_fan_out_stops_when_its_time_is_up() {
     .until(Some(std::time::Instant::now() + Duration::from_millis(200)));
     let stats = fanout
         .to(
-            roomcast_core::fanout::Recipients::Connections(&ids),
+            roomcast_core::fanout::Audience::Connections(&ids),
             &[],
             bytes::Bytes::from_static(b"{}"),
             now_secs(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use futures::{SinkExt, StreamExt};
-use roomcast_client::{Broadcast, Broadcaster, Target};
+use roomcast_client::{Audience, Broadcast, Broadcaster};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -209,7 +209,7 @@ impl Publisher {
                 socket.lock().await.send(Message::text(frame)).await?;
             }
             Self::Broadcast(broadcaster) => {
-                let broadcast = Broadcast::new(Target::room(&args.room), EVENT).data(data)?;
+                let broadcast = Broadcast::new(Audience::room(&args.room), EVENT).data(data)?;
                 broadcaster.invoke(&broadcast).await?;
             }
         }

@@ -137,12 +137,7 @@ async fn fan_out(
     app.metrics.incr(broadcast.audience.counter());
     Ok(Fanout::for_app(app, endpoint)
         .until(stop_at(deadline_ms))
-        .send(
-            broadcast.audience.recipients(),
-            &except,
-            payload,
-            now_secs(),
-        )
+        .send(broadcast.audience.view(), &except, payload, now_secs())
         .await)
 }
 

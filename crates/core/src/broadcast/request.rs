@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::fanout::Recipients;
+use crate::fanout;
 use crate::limits::GATEWAY_MAX_PAYLOAD;
 use crate::metrics::Counter;
 use crate::protocol::{MAX_EVENT_BYTES, Sender, ServerFrame, validate_room};
@@ -21,7 +21,7 @@ pub const MAX_CONFLATE_BYTES: usize = 256;
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 /// Who a broadcast goes to: the one of `room`, `user`, `connections` or `all` a
-/// request names. [`Recipients`] is the same, borrowed, as the fan-out reads it.
+/// request names. [`fanout::Audience`] is the same, borrowed, as the fan-out reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Audience {
     Room(String),
@@ -233,12 +233,12 @@ impl Broadcast {
 
 impl Audience {
     /// The audience as the fan-out engine reads it.
-    pub fn recipients(&self) -> Recipients<'_> {
+    pub fn view(&self) -> fanout::Audience<'_> {
         match self {
-            Self::Room(room) => Recipients::Room(room),
-            Self::User(user) => Recipients::User(user),
-            Self::Connections(ids) => Recipients::Connections(ids),
-            Self::All => Recipients::All,
+            Self::Room(room) => fanout::Audience::Room(room),
+            Self::User(user) => fanout::Audience::User(user),
+            Self::Connections(ids) => fanout::Audience::Connections(ids),
+            Self::All => fanout::Audience::All,
         }
     }
 }

@@ -10,7 +10,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use super::request::{Audience, Broadcast, BroadcastError, MAX_IDS, invalid};
 use super::{claim, endpoint, log_stats, release, stop_at};
 use crate::App;
-use crate::fanout::{Fanout, Incomplete, Recipients};
+use crate::fanout::{self, Fanout, Incomplete};
 use crate::metrics::Counter;
 use crate::store::{now_millis, now_secs};
 
@@ -204,14 +204,14 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
     // read the recipients once, up to `MAX_LISTED`, and post every message to the
     // same list.
     let listed;
-    let streamed = first.broadcast.audience.recipients();
+    let streamed = first.broadcast.audience.view();
     let recipients = if group.len() == 1 || first.broadcast.audience == Audience::All {
         streamed
     } else {
         match fanout.list(streamed, now, MAX_LISTED).await {
             Ok(Some(ids)) => {
                 listed = ids;
-                Recipients::Connections(&listed)
+                fanout::Audience::Connections(&listed)
             }
             Ok(None) => streamed,
             Err(e) => {
@@ -244,7 +244,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
 async fn send_one(
     app: &App,
     fanout: &Fanout<'_>,
-    recipients: Recipients<'_>,
+    recipients: fanout::Audience<'_>,
     except: &[&str],
     queued: &Queued,
     now: u64,

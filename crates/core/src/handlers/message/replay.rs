@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::{Refusal, Route, internal};
 use crate::config::GATEWAY_MAX_PAYLOAD;
-use crate::fanout::{Fanout, Recipients};
+use crate::fanout::{Audience, Fanout};
 use crate::store::StoredEvent;
 use crate::stream::Replay;
 
@@ -118,7 +118,7 @@ impl Outbox<'_> {
         let sent = self
             .fanout
             .to(
-                Recipients::Connections(&self.to),
+                Audience::Connections(&self.to),
                 &[],
                 Bytes::from(frame),
                 crate::store::now_secs(),
