@@ -13,7 +13,7 @@ use crate::gateway::Gateway;
 use crate::http::guard;
 
 /// The path of the endpoint.
-pub const PATH: &str = "/metrics";
+pub use crate::http::api::METRICS_PATH as PATH;
 
 /// `router` with `GET /metrics` behind the management routes' guard, unless the
 /// stage is itself named `metrics` (its WebSocket route has the path then).

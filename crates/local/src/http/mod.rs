@@ -10,7 +10,9 @@
 //! - [`guard`]: in front of `@connections`, Invoke, the queue and `/metrics`:
 //!   requests from web pages refused, bodies read with limits and a deadline.
 //! - [`signed`]: the SigV4 check the guard runs off loopback.
+//! - [`api`]: which API a guarded request is for, its body limit and error shapes.
 
+pub mod api;
 pub mod connections;
 pub mod guard;
 pub mod invoke;

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 
 use crate::aws::AwsError;
 use crate::gateway::Gateway;
-use crate::http::guard::Api;
+use crate::http::api::Api;
 use crate::sigv4::{self, Expected, SignatureError};
 
 /// The refusal as the service answers it.
