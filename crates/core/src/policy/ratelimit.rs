@@ -25,8 +25,8 @@ use crate::store::{Store, StoreError};
 pub const COUNTER_TTL_MARGIN_SECS: u64 = 60;
 
 /// API Gateway meters WebSocket messages in 32 KB increments (AWS, "Amazon API
-/// Gateway pricing": "messages are metered in 32 KB increments"); replays are
-/// charged in the same increments.
+/// Gateway pricing", WebSocket APIs: <https://aws.amazon.com/api-gateway/pricing/>);
+/// replays are charged in the same increments.
 pub const METERED_BYTES: usize = 32 * 1024;
 
 /// The units a replay of `bytes` event bytes costs besides its `join` frame: one
