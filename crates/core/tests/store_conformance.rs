@@ -174,7 +174,7 @@ async fn rate_suite(store: &dyn Store) {
     for expected in 1..=5 {
         assert_eq!(
             store
-                .count_frame("rc1=", "rate#*#100", Some("chat"), expires, NOW)
+                .count_frame("rc1=", "rate#*#100", Some("chat"), 1, expires, NOW)
                 .await
                 .unwrap(),
             counts(expected, Some(expected))
@@ -184,57 +184,81 @@ async fn rate_suite(store: &dyn Store) {
     // keeps rising; frames without a key raise only the connection-wide count.
     assert_eq!(
         store
-            .count_frame("rc1=", "rate#*#100", Some("*"), expires, NOW)
+            .count_frame("rc1=", "rate#*#100", Some("*"), 1, expires, NOW)
             .await
             .unwrap(),
         counts(6, Some(1))
     );
     assert_eq!(
         store
-            .count_frame("rc1=", "rate#*#100", None, expires, NOW)
+            .count_frame("rc1=", "rate#*#100", None, 1, expires, NOW)
             .await
             .unwrap(),
         counts(7, None)
     );
     assert_eq!(
         store
-            .count_frame("rc1=", "rate#*#100", Some(""), expires, NOW)
+            .count_frame("rc1=", "rate#*#100", Some(""), 1, expires, NOW)
             .await
             .unwrap(),
         counts(8, Some(1))
     );
     assert_eq!(
         store
-            .count_frame("rc1=", "rate#*#100", Some("chat"), expires, NOW)
+            .count_frame("rc1=", "rate#*#100", Some("chat"), 1, expires, NOW)
             .await
             .unwrap(),
         counts(9, Some(6))
     );
+    // A replay's charge adds several units at once, to both counts or the
+    // connection-wide one alone.
+    assert_eq!(
+        store
+            .count_frame("rc1=", "rate#*#100", Some("chat"), 127, expires, NOW)
+            .await
+            .unwrap(),
+        counts(136, Some(133))
+    );
+    assert_eq!(
+        store
+            .count_frame("rc1=", "rate#*#100", None, 4, expires, NOW)
+            .await
+            .unwrap(),
+        counts(140, None)
+    );
     // Another bucket (window) and another connection count apart.
     assert_eq!(
         store
-            .count_frame("rc1=", "rate#*#110", Some("chat"), expires, NOW)
+            .count_frame("rc1=", "rate#*#110", Some("chat"), 1, expires, NOW)
             .await
             .unwrap(),
         counts(1, Some(1))
     );
     assert_eq!(
         store
-            .count_frame("rc1=", "rate#*#120", None, expires, NOW)
+            .count_frame("rc1=", "rate#*#120", None, 1, expires, NOW)
             .await
             .unwrap(),
         counts(1, None)
     );
     assert_eq!(
         store
-            .count_frame("rc2=", "rate#*#100", Some("chat"), expires, NOW)
+            .count_frame("rc2=", "rate#*#100", Some("chat"), 1, expires, NOW)
             .await
             .unwrap(),
         counts(1, Some(1))
     );
+    // Units create a fresh item at their number.
+    assert_eq!(
+        store
+            .count_frame("rc2=", "rate#*#110", Some("chat"), 9, expires, NOW)
+            .await
+            .unwrap(),
+        counts(9, Some(9))
+    );
     // Concurrent increments are not lost.
     let results = futures::future::join_all(
-        (0..20).map(|_| store.count_frame("rc3=", "rate#*#0", Some("x"), expires, NOW)),
+        (0..20).map(|_| store.count_frame("rc3=", "rate#*#0", Some("x"), 1, expires, NOW)),
     )
     .await;
     let mut alls: Vec<u64> = results.iter().map(|r| r.as_ref().unwrap().all).collect();

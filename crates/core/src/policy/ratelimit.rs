@@ -7,9 +7,12 @@
 //! under the default), so made-up namespaces share one counter.
 //!
 //! Each frame costs exactly one write: one counter item per connection and window
-//! holds all the counts, and one atomic `UpdateItem` (`ADD n :1, n#<key> :1`,
-//! `ReturnValues: UPDATED_NEW`) increments them and returns the new values
-//! ([`crate::store::Store::count_frame`]). Counts keep rising past the limit,
+//! holds all the counts, and one atomic `UpdateItem` (`ADD n :units, n#<key>
+//! :units`, `ReturnValues: UPDATED_NEW`) adds to them and returns the new values
+//! ([`crate::store::Store::count_frame`]). A frame is one unit. A `join` that
+//! replays history is charged again after its replay, in the same one write:
+//! [`replay_units`] for the event bytes it sent, so rejoining with `since` cannot
+//! pull megabytes for one unit. Counts keep rising past the limit,
 //! which is what tells a client that slipped over the limit once from one that
 //! keeps flooding. Counter items expire with their window (TTL) and live in the
 //! connection's partition, so `$disconnect` removes them with the rest.
@@ -20,6 +23,19 @@ use crate::store::{Store, StoreError};
 
 /// Counter items outlive their window by this much, then TTL removes them.
 pub const COUNTER_TTL_MARGIN_SECS: u64 = 60;
+
+/// API Gateway meters WebSocket messages in 32 KB increments (AWS, "Amazon API
+/// Gateway pricing", WebSocket APIs: <https://aws.amazon.com/api-gateway/pricing/>);
+/// replays are charged in the same increments.
+pub const METERED_BYTES: usize = 32 * 1024;
+
+/// The units a replay of `bytes` event bytes costs besides its `join` frame: one
+/// per started [`METERED_BYTES`] beyond the first (which the frame's own unit
+/// covers), so a replay of up to 32 KB costs nothing extra and the 4 MiB bound
+/// 127 units.
+pub fn replay_units(bytes: usize) -> u64 {
+    (bytes.div_ceil(METERED_BYTES).saturating_sub(1)) as u64
+}
 
 /// The outcome of counting one frame, from mildest to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,14 +79,15 @@ pub struct Verdicts {
     pub room: Option<Verdict>,
 }
 
-/// Counts one frame of `connection_id` at `now` (epoch seconds): against
-/// `connection` always, and against `room` = (policy key, its limit) if given.
-/// Every limit shares `connection`'s window (policies enforce that).
+/// Counts `units` (one for a frame) of `connection_id` at `now` (epoch seconds):
+/// against `connection` always, and against `room` = (policy key, its limit) if
+/// given. Every limit shares `connection`'s window (policies enforce that).
 pub async fn count(
     store: &dyn Store,
     connection_id: &str,
     connection: &RateLimit,
     room: Option<(&str, &RateLimit)>,
+    units: u64,
     now: u64,
 ) -> Result<Verdicts, StoreError> {
     let (bucket, expires_at) = bucket(connection.window_secs, now);
@@ -79,6 +96,7 @@ pub async fn count(
             connection_id,
             &bucket,
             room.map(|(key, _)| key),
+            units,
             expires_at,
             now,
         )
@@ -110,6 +128,16 @@ mod tests {
                 Allowed, Allowed, Allowed, Limited, Limited, Flooding, Flooding
             ]
         );
+    }
+
+    #[test]
+    fn replays_cost_a_unit_per_started_32_kb_beyond_the_first() {
+        let units: Vec<u64> = [0, 1, 32_768, 32_769, 65_536, 65_537, 300_000]
+            .into_iter()
+            .map(replay_units)
+            .collect();
+        assert_eq!(units, [0, 0, 0, 1, 1, 2, 9]);
+        assert_eq!(replay_units(4 * 1024 * 1024), 127);
     }
 
     #[test]

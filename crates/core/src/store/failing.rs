@@ -173,12 +173,13 @@ impl Store for FailingStore {
         connection_id: &str,
         bucket: &str,
         key: Option<&str>,
+        units: u64,
         expires_at: u64,
         now: u64,
     ) -> Result<FrameCounts, StoreError> {
         self.check(Call::CountFrame)?;
         self.inner
-            .count_frame(connection_id, bucket, key, expires_at, now)
+            .count_frame(connection_id, bucket, key, units, expires_at, now)
             .await
     }
 

@@ -206,6 +206,7 @@ impl Store for MemoryStore {
         connection_id: &str,
         bucket: &str,
         key: Option<&str>,
+        units: u64,
         expires_at: u64,
         now: u64,
     ) -> Result<FrameCounts, StoreError> {
@@ -215,11 +216,11 @@ impl Store for MemoryStore {
         // long-lived connection does not grow the map one window at a time.
         buckets.retain(|name, c| c.expires_at > now || name == bucket);
         let counter = buckets.entry(bucket.to_owned()).or_default();
-        counter.all += 1;
+        counter.all = counter.all.saturating_add(units);
         counter.expires_at = expires_at;
         let key = key.map(|k| {
             let n = counter.keys.entry(k.to_owned()).or_default();
-            *n += 1;
+            *n = n.saturating_add(units);
             *n
         });
         Ok(FrameCounts {

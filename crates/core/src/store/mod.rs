@@ -166,9 +166,10 @@ pub trait Store: Send + Sync + 'static {
     /// nothing and is not an error.
     async fn remove_connection(&self, connection_id: &str) -> Result<Removed, StoreError>;
 
-    /// Counts one frame in the rate counter item `bucket` of `connection_id`: adds
-    /// one to its connection-wide count and, if `key` is given, to its count for
-    /// that key, and returns the new counts. Exactly one write (one item), atomic
+    /// Counts `units` (at least one) in the rate counter item `bucket` of
+    /// `connection_id`: adds them to its connection-wide count and, if `key` is
+    /// given, to its count for that key, and returns the new counts. A frame costs
+    /// one unit; a replay's bytes cost more. Exactly one write (one item), atomic
     /// under concurrency. Counter items are removed with the connection
     /// ([`Store::remove_connection`] counts them) and expire at `expires_at` (epoch
     /// seconds). See [`crate::policy::ratelimit`].
@@ -177,6 +178,7 @@ pub trait Store: Send + Sync + 'static {
         connection_id: &str,
         bucket: &str,
         key: Option<&str>,
+        units: u64,
         expires_at: u64,
         now: u64,
     ) -> Result<FrameCounts, StoreError>;

@@ -1,12 +1,14 @@
 //! `join`: adds the connection to a room. Its policy was checked and the frame
 //! counted in [`super::message`]. In a room with history the ack reports the
 //! stream's head, and a `since` the history can serve is replayed first
-//! ([`super::replay`]); in a room with presence events the other members are told.
+//! ([`super::replay`]) and its bytes charged to the rate limit
+//! ([`super::charge_replay`]); in a room with presence events the other members
+//! are told.
 
 use std::time::Instant;
 
 use super::replay::{self, Replayed};
-use super::{AckDetail, Reply, Route, internal};
+use super::{AckDetail, Reply, Route, charge_replay, internal};
 use crate::fanout::Fanout;
 use crate::names::route::JOIN;
 use crate::protocol::{Change, Since};
@@ -44,7 +46,12 @@ pub(super) async fn join(
         if let Some(since) = since {
             let outcome = match recovery.replay {
                 Some(events) => {
-                    replay::replay(route, room, events, since.offset, pack, started, now).await?
+                    let (outcome, bytes) =
+                        replay::replay(route, room, events, since.offset, pack, started, now)
+                            .await?;
+                    // Charged after: what was actually sent, never cutting the replay.
+                    charge_replay(route, room, bytes).await;
+                    outcome
                 }
                 None => Replayed::Partial { to: since.offset },
             };

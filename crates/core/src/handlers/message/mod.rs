@@ -26,6 +26,7 @@ use crate::app::App;
 use crate::auth::Identity;
 use crate::fanout::{Fanout, token_expired};
 use crate::metrics::Counter;
+use crate::policy::RateLimit;
 use crate::policy::ratelimit::{self, Verdict};
 use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, Sender, ServerFrame};
 use crate::routes::MessageRoute;
@@ -151,15 +152,13 @@ async fn limit(
     now: u64,
 ) -> Result<(), Refusal> {
     let policies = &app.config.policies;
-    let resolved = room.map(|room| {
-        let (key, policy) = policies.resolve(room);
-        (key, &policy.rate_limit)
-    });
+    let resolved = room.map(|room| room_limit(app, room));
     let verdicts = ratelimit::count(
         app.store.as_ref(),
         connection_id,
         &policies.connection,
         resolved,
+        1,
         now,
     )
     .await
@@ -190,6 +189,37 @@ async fn limit(
             ErrorCode::RateLimited,
             message,
         ))),
+    }
+}
+
+/// The policy key and limit a frame naming `room` also counts against.
+fn room_limit<'a>(app: &'a App, room: &str) -> (&'a str, &'a RateLimit) {
+    let (key, policy) = app.config.policies.resolve(room);
+    (key, &policy.rate_limit)
+}
+
+/// Charges what a `join`'s replay of `bytes` event bytes into `room` cost beyond
+/// its frame ([`ratelimit::replay_units`]), against the same counters as the frame,
+/// in the window current after the replay: one write, none for a replay of up to
+/// 32 KB. The verdicts fall on the connection's next frames; a failed write is
+/// logged and the join goes on (its replay is already sent).
+pub(super) async fn charge_replay(route: &Route<'_>, room: &str, bytes: usize) {
+    let units = ratelimit::replay_units(bytes);
+    if units == 0 {
+        return;
+    }
+    let app = route.app;
+    let charged = ratelimit::count(
+        app.store.as_ref(),
+        route.connection_id,
+        &app.config.policies.connection,
+        Some(room_limit(app, room)),
+        units,
+        now_secs(),
+    )
+    .await;
+    if let Err(e) = charged {
+        tracing::error!(error = %crate::error_chain(&e), "charging a replay failed");
     }
 }
 

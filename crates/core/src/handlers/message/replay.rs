@@ -6,7 +6,9 @@
 //! small events take a handful of `@connections` posts instead of a thousand.
 //!
 //! A replay cut short by a bound or a failed post still tells the client where
-//! its copy of the stream now ends (the ack's `replayedTo`).
+//! its copy of the stream now ends (the ack's `replayedTo`). The event bytes it
+//! delivered are charged to the connection's rate limit afterwards
+//! ([`super::charge_replay`]).
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +38,8 @@ pub(super) enum Replayed {
     Partial { to: u64 },
 }
 
-/// Posts `replay`'s events to the joining connection, oldest first.
+/// Posts `replay`'s events to the joining connection, oldest first. Returns how
+/// it ended and the event bytes delivered (packed frames' envelopes aside).
 pub(super) async fn replay(
     route: &Route<'_>,
     room: &str,
@@ -45,7 +48,7 @@ pub(super) async fn replay(
     pack: bool,
     started: Instant,
     now: u64,
-) -> Result<Replayed, Refusal> {
+) -> Result<(Replayed, usize), Refusal> {
     let app = route.app;
     let endpoint = route.endpoint()?;
     let mut out = Outbox {
@@ -54,6 +57,7 @@ pub(super) async fn replay(
         packed: pack.then(|| Packed::new(room)),
         delivered: since,
         bytes: 0,
+        sent: 0,
     };
     let mut chunk = Some(std::mem::take(&mut replay.first));
     while let Some(events) = chunk {
@@ -69,20 +73,23 @@ pub(super) async fn replay(
             .await
             .map_err(internal)?;
     }
-    match out.flush().await? {
-        true => Ok(Replayed::Complete),
-        false => Ok(Replayed::Partial { to: out.delivered }),
-    }
+    let ended = match out.flush().await? {
+        true => Replayed::Complete,
+        false => Replayed::Partial { to: out.delivered },
+    };
+    Ok((ended, out.sent))
 }
 
 /// Where replayed events go: straight to the connection, or into a packed frame
-/// first. `delivered`: the last offset the connection is known to have.
+/// first. `delivered`: the last offset the connection is known to have; `bytes`:
+/// the event bytes taken, `sent`: those delivered.
 struct Outbox<'a> {
     fanout: Fanout<'a>,
     to: [String; 1],
     packed: Option<Packed>,
     delivered: u64,
     bytes: usize,
+    sent: usize,
 }
 
 impl Outbox<'_> {
@@ -91,7 +98,8 @@ impl Outbox<'_> {
         self.bytes += event.frame.len();
         let Some(packed) = self.packed.as_mut() else {
             let offset = event.offset;
-            return self.post(event.frame, offset).await;
+            let len = event.frame.len();
+            return self.post(event.frame, offset, len).await;
         };
         if !packed.fits(&event.frame) && !self.flush().await? {
             return Ok(false);
@@ -103,18 +111,20 @@ impl Outbox<'_> {
         }
         // Too large to pack even alone: it goes as the event frame it is.
         let offset = event.offset;
-        self.post(event.frame, offset).await
+        let len = event.frame.len();
+        self.post(event.frame, offset, len).await
     }
 
     /// Posts what is packed; `false` when the post failed for good.
     async fn flush(&mut self) -> Result<bool, Refusal> {
-        let Some((frame, last)) = self.packed.as_mut().and_then(Packed::take) else {
+        let Some((frame, last, events)) = self.packed.as_mut().and_then(Packed::take) else {
             return Ok(true);
         };
-        self.post(frame, last).await
+        self.post(frame, last, events).await
     }
 
-    async fn post(&mut self, frame: String, offset: u64) -> Result<bool, Refusal> {
+    /// Posts `frame`, carrying events through `offset` of `events` bytes.
+    async fn post(&mut self, frame: String, offset: u64, events: usize) -> Result<bool, Refusal> {
         let sent = self
             .fanout
             .to(
@@ -127,12 +137,13 @@ impl Outbox<'_> {
             .map_err(internal)?;
         if sent.delivered == 1 {
             self.delivered = offset;
+            self.sent += events;
         }
         Ok(sent.delivered == 1)
     }
 
     /// Stops the replay: posts what is already packed and says how far it got.
-    async fn cut_short(mut self, route: &Route<'_>) -> Result<Replayed, Refusal> {
+    async fn cut_short(mut self, route: &Route<'_>) -> Result<(Replayed, usize), Refusal> {
         self.flush().await?;
         tracing::warn!(
             connection_id = route.connection_id,
@@ -140,7 +151,7 @@ impl Outbox<'_> {
             bytes = self.bytes,
             "replay cut short"
         );
-        Ok(Replayed::Partial { to: self.delivered })
+        Ok((Replayed::Partial { to: self.delivered }, self.sent))
     }
 }
 
@@ -150,6 +161,8 @@ struct Packed {
     head: String,
     events: String,
     last: Option<u64>,
+    /// The packed events' bytes, without their commas.
+    bytes: usize,
 }
 
 impl Packed {
@@ -160,6 +173,7 @@ impl Packed {
             head: format!(r#"{{"type":"replay","room":{room},"events":["#),
             events: String::new(),
             last: None,
+            bytes: 0,
         }
     }
 
@@ -173,14 +187,16 @@ impl Packed {
             self.events.push(',');
         }
         self.events.push_str(&event.frame);
+        self.bytes += event.frame.len();
         self.last = Some(event.offset);
     }
 
-    /// The frame and its last offset, leaving the pack empty; `None` when empty.
-    fn take(&mut self) -> Option<(String, u64)> {
+    /// The frame, its last offset and its events' bytes, leaving the pack empty;
+    /// `None` when empty.
+    fn take(&mut self) -> Option<(String, u64, usize)> {
         let last = self.last.take()?;
         let frame = format!("{}{}]}}", self.head, std::mem::take(&mut self.events));
-        Some((frame, last))
+        Some((frame, last, std::mem::take(&mut self.bytes)))
     }
 }
 
@@ -204,8 +220,12 @@ mod tests {
             packed.add(event(n, 1000));
             n += 1;
         }
-        let (frame, last) = packed.take().unwrap();
+        let (frame, last, bytes) = packed.take().unwrap();
         assert_eq!(last, n - 1);
+        assert_eq!(
+            bytes,
+            (0..n).map(|i| event(i, 1000).frame.len()).sum::<usize>()
+        );
         assert!(frame.len() <= MAX_PACKED_BYTES, "{}", frame.len());
         assert!(frame.len() > MAX_PACKED_BYTES - 1100, "{}", frame.len());
         let value: serde_json::Value = serde_json::from_str(&frame).unwrap();

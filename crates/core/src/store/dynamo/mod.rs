@@ -424,11 +424,12 @@ impl Store for DynamoStore {
         connection_id: &str,
         bucket: &str,
         counted: Option<&str>,
+        units: u64,
         expires_at: u64,
         _now: u64,
     ) -> Result<FrameCounts, StoreError> {
-        // One unconditional UpdateItem: ADD creates the counts at 1 or increments
-        // them atomically, and UPDATED_NEW returns the new counts. The counter sits
+        // One unconditional UpdateItem: ADD creates the counts at `units` or adds
+        // `units` to them atomically, and UPDATED_NEW returns the new counts. The counter sits
         // in the connection's partition and carries `cid`, so the byConnection index
         // finds it at `$disconnect`; `ttl` ends it otherwise.
         let key_attr = counted.map(|k| format!("{}{k}", attr::KEY_COUNT_PREFIX));
@@ -442,13 +443,13 @@ impl Store for DynamoStore {
             .expression_attribute_names("#n", attr::COUNT)
             .expression_attribute_values(":cid", s(connection_id))
             .expression_attribute_values(":ttl", AttributeValue::N(expires_at.to_string()))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":units", AttributeValue::N(units.to_string()))
             .return_values(ReturnValue::UpdatedNew);
         update = match &key_attr {
             Some(name) => update
-                .update_expression("SET #cid = :cid, #ttl = :ttl ADD #n :one, #k :one")
+                .update_expression("SET #cid = :cid, #ttl = :ttl ADD #n :units, #k :units")
                 .expression_attribute_names("#k", name),
-            None => update.update_expression("SET #cid = :cid, #ttl = :ttl ADD #n :one"),
+            None => update.update_expression("SET #cid = :cid, #ttl = :ttl ADD #n :units"),
         };
         let mut attributes = update
             .send()
