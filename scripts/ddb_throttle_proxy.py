@@ -16,6 +16,7 @@ with a `ThrottlingReasons` entry `TableWriteKeyRangeThroughputExceeded` (or
     scripts/ddb_throttle_proxy.py --upstream http://127.0.0.1:4567 --port 4568
     curl -s http://127.0.0.1:4568/stats          # totals and the hottest keys (JSON)
     curl -s 'http://127.0.0.1:4568/stats?reset=1' # the same, then start counting again
+    curl -s 'http://127.0.0.1:4568/stats?top=50'  # the 50 hottest keys (10 by default)
 
 It prints the same totals on exit (SIGINT or SIGTERM).
 
@@ -219,7 +220,11 @@ class Throttle:
             "seconds": round(secs, 3),
             "requests": sum(self.requests.values()),
             "throttled": sum(self.throttled.values()),
-            "by_operation": {op: {"requests": n, "throttled": self.throttled[op]} for op, n in sorted(self.requests.items())},
+            # "BatchWriteItem (partly)": batches forwarded with some requests returned unprocessed.
+            "by_operation": {
+                op: {"requests": self.requests[op], "throttled": self.throttled[op]}
+                for op in sorted(set(self.requests) | set(self.throttled))
+            },
             "limits": {"write_units": self.wcu, "read_units": self.rcu, "burst_secs": self.burst},
             "proxy_cpu_secs": round(cpu.user + cpu.system, 2),
             "keys": len(self.keys),
@@ -398,8 +403,13 @@ class Proxy:
         u = urllib.parse.urlparse(target)
         if u.path != "/stats":
             return 404, {"content-type": "text/plain"}, b"not found; GET /stats\n"
-        data = json.dumps(self.throttle.stats(), indent=1).encode()
-        if "reset=1" in (u.query or ""):
+        query = urllib.parse.parse_qs(u.query or "")
+        try:
+            top = int(query.get("top", ["10"])[0])
+        except ValueError:
+            return 400, {"content-type": "text/plain"}, b"top must be a number\n"
+        data = json.dumps(self.throttle.stats(top), indent=1).encode()
+        if query.get("reset") == ["1"]:
             self.throttle.reset()
         return 200, {"content-type": "application/json"}, data
 
