@@ -122,7 +122,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let cpu_before = cpu_seconds("self");
     let gateway_before = args.gateway_pid.map(|pid| cpu_seconds(&pid.to_string()));
     let started = Instant::now();
-    let (tally, not_started) = cycles(args, sockets).await;
+    // The sockets stay open until the proxy has been read: closing them runs
+    // `$disconnect`, whose requests are not the cycles'.
+    let (tally, not_started, open_sockets) = cycles(args, sockets).await;
     let secs = started.elapsed().as_secs_f64();
     let bench_cpu_percent = 100.0 * (cpu_seconds("self") - cpu_before) / secs;
     let gateway_cpu_percent = args
@@ -138,6 +140,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         )),
         _ => None,
     };
+    drop(open_sockets);
     let tally = Arc::try_unwrap(tally).map_or_else(|_| Tally::default(), Mutex::into_inner);
     let report = JoinReport {
         url: args.url.clone(),
@@ -194,8 +197,9 @@ async fn open(args: &BenchArgs, endpoint: &Endpoint) -> (Vec<Socket>, usize) {
 }
 
 /// Starts join/leave cycles at `--joins-per-sec` for `--duration-secs`, then
-/// waits for the cycles under way. Returns the tally and the cycles not started.
-async fn cycles(args: &BenchArgs, sockets: Vec<Socket>) -> (Arc<Mutex<Tally>>, u64) {
+/// waits for the cycles under way. Returns the tally, the cycles not started
+/// and the sockets still open.
+async fn cycles(args: &BenchArgs, sockets: Vec<Socket>) -> (Arc<Mutex<Tally>>, u64, Vec<Socket>) {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let (idle_tx, mut idle_rx) = mpsc::unbounded_channel::<mpsc::Sender<()>>();
     let mut workers = Vec::with_capacity(sockets.len());
@@ -238,10 +242,13 @@ async fn cycles(args: &BenchArgs, sockets: Vec<Socket>) -> (Arc<Mutex<Tally>>, u
     bar.finish();
     // Dropping the idle senders ends each worker once its cycle is done.
     drop(idle_rx);
+    let mut open = Vec::new();
     for worker in workers {
-        let _ = worker.await;
+        if let Ok(socket) = worker.await {
+            open.push(socket);
+        }
     }
-    (tally, not_started)
+    (tally, not_started, open)
 }
 
 /// One connection: a join/leave cycle each time it is told to go.
@@ -257,7 +264,7 @@ impl Worker {
         mut self,
         mut go: mpsc::Receiver<()>,
         idle: mpsc::UnboundedSender<mpsc::Sender<()>>,
-    ) {
+    ) -> Socket {
         while go.recv().await.is_some() {
             let sent = Instant::now();
             let joined = self.request("join").await;
@@ -283,9 +290,10 @@ impl Worker {
             let (go_tx, go_rx) = mpsc::channel::<()>(1);
             go = go_rx;
             if lost || idle.send(go_tx).is_err() {
-                return;
+                break;
             }
         }
+        self.socket
     }
 
     /// Sends `join` or `leave` and waits for the reply with its id: Ok on an
