@@ -42,7 +42,7 @@ impl Endpoint {
     }
 
     /// A connection, ready for events (for Socket.io: its namespace connected).
-    async fn connect(&self) -> anyhow::Result<Socket> {
+    pub(super) async fn connect(&self) -> anyhow::Result<Socket> {
         let url = &*self.url;
         let (mut socket, _) =
             tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true)

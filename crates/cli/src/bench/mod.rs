@@ -16,10 +16,16 @@
 //! server sends to the room as `42["event",data]`. Deliveries are timestamped
 //! the same way on both, so the two servers can be compared side by side.
 //!
+//! `--mode joins` measures something else: connections joining and leaving one
+//! room at a set rate, each join and leave a write under the room's partition
+//! key (`joins`).
+//!
 //! `client` holds the connections, `socketio` the Engine.IO packets, `report`
-//! the results and progress; this file the options and the run.
+//! the results and progress, `joins` the join-rate mode; this file the options
+//! and the delivery run.
 
 mod client;
+mod joins;
 mod report;
 mod socketio;
 
@@ -47,6 +53,15 @@ pub enum Via {
     Send,
     /// The broadcast function is invoked (roomcast dev's Lambda endpoint or AWS).
     Broadcast,
+}
+
+/// What the bench measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Members join a room, events are published to it, deliveries are timed.
+    Deliveries,
+    /// Connections join and leave one room at --joins-per-sec for --duration-secs.
+    Joins,
 }
 
 /// The server the bench drives.
@@ -107,6 +122,19 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Mode::Deliveries)]
+    mode: Mode,
+    /// --mode joins: join/leave cycles started per second, over all connections.
+    #[arg(long, default_value_t = 1000)]
+    joins_per_sec: u32,
+    /// --mode joins: how long to keep starting cycles.
+    #[arg(long, default_value_t = 60)]
+    duration_secs: u64,
+    /// --mode joins: base URL of scripts/ddb_throttle_proxy.py in front of the
+    /// gateway's DynamoDB; its counts for the room's key are reported.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
 }
 
 /// What one member task hands back at the end: its latencies in microseconds,
@@ -118,6 +146,12 @@ struct Received {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.mode == Mode::Joins {
+        if args.target != Server::Roomcast {
+            bail!("--mode joins needs --target roomcast");
+        }
+        return joins::run(&args).await;
+    }
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
