@@ -757,8 +757,16 @@ export class Roomcast<Listen extends EventMap = EventMap, Emit extends EventMap 
 
   /** Joins `room` on `conn`, again after each replay cut short, until the server has replayed all it can. */
   async #recover(conn: Conn, room: string, roomState: RoomState): Promise<Reply | RoomcastError> {
-    for (;;) {
+    // A long replay is charged to the rate limit (up to a window's budget): a
+    // continuation refused with rate_limited waits for the window to turn.
+    for (let pause = 1000; ; ) {
       const res = await this.#internal(conn, this.#joinFrame(room, roomState));
+      if (res instanceof RoomcastError && res.code === "rate_limited" && roomState.from !== undefined && pause <= 16000) {
+        this.#log?.(`replay continuation rate limited; again in ${pause} ms`);
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        pause *= 2;
+        continue;
+      }
       if (res instanceof RoomcastError || !this.#cutShort(roomState, res)) return res;
     }
   }

@@ -13,6 +13,11 @@ use support::{Harness, body, event, harness};
 
 /// `connection` and `namespace`: the limits of the connection and of `hist`.
 fn setup(connection: u64, namespace: u64) -> Harness {
+    setup_closing(connection, namespace, 10)
+}
+
+/// As [`setup`], with the connection closed at `close_after` times its limit.
+fn setup_closing(connection: u64, namespace: u64, close_after: u64) -> Harness {
     let mut h = harness();
     let policies = json!({
         "default": {"join": "anyone", "send": "anyone",
@@ -20,7 +25,7 @@ fn setup(connection: u64, namespace: u64) -> Harness {
         "namespaces": {"hist": {"join": "anyone",
                                 "history": {"size": 1000, "ttlSecs": 600},
                                 "rateLimit": {"limit": namespace, "closeAfter": 10}}},
-        "connection": {"limit": connection, "closeAfter": 10}
+        "connection": {"limit": connection, "closeAfter": close_after}
     });
     h.app.config.policies = Policies::parse(&policies.to_string()).unwrap();
     h.app.config.management_endpoint = Some("https://example.test/stage".into());
@@ -34,6 +39,11 @@ async fn send(h: &Harness, conn: &str, frame: Value) -> Value {
 
 /// 300 service events of about 1.2 KB (about 350 KB) into `room`; the stream's epoch.
 async fn fill(h: &Harness, room: &str) -> String {
+    fill_padded(h, room, 1000).await
+}
+
+/// 300 service events of about `pad` bytes each into `room`; the stream's epoch.
+async fn fill_padded(h: &Harness, room: &str, pad: usize) -> String {
     let ack = send(
         h,
         "member=",
@@ -41,7 +51,7 @@ async fn fill(h: &Harness, room: &str) -> String {
     )
     .await;
     for i in 1..=300 {
-        let data = json!({"i": i, "pad": "x".repeat(1000)});
+        let data = json!({"i": i, "pad": "x".repeat(pad)});
         broadcast::handle(
             &h.app,
             json!({"room": room, "event": "e", "data": data}),
@@ -116,4 +126,28 @@ async fn a_packed_replay_is_charged_to_the_namespace_limit_too() {
     )
     .await;
     assert_eq!(ack["ok"], true, "{ack}");
+}
+
+#[tokio::test]
+async fn a_replay_alone_never_closes_a_connection_as_flooding() {
+    // Limit 10, closed at 20. 300 events of about 5 KB (about 1.5 MB) would cost
+    // some 45 units uncapped: flooding on the next frame. Capped at one window's
+    // limit, the next frame is refused and the connection stays open.
+    let h = setup_closing(10, 1000, 2);
+    let epoch = fill_padded(&h, "hist:4", 5000).await;
+    let ack = rejoin(&h, "long=", "hist:4", Some(&epoch)).await;
+    assert_eq!(ack["recovered"], true, "{ack}");
+    let bytes: usize = h
+        .management
+        .received("long=")
+        .iter()
+        .map(|f| f.to_string().len())
+        .sum();
+    assert!(bytes > 20 * 32 * 1024, "{bytes}");
+    let refused = send(&h, "long=", json!({"action": "ping", "id": 4})).await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    assert!(
+        !h.management.gone.lock().unwrap().contains("long="),
+        "a replay alone closed the connection"
+    );
 }

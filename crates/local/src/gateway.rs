@@ -29,8 +29,9 @@ pub use roomcast_core::limits::{GATEWAY_MAX_FRAME, IDLE_TIMEOUT, INTEGRATION_TIM
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default [`GatewayOptions::max_outbound_bytes`] (`--max-outbound-bytes`):
-/// 1 MiB, eight frames of API Gateway's largest payload (128 KB).
-pub const MAX_OUTBOUND_BYTES: usize = 1024 * 1024;
+/// 8 MiB, twice the 4 MiB a `join`'s recovery replays at most, so a client that
+/// reads at loopback speed is never cut off in the middle of a replay.
+pub const MAX_OUTBOUND_BYTES: usize = 8 * 1024 * 1024;
 
 /// How the gateway behaves; [`Default`] matches API Gateway on 127.0.0.1:3001.
 #[derive(Debug, Clone)]

@@ -204,16 +204,22 @@ fn room_limit<'a>(app: &'a App, room: &str) -> (&'a str, &'a RateLimit) {
 /// 32 KB. The verdicts fall on the connection's next frames; a failed write is
 /// logged and the join goes on (its replay is already sent).
 pub(super) async fn charge_replay(route: &Route<'_>, room: &str, bytes: usize) {
-    let units = ratelimit::replay_units(bytes);
+    let app = route.app;
+    let (key, room_rate) = room_limit(app, room);
+    let connection_rate = &app.config.policies.connection;
+    // At most one window's budget: a replay can use up the window, so the next
+    // frames wait for the next one (`rate_limited`), but it never closes the
+    // connection as flooding by itself; a client continuing a long recovery
+    // would otherwise be closed, reconnect and replay the same bytes again.
+    let units = ratelimit::replay_units(bytes).min(connection_rate.limit.min(room_rate.limit));
     if units == 0 {
         return;
     }
-    let app = route.app;
     let charged = ratelimit::count(
         app.store.as_ref(),
         route.connection_id,
-        &app.config.policies.connection,
-        Some(room_limit(app, room)),
+        connection_rate,
+        Some((key, room_rate)),
         units,
         now_secs(),
     )
