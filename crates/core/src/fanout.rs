@@ -6,12 +6,17 @@
 //! are in flight. Each post is retried on 429 and 5xx with full-jitter exponential
 //! backoff within a deadline; a 410 removes the connection and its memberships.
 //!
-//! A room's members whose token has expired are not skipped: their memberships end
-//! with the token, so room pages are read looking back [`EXPIRED_LOOKBACK`], and a
-//! member found expired is told (`token_expired`) and closed through `@connections`
-//! ([`Fanout::close`], the same code a frame from an expired connection runs), not
-//! counted as a recipient. Its `$disconnect` then removes it, so each expired
-//! connection costs one extra post and one delete, once.
+//! Recipients whose token has expired are not skipped: their connection and
+//! memberships end with the token, so every page (a room's members, a user's
+//! connections, all connections) is read looking back [`EXPIRED_LOOKBACK`] and
+//! split on the client by expiry: the same Query or Scan as before (it always read
+//! the ended items TTL had not deleted yet, and dropped them on the client), so no
+//! extra read capacity. A recipient found ended
+//! has its connection record read (one GetItem); if its token expired it is told
+//! (`token_expired`) and closed through `@connections` ([`Fanout::close`], the same
+//! code a frame from an expired connection runs), not counted as a recipient. Its
+//! `$disconnect` then removes it, so each expired connection costs one read, one
+//! extra post and one delete, once. Items that ended by TTL are left alone.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -29,8 +34,9 @@ use crate::policy::Policies;
 use crate::protocol::{ErrorCode, ProtocolError, ServerFrame};
 use crate::store::{ConnectionPage, Removed, Store, StoreError};
 
-/// How far back a room's recipient pages look for memberships that ended with
-/// their token: API Gateway's connection cap, as no connection lives longer.
+/// How far back recipient pages (a room's, a user's, all) look for memberships
+/// and connections that ended with their token: API Gateway's connection cap,
+/// as no connection lives longer.
 pub const EXPIRED_LOOKBACK: Duration = CONNECTION_CAP;
 
 /// What a connection whose token has expired is told before it is closed.
@@ -134,7 +140,8 @@ enum Source {
 /// The recipients read and not yet posted to, and who is left out.
 struct Pending<'e> {
     queued: VecDeque<String>,
-    /// Members found with an expired membership, to be checked and closed.
+    /// Recipients found with an ended membership or connection, to be checked
+    /// and closed.
     expired: Vec<String>,
     except: HashSet<&'e str>,
     seen: Option<HashSet<String>>,
@@ -481,10 +488,11 @@ impl Fanout<'_> {
         }
     }
 
-    /// Checks a member whose membership has ended: when its connection's token
-    /// has expired, the connection is told and closed ([`Self::close`]). A
-    /// membership that ended by its TTL (the connection outlived the item TTL or
-    /// is long gone) is left to expire, as before. Counted as no recipient.
+    /// Checks a recipient whose item (membership or connection) has ended: when
+    /// its connection's token has expired, the connection is told and closed
+    /// ([`Self::close`]). An item that ended by its TTL (the connection outlived
+    /// the item TTL or is long gone) is left to expire, as before. Counted as no
+    /// recipient.
     async fn close_if_expired(&self, connection_id: &str, now: u64) -> Option<Outcome> {
         let since = now.saturating_sub(EXPIRED_LOOKBACK.as_secs());
         let connection = match self.store.connection(connection_id, since).await {
@@ -553,21 +561,31 @@ pub trait Departures: Sync {
     ) -> BoxFuture<'a, Result<Removed, StoreError>>;
 }
 
-/// One page of recipients: the live ones and, for a room, the members whose
-/// membership has ended within [`EXPIRED_LOOKBACK`] (their token may have expired).
+/// One page of recipients: the live ones and those (a room's memberships or the
+/// connections themselves) ended within [`EXPIRED_LOOKBACK`] (their token may
+/// have expired).
 struct RecipientPage {
     connection_ids: Vec<String>,
     expired: Vec<String>,
     next: Option<String>,
 }
 
-impl From<ConnectionPage> for RecipientPage {
-    fn from(page: ConnectionPage) -> Self {
+impl RecipientPage {
+    /// Splits a page read as of [`EXPIRED_LOOKBACK`] ago into the live (expiring
+    /// after `now`) and those ended since.
+    fn split(ids: impl IntoIterator<Item = (String, u64)>, next: Option<String>, now: u64) -> Self {
+        let (live, expired): (Vec<_>, Vec<_>) = ids.into_iter().partition(|(_, at)| *at > now);
         Self {
-            connection_ids: page.connection_ids,
-            expired: Vec::new(),
-            next: page.next,
+            connection_ids: live.into_iter().map(|(id, _)| id).collect(),
+            expired: expired.into_iter().map(|(id, _)| id).collect(),
+            next,
         }
+    }
+
+    /// A user's or every connection's page, split like a room's.
+    fn of_connections(page: ConnectionPage, now: u64) -> Self {
+        let ids = page.connection_ids.into_iter().zip(page.expires_at);
+        Self::split(ids, page.next, now)
     }
 }
 
@@ -575,28 +593,30 @@ impl From<ConnectionPage> for RecipientPage {
 type PageRead<'a> = BoxFuture<'a, Result<RecipientPage, StoreError>>;
 
 /// One page of a paged source's connection ids, boxed so the fan-out can hold
-/// the next read while posts are in flight. A room's page is read as of
-/// [`EXPIRED_LOOKBACK`] ago, so memberships that ended since come back, apart.
+/// the next read while posts are in flight. Every page is read as of
+/// [`EXPIRED_LOOKBACK`] ago, so memberships and connections that ended since
+/// come back, apart.
 fn read_page(store: &dyn Store, source: Source, cursor: Option<String>, now: u64) -> PageRead<'_> {
     Box::pin(async move {
         let cursor = cursor.as_deref();
+        let since = now.saturating_sub(EXPIRED_LOOKBACK.as_secs());
         match &source {
             Source::Room(room) => {
-                let since = now.saturating_sub(EXPIRED_LOOKBACK.as_secs());
                 let page = store.members_page(room, cursor, PAGE_SIZE, since).await?;
-                let (live, expired): (Vec<_>, Vec<_>) =
-                    page.members.into_iter().partition(|m| m.expires_at > now);
-                Ok(RecipientPage {
-                    connection_ids: live.into_iter().map(|m| m.connection_id).collect(),
-                    expired: expired.into_iter().map(|m| m.connection_id).collect(),
-                    next: page.next,
-                })
+                let members = page.members.into_iter();
+                let ids = members.map(|m| (m.connection_id, m.expires_at));
+                Ok(RecipientPage::split(ids, page.next, now))
             }
-            Source::User(user) => Ok(store
-                .user_connections_page(user, cursor, PAGE_SIZE, now)
-                .await?
-                .into()),
-            Source::All => Ok(store.connections_page(cursor, PAGE_SIZE, now).await?.into()),
+            Source::User(user) => {
+                let page = store
+                    .user_connections_page(user, cursor, PAGE_SIZE, since)
+                    .await?;
+                Ok(RecipientPage::of_connections(page, now))
+            }
+            Source::All => {
+                let page = store.connections_page(cursor, PAGE_SIZE, since).await?;
+                Ok(RecipientPage::of_connections(page, now))
+            }
         }
     })
 }

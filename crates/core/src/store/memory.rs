@@ -371,13 +371,15 @@ impl State {
         ids.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
         let limit = limit.max(1);
         let next = (ids.len() > limit).then(|| ids[limit - 1].connection_id.clone());
+        let (connection_ids, expires_at) = ids
+            .into_iter()
+            .take(limit)
+            .filter(|c| c.expires_at > now)
+            .map(|c| (c.connection_id.clone(), c.expires_at))
+            .unzip();
         ConnectionPage {
-            connection_ids: ids
-                .into_iter()
-                .take(limit)
-                .filter(|c| c.expires_at > now)
-                .map(|c| c.connection_id.clone())
-                .collect(),
+            connection_ids,
+            expires_at,
             next,
         }
     }

@@ -51,6 +51,10 @@ pub struct MemberPage {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConnectionPage {
     pub connection_ids: Vec<String>,
+    /// When each of `connection_ids` expires (epoch seconds), in the same order:
+    /// read with an earlier `now`, a page also holds connections ended since,
+    /// which the fan-out tells apart by these.
+    pub expires_at: Vec<u64>,
     /// Where the next page starts; `None` on the last page. Opaque to callers.
     pub next: Option<String>,
 }

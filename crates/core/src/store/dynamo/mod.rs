@@ -594,7 +594,7 @@ fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreE
     }
 }
 
-/// A page of live connection ids from byUser or Scan items, and the cursor
+/// A page of live connection ids (and their expiry) from byUser or Scan items, and the cursor
 /// encoding the last evaluated key's `pk` and `sk`.
 fn connection_page(
     items: Option<Vec<HashMap<String, AttributeValue>>>,
@@ -602,10 +602,12 @@ fn connection_page(
     now: u64,
 ) -> Result<ConnectionPage, StoreError> {
     let mut connection_ids = Vec::new();
+    let mut expires_at = Vec::new();
     for item in items.unwrap_or_default() {
         let item: ConnectionRef = from_item(item)?;
         if item.ttl > now {
             connection_ids.push(item.cid);
+            expires_at.push(item.ttl);
         }
     }
     let next = match last {
@@ -623,6 +625,7 @@ fn connection_page(
     };
     Ok(ConnectionPage {
         connection_ids,
+        expires_at,
         next,
     })
 }
