@@ -3,7 +3,7 @@
 //! them at any level, and each connection gets one INFO line per event (none with
 //! `--quiet`).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +12,8 @@ use futures::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+
+mod support;
 
 const SECRET: &str = "dev-logs-test-secret-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(30);
@@ -39,15 +41,7 @@ fn start(rust_log: &str, extra: &[&str]) -> (Child, String, mpsc::Receiver<Strin
         .stderr(Stdio::piped())
         .spawn()
         .expect("roomcast dev starts");
-    let (lines, received) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let received = support::stdout_lines(&mut child);
     let mut url = None;
     while url.is_none() {
         let line = received.recv_timeout(WAIT).expect("the banner in time");

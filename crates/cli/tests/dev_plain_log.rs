@@ -1,10 +1,10 @@
 //! `roomcast dev`'s log written to a pipe (a file, a CI log) is plain text: no ANSI
 //! colour codes, with `NO_COLOR` unset.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
+
+mod support;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -18,15 +18,7 @@ async fn the_log_has_no_colour_codes_when_stdout_is_not_a_terminal() {
         .stderr(Stdio::null())
         .spawn()
         .expect("roomcast dev starts");
-    let (lines, received) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let received = support::stdout_lines(&mut child);
     let mut seen = Vec::new();
     let url = loop {
         let line = received.recv_timeout(WAIT).expect("the banner in time");

@@ -5,11 +5,9 @@
 
 mod support;
 
-use roomcast_core::broadcast;
-use roomcast_core::handlers::message;
 use roomcast_core::policy::Policies;
-use serde_json::{Value, json};
-use support::{Harness, body, event, harness};
+use serde_json::json;
+use support::{Harness, fill_room as fill, harness, send_frame as join};
 
 const POLICIES: &str = r#"{
   "default": {"join": "anyone", "send": "anyone"},
@@ -21,32 +19,6 @@ fn setup() -> Harness {
     h.app.config.policies = Policies::parse(POLICIES).unwrap();
     h.app.config.management_endpoint = Some("https://example.test/stage".into());
     h
-}
-
-async fn join(h: &Harness, conn: &str, frame: Value) -> Value {
-    let response = message(&h.app, event("join", conn, Some(&frame.to_string()), None)).await;
-    body(&response).unwrap_or(Value::Null)
-}
-
-/// `n` service events of `pad` bytes each into `room`; the stream's epoch.
-async fn fill(h: &Harness, room: &str, n: u64, pad: usize) -> String {
-    let ack = join(
-        h,
-        "member=",
-        json!({"action": "join", "room": room, "id": 1}),
-    )
-    .await;
-    for i in 1..=n {
-        let data = json!({"i": i, "pad": "x".repeat(pad)});
-        broadcast::handle(
-            &h.app,
-            json!({"room": room, "event": "e", "data": data}),
-            u64::MAX,
-        )
-        .await
-        .unwrap();
-    }
-    ack["epoch"].as_str().unwrap().to_owned()
 }
 
 /// The offsets `conn` received, from event frames and packed replay frames, and

@@ -5,11 +5,9 @@
 
 mod support;
 
-use roomcast_core::broadcast;
-use roomcast_core::handlers::message;
 use roomcast_core::policy::Policies;
 use serde_json::{Value, json};
-use support::{Harness, body, event, harness};
+use support::{Harness, fill_room, harness, send_frame as send};
 
 /// `connection` and `namespace`: the limits of the connection and of `hist`.
 fn setup(connection: u64, namespace: u64) -> Harness {
@@ -32,11 +30,6 @@ fn setup_closing(connection: u64, namespace: u64, close_after: u64) -> Harness {
     h
 }
 
-async fn send(h: &Harness, conn: &str, frame: Value) -> Value {
-    let response = message(&h.app, event("join", conn, Some(&frame.to_string()), None)).await;
-    body(&response).unwrap_or(Value::Null)
-}
-
 /// 300 service events of about 1.2 KB (about 350 KB) into `room`; the stream's epoch.
 async fn fill(h: &Harness, room: &str) -> String {
     fill_padded(h, room, 1000).await
@@ -44,23 +37,7 @@ async fn fill(h: &Harness, room: &str) -> String {
 
 /// 300 service events of about `pad` bytes each into `room`; the stream's epoch.
 async fn fill_padded(h: &Harness, room: &str, pad: usize) -> String {
-    let ack = send(
-        h,
-        "member=",
-        json!({"action": "join", "room": room, "id": 1}),
-    )
-    .await;
-    for i in 1..=300 {
-        let data = json!({"i": i, "pad": "x".repeat(pad)});
-        broadcast::handle(
-            &h.app,
-            json!({"room": room, "event": "e", "data": data}),
-            u64::MAX,
-        )
-        .await
-        .unwrap();
-    }
-    ack["epoch"].as_str().unwrap().to_owned()
+    fill_room(h, room, 300, pad).await
 }
 
 /// Joins `room` on `conn` twice, the second time with `since` (its offset 0) if

@@ -152,6 +152,28 @@ pub fn body(response: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Opt
     }
 }
 
+/// What the message handler answers `frame`, sent on `conn` (the `join` route).
+pub async fn send_frame(h: &Harness, conn: &str, frame: Value) -> Value {
+    let request = event("join", conn, Some(&frame.to_string()), None);
+    let response = roomcast_core::handlers::message(&h.app, request).await;
+    body(&response).unwrap_or(Value::Null)
+}
+
+/// `n` service events of `pad` bytes each into `room`, after a member joined it;
+/// the stream's epoch.
+pub async fn fill_room(h: &Harness, room: &str, n: u64, pad: usize) -> String {
+    let frame = json!({"action": "join", "room": room, "id": 1});
+    let ack = send_frame(h, "member=", frame).await;
+    for i in 1..=n {
+        let data = json!({"i": i, "pad": "x".repeat(pad)});
+        let request = json!({"room": room, "event": "e", "data": data});
+        roomcast_core::broadcast::handle(&h.app, request, u64::MAX)
+            .await
+            .unwrap();
+    }
+    ack["epoch"].as_str().unwrap().to_owned()
+}
+
 /// A DynamoDB store on a fresh table of the dynalite that scripts/test starts
 /// (ROOMCAST_TEST_DYNAMODB_ENDPOINT).
 pub async fn dynamo_store(name: &str) -> roomcast_core::store::dynamo::DynamoStore {
