@@ -3,7 +3,7 @@
 //! records a key unless a live record exists; DynamoDB's TTL removes records
 //! lazily, so an expired one that is still stored counts as absent.
 
-use super::{DynamoStore, backend, condition_failed, key, n};
+use super::{DynamoStore, backend, key, n};
 use crate::names::attr;
 use crate::store::StoreError;
 
@@ -21,22 +21,7 @@ impl DynamoStore {
     ) -> Result<bool, StoreError> {
         let mut item = key(claim_pk(idempotency_key), attr::CLAIM_SK.to_owned());
         item.insert(attr::TTL.to_owned(), n(expires_at));
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR #ttl <= :now")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#ttl", attr::TTL)
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(backend("PutItem")(e)),
-        }
+        self.put_unless_live(item, now).await
     }
 
     /// [`Store::release_broadcast`](crate::store::Store::release_broadcast) for this table.

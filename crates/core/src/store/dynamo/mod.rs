@@ -176,6 +176,31 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Puts `item` unless a live one (`ttl` after `now`) has its key; an expired
+    /// item still stored counts as absent. Whether the item was written.
+    async fn put_unless_live(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #ttl <= :now")
+            .expression_attribute_names("#pk", attr::PK)
+            .expression_attribute_names("#ttl", attr::TTL)
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend("PutItem")(e)),
+        }
+    }
+
     /// A strongly consistent read of one item.
     async fn get(
         &self,

@@ -75,25 +75,11 @@ impl DynamoStore {
             offset: 0,
             ttl: now + ttl_secs,
         };
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(&head)?))
-            .condition_expression("attribute_not_exists(#pk) OR #ttl <= :now")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_names("#ttl", attr::TTL)
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(Some(StreamHead {
-                epoch: head.epoch,
-                offset: 0,
-            })),
-            Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(backend("PutItem")(e)),
-        }
+        let written = self.put_unless_live(to_item(&head)?, now).await?;
+        Ok(written.then_some(StreamHead {
+            epoch: head.epoch,
+            offset: 0,
+        }))
     }
 
     /// [`Store::next_offset`](crate::store::Store::next_offset) for this table.
