@@ -5,7 +5,7 @@ mod support;
 
 use roomcast_local::Backend;
 use serde_json::json;
-use support::{Client, options};
+use support::options;
 
 #[tokio::test]
 #[ignore = "needs dynalite: run scripts/test"]
@@ -24,13 +24,7 @@ async fn rooms_work_with_dynamodb() {
         .expect("existing table accepted");
     let gateway = support::start_with(options(), store, table).await;
     let url = gateway.websocket_url();
-    let (mut alice, mut bob, mut carol) = (
-        Client::connect(&url).await,
-        Client::connect(&url).await,
-        Client::connect(&url).await,
-    );
-    alice.join("chat:1").await;
-    bob.join("chat:1").await;
+    let (mut alice, mut bob, mut carol) = support::alice_bob_and_carol(&url).await;
     let ack = alice
         .request(json!({"action": "send", "room": "chat:1", "event": "msg", "data": 1, "id": 1}))
         .await;
@@ -49,13 +43,6 @@ async fn rooms_work_with_dynamodb() {
     let bob_id = support::connection_id(&mut bob, &mut carol, "chat:2").await;
     bob.close().await;
     support::until_removed(gateway.gateway().app().store.as_ref(), &bob_id).await;
-    let ack = alice
-        .request(json!({"action": "send", "room": "chat:1", "event": "msg", "id": 2}))
-        .await;
-    assert_eq!(
-        (&ack["recipients"], &ack["delivered"]),
-        (&json!(0), &json!(0)),
-        "{ack}"
-    );
+    support::assert_send_reaches_nobody(&mut alice, "chat:1", 2).await;
     gateway.shutdown().await.expect("clean shutdown");
 }

@@ -21,13 +21,7 @@ in_both_deliveries! {
 async fn rooms_reach_members_only_and_disconnect_cleans_up(delivery: Delivery) {
     let gateway = start(options_for(delivery)).await;
     let url = gateway.websocket_url();
-    let (mut alice, mut bob, mut carol) = (
-        Client::connect(&url).await,
-        Client::connect(&url).await,
-        Client::connect(&url).await,
-    );
-    alice.join("chat:1").await;
-    bob.join("chat:1").await;
+    let (mut alice, mut bob, mut carol) = support::alice_bob_and_carol(&url).await;
 
     alice
         .send(json!({"action": "send", "room": "chat:1", "event": "msg", "data": {"text": "hi"}, "id": 7}))
@@ -67,14 +61,7 @@ async fn rooms_reach_members_only_and_disconnect_cleans_up(delivery: Delivery) {
     carol.join("chat:1").await;
     carol.close().await;
     support::until_removed(gateway.gateway().app().store.as_ref(), &carol_id).await;
-    let ack = alice
-        .request(json!({"action": "send", "room": "chat:1", "event": "msg", "id": 9}))
-        .await;
-    assert_eq!(
-        (&ack["recipients"], &ack["delivered"]),
-        (&json!(0), &json!(0)),
-        "{ack}"
-    );
+    support::assert_send_reaches_nobody(&mut alice, "chat:1", 9).await;
 
     gateway.shutdown().await.expect("clean shutdown");
 }

@@ -327,16 +327,22 @@ async fn batches_hold_up_to_100_and_repeated_keys_conflate() {
     );
 }
 
-#[tokio::test]
-async fn a_bad_message_is_retried_then_dead_lettered_without_blocking_others() {
-    let gateway = start(roomcast_local::GatewayOptions {
+/// A gateway whose queue redelivers a message 1 s after a receive that was
+/// not answered with its deletion.
+async fn start_redelivering() -> RunningGateway {
+    start(roomcast_local::GatewayOptions {
         queue: QueueOptions {
             visibility_timeout: Duration::from_secs(1),
             ..QueueOptions::default()
         },
         ..options()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_bad_message_is_retried_then_dead_lettered_without_blocking_others() {
+    let gateway = start_redelivering().await;
     let batches = record(&gateway);
     let sqs = sqs(&gateway, &support::sdk().await);
     let mut member = Client::connect(&gateway.websocket_url()).await;
@@ -439,14 +445,7 @@ impl LambdaFunction for LosesFirstAnswer {
 
 #[tokio::test]
 async fn a_batch_delivered_again_after_a_lost_answer_is_not_sent_twice() {
-    let gateway = start(roomcast_local::GatewayOptions {
-        queue: QueueOptions {
-            visibility_timeout: Duration::from_secs(1),
-            ..QueueOptions::default()
-        },
-        ..options()
-    })
-    .await;
+    let gateway = start_redelivering().await;
     let functions = gateway.gateway().functions();
     let inner = functions
         .get(FUNCTION_NAME)

@@ -78,6 +78,30 @@ async fn stuck_id(stuck: &mut WebSocketStream<TcpStream>, witness: &mut Client) 
         .to_owned()
 }
 
+/// A stuck client, its connection id, and two reading members of the room
+/// (alice and bob), both past the stuck client's hello.
+async fn stuck_and_members(
+    gw: &RunningGateway,
+) -> (WebSocketStream<TcpStream>, String, Client, Client) {
+    let mut stuck = stuck_client(gw).await;
+    let mut alice = Client::connect(&gw.websocket_url()).await;
+    let mut bob = Client::connect(&gw.websocket_url()).await;
+    alice.join(ROOM).await;
+    bob.join(ROOM).await;
+    let stuck_id = stuck_id(&mut stuck, &mut bob).await;
+    // alice read the hello too.
+    assert_eq!(alice.next_json().await["event"], "hello");
+    (stuck, stuck_id, alice, bob)
+}
+
+/// Shuts `gw` down, failing the test if that takes longer than [`WAIT`].
+async fn shutdown_in_time(gw: RunningGateway) {
+    tokio::time::timeout(WAIT, gw.shutdown())
+        .await
+        .expect("shutdown in time")
+        .expect("shutdown");
+}
+
 /// `flooder` sends `n` large events to the room; `reader` reads each. Returns
 /// whether the stuck member was still counted as delivered to in the last one.
 async fn flood(flooder: &mut Client, reader: &mut Client, n: usize) -> bool {
@@ -145,14 +169,7 @@ async fn a_client_that_stops_reading_is_closed_over_its_outbound_budget() {
         ..support::options()
     })
     .await;
-    let mut stuck = stuck_client(&gw).await;
-    let mut alice = Client::connect(&gw.websocket_url()).await;
-    let mut bob = Client::connect(&gw.websocket_url()).await;
-    alice.join(ROOM).await;
-    bob.join(ROOM).await;
-    let stuck_id = stuck_id(&mut stuck, &mut bob).await;
-    // alice read the hello too.
-    assert_eq!(alice.next_json().await["event"], "hello");
+    let (stuck, stuck_id, mut alice, mut bob) = stuck_and_members(&gw).await;
     flood_until_gone(&gw, &mut alice, &mut bob, &stuck_id).await;
     // Later posts keep getting 410; the others still get every event.
     assert_eq!(post(&gw, &stuck_id).await, Err(true));
@@ -163,10 +180,7 @@ async fn a_client_that_stops_reading_is_closed_over_its_outbound_budget() {
     alice.assert_nothing_pending().await;
     bob.assert_nothing_pending().await;
     // Shutdown does not wait for the stuck socket.
-    tokio::time::timeout(WAIT, gw.shutdown())
-        .await
-        .expect("shutdown in time")
-        .expect("shutdown");
+    shutdown_in_time(gw).await;
     drop(stuck);
 }
 
@@ -179,20 +193,11 @@ async fn a_write_that_makes_no_progress_closes_the_connection_at_the_write_timeo
         ..support::options()
     })
     .await;
-    let mut stuck = stuck_client(&gw).await;
-    let mut alice = Client::connect(&gw.websocket_url()).await;
-    let mut bob = Client::connect(&gw.websocket_url()).await;
-    alice.join(ROOM).await;
-    bob.join(ROOM).await;
-    let stuck_id = stuck_id(&mut stuck, &mut bob).await;
-    assert_eq!(alice.next_json().await["event"], "hello");
+    let (stuck, stuck_id, mut alice, mut bob) = stuck_and_members(&gw).await;
     flood_until_gone(&gw, &mut alice, &mut bob, &stuck_id).await;
     assert_eq!(post(&gw, &stuck_id).await, Err(true));
     bob.assert_nothing_pending().await;
-    tokio::time::timeout(WAIT, gw.shutdown())
-        .await
-        .expect("shutdown in time")
-        .expect("shutdown");
+    shutdown_in_time(gw).await;
     drop(stuck);
 }
 
@@ -234,10 +239,7 @@ async fn the_connection_cap_fires_while_a_write_is_stuck() {
     .await
     .expect("the cap closed the stuck connection");
     drop(stuck);
-    tokio::time::timeout(WAIT, gw.shutdown())
-        .await
-        .expect("shutdown in time")
-        .expect("shutdown");
+    shutdown_in_time(gw).await;
 }
 
 #[tokio::test]
@@ -248,23 +250,14 @@ async fn shutdown_does_not_wait_for_a_stuck_write() {
         ..support::options()
     })
     .await;
-    let mut stuck = stuck_client(&gw).await;
-    let mut alice = Client::connect(&gw.websocket_url()).await;
-    let mut bob = Client::connect(&gw.websocket_url()).await;
-    alice.join(ROOM).await;
-    bob.join(ROOM).await;
-    let stuck_id = stuck_id(&mut stuck, &mut bob).await;
-    assert_eq!(alice.next_json().await["event"], "hello");
+    let (stuck, stuck_id, mut alice, mut bob) = stuck_and_members(&gw).await;
     // 9 MB: more than the socket buffers hold, so the stuck writes block.
     assert!(
         flood(&mut alice, &mut bob, 300).await,
         "nothing closed it yet"
     );
     assert_eq!(post(&gw, &stuck_id).await, Ok(()));
-    tokio::time::timeout(WAIT, gw.shutdown())
-        .await
-        .expect("shutdown in time")
-        .expect("shutdown");
+    shutdown_in_time(gw).await;
     drop(stuck);
 }
 

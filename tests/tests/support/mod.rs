@@ -255,6 +255,32 @@ impl Client {
     }
 }
 
+/// Three clients of the gateway at `url`, the first two (alice and bob) in room
+/// `chat:1`.
+pub async fn alice_bob_and_carol(url: &str) -> (Client, Client, Client) {
+    let (mut alice, mut bob, carol) = (
+        Client::connect(url).await,
+        Client::connect(url).await,
+        Client::connect(url).await,
+    );
+    alice.join("chat:1").await;
+    bob.join("chat:1").await;
+    (alice, bob, carol)
+}
+
+/// A `msg` event sent by `sender` to `room` (frame id `id`) is acked as reaching
+/// no member.
+pub async fn assert_send_reaches_nobody(sender: &mut Client, room: &str, id: u64) {
+    let ack = sender
+        .request(json!({"action": "send", "room": room, "event": "msg", "id": id}))
+        .await;
+    assert_eq!(
+        (&ack["recipients"], &ack["delivered"]),
+        (&json!(0), &json!(0)),
+        "{ack}"
+    );
+}
+
 /// The connection id of `who`, learnt the way clients learn each other's: `who` sends
 /// an event to a room `witness` is in, and the event says who sent it.
 pub async fn connection_id(who: &mut Client, witness: &mut Client, room: &str) -> String {
