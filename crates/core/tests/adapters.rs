@@ -93,7 +93,7 @@ async fn management_adapter_maps_api_gateway_errors() {
 #[ignore = "needs dynalite: run scripts/test"]
 async fn handlers_over_dynamodb_clean_up_gone_connections() {
     use roomcast_core::handlers::{connect, disconnect, message};
-    use support::{body, event, harness_with};
+    use support::{event, harness_with};
 
     let endpoint = std::env::var("ROOMCAST_TEST_DYNAMODB_ENDPOINT")
         .expect("ROOMCAST_TEST_DYNAMODB_ENDPOINT must point at dynalite: run scripts/test");
@@ -121,19 +121,7 @@ async fn handlers_over_dynamodb_clean_up_gone_connections() {
         }
     }
     h.management.gone.lock().unwrap().insert("dead=".into());
-    let reply = body(
-        &message(
-            &h.app,
-            event(
-                "send",
-                "a=",
-                Some(r#"{"action":"send","room":"r","event":"e","id":1}"#),
-                None,
-            ),
-        )
-        .await,
-    )
-    .unwrap();
+    let reply = support::anonymous_send(&h.app, "a=", "r", 1).await;
     assert_eq!(
         (reply["recipients"].as_u64(), reply["delivered"].as_u64()),
         (Some(2), Some(1))
@@ -149,33 +137,9 @@ async fn handlers_over_dynamodb_clean_up_gone_connections() {
             .status_code,
         200
     );
-    let reply = body(
-        &message(
-            &h.app,
-            event(
-                "send",
-                "a=",
-                Some(r#"{"action":"send","room":"s","event":"e","id":2}"#),
-                None,
-            ),
-        )
-        .await,
-    )
-    .unwrap();
+    let reply = support::anonymous_send(&h.app, "a=", "s", 2).await;
     assert_eq!(reply["recipients"].as_u64(), Some(0));
-    let reply = body(
-        &message(
-            &h.app,
-            event(
-                "send",
-                "b=",
-                Some(r#"{"action":"send","room":"s","event":"e","id":3}"#),
-                None,
-            ),
-        )
-        .await,
-    )
-    .unwrap();
+    let reply = support::anonymous_send(&h.app, "b=", "s", 3).await;
     assert_eq!(reply["code"], "not_member");
 }
 

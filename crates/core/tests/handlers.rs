@@ -358,22 +358,9 @@ async fn handler_futures_are_send_so_they_can_be_spawned() {
     join(&h, "a=", "r").await;
     let task = {
         let h = h.clone();
-        tokio::spawn(async move {
-            body(
-                &message(
-                    &h.app,
-                    event(
-                        "send",
-                        "a=",
-                        Some(r#"{"action":"send","room":"r","event":"e","id":1}"#),
-                        None,
-                    ),
-                )
-                .await,
-            )
-        })
+        tokio::spawn(async move { support::anonymous_send(&h.app, "a=", "r", 1).await })
     };
-    assert_eq!(task.await.unwrap().unwrap()["delivered"], 1);
+    assert_eq!(task.await.unwrap()["delivered"], 1);
 }
 
 #[tokio::test]

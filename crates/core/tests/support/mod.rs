@@ -152,6 +152,14 @@ pub fn body(response: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Opt
     }
 }
 
+/// The message handler's reply to a `send` of event `e` to `room` (frame id
+/// `id`) by the anonymous connection `conn`.
+pub async fn anonymous_send(app: &App, conn: &str, room: &str, id: u64) -> Value {
+    let frame = json!({"action": "send", "room": room, "event": "e", "id": id}).to_string();
+    let request = event("send", conn, Some(&frame), None);
+    body(&roomcast_core::handlers::message(app, request).await).expect("a reply")
+}
+
 /// What the message handler answers `frame`, sent on `conn` (the `join` route).
 pub async fn send_frame(h: &Harness, conn: &str, frame: Value) -> Value {
     let request = event("join", conn, Some(&frame.to_string()), None);
