@@ -159,12 +159,7 @@ async fn recovery(gateway: RunningGateway) {
     let page = b
         .request(json!({"action": "history", "room": room, "limit": 3, "before": 10, "id": "h"}))
         .await;
-    let offsets: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["offset"].as_u64().unwrap())
-        .collect();
+    let offsets = event_offsets(&page);
     assert_eq!(
         (offsets, &page["epoch"]),
         (vec![7, 8, 9], &json!(epoch)),
@@ -359,4 +354,13 @@ async fn presence_with_the_memory_store() {
 #[ignore = "needs dynalite: run scripts/test"]
 async fn presence_with_dynamodb() {
     presence(dynamo_gateway().await).await;
+}
+
+/// The offsets of the events of a `history` reply, in order.
+fn event_offsets(reply: &Value) -> Vec<u64> {
+    let events = reply["events"].as_array().unwrap();
+    events
+        .iter()
+        .map(|e| e["offset"].as_u64().unwrap())
+        .collect()
 }

@@ -726,12 +726,7 @@ async fn connect_keeps_the_identity_and_echoes_the_bearer_subprotocol() {
         response.headers.get("sec-websocket-protocol").unwrap(),
         "bearer"
     );
-    let stored = h
-        .store
-        .connection("c1=", 1_700_000_000)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = support::stored_connection(&h, "c1=").await;
     assert_eq!(stored.user_id.as_deref(), Some("alice"));
     assert_eq!(stored.roles, ["admin", "ops"]);
     assert_eq!(stored.token_expires_at, Some(1_700_000_600));

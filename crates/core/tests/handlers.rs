@@ -38,12 +38,7 @@ async fn connect_records_the_connection_with_its_user() {
     assert_eq!(response.status_code, 200);
     assert!(response.body.is_none());
     // The event's connectedAt (2023) is the clock the record's TTL runs from.
-    let stored = h
-        .store
-        .connection("c1=", 1_700_000_000)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = support::stored_connection(&h, "c1=").await;
     assert_eq!(h.store.connection("c1=", now_secs()).await.unwrap(), None);
     assert_eq!(stored.user_id.as_deref(), Some("alice"));
     assert_eq!(stored.connected_at, 1_700_000_000_000);

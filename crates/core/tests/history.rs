@@ -279,12 +279,7 @@ async fn history_returns_stored_frames_oldest_first() {
         json!({"action": "history", "room": "hist:h", "limit": 2, "before": 6}),
     )
     .await;
-    let offsets: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["offset"].as_u64().unwrap())
-        .collect();
+    let offsets = event_offsets(&page);
     assert_eq!(offsets, [4, 5]);
     // Only the last `size` (10) events are history.
     let all = frame(
@@ -293,12 +288,7 @@ async fn history_returns_stored_frames_oldest_first() {
         json!({"action": "history", "room": "hist:h", "limit": 100}),
     )
     .await;
-    let offsets: Vec<u64> = all["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["offset"].as_u64().unwrap())
-        .collect();
+    let offsets = event_offsets(&all);
     assert_eq!(offsets, (3..=12).collect::<Vec<_>>());
     let none = frame(
         &h,
@@ -507,4 +497,13 @@ async fn concurrent_sends_get_gapless_offsets() {
         .collect();
     seen.sort_unstable();
     assert_eq!(seen, (1..=9).collect::<Vec<_>>());
+}
+
+/// The offsets of the events of a `history` reply, in order.
+fn event_offsets(reply: &Value) -> Vec<u64> {
+    let events = reply["events"].as_array().unwrap();
+    events
+        .iter()
+        .map(|e| e["offset"].as_u64().unwrap())
+        .collect()
 }

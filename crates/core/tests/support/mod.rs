@@ -142,6 +142,19 @@ pub fn event(
     serde_json::from_value(event).unwrap()
 }
 
+/// The record of `connection_id`, which must be live at the time [`event`]s
+/// give as their connectedAt (1_700_000_000, in 2023).
+pub async fn stored_connection(
+    h: &Harness,
+    connection_id: &str,
+) -> roomcast_core::store::Connection {
+    h.store
+        .connection(connection_id, 1_700_000_000)
+        .await
+        .unwrap()
+        .expect("a live record")
+}
+
 /// The body of a handler's response, parsed; `None` when it has no body.
 pub fn body(response: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Option<Value> {
     use aws_lambda_events::encodings::Body;
