@@ -23,25 +23,14 @@ const BODY_MARKER: &str = "body-marker-7f3a9c2e51";
 /// `roomcast dev` with a JWT secret on a free port, logging at `rust_log`; its
 /// WebSocket URL once it is listening, and its stdout lines so far.
 fn start(rust_log: &str, extra: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
-        .args([
-            "dev",
-            "--port",
-            "0",
-            "--jwt-issuer",
-            "iss.test",
-            "--jwt-audience",
-            "aud.test",
-        ])
-        .args(extra)
-        .env("ROOMCAST_JWT_SECRET", SECRET)
-        .env("RUST_LOG", rust_log)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("roomcast dev starts");
-    let received = support::stdout_lines(&mut child);
+    let jwt = ["--jwt-issuer", "iss.test", "--jwt-audience", "aud.test"];
+    let (child, received) =
+        support::spawn_dev(&[&["--port", "0"], &jwt[..], extra].concat(), |c| {
+            c.env("ROOMCAST_JWT_SECRET", SECRET)
+                .env("RUST_LOG", rust_log)
+                .env("NO_COLOR", "1")
+                .stderr(Stdio::piped())
+        });
     let mut url = None;
     while url.is_none() {
         let line = received.recv_timeout(WAIT).expect("the banner in time");
@@ -100,24 +89,22 @@ async fn request(ws: &mut Socket, frame: Value) -> Value {
     }
 }
 
+/// A WebSocket session of `roomcast dev` at `url`, authenticated with `token`.
+async fn connect(url: &str, token: &str) -> Socket {
+    let connecting = tokio_tungstenite::connect_async(format!("{url}?token={token}"));
+    let (ws, _) = tokio::time::timeout(WAIT, connecting)
+        .await
+        .expect("handshake in time")
+        .expect("handshake accepted");
+    ws
+}
+
 /// Connects with `token`, joins a room, sends a frame carrying [`BODY_MARKER`]
 /// and waits for its ack; then closes.
 async fn session(url: &str, token: &str) {
-    let (mut ws, _) = tokio::time::timeout(
-        WAIT,
-        tokio_tungstenite::connect_async(format!("{url}?token={token}")),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake accepted");
+    let mut ws = connect(url, token).await;
     // A second member, so the frame's event goes out through @connections.
-    let (mut witness, _) = tokio::time::timeout(
-        WAIT,
-        tokio_tungstenite::connect_async(format!("{url}?token={token}")),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake accepted");
+    let mut witness = connect(url, token).await;
     for socket in [&mut witness, &mut ws] {
         let joined = request(socket, json!({"action": "join", "room": "logs:1", "id": 1})).await;
         assert_eq!(joined["ok"], true, "{joined}");

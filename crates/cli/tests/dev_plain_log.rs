@@ -1,7 +1,7 @@
 //! `roomcast dev`'s log written to a pipe (a file, a CI log) is plain text: no ANSI
 //! colour codes, with `NO_COLOR` unset.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 mod support;
@@ -10,15 +10,11 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn the_log_has_no_colour_codes_when_stdout_is_not_a_terminal() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_roomcast"))
-        .args(["dev", "--port", "0"])
-        .env_remove("NO_COLOR")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("roomcast dev starts");
-    let received = support::stdout_lines(&mut child);
+    let (mut child, received) = support::spawn_dev(&["--port", "0"], |c| {
+        c.env_remove("NO_COLOR")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::null())
+    });
     let mut seen = Vec::new();
     let url = loop {
         let line = received.recv_timeout(WAIT).expect("the banner in time");
