@@ -72,10 +72,7 @@ async fn stuck_id(stuck: &mut WebSocketStream<TcpStream>, witness: &mut Client) 
         .expect("sent");
     let event = witness.next_json().await;
     assert_eq!(event["event"], "hello", "{event}");
-    event["from"]["connectionId"]
-        .as_str()
-        .expect("connectionId")
-        .to_owned()
+    support::sender_id(&event)
 }
 
 /// A stuck client, its connection id, and two reading members of the room

@@ -34,26 +34,18 @@ async fn management_adapter_maps_api_gateway_errors() {
     let (endpoint, seen) = http_sink::serve().await;
     let management = ApiGatewayManagement::new(&sdk_config(None));
     let data = Bytes::from_static(b"{}");
-    assert_eq!(
-        management.post(&endpoint, "ok+/=", data.clone()).await,
-        Ok(())
-    );
-    assert_eq!(
-        management.post(&endpoint, "gone=", data.clone()).await,
-        Err(PostError::Gone)
-    );
-    assert_eq!(
-        management.post(&endpoint, "big", data.clone()).await,
-        Err(PostError::PayloadTooLarge)
-    );
-    assert_eq!(
-        management.post(&endpoint, "busy", data.clone()).await,
-        Err(PostError::Throttled)
-    );
-    assert_eq!(
-        management.post(&endpoint, "nope", data.clone()).await,
-        Err(PostError::Forbidden)
-    );
+    for (connection_id, answer) in [
+        ("ok+/=", Ok(())),
+        ("gone=", Err(PostError::Gone)),
+        ("big", Err(PostError::PayloadTooLarge)),
+        ("busy", Err(PostError::Throttled)),
+        ("nope", Err(PostError::Forbidden)),
+    ] {
+        let posted = management
+            .post(&endpoint, connection_id, data.clone())
+            .await;
+        assert_eq!(posted, answer, "{connection_id}");
+    }
     assert!(matches!(
         management.post(&endpoint, "boom", data.clone()).await,
         Err(PostError::Server { status: 500, .. })

@@ -124,14 +124,7 @@ async fn dynamodb_requests_per_route() {
         .trim_end_matches('/')
         .to_owned();
     let (proxy, counts) = counting_proxy(upstream).await;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(proxy)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .load()
-        .await;
+    let sdk = support::local_sdk(proxy).await;
     let table = format!("counts-{:x}", fastrand::u64(..));
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
     store.ensure_table().await.unwrap();

@@ -292,10 +292,13 @@ pub async fn connection_id(who: &mut Client, witness: &mut Client, room: &str) -
     assert_eq!(event["type"], "event", "{event}");
     let ack = who.next_json().await;
     assert_eq!(ack["type"], "ack", "{ack}");
-    event["from"]["connectionId"]
-        .as_str()
-        .expect("connectionId")
-        .to_owned()
+    sender_id(&event)
+}
+
+/// The connection id of the sender of an `event` frame.
+pub fn sender_id(event: &Value) -> String {
+    let id = event["from"]["connectionId"].as_str();
+    id.expect("connectionId").to_owned()
 }
 
 /// Waits (bounded) until the store no longer holds `connection_id`: $disconnect ran.

@@ -195,19 +195,25 @@ pub async fn fill_room(h: &Harness, room: &str, n: u64, pad: usize) -> String {
     ack["epoch"].as_str().unwrap().to_owned()
 }
 
-/// A DynamoDB store on a fresh table of the dynalite that scripts/test starts
-/// (ROOMCAST_TEST_DYNAMODB_ENDPOINT).
-pub async fn dynamo_store(name: &str) -> roomcast_core::store::dynamo::DynamoStore {
-    let endpoint = std::env::var("ROOMCAST_TEST_DYNAMODB_ENDPOINT")
-        .expect("ROOMCAST_TEST_DYNAMODB_ENDPOINT must point at dynalite: run scripts/test");
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// The AWS SDK's configuration for a local service at `endpoint`, with static
+/// test credentials.
+pub async fn local_sdk(endpoint: impl Into<String>) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "static",
         ))
         .load()
-        .await;
+        .await
+}
+
+/// A DynamoDB store on a fresh table of the dynalite that scripts/test starts
+/// (ROOMCAST_TEST_DYNAMODB_ENDPOINT).
+pub async fn dynamo_store(name: &str) -> roomcast_core::store::dynamo::DynamoStore {
+    let endpoint = std::env::var("ROOMCAST_TEST_DYNAMODB_ENDPOINT")
+        .expect("ROOMCAST_TEST_DYNAMODB_ENDPOINT must point at dynalite: run scripts/test");
+    let sdk = local_sdk(endpoint).await;
     let table = format!(
         "{name}-{}-{}",
         std::process::id(),
