@@ -304,51 +304,63 @@ async fn broadcasts_count_their_audience_batch_and_conflation() {
     );
 }
 
+/// The authorizer's event for a `$connect` handshake on stage `prod` with
+/// `headers` and `query`.
+fn handshake(
+    headers: Value,
+    query: Value,
+) -> aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest {
+    serde_json::from_value(json!({
+        "type": "REQUEST",
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc/prod/$connect",
+        "headers": headers,
+        "queryStringParameters": query,
+        "requestContext": {"stage": "prod", "routeKey": "$connect"}
+    }))
+    .unwrap()
+}
+
+/// The metrics line the `$connect` authorizer configured by `config` logs for
+/// `request`.
+async fn authorizer_line(
+    config: AuthConfig,
+    request: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> BTreeMap<String, Value> {
+    let capture = Capture::default();
+    let authorizer = lambda::Authorizer(auth::Authorizer::new(config));
+    run(&authorizer, request, &capture).await;
+    only_line(&capture, "prod")
+}
+
 #[tokio::test]
 async fn a_handshake_without_a_token_counts_a_refusal() {
-    let capture = Capture::default();
-    let authorizer = lambda::Authorizer(auth::Authorizer::new(AuthConfig {
+    let config = AuthConfig {
         jwt: None,
         allow_anonymous: false,
         origins: Default::default(),
-    }));
-    let request = serde_json::from_value(json!({
-        "type": "REQUEST",
-        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc/prod/$connect",
-        "headers": {},
-        "queryStringParameters": {},
-        "requestContext": {"stage": "prod", "routeKey": "$connect"}
-    }))
-    .unwrap();
-    run(&authorizer, request, &capture).await;
+    };
     assert_eq!(
-        only_line(&capture, "prod"),
+        authorizer_line(config, handshake(json!({}), json!({}))).await,
         counts(&[("handshakes_refused.no_token", 1)])
     );
 }
 
 #[tokio::test]
 async fn a_handshake_from_another_origin_counts_an_origin_refusal() {
-    let capture = Capture::default();
-    let authorizer = lambda::Authorizer(auth::Authorizer::new(AuthConfig {
+    let config = AuthConfig {
         jwt: None,
         allow_anonymous: true,
         origins: auth::origin::Origins {
             allowed: Some(vec!["https://app.example.com".to_owned()]),
             require: false,
         },
-    }));
-    let request = serde_json::from_value(json!({
-        "type": "REQUEST",
-        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc/prod/$connect",
-        "headers": {"Origin": "https://evil.example.com"},
-        "queryStringParameters": {"token": "not-even-read"},
-        "requestContext": {"stage": "prod", "routeKey": "$connect"}
-    }))
-    .unwrap();
-    run(&authorizer, request, &capture).await;
+    };
+    let request = handshake(
+        json!({"Origin": "https://evil.example.com"}),
+        json!({"token": "not-even-read"}),
+    );
     assert_eq!(
-        only_line(&capture, "prod"),
+        authorizer_line(config, request).await,
         counts(&[("handshakes_refused.origin", 1)])
     );
 }
