@@ -120,20 +120,24 @@ async fn counters_follow_the_traffic() {
 
     let after = Metrics::scrape(&gateway).await;
     let moved = |key: &str| after.delta(&before, key);
-    assert_eq!(moved("roomcast_connects_total"), 3.0);
-    assert_eq!(moved("roomcast_frames_total{action=\"join\"}"), 3.0);
-    assert_eq!(moved("roomcast_frames_total{action=\"send\"}"), 5.0);
-    assert_eq!(moved("roomcast_frames_total{action=\"invalid\"}"), 1.0);
-    assert_eq!(moved("roomcast_frames_total{action=\"ping\"}"), 1.0);
-    assert_eq!(moved("roomcast_errors_total{code=\"unknown_action\"}"), 1.0);
-    assert_eq!(moved("roomcast_errors_total{code=\"not_member\"}"), 1.0);
-    assert_eq!(moved("roomcast_broadcasts_total{audience=\"room\"}"), 1.0);
-    // Four sends to two members each, one broadcast to three.
-    assert_eq!(moved("roomcast_fanouts_total"), 5.0);
-    assert_eq!(moved("roomcast_fanout_recipients_total"), 11.0);
-    assert_eq!(moved("roomcast_fanout_delivered_total"), 11.0);
-    assert_eq!(moved("roomcast_fanout_failed_total"), 0.0);
-    assert_eq!(moved("roomcast_fanout_ms_count"), 5.0);
+    for (key, expected) in [
+        ("roomcast_connects_total", 3.0),
+        ("roomcast_frames_total{action=\"join\"}", 3.0),
+        ("roomcast_frames_total{action=\"send\"}", 5.0),
+        ("roomcast_frames_total{action=\"invalid\"}", 1.0),
+        ("roomcast_frames_total{action=\"ping\"}", 1.0),
+        ("roomcast_errors_total{code=\"unknown_action\"}", 1.0),
+        ("roomcast_errors_total{code=\"not_member\"}", 1.0),
+        ("roomcast_broadcasts_total{audience=\"room\"}", 1.0),
+        // Four sends to two members each, one broadcast to three.
+        ("roomcast_fanouts_total", 5.0),
+        ("roomcast_fanout_recipients_total", 11.0),
+        ("roomcast_fanout_delivered_total", 11.0),
+        ("roomcast_fanout_failed_total", 0.0),
+        ("roomcast_fanout_ms_count", 5.0),
+    ] {
+        assert_eq!(moved(key), expected, "{key}");
+    }
     // Cumulative buckets, ending at +Inf with every fan-out.
     let (le, count) = *after.histogram.last().expect("histogram buckets");
     assert!(le.is_infinite() && count == after.get("roomcast_fanout_ms_count"));
