@@ -31,9 +31,17 @@ fn filler() -> String {
     "x".repeat(30_000)
 }
 
-async fn gateway(options: GatewayOptions) -> RunningGateway {
+/// A gateway with [`POLICIES`], an outbound budget of `max_outbound_bytes` per
+/// connection and a write timeout of `write_timeout`, otherwise as `options`.
+async fn gateway(
+    max_outbound_bytes: usize,
+    write_timeout: Duration,
+    options: GatewayOptions,
+) -> RunningGateway {
     support::start(GatewayOptions {
         policies: Some(Policies::parse(POLICIES).expect("policies")),
+        max_outbound_bytes,
+        write_timeout,
         ..options
     })
     .await
@@ -159,13 +167,8 @@ async fn flood_until_gone(
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_over_its_outbound_budget() {
-    let gw = gateway(GatewayOptions {
-        max_outbound_bytes: 256 * 1024,
-        // Only the budget can end it.
-        write_timeout: Duration::from_secs(3600),
-        ..support::options()
-    })
-    .await;
+    // Only the budget can end it.
+    let gw = gateway(256 * 1024, Duration::from_secs(3600), support::options()).await;
     let (stuck, stuck_id, mut alice, mut bob) = stuck_and_members(&gw).await;
     flood_until_gone(&gw, &mut alice, &mut bob, &stuck_id).await;
     // Later posts keep getting 410; the others still get every event.
@@ -183,13 +186,8 @@ async fn a_client_that_stops_reading_is_closed_over_its_outbound_budget() {
 
 #[tokio::test]
 async fn a_write_that_makes_no_progress_closes_the_connection_at_the_write_timeout() {
-    let gw = gateway(GatewayOptions {
-        // Only the write timeout can end it.
-        max_outbound_bytes: usize::MAX,
-        write_timeout: Duration::from_secs(1),
-        ..support::options()
-    })
-    .await;
+    // Only the write timeout can end it.
+    let gw = gateway(usize::MAX, Duration::from_secs(1), support::options()).await;
     let (stuck, stuck_id, mut alice, mut bob) = stuck_and_members(&gw).await;
     flood_until_gone(&gw, &mut alice, &mut bob, &stuck_id).await;
     assert_eq!(post(&gw, &stuck_id).await, Err(true));
@@ -200,13 +198,11 @@ async fn a_write_that_makes_no_progress_closes_the_connection_at_the_write_timeo
 
 #[tokio::test]
 async fn the_connection_cap_fires_while_a_write_is_stuck() {
-    let gw = gateway(GatewayOptions {
-        max_outbound_bytes: usize::MAX,
-        write_timeout: Duration::from_secs(3600),
+    let options = GatewayOptions {
         max_connection_duration: Duration::from_secs(3),
         ..support::options()
-    })
-    .await;
+    };
+    let gw = gateway(usize::MAX, Duration::from_secs(3600), options).await;
     let mut stuck = stuck_client(&gw).await;
     let mut witness = Client::connect(&gw.websocket_url()).await;
     witness.join(ROOM).await;
@@ -241,12 +237,7 @@ async fn the_connection_cap_fires_while_a_write_is_stuck() {
 
 #[tokio::test]
 async fn shutdown_does_not_wait_for_a_stuck_write() {
-    let gw = gateway(GatewayOptions {
-        max_outbound_bytes: usize::MAX,
-        write_timeout: Duration::from_secs(3600),
-        ..support::options()
-    })
-    .await;
+    let gw = gateway(usize::MAX, Duration::from_secs(3600), support::options()).await;
     let (stuck, stuck_id, mut alice, mut bob) = stuck_and_members(&gw).await;
     // 9 MB: more than the socket buffers hold, so the stuck writes block.
     assert!(
