@@ -141,12 +141,7 @@ async fn handlers_over_dynamodb_clean_up_gone_connections() {
 /// was sent.
 fn verify_signature(request: &http_sink::Seen) {
     if request.line.starts_with("POST") {
-        let authorization = &request
-            .headers
-            .iter()
-            .find(|(n, _)| n == "authorization")
-            .expect("authorization")
-            .1;
+        let authorization = request.header("authorization").expect("authorization");
         assert!(authorization.contains("content-length"), "{authorization}");
     }
     verify_signed(request, "execute-api");
@@ -156,12 +151,8 @@ fn verify_signature(request: &http_sink::Seen) {
 fn verify_signed(request: &http_sink::Seen, service: &str) {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     let header = |name: &str| {
-        request
-            .headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| panic!("{name} missing from {request:?}"))
+        let value = request.header(name);
+        value.unwrap_or_else(|| panic!("{name} missing from {request:?}"))
     };
     let authorization = header("authorization");
     let signed: Vec<&str> = authorization
@@ -283,12 +274,7 @@ async fn adapter_signs_requests_as_the_sdk_client_does() {
     );
     verify_signature(with_token);
     let signed_headers = |request: &http_sink::Seen| -> Vec<String> {
-        let authorization = &request
-            .headers
-            .iter()
-            .find(|(n, _)| n == "authorization")
-            .unwrap()
-            .1;
+        let authorization = request.header("authorization").unwrap();
         authorization
             .split("SignedHeaders=")
             .nth(1)
@@ -353,15 +339,8 @@ async fn parameter_store_reads_signed_and_decrypted() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
     for request in &seen {
-        let header = |name: &str| {
-            request
-                .headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
         assert_eq!(
-            header("x-amz-target").as_deref(),
+            request.header("x-amz-target"),
             Some("AmazonSSM.GetParameter")
         );
         let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();

@@ -17,6 +17,15 @@ pub struct Seen {
     pub body: Vec<u8>,
 }
 
+#[allow(dead_code)] // each test target uses a different part
+impl Seen {
+    /// The value of the header `name` (lower-case), if the request had one.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let found = self.headers.iter().find(|(n, _)| n == name);
+        found.map(|(_, v)| v.as_str())
+    }
+}
+
 /// What to answer a request with: the status line's code and reason, the
 /// `x-amzn-ErrorType` (empty: none) and the JSON body.
 pub type Answer = fn(&Seen) -> (&'static str, &'static str, String);
