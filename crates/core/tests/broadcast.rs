@@ -123,10 +123,7 @@ async fn room_broadcast_reaches_live_members_but_except() {
     .await;
     assert_eq!(counts(&result), stats(2, 2, 0, 0));
     assert_eq!(result["throttled_retries"], 0);
-    let frames = h.management.received("a=");
-    assert_eq!(frames.len(), 1);
-    let frame = &frames[0];
-    assert_eq!(frame["type"], "event");
+    let frame = h.management.only_event("a=");
     assert_eq!(frame["room"], "r");
     assert_eq!(frame["event"], "news");
     assert_eq!(frame["data"], json!({"n": 1}));

@@ -76,10 +76,7 @@ async fn join_send_reaches_other_members_only_and_acks_the_sender() {
             json!({"type":"ack","id":7,"ok":true,"action":"send","room":"chat:1","recipients":1,"delivered":1})
         )
     );
-    let got = h.management.received("b=");
-    assert_eq!(got.len(), 1);
-    let ev = &got[0];
-    assert_eq!(ev["type"], "event");
+    let ev = h.management.only_event("b=");
     assert_eq!(ev["room"], "chat:1");
     assert_eq!(ev["event"], "msg");
     assert_eq!(ev["data"], json!({"text":"hi"}));

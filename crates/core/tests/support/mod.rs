@@ -37,6 +37,14 @@ impl FakeManagement {
             .collect()
     }
 
+    /// The one frame posted to `connection_id`, which must be an event.
+    pub fn only_event(&self, connection_id: &str) -> Value {
+        let frames = self.received(connection_id);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0]["type"], "event");
+        frames[0].clone()
+    }
+
     pub fn endpoints(&self) -> HashSet<String> {
         self.posts
             .lock()
