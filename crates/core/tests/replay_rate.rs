@@ -40,10 +40,15 @@ async fn fill_padded(h: &Harness, room: &str, pad: usize) -> String {
     fill_room(h, room, 300, pad).await
 }
 
+/// The reply to a plain `join` of `room` (frame id `id`) on `conn`.
+async fn join(h: &Harness, conn: &str, room: &str, id: u64) -> Value {
+    send(h, conn, json!({"action": "join", "room": room, "id": id})).await
+}
+
 /// Joins `room` on `conn` twice, the second time with `since` (its offset 0) if
 /// given, and returns the second ack.
 async fn rejoin(h: &Harness, conn: &str, room: &str, since: Option<&str>) -> Value {
-    let ack = send(h, conn, json!({"action": "join", "room": room, "id": 2})).await;
+    let ack = join(h, conn, room, 2).await;
     assert_eq!(ack["ok"], true, "{ack}");
     let mut frame = json!({"action": "join", "room": room, "id": 3});
     if let Some(epoch) = since {
@@ -89,19 +94,9 @@ async fn a_packed_replay_is_charged_to_the_namespace_limit_too() {
     assert_eq!(pong["type"], "pong", "{pong}");
     // The namespace's counter took the charge: the next frame to it is refused,
     // while a room elsewhere is not.
-    let refused = send(
-        &h,
-        "packed=",
-        json!({"action": "join", "room": "hist:3", "id": 5}),
-    )
-    .await;
+    let refused = join(&h, "packed=", "hist:3", 5).await;
     assert_eq!(refused["code"], "rate_limited", "{refused}");
-    let ack = send(
-        &h,
-        "packed=",
-        json!({"action": "join", "room": "lobby", "id": 6}),
-    )
-    .await;
+    let ack = join(&h, "packed=", "lobby", 6).await;
     assert_eq!(ack["ok"], true, "{ack}");
 }
 
