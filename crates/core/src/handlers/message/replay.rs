@@ -2,8 +2,9 @@
 //! before its `join` ack, within bounds that keep the ack inside API Gateway's
 //! 29 s integration timeout: at most [`MAX_REPLAY_BYTES`] of events and
 //! [`REPLAY_BUDGET`](crate::config::REPLAY_BUDGET) of time (`Config::replay_budget`).
-//! A client that asked for it (`"pack": true`) gets them packed into `replay` frames of up to [`MAX_PACKED_BYTES`], so a thousand
-//! small events take a handful of `@connections` posts instead of a thousand.
+//! A client that asked for it (`"pack": true`) gets them packed into `replay`
+//! frames of up to [`MAX_PACKED_BYTES`], so a thousand small events take a
+//! handful of `@connections` posts instead of a thousand.
 //!
 //! A replay cut short by a bound or a failed post still tells the client where
 //! its copy of the stream now ends (the ack's `replayedTo`). The event bytes it
