@@ -38,7 +38,14 @@ pub struct Config {
     /// The Parameter Store name of the policy document, read by
     /// [`crate::App::from_env`] into `policies`.
     pub policies_parameter: Option<String>,
+    /// How long a `join` may spend replaying (from its start) before no further
+    /// post of its replay starts: [`REPLAY_BUDGET`].
+    pub replay_budget: Duration,
 }
+
+/// Time a `join` may spend (from its start) before no further post of its replay
+/// starts: well inside API Gateway's 29 s, leaving the ack and a post's retries room.
+pub const REPLAY_BUDGET: Duration = Duration::from_secs(12);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -70,6 +77,7 @@ impl Config {
             item_ttl: CONNECTION_CAP + TTL_MARGIN,
             policies: Policies::default(),
             policies_parameter: None,
+            replay_budget: REPLAY_BUDGET,
         }
     }
 

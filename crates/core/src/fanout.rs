@@ -328,30 +328,14 @@ impl Fanout<'_> {
                 pending.stop(&mut stats);
                 next_page = None;
             }
-            while in_flight.len() < concurrency {
-                if let Some(connection_id) = pending.expired.pop() {
-                    in_flight.push(Box::pin(async move {
-                        self.close_if_expired(&connection_id, now).await
-                    }) as BoxFuture<'_, Option<Outcome>>);
-                    continue;
-                }
-                let Some(connection_id) = pending.next() else {
-                    break;
-                };
-                // Posts that complete at once (in-process) skip the future and
-                // its slot among the `concurrency` in flight.
-                let first = self
-                    .management
-                    .post_now(self.endpoint, &connection_id, &payload);
-                if let Some(Ok(())) = first {
-                    stats.count(Outcome::Delivered { throttled: 0 });
-                    continue;
-                }
-                let payload = payload.clone();
-                in_flight.push(Box::pin(async move {
-                    Some(self.deliver(&connection_id, payload, started, first).await)
-                }));
-            }
+            self.start(
+                &mut in_flight,
+                &mut pending,
+                &mut stats,
+                &payload,
+                started,
+                now,
+            );
             // The next page is read while this one's posts are in flight, and only
             // once the queue runs low, so memory stays at about two pages for paged
             // recipients (a `Connections` list is held whole, with its `seen` set).
@@ -381,6 +365,42 @@ impl Fanout<'_> {
                     next_page = self.took_page(page, source.as_ref(), &mut pending, &mut failure, now);
                 }
             }
+        }
+    }
+
+    /// Starts posts (and checks of expired members) until `concurrency` are in
+    /// flight or nothing is queued. Posts that complete at once (in-process) skip
+    /// the future and its slot, and are counted here.
+    fn start<'s>(
+        &'s self,
+        in_flight: &mut FuturesUnordered<BoxFuture<'s, Option<Outcome>>>,
+        pending: &mut Pending<'_>,
+        stats: &mut FanoutStats,
+        payload: &Bytes,
+        started: Instant,
+        now: u64,
+    ) {
+        while in_flight.len() < self.concurrency.max(1) {
+            if let Some(connection_id) = pending.expired.pop() {
+                in_flight.push(Box::pin(async move {
+                    self.close_if_expired(&connection_id, now).await
+                }));
+                continue;
+            }
+            let Some(connection_id) = pending.next() else {
+                break;
+            };
+            let first = self
+                .management
+                .post_now(self.endpoint, &connection_id, payload);
+            if let Some(Ok(())) = first {
+                stats.count(Outcome::Delivered { throttled: 0 });
+                continue;
+            }
+            let payload = payload.clone();
+            in_flight.push(Box::pin(async move {
+                Some(self.deliver(&connection_id, payload, started, first).await)
+            }));
         }
     }
 

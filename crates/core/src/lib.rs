@@ -5,11 +5,12 @@
 //! - [`auth`]: the `$connect` JWT authorizer: tokens, origins, identities.
 //! - [`policy`]: namespace policies (history, presence, rate limits, permissions)
 //!   and the per-connection rate counters behind the limits (`policy/ratelimit.rs`).
-//! - [`clock`]: UTC calendar dates from epoch seconds.
+//! - `clock`: UTC calendar dates from epoch seconds ([`civil`]).
 //! - [`names`]: route keys, table attribute names and environment variables, in one place.
-//! - [`routes`]: the message routes, each declared once (key, policy action, counter),
-//!   and the list of places adding a route touches.
+//! - `routes`: the message routes, each declared once (key, policy action, counter),
+//!   and the list of places adding a route touches ([`MessageRoute`]).
 //! - [`config`]: configuration read once from the environment, checked at start-up.
+//! - `parameters`: settings read from Parameter Store at cold start ([`ParameterStore`]).
 //! - [`limits`]: API Gateway's WebSocket limits, in one place.
 //! - [`protocol`]: protocol v1 frames (docs/protocol.md): limits and room names
 //!   (`protocol/mod.rs`), parsing and validation of client frames
@@ -49,7 +50,7 @@
 mod app;
 pub mod auth;
 pub mod broadcast;
-pub mod clock;
+mod clock;
 pub mod config;
 mod departure;
 pub mod fanout;
@@ -59,15 +60,18 @@ pub mod limits;
 pub mod management;
 pub mod metrics;
 pub mod names;
-pub mod parameters;
+mod parameters;
 pub mod policy;
 mod presence;
 pub mod protocol;
-pub mod routes;
+mod routes;
 pub mod store;
 mod stream;
 
 pub use app::App;
+pub use clock::civil;
+pub use parameters::{ParameterError, ParameterStore};
+pub use routes::MessageRoute;
 
 /// An error and its sources, `outer: inner: root`. HTTP and SDK clients' own
 /// messages ("error sending request", "dispatch failure") say nothing alone.

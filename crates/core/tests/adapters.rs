@@ -314,7 +314,7 @@ fn parameter_store(request: &http_sink::Seen) -> (&'static str, &'static str, St
 
 #[tokio::test]
 async fn parameter_store_reads_signed_and_decrypted() {
-    use roomcast_core::parameters::{ParameterError, ParameterStore};
+    use roomcast_core::{ParameterError, ParameterStore};
     let (endpoint, seen) = http_sink::serve_with(parameter_store).await;
     let store = ParameterStore::new(&sdk_config(Some(&endpoint))).unwrap();
     let policies = roomcast_core::config::policies_from(&store, "/roomcast/policies:3")

@@ -127,3 +127,24 @@ async fn a_replay_over_the_byte_bound_stops_with_its_position_and_resumes() {
     assert!(ack.get("replayedTo").is_none(), "{ack}");
     assert_eq!(offsets(&h, "r=").0, (to + 1..=200).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_replay_out_of_time_stops_and_says_so() {
+    // A spent time budget: the replay posts nothing and the ack says it did not
+    // recover, without a position (nothing was delivered), rather than outliving
+    // API Gateway's 29 s integration timeout.
+    let mut h = setup();
+    h.app.config.replay_budget = std::time::Duration::ZERO;
+    let epoch = fill(&h, "big:late", 5, 100).await;
+    let ack = join(
+        &h,
+        "late=",
+        json!({"action": "join", "room": "big:late", "id": 2,
+               "since": {"offset": 0, "epoch": epoch}}),
+    )
+    .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["recovered"], false, "{ack}");
+    assert!(ack.get("replayedTo").is_none(), "{ack}");
+    assert_eq!(offsets(&h, "late=").0, Vec::<u64>::new());
+}

@@ -8,7 +8,7 @@ use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayWebsocketP
 use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use roomcast_core::clock::civil;
+use roomcast_core::civil;
 use serde_json::{Map, Value, json};
 
 /// What the authorizer and `$connect` read of a handshake.

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roomcast_core::App;
+use roomcast_core::MessageRoute;
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::config::Config;
 use roomcast_core::names::{binary as binary_name, env, route};
-use roomcast_core::routes::MessageRoute;
 
 use crate::functions::builtin::Integration;
 use crate::functions::remote::RemoteInvoker;

@@ -273,7 +273,7 @@ fn parse_amz_date(text: &str) -> Option<SystemTime> {
 }
 
 /// Days since 1970-01-01 of a date on or after it (Howard Hinnant's
-/// `days_from_civil`, the inverse of [`roomcast_core::clock::civil`]).
+/// `days_from_civil`, the inverse of [`roomcast_core::civil`]).
 fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
     let y = if m <= 2 { y.checked_sub(1)? } else { y };
     let era = y / 400;
@@ -292,7 +292,7 @@ mod tests {
     fn amz_dates_parse_and_round_trip_with_civil() {
         let t = parse_amz_date("20261130T111500Z").unwrap();
         let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs();
-        assert_eq!(roomcast_core::clock::civil(secs), (2026, 11, 30, 11, 15, 0));
+        assert_eq!(roomcast_core::civil(secs), (2026, 11, 30, 11, 15, 0));
         assert_eq!(
             parse_amz_date("20000229T000000Z")
                 .unwrap()

@@ -1,16 +1,17 @@
 //! Recovery's replay: the events a rejoining connection missed, posted to it
 //! before its `join` ack, within bounds that keep the ack inside API Gateway's
 //! 29 s integration timeout: at most [`MAX_REPLAY_BYTES`] of events and
-//! [`REPLAY_BUDGET`] of time. A client that asked for it (`"pack": true`) gets
-//! them packed into `replay` frames of up to [`MAX_PACKED_BYTES`], so a thousand
-//! small events take a handful of `@connections` posts instead of a thousand.
+//! [`REPLAY_BUDGET`](crate::config::REPLAY_BUDGET) of time (`Config::replay_budget`).
+//! A client that asked for it (`"pack": true`) gets them packed into `replay`
+//! frames of up to [`MAX_PACKED_BYTES`], so a thousand small events take a
+//! handful of `@connections` posts instead of a thousand.
 //!
 //! A replay cut short by a bound or a failed post still tells the client where
 //! its copy of the stream now ends (the ack's `replayedTo`). The event bytes it
 //! delivered are charged to the connection's rate limit afterwards
 //! ([`super::charge_replay`]).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -22,9 +23,6 @@ use crate::stream::Replay;
 
 /// Event bytes one `join` replays at most.
 pub const MAX_REPLAY_BYTES: usize = 4 * 1024 * 1024;
-/// Time a `join` may spend (from its start) before no further post of its replay
-/// starts: well inside API Gateway's 29 s, leaving the ack and a post's retries room.
-pub const REPLAY_BUDGET: Duration = Duration::from_secs(12);
 /// Largest packed frame: API Gateway's 128 KB message limit less headroom for the
 /// frame's own envelope.
 pub const MAX_PACKED_BYTES: usize = GATEWAY_MAX_PAYLOAD - 1024;
@@ -63,7 +61,7 @@ pub(super) async fn replay(
     while let Some(events) = chunk {
         for event in events {
             let within = out.bytes + event.frame.len() <= MAX_REPLAY_BYTES
-                && started.elapsed() < REPLAY_BUDGET;
+                && started.elapsed() < app.config.replay_budget;
             if !within || !out.push(event).await? {
                 return out.cut_short(route).await;
             }
