@@ -6,7 +6,7 @@
 // which no connection's rate limit counts.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { collect, connectionIdOf, drop, room, serverPerFile, state, waitFor } from "./support.js";
+import { outage, serverPerFile, waitFor } from "./support.js";
 
 // Windows of 4 s: the continuation lands in the window its replay was charged to.
 const POLICIES = JSON.stringify({
@@ -28,19 +28,7 @@ async function broadcast(r, data) {
 }
 
 test("a recovery continued under a spent rate limit waits for the window and delivers every event once", async () => {
-  const r = room("hist");
-  let calls = 0;
-  let release;
-  const gate = new Promise((resolve) => (release = resolve));
-  const a = fx.client();
-  const b = fx.client({ token: async () => (calls++ ? gate.then(() => null) : null), reconnect: { initialDelayMs: 10 } });
-  await a.join(r);
-  await b.join(r);
-  const got = collect(b, r, "m");
-  const rejoins = [];
-  b.onRejoin((rm, info) => rejoins.push(info));
-  await drop(fx.server, await connectionIdOf(a, b, r));
-  await state(b, "reconnecting");
+  const { r, b, got, rejoins, release } = await outage(fx);
   // 200 events of about 30 KB: some 6 MB, more than one join replays (4 MiB), whose
   // charge (capped at the limit, 40) spends the window.
   const missed = 200;

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { WebSocket } from "ws";
-import { collect, connectionIdOf, drop, room, serverPerFile, state, waitFor } from "./support.js";
+import { collect, outage, serverPerFile, state, waitFor } from "./support.js";
 
 const POLICIES = JSON.stringify({
   default: { join: "anyone", send: "anyone", rateLimit: { limit: 5000, windowSecs: 10 } },
@@ -39,28 +39,13 @@ function counting() {
   return { WebSocket: Counting, sent, received };
 }
 
-/**
- * Two clients in a new history room; `b` is dropped and reconnects only when the
- * returned `release` is called. `b`'s frames are counted from its second connection on.
- */
-async function outage() {
-  const r = room("hist");
+/** An outage (support.js) whose `b` counts its frames from its second connection on. */
+async function counted() {
   const socket = counting();
-  let calls = 0;
-  let release;
-  const gate = new Promise((resolve) => (release = resolve));
-  const a = fx.client();
-  const b = fx.client({ WebSocket: socket.WebSocket, token: async () => (calls++ ? gate.then(() => null) : null), reconnect: { initialDelayMs: 10 } });
-  const first = await a.join(r);
-  assert.equal(typeof first.epoch, "string", "a history room's join ack carries an epoch");
-  await b.join(r);
-  const got = collect(b, r, "m");
-  const rejoins = [];
-  b.onRejoin((rm, info) => rejoins.push(info));
-  await drop(fx.server, await connectionIdOf(a, b, r));
-  await state(b, "reconnecting");
+  const o = await outage(fx, { WebSocket: socket.WebSocket });
+  assert.equal(typeof o.first.epoch, "string", "a history room's join ack carries an epoch");
   socket.sent.length = socket.received.length = 0;
-  return { r, a, b, got, rejoins, socket, release };
+  return { ...o, socket };
 }
 
 /** The frames `b` received in room `r` that carried events, and how many events they held. */
@@ -72,7 +57,7 @@ function eventFrames(socket, r) {
 const range = (n) => Array.from({ length: n }, (_, i) => i + 1);
 
 test("a recovery asks for packed replay and delivers every missed event once, in order, in fewer frames", async () => {
-  const { r, a, b, got, rejoins, socket, release } = await outage();
+  const { r, a, b, got, rejoins, socket, release } = await counted();
   const missed = 60;
   for (const i of range(missed)) await a.send(r, "m", i);
   release();
@@ -101,7 +86,7 @@ test("a recovery asks for packed replay and delivers every missed event once, in
 });
 
 test("a recovery over the server's replay bound continues from replayedTo until every event is delivered once", async () => {
-  const { r, a, b, got, rejoins, socket, release } = await outage();
+  const { r, a, b, got, rejoins, socket, release } = await counted();
   // 200 events of about 30 KB: some 6 MB, over the 4 MiB one join replays.
   const missed = 200;
   const pad = "x".repeat(30_000);

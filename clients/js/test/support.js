@@ -178,3 +178,25 @@ export async function deadUrl() {
   });
   return `ws://127.0.0.1:${port}/local`;
 }
+
+/**
+ * Two clients of `fx` in a new history room; `b` (made with `opts`) is dropped and
+ * reconnects only when the returned `release` is called. `got` collects `b`'s "m"
+ * events, `rejoins` its rejoin reports.
+ */
+export async function outage(fx, opts = {}) {
+  const r = room("hist");
+  let calls = 0;
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  const a = fx.client();
+  const b = fx.client({ ...opts, token: async () => (calls++ ? gate.then(() => null) : null), reconnect: { initialDelayMs: 10 } });
+  const first = await a.join(r);
+  await b.join(r);
+  const got = collect(b, r, "m");
+  const rejoins = [];
+  b.onRejoin((rm, info) => rejoins.push(info));
+  await drop(fx.server, await connectionIdOf(a, b, r));
+  await state(b, "reconnecting");
+  return { r, a, b, first, got, rejoins, release };
+}
