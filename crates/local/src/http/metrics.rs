@@ -10,10 +10,8 @@ use axum::routing::get;
 use roomcast_core::metrics::prometheus::{self, Gauge};
 
 use crate::gateway::Gateway;
+use crate::http::api::METRICS_PATH;
 use crate::http::guard;
-
-/// The path of the endpoint.
-pub use crate::http::api::METRICS_PATH as PATH;
 
 /// `router` with `GET /metrics` behind the management routes' guard, unless the
 /// stage is itself named `metrics` (its WebSocket route has the path then).
@@ -22,11 +20,11 @@ pub(crate) fn route(
     stage_path: &str,
     gateway: &Gateway,
 ) -> Router<Gateway> {
-    if stage_path == PATH {
+    if stage_path == METRICS_PATH {
         return router;
     }
     let guard = axum::middleware::from_fn_with_state(gateway.clone(), guard::check);
-    router.route(PATH, get(metrics).route_layer(guard))
+    router.route(METRICS_PATH, get(metrics).route_layer(guard))
 }
 
 async fn metrics(State(gateway): State<Gateway>) -> impl IntoResponse {
