@@ -102,6 +102,7 @@ fn fan_out(c: &mut Criterion) {
                     retry: RetryPolicy::default(),
                     presence: None,
                     stop_at: None,
+                    pacer: None,
                 };
                 let stats = fanout
                     .to_room("room", None, Bytes::from_static(b"{\"type\":\"event\"}"), 0)

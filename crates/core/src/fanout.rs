@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::limits::CONNECTION_CAP;
 use crate::management::{Management, PostError};
+use crate::pace::Pacer;
 use crate::policy::Policies;
 use crate::protocol::{ErrorCode, ProtocolError, ServerFrame};
 use crate::store::{ConnectionPage, Removed, Store, StoreError};
@@ -202,6 +203,10 @@ pub struct Fanout<'a> {
     pub presence: Option<&'a Policies>,
     /// No post or retry starts after this (the invocation's time running out).
     pub stop_at: Option<Instant>,
+    /// Spaces the posts to a share of the account's `@connections` quota
+    /// (`None`: as fast as `concurrency` allows). A paced fan-out retries a 429
+    /// until `stop_at`, slowing down, instead of giving up after `retry`'s attempts.
+    pub pacer: Option<&'a Pacer>,
 }
 
 impl FanoutStats {
@@ -243,6 +248,15 @@ impl<'a> Fanout<'a> {
             retry: RetryPolicy::default(),
             presence: Some(&app.config.policies),
             stop_at: None,
+            pacer: None,
+        }
+    }
+
+    /// The same fan-out, its posts spaced by `pacer`.
+    pub fn paced(self, pacer: &'a Pacer) -> Self {
+        Self {
+            pacer: Some(pacer),
+            ..self
         }
     }
 
@@ -390,9 +404,13 @@ impl Fanout<'_> {
             let Some(connection_id) = pending.next() else {
                 break;
             };
-            let first = self
-                .management
-                .post_now(self.endpoint, &connection_id, payload);
+            // A paced post waits its turn first, so it cannot be made at once.
+            let first = match self.pacer {
+                Some(_) => None,
+                None => self
+                    .management
+                    .post_now(self.endpoint, &connection_id, payload),
+            };
             if let Some(Ok(())) = first {
                 stats.count(Outcome::Delivered { throttled: 0 });
                 continue;
@@ -474,20 +492,43 @@ impl Fanout<'_> {
         let mut throttled = 0;
         let mut attempt = 0;
         loop {
-            attempt += 1;
             let result = match first.take() {
                 Some(result) => result,
                 None => {
+                    if let Some(pacer) = self.pacer {
+                        pacer.wait().await;
+                    }
                     self.management
                         .post(self.endpoint, connection_id, payload.clone())
                         .await
                 }
             };
+            // A paced fan-out's 429s slow the pacer down and do not use up attempts:
+            // the quota says "later", not "never".
+            let paced_throttle = self.pacer.is_some() && result == Err(PostError::Throttled);
+            if !paced_throttle {
+                attempt += 1;
+            }
             match result {
-                Ok(()) => return Outcome::Delivered { throttled },
+                Ok(()) => {
+                    if let Some(pacer) = self.pacer {
+                        pacer.delivered();
+                    }
+                    return Outcome::Delivered { throttled };
+                }
                 Err(PostError::Gone) => {
                     self.remove_gone(connection_id).await;
                     return Outcome::Gone { throttled };
+                }
+                Err(e) if paced_throttle => {
+                    if self.stopped(Duration::ZERO) {
+                        tracing::warn!(connection_id, error = %e, "post throttled; the fan-out's time is up");
+                        return Outcome::Failed { throttled };
+                    }
+                    throttled += 1;
+                    if let Some(pacer) = self.pacer {
+                        pacer.throttled();
+                    }
                 }
                 Err(e) if e.is_retryable() && attempt < self.retry.max_attempts => {
                     let delay = self.retry.delay(attempt - 1);

@@ -24,6 +24,8 @@
 //! - [`fanout`]: posting one payload to a room's members, a user's connections, a
 //!   list of connections or all of them, with retries, handing connections found
 //!   gone (410) to their departure; the only reader of recipient pages.
+//! - `pace`: spacing a worker's posts to its share of the account's
+//!   `@connections` quota, backing off on 429 ([`Pacer`]).
 //! - `stream`: room event streams for namespaces with history: offsets,
 //!   publishing (one home for `send` and the broadcast function), recovery on
 //!   `join` with `since`, and reading back.
@@ -60,6 +62,7 @@ pub mod limits;
 pub mod management;
 pub mod metrics;
 pub mod names;
+mod pace;
 mod parameters;
 pub mod policy;
 mod presence;
@@ -70,6 +73,7 @@ mod stream;
 
 pub use app::App;
 pub use clock::civil;
+pub use pace::Pacer;
 pub use parameters::{ParameterError, ParameterStore};
 pub use routes::MessageRoute;
 

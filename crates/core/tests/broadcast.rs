@@ -583,6 +583,7 @@ async fn a_recipient_read_failing_mid_fanout_keeps_what_went_out() {
         retry: roomcast_core::fanout::RetryPolicy::default(),
         presence: None,
         stop_at: None,
+        pacer: None,
     };
     let incomplete = fanout
         .send(
@@ -747,6 +748,7 @@ async fn a_fan_out_stops_when_its_time_is_up() {
         retry: roomcast_core::fanout::RetryPolicy::default(),
         presence: None,
         stop_at: None,
+        pacer: None,
     }
     .until(Some(std::time::Instant::now() + Duration::from_millis(200)));
     let stats = fanout
