@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::parameters::ParameterStore;
 use crate::store::Store;
 use crate::store::dynamo::DynamoStore;
+use crate::workers::{Dispatch, SqsDispatch};
 
 pub struct App {
     pub config: Config,
@@ -18,6 +19,8 @@ pub struct App {
     pub management: Arc<dyn Management>,
     /// What the handlers count; shared by every `App` of a `roomcast dev` process.
     pub metrics: Arc<Metrics>,
+    /// Where big rooms' fan-out jobs go (`None`: every fan-out runs in line).
+    pub dispatch: Option<Arc<dyn Dispatch>>,
 }
 
 impl App {
@@ -27,7 +30,14 @@ impl App {
             store,
             management,
             metrics: Arc::default(),
+            dispatch: None,
         }
+    }
+
+    /// This app, handing big rooms' fan-outs to `dispatch`.
+    pub fn with_dispatch(mut self, dispatch: Arc<dyn Dispatch>) -> Self {
+        self.dispatch = Some(dispatch);
+        self
     }
 
     /// This app, counting into `metrics`.
@@ -50,11 +60,19 @@ impl App {
             config.policies = crate::config::policies_from(&parameters, name).await?;
         }
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
-        Ok(Self::new(
+        let queue = config.fanout_queue_url.clone();
+        let app = Self::new(
             config,
             Arc::new(store),
             Arc::new(ApiGatewayManagement::new(&sdk)),
-        ))
+        );
+        Ok(match queue {
+            Some(url) => app.with_dispatch(Arc::new(SqsDispatch::new(
+                aws_sdk_sqs::Client::new(&sdk),
+                url,
+            ))),
+            None => app,
+        })
     }
 
     /// The `@connections` endpoint for an event: the configured one, or else the

@@ -41,7 +41,23 @@ pub struct Config {
     /// How long a `join` may spend replaying (from its start) before no further
     /// post of its replay starts: [`REPLAY_BUDGET`].
     pub replay_budget: Duration,
+    /// The account's `@connections` budget in posts per second (API Gateway's
+    /// account quota, 10,000 by default), which big rooms' workers share.
+    pub management_rps: usize,
+    /// How many workers run big rooms' fan-outs at once (the fan-out queue's
+    /// `MaximumConcurrency`); each is paced to `management_rps` divided by this,
+    /// or by a room's shard count when it has fewer shards.
+    pub fanout_workers: usize,
+    /// The FIFO queue big rooms' fan-out jobs go to (`None`: no workers; every
+    /// fan-out runs in the invocation that asked for it).
+    pub fanout_queue_url: Option<String>,
 }
+
+/// API Gateway's default account quota, requests per second
+/// (docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
+pub const DEFAULT_MANAGEMENT_RPS: usize = 10_000;
+/// Workers running at once by default (template.yaml `FanoutWorkers`).
+pub const DEFAULT_FANOUT_WORKERS: usize = 16;
 
 /// Time a `join` may spend (from its start) before no further post of its replay
 /// starts: well inside API Gateway's 29 s, leaving the ack and a post's retries room.
@@ -78,6 +94,9 @@ impl Config {
             policies: Policies::default(),
             policies_parameter: None,
             replay_budget: REPLAY_BUDGET,
+            management_rps: DEFAULT_MANAGEMENT_RPS,
+            fanout_workers: DEFAULT_FANOUT_WORKERS,
+            fanout_queue_url: None,
         }
     }
 
@@ -117,6 +136,13 @@ impl Config {
         if let Some(v) = non_empty(env::ITEM_TTL_SECS) {
             config.item_ttl = Duration::from_secs(positive(env::ITEM_TTL_SECS, &v)? as u64);
         }
+        if let Some(v) = non_empty(env::MANAGEMENT_RPS) {
+            config.management_rps = positive(env::MANAGEMENT_RPS, &v)?;
+        }
+        if let Some(v) = non_empty(env::FANOUT_WORKERS) {
+            config.fanout_workers = positive(env::FANOUT_WORKERS, &v)?;
+        }
+        config.fanout_queue_url = non_empty(env::FANOUT_QUEUE_URL);
         config.policies_parameter = non_empty(env::POLICIES_PARAMETER);
         if let Some(v) = non_empty(env::POLICIES) {
             if config.policies_parameter.is_some() {

@@ -106,6 +106,14 @@ pub struct FanoutStats {
     /// Not sent: a repeat of a broadcast already sent (same idempotency key).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub repeat: bool,
+    /// Handed to this many workers (one per shard of a big room) instead of
+    /// sent here: the other figures are then the workers' to report.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub workers: u16,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
 }
 
 /// A fan-out cut short by a failed recipient read. The recipients already read

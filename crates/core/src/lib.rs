@@ -44,6 +44,9 @@
 //! - [`metrics`]: the counters (declared once, in one table) and fan-out durations
 //!   handlers record, written as CloudWatch EMF lines by the Lambda entry point and
 //!   as Prometheus text by `roomcast dev` (docs/operations.md).
+//! - [`workers`]: big rooms' fan-out split by shard into jobs for parallel,
+//!   paced workers: the jobs, the [`workers::Dispatch`] port and its SQS FIFO
+//!   adapter (`workers/sqs.rs`), and running a job (`workers/run.rs`).
 //! - `app`: the dependencies the handlers borrow, built once per process, and
 //!   the one `@connections` endpoint lookup.
 //! - [`lambda`]: the one Lambda entry point, `run`, and the `Handler` of each of the
@@ -70,6 +73,7 @@ pub mod protocol;
 mod routes;
 pub mod store;
 mod stream;
+pub mod workers;
 
 pub use app::App;
 pub use clock::civil;

@@ -125,6 +125,12 @@ pub mod env {
     pub const REQUIRE_ORIGIN: &str = "ROOMCAST_REQUIRE_ORIGIN";
     /// The broadcast function's name or ARN, for `roomcast broadcast`.
     pub const BROADCAST_FUNCTION: &str = "ROOMCAST_BROADCAST_FUNCTION";
+    /// The account's `@connections` budget in posts per second (`ManagementRps`).
+    pub const MANAGEMENT_RPS: &str = "ROOMCAST_MANAGEMENT_RPS";
+    /// Workers running big rooms' fan-outs at once (`FanoutWorkers`).
+    pub const FANOUT_WORKERS: &str = "ROOMCAST_FANOUT_WORKERS";
+    /// The FIFO queue of big rooms' fan-out jobs.
+    pub const FANOUT_QUEUE_URL: &str = "ROOMCAST_FANOUT_QUEUE_URL";
     /// The stage metrics are reported under where no event names it (the broadcast function).
     pub const STAGE: &str = "ROOMCAST_STAGE";
 }

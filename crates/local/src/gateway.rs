@@ -61,6 +61,9 @@ pub struct GatewayOptions {
     /// takes well under a millisecond, one to API Gateway in a region about
     /// 10–30 ms, and a fan-out's throughput depends on it (docs/performance.md).
     pub management_latency: Duration,
+    /// How many big-room fan-out jobs run at once (the template's
+    /// `FanoutWorkers`, the fan-out queue's `MaximumConcurrency`).
+    pub fanout_workers: usize,
     /// In-process handlers post through HTTP to the `@connections` endpoint, as
     /// functions elsewhere do, instead of in-process (`connections::inprocess`).
     pub management_http: bool,
@@ -123,6 +126,7 @@ impl Default for GatewayOptions {
             max_outbound_bytes: MAX_OUTBOUND_BYTES,
             faults: None,
             management_latency: Duration::ZERO,
+            fanout_workers: roomcast_core::config::DEFAULT_FANOUT_WORKERS,
             management_http: false,
             authorizer: None,
             policies: None,

@@ -24,6 +24,8 @@
 //!   the broadcast queue's SQS API, `GET /metrics`, static files, and the guard in
 //!   front of the management ones (requests from web pages refused, body limits
 //!   and deadlines, the SigV4 check off loopback).
+//! - `fanout_queue`: big rooms' fan-out jobs and the workers running them,
+//!   in-process (the template's FIFO `FanoutQueue` and its event source mapping).
 //! - [`queue`]: the broadcast queue, its dead-letter queue and the event source
 //!   mapping that feeds the broadcast function.
 //! - `routes`: the routes served (built-in, or the template's) and what runs each.
@@ -49,6 +51,7 @@ mod backend;
 mod connections;
 mod error;
 mod events;
+mod fanout_queue;
 mod faults;
 mod functions;
 mod gateway;

@@ -217,6 +217,8 @@ pub struct Shared<'a> {
     pub integration_timeout: Duration,
     pub sdk: &'a aws_config::SdkConfig,
     pub metrics: Arc<roomcast_core::metrics::Metrics>,
+    /// Where big rooms' fan-out jobs go: the in-process fan-out queue.
+    pub dispatch: Arc<dyn roomcast_core::workers::Dispatch>,
 }
 
 /// Why the template's routes cannot be served.
@@ -487,5 +489,6 @@ fn in_process_app(
         Arc::clone(&shared.store),
         Arc::clone(&shared.management),
     )
-    .with_metrics(Arc::clone(&shared.metrics)))
+    .with_metrics(Arc::clone(&shared.metrics))
+    .with_dispatch(Arc::clone(&shared.dispatch)))
 }

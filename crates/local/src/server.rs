@@ -16,6 +16,7 @@ use roomcast_core::management::Management;
 use roomcast_core::management::apigw::ApiGatewayManagement;
 use roomcast_core::policy::Policies;
 use roomcast_core::store::Store;
+use roomcast_core::workers::Dispatch;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -23,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::aws::AwsError;
 use crate::connections::inprocess::InProcessManagement;
 use crate::error::LocalError;
+use crate::fanout_queue::FanoutQueue;
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::http::{self, static_files};
 use crate::{listen, queue, routes, websocket};
@@ -178,10 +180,16 @@ pub async fn serve(
     let mut config = Config::new(table.clone());
     config.management_endpoint = Some(management_endpoint.clone());
     config.policies = options.policies.clone().unwrap_or_else(Policies::open);
+    config.management_rps = roomcast_core::config::DEFAULT_MANAGEMENT_RPS;
+    config.fanout_workers = options.fanout_workers;
+    let fanout_queue = FanoutQueue::new(options.fanout_workers);
+    let dispatch: Arc<dyn Dispatch> = Arc::new(fanout_queue.clone());
     let app = Arc::new(
         App::new(config, Arc::clone(&store), Arc::clone(&management))
-            .with_metrics(Arc::clone(&options.metrics)),
+            .with_metrics(Arc::clone(&options.metrics))
+            .with_dispatch(Arc::clone(&dispatch)),
     );
+    fanout_queue.attach(&app);
     let gateway = match &options.sam {
         None => Gateway::new(options, app, local_addr)?,
         Some(sam) => {
@@ -193,6 +201,7 @@ pub async fn serve(
                 integration_timeout: options.integration_timeout,
                 sdk,
                 metrics: Arc::clone(&options.metrics),
+                dispatch,
             };
             let (routes, authorizer) = template_routes(sam, &shared)?;
             Gateway::with_routes(options, app, local_addr, routes, authorizer)?

@@ -132,30 +132,56 @@ async fn fan_out(
     broadcast: &Broadcast,
     deadline_ms: u64,
 ) -> Result<Result<FanoutStats, Incomplete>, BroadcastError> {
-    let payload = frame(app, broadcast, now_secs()).await?;
+    let (payload, head) = frame(app, broadcast, now_secs()).await?;
     let except: Vec<&str> = broadcast.except.iter().map(String::as_str).collect();
     app.metrics.incr(broadcast.audience.counter());
+    if let Some(workers) = hand_off(app, broadcast, &except, &payload, head.as_ref()).await? {
+        return Ok(Ok(FanoutStats {
+            workers,
+            ..FanoutStats::default()
+        }));
+    }
     Ok(Fanout::for_app(app, endpoint)
         .until(stop_at(deadline_ms))
         .send(broadcast.audience.view(), &except, payload, now_secs())
         .await)
 }
 
-/// The frame of `broadcast`. To a room with history, like a member's `send`, it
-/// gets the stream's next offset and is stored before it is posted.
-pub async fn frame(app: &App, broadcast: &Broadcast, now: u64) -> Result<Bytes, BroadcastError> {
+/// Hands a broadcast to a sharded room to the workers: `Some(jobs)` when it
+/// was, `None` when the caller fans out itself (other audiences, rooms of one
+/// shard, no workers configured).
+pub async fn hand_off(
+    app: &App,
+    broadcast: &Broadcast,
+    except: &[&str],
+    payload: &Bytes,
+    head: Option<&StreamHead>,
+) -> Result<Option<u16>, BroadcastError> {
+    let Audience::Room(room) = &broadcast.audience else {
+        return Ok(None);
+    };
+    Ok(crate::workers::hand_off(app, room, head, except, payload).await?)
+}
+
+/// The frame of `broadcast`, and the stream head it was published at. To a
+/// room with history, like a member's `send`, it gets the stream's next offset
+/// and is stored before it is posted.
+pub async fn frame(
+    app: &App,
+    broadcast: &Broadcast,
+    now: u64,
+) -> Result<(Bytes, Option<StreamHead>), BroadcastError> {
     // Checked before an offset is taken, so a refused frame leaves no gap.
     let plain = broadcast.frame(now_millis(), None)?;
     let Audience::Room(room) = &broadcast.audience else {
-        return Ok(plain);
+        return Ok((plain, None));
     };
     let history = app.config.policies.for_room(room).history;
     let render = |head: Option<&StreamHead>| match head {
         None => Ok(plain.clone()),
         Some(head) => broadcast.frame(now_millis(), Some(head)),
     };
-    let (frame, _head) = stream::publish(app.store.as_ref(), history, room, now, render).await?;
-    Ok(frame)
+    Ok(stream::publish(app.store.as_ref(), history, room, now, render).await?)
 }
 
 /// Logs and counts one fan-out of a broadcast.
@@ -192,7 +218,11 @@ pub async fn handle(app: &App, payload: Value, deadline_ms: u64) -> Result<Value
     if is_sqs_event(&payload) {
         let event: SqsEvent = serde_json::from_value(payload)
             .map_err(|e| invalid(format!("not an SQS event: {e}")))?;
-        let response = handle_sqs(app, event, deadline_ms).await;
+        let response = if crate::workers::is_job_batch(&event) {
+            crate::workers::handle_sqs(app, event, deadline_ms).await
+        } else {
+            handle_sqs(app, event, deadline_ms).await
+        };
         return serde_json::to_value(response).map_err(|e| invalid(e.to_string()));
     }
     // Parsed from text so `data` is kept as raw JSON, as for client frames.

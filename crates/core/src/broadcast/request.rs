@@ -90,6 +90,10 @@ pub enum BroadcastError {
     Store(#[from] StoreError),
     #[error("no @connections endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT")]
     NoEndpoint,
+    /// A sharded room's jobs could not be handed to the workers; the event is
+    /// published (it has its offset) but may have reached none of its members.
+    #[error("handing the fan-out to workers failed: {}", crate::error_chain(.0))]
+    Dispatch(#[from] crate::workers::DispatchError),
 }
 
 impl BroadcastError {
@@ -100,6 +104,7 @@ impl BroadcastError {
             Self::TooLarge(_) => "PayloadTooLarge",
             Self::Store(_) => "StoreError",
             Self::NoEndpoint => "Misconfigured",
+            Self::Dispatch(_) => "DispatchError",
         }
     }
 }

@@ -258,8 +258,8 @@ async fn send_one(
             return false;
         }
     }
-    let payload = match super::frame(app, &queued.broadcast, now).await {
-        Ok(payload) => payload,
+    let (payload, head) = match super::frame(app, &queued.broadcast, now).await {
+        Ok(published) => published,
         // Too large fails again: let it reach the dead-letter queue. A store
         // failure may not: the retry takes a new offset.
         Err(e) => {
@@ -269,6 +269,16 @@ async fn send_one(
         }
     };
     app.metrics.incr(queued.broadcast.audience.counter());
+    match super::hand_off(app, &queued.broadcast, except, &payload, head.as_ref()).await {
+        Ok(Some(_)) => return true,
+        Ok(None) => {}
+        // Published but not handed over: a retry would publish it again, so
+        // count it and move on, as for a fan-out that failed part-way.
+        Err(e) => {
+            tracing::error!(message_id = queued.message_id, error = %e, "queued broadcast not handed to workers; not retried");
+            return true;
+        }
+    }
     match fanout.send(recipients, except, payload, now).await {
         Ok(stats) => log_stats(app, "queued broadcast", &stats),
         // Nothing went out: retrying sends it once.

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use serde_json::{Map, Value, json};
 
-use super::{Counter, FANOUT_MS, Snapshot};
+use super::{Counter, FANOUT_MS, POSTS_PER_SEC, SHARDS, Snapshot};
 
 /// The CloudWatch namespace of roomcast's metrics.
 pub const NAMESPACE: &str = "roomcast";
@@ -49,6 +49,13 @@ pub fn line(snapshot: &Snapshot, stage: &str, timestamp_ms: u64) -> Option<Strin
     if !snapshot.fanout_ms.is_empty() {
         metrics.push(json!({"Name": FANOUT_MS.name, "Unit": "Milliseconds"}));
         root.insert(FANOUT_MS.name.to_owned(), json!(snapshot.fanout_ms));
+    }
+    if !snapshot.jobs.is_empty() {
+        let (rates, shards): (Vec<u64>, Vec<u16>) = snapshot.jobs.iter().copied().unzip();
+        metrics.push(json!({"Name": POSTS_PER_SEC.name, "Unit": "Count/Second"}));
+        root.insert(POSTS_PER_SEC.name.to_owned(), json!(rates));
+        metrics.push(json!({"Name": SHARDS.name, "Unit": "Count"}));
+        root.insert(SHARDS.name.to_owned(), json!(shards));
     }
     if metrics.is_empty() {
         return None;

@@ -89,6 +89,10 @@ counters! {
     SqsConflated => SQS_CONFLATED, None;
     /// Broadcasts skipped as repeats of one already sent (same idempotency key).
     BroadcastRepeats => BROADCAST_REPEATS, None;
+    /// Fan-out jobs handed to workers (one per shard of a big room's event).
+    FanoutJobs => FANOUT_JOBS, None;
+    /// Fan-out jobs a worker ran (repeats not included).
+    FanoutJobsRun => FANOUT_JOBS_RUN, None;
 }
 
 /// A family of counters: its name, its label (if it has one) and its help text.
@@ -165,6 +169,30 @@ const BROADCAST_REPEATS: Family = Family::new(
     "Broadcasts skipped as repeats (an SQS redelivery, or a reused idempotency key).",
 );
 
+const FANOUT_JOBS: Family = Family::new(
+    "fanout_jobs",
+    None,
+    "Fan-out jobs handed to workers: one per shard of each event to a sharded room.",
+);
+const FANOUT_JOBS_RUN: Family = Family::new(
+    "fanout_jobs_run",
+    None,
+    "Fan-out jobs workers ran (repeats skipped are not counted).",
+);
+
+/// A worker's posts per second, one value per job run.
+pub const POSTS_PER_SEC: Family = Family::new(
+    "fanout_posts_per_sec",
+    None,
+    "Posts per second of the last fan-out job a worker ran.",
+);
+/// The shard count of the room of each job run.
+pub const SHARDS: Family = Family::new(
+    "fanout_shards",
+    None,
+    "Shards of the room of the last fan-out job a worker ran.",
+);
+
 /// The fan-out duration: a histogram in Prometheus, one value per fan-out in EMF.
 pub const FANOUT_MS: Family = Family::new(
     "fanout_ms",
@@ -223,6 +251,8 @@ pub struct Metrics {
     buckets: [AtomicU64; FANOUT_MS_BUCKETS.len() + 1],
     ms_sum: AtomicU64,
     samples: Mutex<Vec<u64>>,
+    /// Each job run since the last drain: (posts per second, shard count).
+    jobs: Mutex<Vec<(u64, u16)>>,
 }
 
 // By hand: `Default` is derived for arrays of at most 32 elements.
@@ -233,6 +263,7 @@ impl Default for Metrics {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             ms_sum: AtomicU64::new(0),
             samples: Mutex::default(),
+            jobs: Mutex::default(),
         }
     }
 }
@@ -284,6 +315,9 @@ pub struct Snapshot {
     pub counters: Vec<(Counter, u64)>,
     pub histogram: Histogram,
     pub fanout_ms: Vec<u64>,
+    /// The jobs workers ran: (posts per second, shard count), at most
+    /// [`MAX_SAMPLES`] between drains; `roomcast dev` keeps the last.
+    pub jobs: Vec<(u64, u16)>,
 }
 
 impl Snapshot {
@@ -330,6 +364,16 @@ impl Metrics {
         }
     }
 
+    /// Records a job a worker ran: its posts per second and its room's shards.
+    pub fn worker(&self, posts_per_sec: u64, shards: u16) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if jobs.len() >= MAX_SAMPLES {
+            // Keep the newest: `roomcast dev` never drains, and reports the last.
+            jobs.remove(0);
+        }
+        jobs.push((posts_per_sec, shards));
+    }
+
     /// The totals so far (`roomcast dev`'s `/metrics`).
     pub fn snapshot(&self) -> Snapshot {
         self.read(|a| a.load(Ordering::Relaxed), false)
@@ -347,7 +391,16 @@ impl Metrics {
         } else {
             samples.clone()
         };
+        let jobs = {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            if reset {
+                std::mem::take(&mut *jobs)
+            } else {
+                jobs.clone()
+            }
+        };
         Snapshot {
+            jobs,
             counters: Counter::ALL
                 .iter()
                 .map(|&c| (c, take(&self.counters[c.index()])))

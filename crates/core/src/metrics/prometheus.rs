@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Counter, FANOUT_MS, FANOUT_MS_BUCKETS, Snapshot};
+use super::{Counter, FANOUT_MS, FANOUT_MS_BUCKETS, POSTS_PER_SEC, SHARDS, Snapshot};
 
 /// The `Content-Type` of the format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -57,6 +57,13 @@ pub fn render(snapshot: &Snapshot, gauges: &[Gauge]) -> String {
     }
     let _ = writeln!(out, "{PREFIX}{name}_sum {}", histogram.sum);
     let _ = writeln!(out, "{PREFIX}{name}_count {}", histogram.count());
+    if let Some(&(rate, shards)) = snapshot.jobs.last() {
+        for (family, value) in [(POSTS_PER_SEC, rate), (SHARDS, u64::from(shards))] {
+            let _ = writeln!(out, "# HELP {PREFIX}{} {}", family.name, family.help);
+            let _ = writeln!(out, "# TYPE {PREFIX}{} gauge", family.name);
+            let _ = writeln!(out, "{PREFIX}{} {value}", family.name);
+        }
+    }
     for gauge in gauges {
         let _ = writeln!(out, "# HELP {} {}", gauge.name, gauge.help);
         let _ = writeln!(out, "# TYPE {} gauge", gauge.name);

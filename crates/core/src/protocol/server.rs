@@ -121,6 +121,10 @@ pub enum ServerFrame<'a> {
         /// For `send`: how many of those posts API Gateway accepted.
         #[serde(skip_serializing_if = "Option::is_none")]
         delivered: Option<usize>,
+        /// For `send` to a sharded room: the event was handed to this many
+        /// workers, one per shard, which deliver it after the ack.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        workers: Option<u16>,
         /// In a room with history: for `join`, where the room's stream is now; for
         /// `send`, the event's place in it.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -258,6 +262,7 @@ mod tests {
             room: Some("r"),
             recipients: Some(2),
             delivered: Some(1),
+            workers: None,
             offset: None,
             epoch: None,
             recovered: None,

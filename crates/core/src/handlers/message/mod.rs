@@ -247,6 +247,8 @@ pub(super) type Reply = Result<Option<String>, Refusal>;
 pub(super) struct AckDetail<'a> {
     /// For `send`: recipients and deliveries.
     sent: Option<(usize, usize)>,
+    /// For `send` to a sharded room: the workers it was handed to.
+    workers: Option<u16>,
     /// In a room with history: the stream's head after the frame.
     head: Option<&'a StreamHead>,
     /// For a `join` with `since`.
@@ -266,6 +268,7 @@ impl Route<'_> {
                 room: Some(room),
                 recipients: detail.sent.map(|s| s.0),
                 delivered: detail.sent.map(|s| s.1),
+                workers: detail.workers,
                 offset: detail.head.map(|h| h.offset),
                 epoch: detail.head.map(|h| h.epoch.as_str()),
                 recovered: detail.recovered,

@@ -1,6 +1,7 @@
 //! `send`: posts an event to a room's other members through the fan-out engine;
 //! in a room with history the event gets the stream's next offset and is stored
-//! before it is posted.
+//! before it is posted. In a sharded room the fan-out is handed to workers
+//! (`crate::workers`) and the sender is acked with the event's offset at once.
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -8,9 +9,10 @@ use serde_json::value::RawValue;
 use super::{AckDetail, Reply, Route, internal};
 use crate::fanout::Fanout;
 use crate::names::route::SEND;
-use crate::protocol::ServerFrame;
+use crate::protocol::{ErrorCode, ProtocolError, ServerFrame};
 use crate::store::{StoreError, StreamHead, now_millis, now_secs};
 use crate::stream;
+use crate::workers;
 
 /// Only members may send to a room; the sender does not receive its own event.
 pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawValue) -> Reply {
@@ -35,6 +37,23 @@ pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawV
     let (payload, head) = stream::publish(app.store.as_ref(), history, room, now, render)
         .await
         .map_err(internal)?;
+    // A sharded room's members are reached by workers: the ack goes at once.
+    let handed = workers::hand_off(app, room, head.as_ref(), &[connection_id], &payload).await;
+    match handed {
+        Ok(Some(workers)) => {
+            let detail = AckDetail {
+                workers: Some(workers),
+                head: head.as_ref(),
+                ..AckDetail::default()
+            };
+            return Ok(route.ack(SEND, room, detail));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(connection_id, error = %crate::error_chain(&e), "handing the fan-out to workers failed");
+            return Err(ProtocolError::new(ErrorCode::Internal, "temporary failure; try again").into());
+        }
+    }
     let stats = Fanout::for_app(app, &endpoint)
         .to_room(room, Some(connection_id), payload, now)
         .await
