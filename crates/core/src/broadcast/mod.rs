@@ -137,7 +137,12 @@ async fn fan_out(
     app.metrics.incr(broadcast.audience.counter());
     Ok(Fanout::for_app(app, endpoint)
         .until(stop_at(deadline_ms))
-        .send(broadcast.audience.view(), &except, payload, now_secs())
+        .send(
+            broadcast.audience.view(&app.config.policies),
+            &except,
+            payload,
+            now_secs(),
+        )
         .await)
 }
 
