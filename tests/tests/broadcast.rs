@@ -199,7 +199,7 @@ async fn gone_connections_are_cleaned_up_under_injected_410(delivery: Delivery) 
     assert_eq!(received, stats.delivered);
     // The fan-out removed the gone connections before answering.
     let now = roomcast_core::store::now_secs();
-    let page = store.members_page("lossy", None, 100, now).await.unwrap();
+    let page = store.members_page("lossy", 0, None, 100, now).await.unwrap();
     assert_eq!(page.members.len() as u64, stats.delivered);
     let all = store.connections_page(None, 100, now).await.unwrap();
     assert_eq!(all.connection_ids.len() as u64, stats.delivered);

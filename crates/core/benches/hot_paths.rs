@@ -88,7 +88,7 @@ fn fan_out(c: &mut Criterion) {
                     user_id: None,
                     expires_at: u64::MAX,
                 };
-                store.join("room", &member).await.unwrap();
+                store.join("room", 0, &member).await.unwrap();
             }
         });
         group.throughput(Throughput::Elements(members as u64));
@@ -105,7 +105,13 @@ fn fan_out(c: &mut Criterion) {
                     pacer: None,
                 };
                 let stats = fanout
-                    .to_room("room", None, Bytes::from_static(b"{\"type\":\"event\"}"), 0)
+                    .to_room(
+                        "room",
+                        1,
+                        None,
+                        Bytes::from_static(b"{\"type\":\"event\"}"),
+                        0,
+                    )
                     .await
                     .unwrap();
                 assert_eq!(stats.delivered, members);

@@ -3,7 +3,9 @@
 //!
 //! Audience are read page by page as a stream and posted with bounded concurrency,
 //! so posting starts with the first page and the next page is fetched while posts
-//! are in flight. Each post is retried on 429 and 5xx with full-jitter exponential
+//! are in flight. A room whose memberships are spread over several shards is read
+//! one page of every shard at a time, the shards' reads in parallel and their ids
+//! interleaved, so reading K shards takes about as long as reading one. Each post is retried on 429 and 5xx with full-jitter exponential
 //! backoff within a deadline; a 410 removes the connection and its memberships.
 //!
 //! Recipients whose token has expired are not skipped: their connection and
@@ -127,8 +129,12 @@ pub struct Incomplete {
 /// Who a fan-out posts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience<'a> {
-    /// The room's live members (Query on `room#<room>`).
-    Room(&'a str),
+    /// The room's live members in all of its `shards` (its namespace's
+    /// [`Policies::shards`]): a Query per shard partition, the shards in parallel.
+    Room { room: &'a str, shards: u16 },
+    /// The live members of one shard of a room: what one of several workers
+    /// sharing a big room's fan-out posts to.
+    Shard { room: &'a str, shard: u16 },
     /// The user's live connections (Query on the `byUser` index).
     User(&'a str),
     /// These connection ids, duplicates posted once. Not looked up: an id that is
@@ -141,9 +147,23 @@ pub enum Audience<'a> {
 /// The paged source of [`Audience`], owned so each page read can be boxed.
 #[derive(Clone)]
 enum Source {
-    Room(String),
+    /// A room's members in these shards.
+    Room {
+        room: String,
+        shards: Vec<u16>,
+    },
     User(String),
     All,
+}
+
+/// Where the next page of a [`Source`] starts.
+#[derive(Clone)]
+enum Cursor {
+    /// A user's or every connection's listing: the store's cursor.
+    One(String),
+    /// A room: the shards not read to the end, each with its store cursor
+    /// (`None`: from its first member).
+    Shards(Vec<(u16, Option<String>)>),
 }
 
 /// The recipients read and not yet posted to, and who is left out.
@@ -189,7 +209,14 @@ impl Source {
     /// The paged source of `recipients`, or the list of ids they are.
     fn of<'r>(recipients: Audience<'r>) -> Result<Self, &'r [String]> {
         match recipients {
-            Audience::Room(room) => Ok(Self::Room(room.to_owned())),
+            Audience::Room { room, shards } => Ok(Self::Room {
+                room: room.to_owned(),
+                shards: (0..shards.max(1)).collect(),
+            }),
+            Audience::Shard { room, shard } => Ok(Self::Room {
+                room: room.to_owned(),
+                shards: vec![shard],
+            }),
             Audience::User(user) => Ok(Self::User(user.to_owned())),
             Audience::All => Ok(Self::All),
             Audience::Connections(ids) => Err(ids),
@@ -280,16 +307,18 @@ impl<'a> Fanout<'a> {
 }
 
 impl Fanout<'_> {
-    /// Posts `payload` to every live member of `room` but `except`.
+    /// Posts `payload` to every live member of `room`, in its `shards`, but `except`.
     pub async fn to_room(
         &self,
         room: &str,
+        shards: u16,
         except: Option<&str>,
         payload: Bytes,
         now: u64,
     ) -> Result<FanoutStats, StoreError> {
         let except: Vec<&str> = except.into_iter().collect();
-        self.to(Audience::Room(room), &except, payload, now).await
+        self.to(Audience::Room { room, shards }, &except, payload, now)
+            .await
     }
 
     /// Posts `payload` to every one of `recipients` but those in `except`. A failed
@@ -461,7 +490,8 @@ impl Fanout<'_> {
         }
     }
 
-    /// Every live recipient of `recipients`, read once, page by page; `None` when
+    /// Every live recipient of `recipients` (every shard of a room), read once,
+    /// page by page; `None` when
     /// there are more than `max` (a list of ids is returned as it is).
     pub async fn list(
         &self,
@@ -636,13 +666,13 @@ pub trait Departures: Sync {
 struct RecipientPage {
     connection_ids: Vec<String>,
     expired: Vec<String>,
-    next: Option<String>,
+    next: Option<Cursor>,
 }
 
 impl RecipientPage {
     /// Splits a page read as of [`EXPIRED_LOOKBACK`] ago into the live (expiring
     /// after `now`) and those ended since.
-    fn split(ids: impl IntoIterator<Item = (String, u64)>, next: Option<String>, now: u64) -> Self {
+    fn split(ids: impl IntoIterator<Item = (String, u64)>, next: Option<Cursor>, now: u64) -> Self {
         let (live, expired): (Vec<_>, Vec<_>) = ids.into_iter().partition(|(_, at)| *at > now);
         Self {
             connection_ids: live.into_iter().map(|(id, _)| id).collect(),
@@ -654,27 +684,66 @@ impl RecipientPage {
     /// A user's or every connection's page, split like a room's.
     fn of_connections(page: ConnectionPage, now: u64) -> Self {
         let ids = page.connection_ids.into_iter().zip(page.expires_at);
-        Self::split(ids, page.next, now)
+        Self::split(ids, page.next.map(Cursor::One), now)
     }
 }
 
 /// The read of one recipient page.
 type PageRead<'a> = BoxFuture<'a, Result<RecipientPage, StoreError>>;
 
+/// The next page of each of `shards` of `room`, read in parallel, their members
+/// interleaved (one of each shard in turn) so a page's posts spread over the
+/// shards; the page's cursor holds the shards with more to read.
+async fn read_shards(
+    store: &dyn Store,
+    room: &str,
+    shards: Vec<(u16, Option<String>)>,
+    since: u64,
+    now: u64,
+) -> Result<RecipientPage, StoreError> {
+    let reads = shards.into_iter().map(|(shard, cursor)| async move {
+        let page = store
+            .members_page(room, shard, cursor.as_deref(), PAGE_SIZE, since)
+            .await?;
+        Ok::<_, StoreError>((shard, page))
+    });
+    let pages = futures::future::try_join_all(reads).await?;
+    let mut left = Vec::new();
+    let mut lists = Vec::with_capacity(pages.len());
+    for (shard, page) in pages {
+        if let Some(next) = page.next {
+            left.push((shard, Some(next)));
+        }
+        lists.push(page.members.into_iter());
+    }
+    let total = lists.iter().map(ExactSizeIterator::len).sum();
+    let mut ids = Vec::with_capacity(total);
+    while ids.len() < total {
+        for list in &mut lists {
+            ids.extend(list.next().map(|m| (m.connection_id, m.expires_at)));
+        }
+    }
+    let next = (!left.is_empty()).then_some(Cursor::Shards(left));
+    Ok(RecipientPage::split(ids, next, now))
+}
+
 /// One page of a paged source's connection ids, boxed so the fan-out can hold
 /// the next read while posts are in flight. Every page is read as of
 /// [`EXPIRED_LOOKBACK`] ago, so memberships and connections that ended since
 /// come back, apart.
-fn read_page(store: &dyn Store, source: Source, cursor: Option<String>, now: u64) -> PageRead<'_> {
+fn read_page(store: &dyn Store, source: Source, cursor: Option<Cursor>, now: u64) -> PageRead<'_> {
     Box::pin(async move {
-        let cursor = cursor.as_deref();
         let since = now.saturating_sub(EXPIRED_LOOKBACK.as_secs());
+        let (shards, cursor) = match cursor {
+            Some(Cursor::Shards(shards)) => (Some(shards), None),
+            Some(Cursor::One(cursor)) => (None, Some(cursor)),
+            None => (None, None),
+        };
+        let cursor = cursor.as_deref();
         match &source {
-            Source::Room(room) => {
-                let page = store.members_page(room, cursor, PAGE_SIZE, since).await?;
-                let members = page.members.into_iter();
-                let ids = members.map(|m| (m.connection_id, m.expires_at));
-                Ok(RecipientPage::split(ids, page.next, now))
+            Source::Room { room, shards: all } => {
+                let shards = shards.unwrap_or_else(|| all.iter().map(|&s| (s, None)).collect());
+                read_shards(store, room, shards, since, now).await
             }
             Source::User(user) => {
                 let page = store

@@ -34,7 +34,8 @@ pub mod binary {
 
 /// The single table's attribute names and key prefixes.
 pub mod attr {
-    /// Partition key: `conn#<connectionId>` or `room#<room>`.
+    /// Partition key: `conn#<connectionId>`, or `room#<room>` (`room#<room>#<shard>`
+    /// for shards after the first).
     pub const PK: &str = "pk";
     /// Sort key: `meta` for a connection item, `conn#<connectionId>` for a membership.
     pub const SK: &str = "sk";
@@ -92,6 +93,9 @@ pub mod attr {
 
     pub const CONN_PREFIX: &str = "conn#";
     pub const ROOM_PREFIX: &str = "room#";
+    /// Between a room and its shard in a membership partition key,
+    /// `room#<room>#<shard>` (shard 0 has no suffix); room names contain no `#`.
+    pub const SHARD_SEPARATOR: char = '#';
     pub const META_SK: &str = "meta";
 }
 

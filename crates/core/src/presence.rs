@@ -36,26 +36,41 @@ pub struct Budget {
     pub cut: usize,
 }
 
-/// Reads up to [`MAX_LISTED`] live members of `room` after the page token
-/// `after` (one Query per 1,000), and groups those that fit `budget`.
+/// Reads up to [`MAX_LISTED`] live members of `room`, spread over `shards`, after
+/// the page token `after` (one Query per 1,000 and per shard reached), and groups
+/// those that fit `budget`. The shards are listed one after the other.
 pub async fn list(
     store: &dyn Store,
     room: &str,
+    shards: u16,
     connection_id: &str,
     after: Option<&str>,
     budget: Budget,
     now: u64,
 ) -> Result<Listing, StoreError> {
+    let shards = shards.max(1);
+    let (mut shard, mut cursor) = match after {
+        Some(after) => decode_after(after, shards)?,
+        None => (0, None),
+    };
     let mut members = Vec::new();
-    let mut cursor = after.map(str::to_owned);
-    while members.len() <= MAX_LISTED {
+    // The shard of each of `members`, for the token that resumes after it.
+    let mut shard_of_member = Vec::new();
+    while members.len() <= MAX_LISTED && shard < shards {
         let page = store
-            .members_page(room, cursor.as_deref(), MAX_LISTED + 1 - members.len(), now)
+            .members_page(
+                room,
+                shard,
+                cursor.as_deref(),
+                MAX_LISTED + 1 - members.len(),
+                now,
+            )
             .await?;
+        shard_of_member.resize(shard_of_member.len() + page.members.len(), shard);
         members.extend(page.members);
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
+        cursor = page.next;
+        if cursor.is_none() {
+            shard += 1;
         }
     }
     let more = members.len() > MAX_LISTED;
@@ -69,7 +84,10 @@ pub async fn list(
     let listed = &members[..count];
     // One entry always fits, so a cut listing has a last member to resume after.
     let after = if count < members.len() || more {
-        listed.last().map(|m| store.member_cursor(&m.connection_id))
+        listed.last().map(|m| {
+            let cursor = store.member_cursor(&m.connection_id);
+            encode_after(shard_of_member[count - 1], &cursor, shards)
+        })
     } else {
         None
     };
@@ -79,6 +97,40 @@ pub async fn list(
         after,
         includes: listed.iter().any(|m| m.connection_id == connection_id),
     })
+}
+
+/// Separates the shard from the store's cursor in the page token of a room with
+/// several shards: `<shard>.<cursor>`. A room with one shard's token is the
+/// store's cursor alone, as before rooms had shards.
+const AFTER_SEPARATOR: char = '.';
+
+/// The page token that resumes after `cursor` in `shard`.
+fn encode_after(shard: u16, cursor: &str, shards: u16) -> String {
+    if shards == 1 {
+        cursor.to_owned()
+    } else {
+        format!("{shard}{AFTER_SEPARATOR}{cursor}")
+    }
+}
+
+/// The shard and store cursor a page token stands for; a token of another shard
+/// count (or none at all) is a bad cursor.
+fn decode_after(after: &str, shards: u16) -> Result<(u16, Option<String>), StoreError> {
+    if shards == 1 {
+        return Ok((0, Some(after.to_owned())));
+    }
+    let (shard, cursor) = after
+        .split_once(AFTER_SEPARATOR)
+        .ok_or(StoreError::BadCursor)?;
+    let shard = shard
+        .parse::<u16>()
+        .ok()
+        .filter(|s| *s < shards)
+        .ok_or(StoreError::BadCursor)?;
+    if cursor.is_empty() {
+        return Err(StoreError::BadCursor);
+    }
+    Ok((shard, Some(cursor.to_owned())))
 }
 
 type Groups = BTreeMap<Option<String>, usize>;
@@ -161,10 +213,11 @@ pub async fn announce(
         ..*fanout
     };
     let except: Vec<&str> = member.connection_id.into_iter().collect();
-    match quiet
-        .to(Audience::Room(room), &except, Bytes::from(frame), now)
-        .await
-    {
+    let audience = Audience::Room {
+        room,
+        shards: policies.shards(room),
+    };
+    match quiet.to(audience, &except, Bytes::from(frame), now).await {
         Ok(stats) => tracing::debug!(recipients = stats.recipients, "presence change posted"),
         Err(e) => {
             tracing::warn!(error = %crate::error_chain(&e), "could not post a presence change")

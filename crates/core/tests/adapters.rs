@@ -120,8 +120,8 @@ async fn handlers_over_dynamodb_clean_up_gone_connections() {
     );
     assert_eq!(h.management.received("b=").len(), 1);
     // The gone connection's items are gone from DynamoDB, in every room.
-    assert_eq!(store.member("r", "dead=", 0).await.unwrap(), None);
-    assert_eq!(store.member("s", "dead=", 0).await.unwrap(), None);
+    assert_eq!(store.member("r", 0, "dead=", 0).await.unwrap(), None);
+    assert_eq!(store.member("s", 0, "dead=", 0).await.unwrap(), None);
 
     assert_eq!(
         disconnect(&h.app, event("$disconnect", "b=", None, None))

@@ -805,7 +805,7 @@ async fn namespace_policies_decide_who_joins_and_sends() {
     // A refused join stored nothing.
     assert!(
         h.store
-            .member("chat:1", "p0=", now_secs())
+            .member("chat:1", 0, "p0=", now_secs())
             .await
             .unwrap()
             .is_none()
@@ -851,7 +851,7 @@ async fn rate_limits_refuse_then_close_flooding_connections() {
     // Refused joins stored nothing.
     assert!(
         h.store
-            .member("other:1", "f1=", now_secs())
+            .member("other:1", 0, "f1=", now_secs())
             .await
             .unwrap()
             .is_none()
@@ -960,7 +960,7 @@ async fn memberships_and_the_connection_end_with_the_token() {
         let store = h.store.clone();
         async move {
             store
-                .members_page("chat:1", None, 10, at)
+                .members_page("chat:1", 0, None, 10, at)
                 .await
                 .unwrap()
                 .members

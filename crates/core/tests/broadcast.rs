@@ -190,7 +190,7 @@ async fn gone_connections_are_removed_and_throttling_is_retried() {
     assert_eq!(result["throttled_retries"], 2);
     let now = now_secs();
     assert!(h.store.connection("b=", now).await.unwrap().is_none());
-    assert!(h.store.member("s", "b=", now).await.unwrap().is_none());
+    assert!(h.store.member("s", 0, "b=", now).await.unwrap().is_none());
     let users = h
         .store
         .user_connections_page("u", None, 10, now)
@@ -549,7 +549,7 @@ fn counting(fail_later_pages: bool) -> (Harness, Arc<Counting>) {
     let counts = Arc::new(Counting::default());
     let seen = counts.clone();
     let store = FailingStore::new(move |call| match call {
-        Call::MembersPage { room, cursor } => {
+        Call::MembersPage { room, cursor, .. } => {
             seen.members_pages.fetch_add(1, Ordering::SeqCst);
             room == "broken" || (fail_later_pages && cursor.is_some())
         }
@@ -573,7 +573,7 @@ async fn a_recipient_read_failing_mid_fanout_keeps_what_went_out() {
             user_id: None,
             expires_at: now_secs() + 3600,
         };
-        h.app.store.join("big", &member).await.unwrap();
+        h.app.store.join("big", 0, &member).await.unwrap();
     }
     let fanout = roomcast_core::fanout::Fanout {
         store: h.app.store.as_ref(),
@@ -587,7 +587,10 @@ async fn a_recipient_read_failing_mid_fanout_keeps_what_went_out() {
     };
     let incomplete = fanout
         .send(
-            roomcast_core::fanout::Audience::Room("big"),
+            roomcast_core::fanout::Audience::Room {
+                room: "big",
+                shards: 1,
+            },
             &[],
             bytes::Bytes::from_static(b"{}"),
             now_secs(),
@@ -626,7 +629,7 @@ async fn queued_all_broadcasts_stream_per_message() {
             user_id: None,
             expires_at: now_secs() + 3600,
         };
-        h.app.store.join("r", &member).await.unwrap();
+        h.app.store.join("r", 0, &member).await.unwrap();
     }
     let batch = json!({"Records": [
         record("x1", 1, r#"{"all":true,"event":"x","data":1,"except":["c="]}"#),

@@ -46,11 +46,11 @@ async fn a_room_fanout_closes_members_whose_token_expired() {
             user_id: None,
             expires_at,
         };
-        h.store.join("chat:1", &member).await.unwrap();
+        h.store.join("chat:1", 0, &member).await.unwrap();
     }
     let fanout = Fanout::for_app(&h.app, ENDPOINT);
     let stats = fanout
-        .to_room("chat:1", None, Bytes::from_static(br#"{"n":1}"#), now)
+        .to_room("chat:1", 1, None, Bytes::from_static(br#"{"n":1}"#), now)
         .await
         .unwrap();
     // Only the live member is a recipient; the expired one is told, then

@@ -243,10 +243,10 @@ async fn gone_connections_are_removed_during_a_send() {
     );
     assert_eq!(h.management.received("b=").len(), 1);
     // The gone connection lost its record and every membership, not just this room's.
-    assert_eq!(h.store.member("r", "dead=", 0).await.unwrap(), None);
-    assert_eq!(h.store.member("other", "dead=", 0).await.unwrap(), None);
+    assert_eq!(h.store.member("r", 0, "dead=", 0).await.unwrap(), None);
+    assert_eq!(h.store.member("other", 0, "dead=", 0).await.unwrap(), None);
     assert_eq!(h.store.connection("dead=", 0).await.unwrap(), None);
-    assert!(h.store.member("r", "b=", 0).await.unwrap().is_some());
+    assert!(h.store.member("r", 0, "b=", 0).await.unwrap().is_some());
     let reply = send(
         &h,
         "a=",
@@ -309,9 +309,9 @@ async fn disconnect_removes_connection_and_memberships() {
             .status_code,
         200
     );
-    assert_eq!(h.store.member("r1", "a=", 0).await.unwrap(), None);
-    assert_eq!(h.store.member("r2", "a=", 0).await.unwrap(), None);
-    assert!(h.store.member("r1", "b=", 0).await.unwrap().is_some());
+    assert_eq!(h.store.member("r1", 0, "a=", 0).await.unwrap(), None);
+    assert_eq!(h.store.member("r2", 0, "a=", 0).await.unwrap(), None);
+    assert!(h.store.member("r1", 0, "b=", 0).await.unwrap().is_some());
     let reply = send(
         &h,
         "b=",

@@ -114,7 +114,7 @@ async fn members(store: &dyn Store, room: &str, lengths: &[usize]) {
         user_id: Some("u-req=".into()),
         expires_at,
     };
-    store.join(room, &requester).await.unwrap();
+    store.join(room, 0, &requester).await.unwrap();
     for (i, &len) in lengths.iter().enumerate() {
         let user = format!("{i:04}{}", "u".repeat(len - 4));
         let member = Member {
@@ -122,7 +122,7 @@ async fn members(store: &dyn Store, room: &str, lengths: &[usize]) {
             user_id: Some(user),
             expires_at,
         };
-        store.join(room, &member).await.unwrap();
+        store.join(room, 0, &member).await.unwrap();
     }
 }
 

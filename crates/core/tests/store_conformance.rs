@@ -39,7 +39,7 @@ async fn all_members(store: &dyn Store, room: &str, page: usize, now: u64) -> Ve
     let mut pages = 0;
     loop {
         let p = store
-            .members_page(room, cursor.as_deref(), page, now)
+            .members_page(room, 0, cursor.as_deref(), page, now)
             .await
             .unwrap();
         assert!(
@@ -77,14 +77,23 @@ async fn suite(store: &dyn Store) {
     assert_eq!(store.connection("anon=", NOW).await.unwrap(), Some(anon));
 
     // Join is idempotent, membership is per room, rooms with shared prefixes stay apart.
-    store.join("chat", &member("aA1+/b=", LATER)).await.unwrap();
-    store.join("chat", &member("aA1+/b=", LATER)).await.unwrap();
-    store.join("chat:1", &member("anon=", LATER)).await.unwrap();
+    store
+        .join("chat", 0, &member("aA1+/b=", LATER))
+        .await
+        .unwrap();
+    store
+        .join("chat", 0, &member("aA1+/b=", LATER))
+        .await
+        .unwrap();
+    store
+        .join("chat:1", 0, &member("anon=", LATER))
+        .await
+        .unwrap();
     assert_eq!(
-        store.member("chat", "aA1+/b=", NOW).await.unwrap(),
+        store.member("chat", 0, "aA1+/b=", NOW).await.unwrap(),
         Some(member("aA1+/b=", LATER))
     );
-    assert_eq!(store.member("chat", "anon=", NOW).await.unwrap(), None);
+    assert_eq!(store.member("chat", 0, "anon=", NOW).await.unwrap(), None);
     assert_eq!(
         ids(&all_members(store, "chat", 10, NOW).await),
         BTreeSet::from(["aA1+/b=".to_owned()])
@@ -98,7 +107,7 @@ async fn suite(store: &dyn Store) {
     // Pagination returns every member exactly once, in pages of at most `limit`.
     let many: Vec<String> = (0..23).map(|i| format!("m{i:02}=")).collect();
     for id in &many {
-        store.join("big", &member(id, LATER)).await.unwrap();
+        store.join("big", 0, &member(id, LATER)).await.unwrap();
     }
     for page in [1, 5, 23, 100] {
         let got = all_members(store, "big", page, NOW).await;
@@ -107,16 +116,19 @@ async fn suite(store: &dyn Store) {
     }
 
     // Expired memberships are ignored by every read.
-    store.join("big", &member("stale=", NOW - 1)).await.unwrap();
-    assert_eq!(store.member("big", "stale=", NOW).await.unwrap(), None);
+    store
+        .join("big", 0, &member("stale=", NOW - 1))
+        .await
+        .unwrap();
+    assert_eq!(store.member("big", 0, "stale=", NOW).await.unwrap(), None);
     assert!(!ids(&all_members(store, "big", 4, NOW).await).contains("stale="));
     assert_eq!(all_members(store, "big", 4, NOW).await.len(), many.len());
 
     // Leave reports whether the membership existed, and only removes that one.
-    assert!(store.leave("big", "m00=").await.unwrap());
-    assert!(!store.leave("big", "m00=").await.unwrap());
-    assert!(!store.leave("nowhere", "m01=").await.unwrap());
-    assert_eq!(store.member("big", "m00=", NOW).await.unwrap(), None);
+    assert!(store.leave("big", 0, "m00=").await.unwrap());
+    assert!(!store.leave("big", 0, "m00=").await.unwrap());
+    assert!(!store.leave("nowhere", 0, "m01=").await.unwrap());
+    assert_eq!(store.member("big", 0, "m00=", NOW).await.unwrap(), None);
     assert_eq!(
         all_members(store, "big", 7, NOW).await.len(),
         many.len() - 1
@@ -128,15 +140,15 @@ async fn suite(store: &dyn Store) {
     store.put_connection(&bob).await.unwrap();
     for r in 0..30 {
         store
-            .join(&format!("r{r}"), &member("bob=", LATER))
+            .join(&format!("r{r}"), 0, &member("bob=", LATER))
             .await
             .unwrap();
         store
-            .join(&format!("r{r}"), &member("carol=", LATER))
+            .join(&format!("r{r}"), 0, &member("carol=", LATER))
             .await
             .unwrap();
     }
-    store.join("big", &member("bob=", LATER)).await.unwrap();
+    store.join("big", 0, &member("bob=", LATER)).await.unwrap();
     let removed = store.remove_connection("bob=").await.unwrap();
     assert_eq!(removed.items, 1 + 30 + 1);
     // The rooms it was in, in name order, for presence `leave`s.
@@ -147,7 +159,7 @@ async fn suite(store: &dyn Store) {
     assert_eq!(store.connection("bob=", NOW).await.unwrap(), None);
     for r in 0..30 {
         let room = format!("r{r}");
-        assert_eq!(store.member(&room, "bob=", NOW).await.unwrap(), None);
+        assert_eq!(store.member(&room, 0, "bob=", NOW).await.unwrap(), None);
         assert_eq!(
             ids(&all_members(store, &room, 10, NOW).await),
             BTreeSet::from(["carol=".to_owned()])
@@ -276,7 +288,10 @@ async fn rate_suite(store: &dyn Store) {
         .put_connection(&connection("rc1=", Some("u")))
         .await
         .unwrap();
-    store.join("chat:1", &member("rc1=", LATER)).await.unwrap();
+    store
+        .join("chat:1", 0, &member("rc1=", LATER))
+        .await
+        .unwrap();
     assert_eq!(store.remove_connection("rc1=").await.unwrap().items, 1 + 1);
     // Counters are not connections or members.
     assert_eq!(store.connection("rc2=", NOW).await.unwrap(), None);
@@ -483,7 +498,7 @@ async fn dynamo_store_conforms() {
     let store = dynamo_store().await;
     suite(&store).await;
     assert!(matches!(
-        store.members_page("big", Some("garbage"), 5, NOW).await,
+        store.members_page("big", 0, Some("garbage"), 5, NOW).await,
         Err(StoreError::BadCursor)
     ));
 }

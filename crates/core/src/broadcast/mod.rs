@@ -143,7 +143,12 @@ async fn fan_out(
     }
     Ok(Fanout::for_app(app, endpoint)
         .until(stop_at(deadline_ms))
-        .send(broadcast.audience.view(), &except, payload, now_secs())
+        .send(
+            broadcast.audience.view(&app.config.policies),
+            &except,
+            payload,
+            now_secs(),
+        )
         .await)
 }
 

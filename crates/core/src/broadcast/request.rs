@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use crate::fanout;
 use crate::limits::GATEWAY_MAX_PAYLOAD;
 use crate::metrics::Counter;
+use crate::policy::Policies;
 use crate::protocol::{MAX_EVENT_BYTES, Sender, ServerFrame, validate_room};
 use crate::store::StoreError;
 use crate::store::StreamHead;
@@ -237,10 +238,14 @@ impl Broadcast {
 }
 
 impl Audience {
-    /// The audience as the fan-out engine reads it.
-    pub fn view(&self) -> fanout::Audience<'_> {
+    /// The audience as the fan-out engine reads it: a room in all the shards its
+    /// namespace's policy spreads it over.
+    pub fn view(&self, policies: &Policies) -> fanout::Audience<'_> {
         match self {
-            Self::Room(room) => fanout::Audience::Room(room),
+            Self::Room(room) => fanout::Audience::Room {
+                room,
+                shards: policies.shards(room),
+            },
             Self::User(user) => fanout::Audience::User(user),
             Self::Connections(ids) => fanout::Audience::Connections(ids),
             Self::All => fanout::Audience::All,

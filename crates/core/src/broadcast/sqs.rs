@@ -204,7 +204,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
     // read the recipients once, up to `MAX_LISTED`, and post every message to the
     // same list.
     let listed;
-    let streamed = first.broadcast.audience.view();
+    let streamed = first.broadcast.audience.view(&app.config.policies);
     let recipients = if group.len() == 1 || first.broadcast.audience == Audience::All {
         streamed
     } else {

@@ -100,6 +100,10 @@ pub const MAX_HISTORY_SIZE: u64 = 1000;
 /// Longest `history.ttlSecs`: a day.
 pub const MAX_HISTORY_TTL_SECS: u64 = 86_400;
 
+/// Most shards (`members.shards`) a namespace's rooms may spread their
+/// memberships over.
+pub const MAX_SHARDS: u16 = 64;
+
 /// A namespace's event history: the last `size` events of each room, none older
 /// than `ttl_secs`, kept for `join` recovery and the `history` action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +124,9 @@ pub struct NamespacePolicy {
     pub presence: bool,
     /// Whether members are told when others join or leave (needs `presence`).
     pub presence_events: bool,
+    /// How many partition keys each room's memberships are spread over
+    /// (`members.shards`, 1 to [`MAX_SHARDS`]): see [`crate::store::shard_of`].
+    pub shards: u16,
 }
 
 impl NamespacePolicy {
@@ -132,6 +139,7 @@ impl NamespacePolicy {
             history: None,
             presence: false,
             presence_events: false,
+            shards: 1,
         }
     }
 }
@@ -208,6 +216,15 @@ struct PartialPolicy {
     presence: Option<bool>,
     #[serde(default)]
     presence_events: Option<bool>,
+    #[serde(default)]
+    members: Option<PartialMembers>,
+}
+
+/// `members`: how a room's memberships are stored.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PartialMembers {
+    shards: u64,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -262,6 +279,8 @@ pub enum PolicyError {
     HistoryTtl(String),
     #[error("{0}: presenceEvents needs presence")]
     PresenceEvents(String),
+    #[error("{0}: members.shards must be 1 to {MAX_SHARDS}")]
+    Shards(String),
     #[error("connection: limit must be at least 1")]
     ConnectionLimitZero,
     #[error("connection: closeAfter must be at least 2 (a multiple of the limit)")]
@@ -303,6 +322,13 @@ impl PartialPolicy {
         if presence_events && !presence {
             return Err(PolicyError::PresenceEvents(name.to_owned()));
         }
+        let shards = match self.members {
+            None => base.shards,
+            Some(m) => u16::try_from(m.shards)
+                .ok()
+                .filter(|k| (1..=MAX_SHARDS).contains(k))
+                .ok_or_else(|| PolicyError::Shards(name.to_owned()))?,
+        };
         Ok(NamespacePolicy {
             join: self.join.unwrap_or_else(|| base.join.clone()),
             send: self.send.unwrap_or_else(|| base.send.clone()),
@@ -310,6 +336,7 @@ impl PartialPolicy {
             history,
             presence,
             presence_events,
+            shards,
         })
     }
 }
@@ -351,6 +378,7 @@ impl Policies {
                 history: None,
                 presence: false,
                 presence_events: false,
+                shards: 1,
             },
             BTreeMap::new(),
             None,
@@ -404,6 +432,12 @@ impl Policies {
     /// The policy of the namespace `room` is in.
     pub fn for_room(&self, room: &str) -> &NamespacePolicy {
         self.resolve(room).1
+    }
+
+    /// How many shards `room`'s memberships are spread over: its namespace's
+    /// `members.shards`.
+    pub fn shards(&self, room: &str) -> u16 {
+        self.for_room(room).shards
     }
 
     /// The rate-limit key and policy of `room`: the configured namespace's name, or
@@ -632,6 +666,21 @@ mod tests {
     }
 
     #[test]
+    fn shards_default_to_one_and_are_inherited() {
+        let p = Policies::parse(
+            r#"{"default": {"members": {"shards": 2}}, "namespaces": {
+                "big": {"members": {"shards": 64}}, "plain": {}
+            }}"#,
+        )
+        .unwrap();
+        assert_eq!(p.shards("big:1"), 64);
+        assert_eq!(p.shards("plain:1"), 2);
+        assert_eq!(p.shards("elsewhere"), 2);
+        assert_eq!(Policies::default().shards("big:1"), 1);
+        assert_eq!(Policies::open().shards("big:1"), 1);
+    }
+
+    #[test]
     fn bad_documents_are_refused_with_a_reason() {
         for (doc, needle) in [
             ("not json", "expected"),
@@ -670,6 +719,23 @@ mod tests {
                 "connection: closeAfter",
             ),
             (r#"{"connection":{"window":1}}"#, "unknown field"),
+            (
+                r#"{"namespaces":{"a":{"members":{"shards":0}}}}"#,
+                "namespaces.a: members.shards must be 1 to 64",
+            ),
+            (
+                r#"{"default":{"members":{"shards":65}}}"#,
+                "default: members.shards must be 1 to 64",
+            ),
+            (
+                r#"{"namespaces":{"a":{"members":{"shards":70000}}}}"#,
+                "members.shards must be 1 to 64",
+            ),
+            (r#"{"namespaces":{"a":{"members":{}}}}"#, "missing field"),
+            (
+                r#"{"namespaces":{"a":{"members":{"shard":2}}}}"#,
+                "unknown field",
+            ),
             (
                 r#"{"namespaces":{"a":{"history":{"size":0,"ttlSecs":60}}}}"#,
                 "namespaces.a: history.size must be 1 to 1000",

@@ -27,6 +27,7 @@ pub enum Call<'a> {
     },
     MembersPage {
         room: &'a str,
+        shard: u16,
         cursor: Option<&'a str>,
     },
     RemoveConnection,
@@ -128,35 +129,43 @@ impl Store for FailingStore {
         self.inner.connection(connection_id, now).await
     }
 
-    async fn join(&self, room: &str, member: &Member) -> Result<(), StoreError> {
+    async fn join(&self, room: &str, shard: u16, member: &Member) -> Result<(), StoreError> {
         self.check(Call::Join { room })?;
-        self.inner.join(room, member).await
+        self.inner.join(room, shard, member).await
     }
 
-    async fn leave(&self, room: &str, connection_id: &str) -> Result<bool, StoreError> {
+    async fn leave(&self, room: &str, shard: u16, connection_id: &str) -> Result<bool, StoreError> {
         self.check(Call::Leave { room })?;
-        self.inner.leave(room, connection_id).await
+        self.inner.leave(room, shard, connection_id).await
     }
 
     async fn member(
         &self,
         room: &str,
+        shard: u16,
         connection_id: &str,
         now: u64,
     ) -> Result<Option<Member>, StoreError> {
         self.check(Call::Member { room })?;
-        self.inner.member(room, connection_id, now).await
+        self.inner.member(room, shard, connection_id, now).await
     }
 
     async fn members_page(
         &self,
         room: &str,
+        shard: u16,
         cursor: Option<&str>,
         limit: usize,
         now: u64,
     ) -> Result<MemberPage, StoreError> {
-        self.check(Call::MembersPage { room, cursor })?;
-        self.inner.members_page(room, cursor, limit, now).await
+        self.check(Call::MembersPage {
+            room,
+            shard,
+            cursor,
+        })?;
+        self.inner
+            .members_page(room, shard, cursor, limit, now)
+            .await
     }
 
     fn member_cursor(&self, connection_id: &str) -> String {

@@ -59,10 +59,11 @@ impl Stream {
 #[derive(Debug, Default)]
 struct State {
     connections: HashMap<String, Connection>,
-    /// room → connection id → membership, ordered so pages have stable cursors.
-    rooms: HashMap<String, BTreeMap<String, Member>>,
-    /// connection id → rooms, the twin of DynamoDB's byConnection index.
-    rooms_of: HashMap<String, BTreeSet<String>>,
+    /// room → shard → connection id → membership, ordered so pages have stable
+    /// cursors.
+    rooms: HashMap<String, HashMap<u16, BTreeMap<String, Member>>>,
+    /// connection id → (room, shard), the twin of DynamoDB's byConnection index.
+    rooms_of: HashMap<String, BTreeSet<(String, u16)>>,
     /// connection id → rate bucket → counter: rate-limit counters.
     rates: HashMap<String, HashMap<String, Counter>>,
     /// room → its event stream, for rooms with history.
@@ -87,7 +88,11 @@ impl MemoryStore {
         let s = self.state();
         (
             s.connections.len(),
-            s.rooms.values().map(BTreeMap::len).sum(),
+            s.rooms
+                .values()
+                .flat_map(HashMap::values)
+                .map(BTreeMap::len)
+                .sum(),
         )
     }
 
@@ -122,27 +127,30 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    async fn join(&self, room: &str, member: &Member) -> Result<(), StoreError> {
+    async fn join(&self, room: &str, shard: u16, member: &Member) -> Result<(), StoreError> {
         let mut s = self.state();
         s.rooms
             .entry(room.to_owned())
+            .or_default()
+            .entry(shard)
             .or_default()
             .insert(member.connection_id.clone(), member.clone());
         s.rooms_of
             .entry(member.connection_id.clone())
             .or_default()
-            .insert(room.to_owned());
+            .insert((room.to_owned(), shard));
         Ok(())
     }
 
-    async fn leave(&self, room: &str, connection_id: &str) -> Result<bool, StoreError> {
+    async fn leave(&self, room: &str, shard: u16, connection_id: &str) -> Result<bool, StoreError> {
         let mut s = self.state();
-        Ok(s.remove_membership(room, connection_id))
+        Ok(s.remove_membership(room, shard, connection_id))
     }
 
     async fn member(
         &self,
         room: &str,
+        shard: u16,
         connection_id: &str,
         now: u64,
     ) -> Result<Option<Member>, StoreError> {
@@ -150,6 +158,7 @@ impl Store for MemoryStore {
             .state()
             .rooms
             .get(room)
+            .and_then(|shards| shards.get(&shard))
             .and_then(|m| m.get(connection_id))
             .filter(|m| m.expires_at > now)
             .cloned())
@@ -158,12 +167,13 @@ impl Store for MemoryStore {
     async fn members_page(
         &self,
         room: &str,
+        shard: u16,
         cursor: Option<&str>,
         limit: usize,
         now: u64,
     ) -> Result<MemberPage, StoreError> {
         let s = self.state();
-        let Some(members) = s.rooms.get(room) else {
+        let Some(members) = s.rooms.get(room).and_then(|shards| shards.get(&shard)) else {
             return Ok(MemberPage::default());
         };
         let start = cursor.map_or(Bound::Unbounded, |c| Bound::Excluded(c.to_owned()));
@@ -189,12 +199,15 @@ impl Store for MemoryStore {
             items: usize::from(s.connections.remove(connection_id).is_some()),
             rooms: Vec::new(),
         };
-        for room in s.rooms_of.remove(connection_id).unwrap_or_default() {
-            if s.remove_membership(&room, connection_id) {
+        for (room, shard) in s.rooms_of.remove(connection_id).unwrap_or_default() {
+            if s.remove_membership(&room, shard, connection_id) {
                 removed.items += 1;
                 removed.rooms.push(room);
             }
         }
+        // In name order already; a room appears twice only if the connection
+        // joined it under two shard counts.
+        removed.rooms.dedup();
         // DynamoDB leaves the counters to TTL; there is no TTL here, so they go
         // now, uncounted like there.
         s.rates.remove(connection_id);
@@ -403,16 +416,22 @@ impl State {
         stream
     }
 
-    fn remove_membership(&mut self, room: &str, connection_id: &str) -> bool {
-        let Some(members) = self.rooms.get_mut(room) else {
+    fn remove_membership(&mut self, room: &str, shard: u16, connection_id: &str) -> bool {
+        let Some(shards) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        let Some(members) = shards.get_mut(&shard) else {
             return false;
         };
         let existed = members.remove(connection_id).is_some();
         if members.is_empty() {
-            self.rooms.remove(room);
+            shards.remove(&shard);
+            if shards.is_empty() {
+                self.rooms.remove(room);
+            }
         }
         if let Some(rooms) = self.rooms_of.get_mut(connection_id) {
-            rooms.remove(room);
+            rooms.remove(&(room.to_owned(), shard));
             if rooms.is_empty() {
                 self.rooms_of.remove(connection_id);
             }

@@ -3,6 +3,11 @@
 //! [`dynamo::DynamoStore`] for Lambda. Both pass the same conformance suite
 //! (crates/core/tests/store_conformance.rs).
 //!
+//! A room's memberships are spread over the shards its namespace's policy asks
+//! for (`members.shards`, K): a connection's membership sits in shard
+//! [`shard_of`]`(connection id, K)`, and every membership method names its shard.
+//! Shard 0 is the room's only shard when K is 1.
+//!
 //! Every read takes `now` (epoch seconds) and ignores items whose TTL has passed:
 //! a missed `$disconnect` leaves items behind, and DynamoDB deletes expired items
 //! only lazily.
@@ -13,6 +18,20 @@ pub mod failing;
 pub mod memory;
 
 use async_trait::async_trait;
+
+/// The shard of a room with `shards` shards that holds `connection_id`'s
+/// membership: FNV-1a (64 bits) of the id's bytes, modulo `shards` (0 is taken
+/// as 1). Stable across processes and releases: every function computes it
+/// alone, and a membership is found only where it was written.
+pub fn shard_of(connection_id: &str, shards: u16) -> u16 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = connection_id
+        .bytes()
+        .fold(OFFSET_BASIS, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    // The remainder is below `shards`, so it fits.
+    (hash % u64::from(shards.max(1))) as u16
+}
 
 /// A connection, as stored at `$connect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +93,8 @@ pub struct Removed {
     /// Items deleted: the connection and its memberships. Its rate counters are
     /// left to TTL (free, where a delete costs 2 write units).
     pub items: usize,
-    /// The rooms the connection was a member of, in name order.
+    /// The rooms the connection was a member of, in name order, each once
+    /// (whatever shard held the membership).
     pub rooms: Vec<String>,
 }
 
@@ -135,25 +155,30 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> Result<Option<Connection>, StoreError>;
 
-    /// Adds (or refreshes) a membership: one write. Joining twice is not an error.
-    async fn join(&self, room: &str, member: &Member) -> Result<(), StoreError>;
+    /// Adds (or refreshes) a membership in `shard` of `room`: one write. Joining
+    /// twice is not an error.
+    async fn join(&self, room: &str, shard: u16, member: &Member) -> Result<(), StoreError>;
 
-    /// Removes a membership: one write. Returns whether it existed.
-    async fn leave(&self, room: &str, connection_id: &str) -> Result<bool, StoreError>;
+    /// Removes a membership from `shard` of `room`: one write. Returns whether it
+    /// existed.
+    async fn leave(&self, room: &str, shard: u16, connection_id: &str) -> Result<bool, StoreError>;
 
-    /// The live membership of `connection_id` in `room`, if any.
+    /// The live membership of `connection_id` in `shard` of `room`, if any.
     async fn member(
         &self,
         room: &str,
+        shard: u16,
         connection_id: &str,
         now: u64,
     ) -> Result<Option<Member>, StoreError>;
 
-    /// Up to `limit` live members of `room` after `cursor`. A page may hold fewer
-    /// than `limit` members (expired ones are dropped) and still have a `next`.
+    /// Up to `limit` live members of `shard` of `room` after `cursor` (a cursor of
+    /// that shard). A page may hold fewer than `limit` members (expired ones are
+    /// dropped) and still have a `next`.
     async fn members_page(
         &self,
         room: &str,
+        shard: u16,
         cursor: Option<&str>,
         limit: usize,
         now: u64,

@@ -12,7 +12,7 @@ use super::{AckDetail, Reply, Route, charge_replay, internal};
 use crate::fanout::Fanout;
 use crate::names::route::JOIN;
 use crate::protocol::{Change, Since};
-use crate::store::{Member, now_secs};
+use crate::store::{Member, now_secs, shard_of};
 use crate::{presence, stream};
 
 pub(super) async fn join(
@@ -33,9 +33,13 @@ pub(super) async fn join(
             .identity
             .item_expires_at(now + app.config.item_ttl.as_secs()),
     };
-    // The membership is written before the stream is read: see stream::recover.
-    app.store.join(room, &member).await.map_err(internal)?;
     let policy = app.config.policies.for_room(room);
+    let shard = shard_of(route.connection_id, policy.shards);
+    // The membership is written before the stream is read: see stream::recover.
+    app.store
+        .join(room, shard, &member)
+        .await
+        .map_err(internal)?;
     let mut head = None;
     let mut recovered = None;
     let mut replayed_to = None;

@@ -6,14 +6,15 @@ use crate::fanout::Fanout;
 use crate::names::route::LEAVE;
 use crate::presence;
 use crate::protocol::Change;
-use crate::store::now_secs;
+use crate::store::{now_secs, shard_of};
 
 /// Leaving is always allowed (no policy), but counted like any frame.
 pub(super) async fn leave(route: &Route<'_>, room: &str) -> Reply {
     let app = route.app;
+    let shard = shard_of(route.connection_id, app.config.policies.shards(room));
     let existed = app
         .store
-        .leave(room, route.connection_id)
+        .leave(room, shard, route.connection_id)
         .await
         .map_err(internal)?;
     if existed && app.config.policies.for_room(room).presence_events {

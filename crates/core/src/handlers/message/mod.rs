@@ -30,7 +30,7 @@ use crate::policy::RateLimit;
 use crate::policy::ratelimit::{self, Verdict};
 use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, Sender, ServerFrame};
 use crate::routes::MessageRoute;
-use crate::store::{StoreError, StreamHead, now_secs};
+use crate::store::{StoreError, StreamHead, now_secs, shard_of};
 
 /// Why a frame was not carried out.
 pub(super) enum Refusal {
@@ -285,12 +285,14 @@ impl Route<'_> {
             .ok_or_else(|| ProtocolError::new(ErrorCode::Internal, "roomcast is misconfigured"))
     }
 
-    /// `not_member` unless the connection is a live member of `room`: one read.
+    /// `not_member` unless the connection is a live member of `room`: one read, in
+    /// the connection's shard of the room.
     async fn require_member(&self, room: &str, verb: &str, now: u64) -> Result<(), Refusal> {
+        let shard = shard_of(self.connection_id, self.app.config.policies.shards(room));
         let member = self
             .app
             .store
-            .member(room, self.connection_id, now)
+            .member(room, shard, self.connection_id, now)
             .await
             .map_err(internal)?;
         match member {

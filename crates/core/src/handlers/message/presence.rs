@@ -34,6 +34,7 @@ pub(super) async fn presence(route: &Route<'_>, room: &str, after: Option<&str>)
     let listing = list(
         route.app.store.as_ref(),
         room,
+        route.app.config.policies.shards(room),
         route.connection_id,
         after,
         budget,

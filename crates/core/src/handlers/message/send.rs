@@ -21,7 +21,8 @@ pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawV
     let now = now_secs();
     route.require_member(room, "sending to", now).await?;
     let endpoint = route.endpoint()?;
-    let history = app.config.policies.for_room(room).history;
+    let policy = app.config.policies.for_room(room);
+    let history = policy.history;
     let render = |head: Option<&StreamHead>| {
         let frame = ServerFrame::Event {
             room: Some(room),
@@ -55,7 +56,7 @@ pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawV
         }
     }
     let stats = Fanout::for_app(app, &endpoint)
-        .to_room(room, Some(connection_id), payload, now)
+        .to_room(room, policy.shards, Some(connection_id), payload, now)
         .await
         .map_err(internal)?;
     app.metrics.fanout(&stats);

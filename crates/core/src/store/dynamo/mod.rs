@@ -3,11 +3,14 @@
 //! | item        | pk                | sk                | other attributes                  |
 //! |-------------|-------------------|-------------------|-----------------------------------|
 //! | connection  | `conn#<id>`       | `meta`            | cid, ttl, connectedAt, userId?    |
-//! | membership  | `room#<room>`     | `conn#<id>`       | cid, ttl, userId?                 |
+//! | membership  | `room#<room>[#s]` | `conn#<id>`       | cid, ttl, userId?                 |
 //! | rate counter| `conn#<id>`       | `rate#*#<t>`      | cid, ttl, n, n#<key>...           |
 //! | stream head | `hist#<room>`     | `stream`          | epoch, offset, ttl                |
 //! | event       | `hist#<room>`     | `e#<epoch>#<off>` | offset, frame, ttl                |
 //! | broadcast   | `bcast#<key>`     | `claim`           | ttl                               |
+//!
+//! A membership's partition is its room's shard ([`room_pk`]): `room#<room>` for
+//! shard 0, `room#<room>#<s>` for shard s of a room with more.
 //!
 //! The `byConnection` index (hash `cid`, range `pk`, keys only) finds every item of
 //! one connection, so `$disconnect` is one Query and batched deletes.
@@ -105,8 +108,27 @@ pub(crate) fn connection_pk(connection_id: &str) -> String {
     format!("{}{connection_id}", attr::CONN_PREFIX)
 }
 
-pub(crate) fn room_pk(room: &str) -> String {
-    format!("{}{room}", attr::ROOM_PREFIX)
+/// The partition of `shard` of `room`'s memberships: `room#<room>` for shard 0
+/// (a room's only shard when it has one), `room#<room>#<shard>` after.
+pub(crate) fn room_pk(room: &str, shard: u16) -> String {
+    match shard {
+        0 => format!("{}{room}", attr::ROOM_PREFIX),
+        _ => format!(
+            "{}{room}{}{shard}",
+            attr::ROOM_PREFIX,
+            attr::SHARD_SEPARATOR
+        ),
+    }
+}
+
+/// The room a membership partition key names, without its shard: the inverse
+/// of [`room_pk`].
+fn room_of_pk(pk: &str) -> Option<&str> {
+    let room = pk.strip_prefix(attr::ROOM_PREFIX)?;
+    Some(
+        room.split_once(attr::SHARD_SEPARATOR)
+            .map_or(room, |(room, _)| room),
+    )
 }
 
 pub(crate) fn member_sk(connection_id: &str) -> String {
@@ -301,9 +323,9 @@ impl Store for DynamoStore {
         }))
     }
 
-    async fn join(&self, room: &str, member: &Member) -> Result<(), StoreError> {
+    async fn join(&self, room: &str, shard: u16, member: &Member) -> Result<(), StoreError> {
         let item = to_item(&MemberItem {
-            pk: room_pk(room),
+            pk: room_pk(room, shard),
             sk: member_sk(&member.connection_id),
             cid: member.connection_id.clone(),
             ttl: member.expires_at,
@@ -312,12 +334,12 @@ impl Store for DynamoStore {
         self.put(item).await
     }
 
-    async fn leave(&self, room: &str, connection_id: &str) -> Result<bool, StoreError> {
+    async fn leave(&self, room: &str, shard: u16, connection_id: &str) -> Result<bool, StoreError> {
         let out = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(room_pk(room), member_sk(connection_id))))
+            .set_key(Some(key(room_pk(room, shard), member_sk(connection_id))))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
@@ -328,12 +350,16 @@ impl Store for DynamoStore {
     async fn member(
         &self,
         room: &str,
+        shard: u16,
         connection_id: &str,
         now: u64,
     ) -> Result<Option<Member>, StoreError> {
         // Strongly consistent: a `send` right after `join` may land on another
         // Lambda instance, and must see the membership.
-        let Some(item) = self.get(room_pk(room), member_sk(connection_id)).await? else {
+        let Some(item) = self
+            .get(room_pk(room, shard), member_sk(connection_id))
+            .await?
+        else {
             return Ok(None);
         };
         let member = Member::from(from_item::<MemberItem>(item)?);
@@ -343,11 +369,12 @@ impl Store for DynamoStore {
     async fn members_page(
         &self,
         room: &str,
+        shard: u16,
         cursor: Option<&str>,
         limit: usize,
         now: u64,
     ) -> Result<MemberPage, StoreError> {
-        let pk = room_pk(room);
+        let pk = room_pk(room, shard);
         let start = match cursor {
             Some(c) if c.starts_with(attr::CONN_PREFIX) => Some(key(pk.clone(), c.to_owned())),
             Some(_) => return Err(StoreError::BadCursor),
@@ -414,11 +441,7 @@ impl Store for DynamoStore {
                     (Some(_), Some(sk))
                         if sk.as_s().is_ok_and(|sk| sk.starts_with(attr::RATE_PREFIX)) => {}
                     (Some(pk), Some(sk)) => {
-                        if let Some(room) = pk
-                            .as_s()
-                            .ok()
-                            .and_then(|pk| pk.strip_prefix(attr::ROOM_PREFIX))
-                        {
+                        if let Some(room) = pk.as_s().ok().and_then(|pk| room_of_pk(pk)) {
                             rooms.push(room.to_owned());
                         }
                         keys.push(HashMap::from([
@@ -441,6 +464,8 @@ impl Store for DynamoStore {
                 .await?;
         }
         rooms.sort();
+        // Twice only if the connection joined the room under two shard counts.
+        rooms.dedup();
         Ok(Removed { items, rooms })
     }
 
@@ -687,7 +712,7 @@ mod tests {
             assert!(item.contains_key(name), "{name}");
         }
         let member = to_item(&MemberItem {
-            pk: room_pk("r"),
+            pk: room_pk("r", 0),
             sk: member_sk("c"),
             cid: "c".into(),
             ttl: 1,
@@ -698,5 +723,14 @@ mod tests {
             assert!(member.contains_key(name), "{name}");
         }
         assert_eq!(member[attr::SK], AttributeValue::S("conn#c".into()));
+    }
+
+    #[test]
+    fn shard_zero_is_the_unsharded_key_and_others_carry_a_suffix() {
+        assert_eq!(room_pk("chat:1", 0), "room#chat:1");
+        assert_eq!(room_pk("chat:1", 3), "room#chat:1#3");
+        assert_eq!(room_of_pk("room#chat:1"), Some("chat:1"));
+        assert_eq!(room_of_pk("room#chat:1#3"), Some("chat:1"));
+        assert_eq!(room_of_pk("conn#x"), None);
     }
 }
