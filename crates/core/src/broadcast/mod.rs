@@ -186,7 +186,7 @@ pub async fn frame(
         None => Ok(plain.clone()),
         Some(head) => broadcast.frame(now_millis(), Some(head)),
     };
-    Ok(stream::publish(app.store.as_ref(), history, room, now, render).await?)
+    stream::publish(app.store.as_ref(), history, room, now, render).await
 }
 
 /// Logs and counts one fan-out of a broadcast.

@@ -41,9 +41,11 @@ pub async fn run(
     job: &Job,
     stop_at: Option<Instant>,
 ) -> Result<FanoutStats, WorkerError> {
-    let endpoint = app.config.management_endpoint.as_deref().ok_or(
-        WorkerError::Claim(BroadcastError::NoEndpoint),
-    )?;
+    let endpoint = app
+        .config
+        .management_endpoint
+        .as_deref()
+        .ok_or(WorkerError::Claim(BroadcastError::NoEndpoint))?;
     let key = job.claim_key();
     if !claim(app, &key).await? {
         return Ok(FanoutStats {
@@ -91,11 +93,10 @@ pub async fn run(
 fn record(app: &App, job: &Job, stats: &FanoutStats, pacer: &Pacer) {
     app.metrics.fanout(stats);
     app.metrics.incr(Counter::FanoutJobsRun);
-    let per_sec = if stats.ms == 0 {
-        0
-    } else {
-        (stats.delivered as u64).saturating_mul(1000) / stats.ms
-    };
+    let per_sec = (stats.delivered as u64)
+        .saturating_mul(1000)
+        .checked_div(stats.ms)
+        .unwrap_or(0);
     app.metrics.worker(per_sec, job.shards);
     tracing::info!(
         shard = job.shard,

@@ -34,7 +34,10 @@ impl SqsDispatch {
         Self { client, queue_url }
     }
 
-    async fn send_batch(&self, batch: Vec<SendMessageBatchRequestEntry>) -> Result<(), DispatchError> {
+    async fn send_batch(
+        &self,
+        batch: Vec<SendMessageBatchRequestEntry>,
+    ) -> Result<(), DispatchError> {
         let total = batch.len();
         let out = self
             .client

@@ -52,7 +52,9 @@ pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawV
         Ok(None) => {}
         Err(e) => {
             tracing::error!(connection_id, error = %crate::error_chain(&e), "handing the fan-out to workers failed");
-            return Err(ProtocolError::new(ErrorCode::Internal, "temporary failure; try again").into());
+            return Err(
+                ProtocolError::new(ErrorCode::Internal, "temporary failure; try again").into(),
+            );
         }
     }
     let stats = Fanout::for_app(app, &endpoint)
