@@ -213,6 +213,11 @@ pub struct Stats {
     /// Not sent: the idempotency key was used before.
     #[serde(default)]
     pub repeat: bool,
+    /// Handed to this many workers, one per shard of a big room, which deliver
+    /// it after the answer; the other figures are then zero (see the fan-out
+    /// metrics for theirs).
+    #[serde(default)]
+    pub workers: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
