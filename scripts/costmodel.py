@@ -29,6 +29,7 @@ ALB_HOUR = 0.0225
 LCU_HOUR = 0.008
 REDIS_SMALL_HOUR = 0.032  # cache.t4g.small (not confirmed from a stored source)
 SQS_REQUEST = 0.40e-6  # standard queue, per request (per 64 KB chunk), after the first million a month
+SQS_FIFO_REQUEST = 0.50e-6  # FIFO queue, per request (docs/broadcast.md, "Why a FIFO queue")
 
 MEMORY_GB = 256 / 1024  # the template's MemorySize
 SENDS = 1_000_000
@@ -117,6 +118,112 @@ BROADCAST_IDEMPOTENCY_WRU = 1.0
 BROADCASTS_PER_INVOCATION = 10
 
 
+# Big rooms: a sharded room's event fans out through workers (docs/broadcast.md,
+# "Big rooms: the fan-out in workers"). The member publishes (the message
+# function: rate counter, membership GetItem, and in rooms with history the
+# stream head's UpdateItem and the event's PutItem, an event under 1 KB, no
+# index write), then sends one job per shard to the FIFO queue. Each job is one
+# invocation of the broadcast function (256 MB): a conditional PutItem claims it
+# (a `bcast#` item, no index: 1 WRU), it Queries its shard's members (0.5 RRU per
+# 4 KB, eventually consistent, 500 items a page, the next page read while the
+# posts are in flight) and posts to each at MANAGEMENT_RPS / min(K, FANOUT_WORKERS).
+BIG_ROOMS = [100_000, 1_000_000]
+SHARDS = 16
+FANOUT_WORKERS = 16  # the event source mapping's MaximumConcurrency
+MANAGEMENT_RPS = 10_000  # the account's API Gateway requests a second (default quota)
+PAGE_SIZE = 500  # crates/core/src/fanout.rs
+PUBLISH_WRU = SEND_WRU + 2  # rate counter + stream head + event (rooms with history)
+PUBLISH_RRU = 1.0  # the sender's membership GetItem, strongly consistent
+PUBLISH_MS = 5 * DDB_MS  # counter, GetItem, head, event, SendMessageBatch in turn
+CLAIM_WRU = 1.0
+# FIFO requests per job: its share of a SendMessageBatch of 10 (counted as
+# ceil(K / 10) batches per event), one ReceiveMessage, one DeleteMessage (a job
+# per receive counted: each shard is its own message group and the jobs of
+# one event arrive together, so batching on the receiving side is not counted on).
+FIFO_SEND_BATCH = 10
+FIFO_REQUESTS_PER_JOB_RECEIVED = 2
+# A worker's time besides pacing: the claim and the first page (DDB_MS each),
+# the last post's POST_MS, and WORKER_START_MS for a container's start and first
+# TLS handshakes (about 13 connections at 625/s and 20 ms each, 0.8 ms of CPU
+# apiece at a seventh of a vCPU: ~70 ms; the init under 10 ms). Assumed, not
+# measured on Lambda.
+WORKER_START_MS = 100.0
+WORKER_OVERHEAD_MS = 2 * DDB_MS + POST_MS + WORKER_START_MS
+WORKER_TIMEOUT_S = 120 - 7  # the broadcast function's timeout less the stop margin
+# A membership item as DynamoDB sizes it: attribute names plus values (strings
+# as UTF-8 bytes, a number 1 byte per 2 significant digits plus 1).
+ROOM_NAME_LEN = 12  # e.g. "stadium-2026"
+CONNECTION_ID_LEN = 16  # e.g. "L0SM9cOFvHcCIhw="
+USER_ID_LEN = 36  # a UUID; the attribute is absent for anonymous members
+TTL_DIGITS = 10  # epoch seconds
+
+
+def membership_bytes(shard, signed_in):
+    pk = len("pk") + len(f"room#{'r' * ROOM_NAME_LEN}#{shard}")
+    sk = len("sk") + len("conn#") + CONNECTION_ID_LEN
+    cid = len("cid") + CONNECTION_ID_LEN
+    ttl = len("ttl") + -(-TTL_DIGITS // 2) + 1
+    user = len("userId") + USER_ID_LEN if signed_in else 0
+    return pk + sk + cid + ttl + user
+
+
+def shard_rru(members, shard, signed_in):
+    """Eventually consistent Query pages of one shard: 0.5 RRU per 4 KB a page."""
+    size = membership_bytes(shard, signed_in)
+    full, rest = divmod(members, PAGE_SIZE)
+
+    def page(items):
+        return 0.5 * max(1, -(-(items * size) // 4096))
+
+    return full * page(PAGE_SIZE) + (page(rest) if rest or not full else 0.0)
+
+
+def listing_rru(n, shards=SHARDS, signed_in=False):
+    per_shard = -(-n // shards)
+    return sum(shard_rru(per_shard, s, signed_in) for s in range(shards))
+
+
+def job_rate(shards=SHARDS):
+    return MANAGEMENT_RPS / min(shards, FANOUT_WORKERS)
+
+
+def job_seconds(members, rate):
+    """Posting to `members` at `rate`, or slower when the CPU cannot keep up."""
+    return members / min(rate, VCPU * 1e6 / CPU_PER_POST_US)
+
+
+def worker_cpu_share(rate, cpu_per_post_us=CPU_PER_POST_US):
+    """The share of a 256 MB function's vCPU that `rate` posts a second take."""
+    return rate * cpu_per_post_us / 1e6 / VCPU
+
+
+def big_event(n, shards=SHARDS, events=1, signed_in=False):
+    """`events` sends, each to a sharded room of n members through the workers."""
+    per_shard = -(-n // shards)
+    job_ms = job_seconds(per_shard, job_rate(shards)) * 1000 + WORKER_OVERHEAD_MS
+    msgs = events * (n + 1)  # the frame in, the ack out, n - 1 posts
+    fifo = events * (-(-shards // FIFO_SEND_BATCH) + FIFO_REQUESTS_PER_JOB_RECEIVED * shards)
+    wru = events * (PUBLISH_WRU + CLAIM_WRU * shards)
+    rru = events * (PUBLISH_RRU + listing_rru(n, shards, signed_in))
+    worker_gbs = events * shards * MEMORY_GB * -(-job_ms // 1) / 1000
+    waves = -(-shards // FANOUT_WORKERS)
+    return {
+        "messages": msgs,
+        "messages $": messages_cost(msgs),
+        "invocations": events * (1 + shards),
+        "job s": job_ms / 1000,
+        "GB-s": worker_gbs,
+        "lambda $": lambda_cost(events * shards, job_ms) + lambda_cost(events, PUBLISH_MS),
+        "SQS requests": fifo,
+        "SQS $": fifo * SQS_FIFO_REQUEST,
+        "WRU": wru,
+        "RRU": rru,
+        "dynamodb $": wru * WRU + rru * RRU,
+        "quota s": n / MANAGEMENT_RPS,
+        "reach s": waves * job_ms / 1000,
+    }
+
+
 def messages_cost(n_messages):
     first = min(n_messages, 1e9)
     return first * MESSAGE + max(0.0, n_messages - 1e9) * MESSAGE_OVER_1B
@@ -158,19 +265,23 @@ def staying_connected(n, deletes_counters=DISCONNECT_DELETES_COUNTERS):
     pings = minutes / PING_INTERVAL_MIN
     rotations = minutes / ROTATE_MIN
     wru = rotation_wru(deletes_counters)
+    # Pings and rotations are 2 messages each; past a billion a month the lower
+    # tier applies, so a message costs the month's average.
+    msgs = 2 * (pings + rotations)
+    message = messages_cost(msgs) / msgs
     return {
         "connection-minutes $": minutes * CONNECTION_MINUTE,
         "pings": pings,
-        "ping messages $": pings * 2 * MESSAGE,
+        "ping messages $": pings * 2 * message,
         "ping lambda $": lambda_cost(pings, PING_MS),
         "ping writes $": pings * PING_WRU * WRU,
-        "pings $": pings * (2 * MESSAGE + PING_WRU * WRU) + lambda_cost(pings, PING_MS),
+        "pings $": pings * (2 * message + PING_WRU * WRU) + lambda_cost(pings, PING_MS),
         "ping write share": PING_WRU * WRU
         / (2 * MESSAGE + PING_WRU * WRU + lambda_cost(1, PING_MS)),
         "rotations": rotations,
         "rotation WRU": wru,
         "rotation writes $": rotations * wru * WRU,
-        "rotations $": rotations * (2 * MESSAGE + wru * WRU + ROTATION_RRU * RRU)
+        "rotations $": rotations * (2 * message + wru * WRU + ROTATION_RRU * RRU)
         + lambda_cost(4 * rotations, 10.0),
     }
 
@@ -197,11 +308,22 @@ def idle_polling():
     return requests, requests * SQS_REQUEST
 
 
+# Connections one c7g.large (4 GB) is given: Socket.io 4.8 held 10,000 idle
+# ones in 194 MB; 50,000 leaves room for traffic (assumed, not measured).
+SOCKETIO_PER_INSTANCE = 50_000
+
+
 def socketio(n):
-    """Two c7g.large behind an ALB with a small Redis for the adapter, a month."""
+    """c7g.large instances (two at least) behind an ALB with a small Redis for
+    the adapter, a month."""
     hours = MONTH_MINUTES / 60
+    instances = max(2, -(-n // SOCKETIO_PER_INSTANCE))
     lcu = max(n / 3000, 1.0)  # active connections per LCU dominate here
-    return 2 * C7G_LARGE_HOUR * hours + (ALB_HOUR + lcu * LCU_HOUR) * hours + REDIS_SMALL_HOUR * hours
+    return (
+        instances * C7G_LARGE_HOUR * hours
+        + (ALB_HOUR + lcu * LCU_HOUR) * hours
+        + REDIS_SMALL_HOUR * hours
+    )
 
 
 def money(x):
@@ -234,7 +356,7 @@ def main():
         rows,
     )
     rows = []
-    for n in ROOMS:
+    for n in ROOMS + BIG_ROOMS:
         c = staying_connected(n)
         total = c["connection-minutes $"] + c["pings $"] + c["rotations $"]
         rows.append([
@@ -279,6 +401,7 @@ def main():
         ["Socket.io + Redis on EC2", money(socketio(10_000))],
     ]
     table("10,000 members connected for a month, by item:", ["item", "cost"], rows)
+    big_rooms()
     for n in ROOMS:
         total, latency, cpu = send_ms(n)
         print(f"N={n}: fan-out latency-bound {latency:.0f} ms, CPU-bound at 256 MB {cpu:.0f} ms")
@@ -286,6 +409,76 @@ def main():
     share = SEND_WRU * WRU * SENDS / (s10["messages $"] + s10["lambda $"] + s10["dynamodb $"])
     print(f"The rate counter's write is {share:.0%} of a send to a room of 10.")
     print(f"\nThe rate counter's write is {staying_connected(1)['ping write share']:.0%} of a ping's cost.")
+
+
+def big_rooms():
+    for events, title in [
+        (1, f"One `send` to a sharded room of N members (K = {SHARDS}, through the workers):"),
+        (SENDS, f"{SENDS:,} `send`s to a sharded room of N members (K = {SHARDS}):"),
+    ]:
+        rows = []
+        for n in BIG_ROOMS:
+            b = big_event(n, events=events)
+            total = b["messages $"] + b["lambda $"] + b["SQS $"] + b["dynamodb $"]
+            rows.append([
+                f"{n:,}", f"{b['messages']:,.0f}", money4(b["messages $"]),
+                f"{b['invocations']:,.0f}", f"{b['GB-s']:,.0f}", money4(b["lambda $"]),
+                f"{b['SQS requests']:,.0f}", money4(b["SQS $"]), f"{b['WRU']:,.0f}",
+                f"{b['RRU']:,.0f}", money4(b["dynamodb $"]), money4(total),
+                f"{b['quota s']:,.0f} s / {b['reach s']:,.1f} s",
+            ])
+        table(
+            title,
+            ["N", "API Gateway messages", "messages", "Lambda invocations", "GB-s", "Lambda",
+             "SQS FIFO requests", "SQS", "WRU", "RRU", "DynamoDB", "total",
+             "to reach everyone: quota bound / one job"],
+            rows,
+        )
+    rows = []
+    for n in BIG_ROOMS:
+        for signed_in in (False, True):
+            rru = listing_rru(n, signed_in=signed_in)
+            rows.append([
+                f"{n:,}", "signed in" if signed_in else "anonymous",
+                f"{membership_bytes(SHARDS - 1, signed_in)} B", f"{rru:,.1f}",
+                money4(rru * RRU), money(rru * RRU * SENDS),
+            ])
+    table(
+        f"Listing the members once (K = {SHARDS}, {PAGE_SIZE} items a page):",
+        ["N", "members", "membership item", "RRU", "per event", "per million events"],
+        rows,
+    )
+    rows = []
+    for k in (2, 4, 8, 16):
+        rate = job_rate(k)
+        rows.append([
+            f"{k}", f"{rate:,.0f}/s", f"{worker_cpu_share(rate):.0%}",
+            f"{worker_cpu_share(rate, 40.0):.0%}",
+            f"{job_seconds(-(-1_000_000 // k), rate):,.0f} s",
+        ])
+    table(
+        "A worker's CPU at 256 MB (a seventh of a vCPU) for its rate:",
+        ["K", "posts a second per job", f"CPU at {CPU_PER_POST_US:.0f} µs a post",
+         "CPU at 40 µs a post (measured)", "posting to 1,000,000 members"],
+        rows,
+    )
+    b = big_event(1_000_000)
+    workers = b["lambda $"] + b["SQS $"] + b["dynamodb $"]
+    print(
+        f"A worker sustains {VCPU * 1e6 / CPU_PER_POST_US:,.0f} posts a second at "
+        f"{CPU_PER_POST_US:.0f} µs a post ({VCPU * 1e6 / 40.0:,.0f} at 40 µs): 625/s is well "
+        f"within it. Workers' Lambda + SQS + DynamoDB per event to 1,000,000: "
+        f"{money4(workers)}, {workers / b['messages $']:.2%} of the messages' "
+        f"{money4(b['messages $'])}. One job at 1,000,000 members takes {b['job s']:.1f} s "
+        f"of the {WORKER_TIMEOUT_S} s it may.\n"
+    )
+
+
+def money4(x):
+    """Dollars, with the cents' fractions an event's small items need."""
+    if x >= 1:
+        return money(x)
+    return f"${x:.6f}" if x < 0.001 else f"${x:.4f}"
 
 
 def check(path):
