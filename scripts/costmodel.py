@@ -159,7 +159,8 @@ TTL_DIGITS = 10  # epoch seconds
 
 
 def membership_bytes(shard, signed_in):
-    pk = len("pk") + len(f"room#{'r' * ROOM_NAME_LEN}#{shard}")
+    suffix = f"#{shard}" if shard else ""  # shard 0's key has none
+    pk = len("pk") + len(f"room#{'r' * ROOM_NAME_LEN}{suffix}")
     sk = len("sk") + len("conn#") + CONNECTION_ID_LEN
     cid = len("cid") + CONNECTION_ID_LEN
     ttl = len("ttl") + -(-TTL_DIGITS // 2) + 1
