@@ -8,13 +8,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use roomcast_core::handlers::message;
 use roomcast_core::limits::MAX_REPLY_BYTES;
 use roomcast_core::policy::Policies;
 use roomcast_core::store::memory::MemoryStore;
 use roomcast_core::store::{Member, Store, shard_of};
 use serde_json::{Value, json};
-use support::{Harness, body_text, event, harness_with};
+use support::{Harness, harness_with};
 
 const POLICIES: &str = r#"{
   "default": {"join": "anyone", "send": "anyone"},
@@ -31,14 +30,7 @@ fn with_policies(mut h: Harness) -> Harness {
 
 /// The reply to `frame` from `conn` (user `u-<conn>`), as text.
 async fn reply(h: &Harness, conn: &str, frame: Value) -> String {
-    let user = format!("u-{conn}");
-    let route = frame["action"].as_str().unwrap().to_owned();
-    let response = message(
-        &h.app,
-        event(&route, conn, Some(&frame.to_string()), Some(&user)),
-    )
-    .await;
-    body_text(&response).unwrap_or_default()
+    support::user_reply(h, conn, frame).await
 }
 
 /// Fills `room` with events of data strings of the given lengths, sent by `a=`.

@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use roomcast_core::fanout::{Audience, Fanout, PAGE_SIZE, RetryPolicy};
-use roomcast_core::handlers::{connect, disconnect, message};
+use roomcast_core::handlers::{connect, disconnect};
 use roomcast_core::policy::Policies;
 use roomcast_core::store::failing::{Call, FailingStore};
 use roomcast_core::store::memory::MemoryStore;
 use roomcast_core::store::{Member, Store, now_secs, shard_of};
 use serde_json::{Value, json};
-use support::{Harness, body, event, harness_with};
+use support::{Harness, event, harness_with};
 
 const SHARDS: u16 = 4;
 
@@ -38,14 +38,8 @@ fn with_policies(mut h: Harness) -> Harness {
 
 /// The reply to `frame` from `conn` (user `u-<conn>`).
 async fn reply(h: &Harness, conn: &str, frame: Value) -> Value {
-    let user = format!("u-{conn}");
-    let route = frame["action"].as_str().unwrap().to_owned();
-    let response = message(
-        &h.app,
-        event(&route, conn, Some(&frame.to_string()), Some(&user)),
-    )
-    .await;
-    body(&response).unwrap_or(Value::Null)
+    let text = support::user_reply(h, conn, frame).await;
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 /// The frames of type `kind` posted to `conn`.
