@@ -5,8 +5,9 @@
 //! so posting starts with the first page and the next page is fetched while posts
 //! are in flight. A room whose memberships are spread over several shards is read
 //! one page of every shard at a time, the shards' reads in parallel and their ids
-//! interleaved, so reading K shards takes about as long as reading one. Each post is retried on 429 and 5xx with full-jitter exponential
-//! backoff within a deadline; a 410 removes the connection and its memberships.
+//! interleaved, so reading K shards takes about as long as reading one. Each post
+//! is retried on 429 and 5xx with full-jitter exponential backoff within a
+//! deadline; a 410 removes the connection and its memberships.
 //!
 //! Recipients whose token has expired are not skipped: their connection and
 //! memberships end with the token, so every page (a room's members, a user's
@@ -491,8 +492,8 @@ impl Fanout<'_> {
     }
 
     /// Every live recipient of `recipients` (every shard of a room), read once,
-    /// page by page; `None` when
-    /// there are more than `max` (a list of ids is returned as it is).
+    /// page by page; `None` when there are more than `max` (a list of ids is
+    /// returned as it is).
     pub async fn list(
         &self,
         recipients: Audience<'_>,

@@ -8,17 +8,19 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use roomcast_core::handlers::message;
 use roomcast_core::limits::MAX_REPLY_BYTES;
 use roomcast_core::policy::Policies;
 use roomcast_core::store::memory::MemoryStore;
-use roomcast_core::store::{Member, Store};
+use roomcast_core::store::{Member, Store, shard_of};
 use serde_json::{Value, json};
-use support::{Harness, body_text, event, harness_with};
+use support::{Harness, harness_with};
 
 const POLICIES: &str = r#"{
   "default": {"join": "anyone", "send": "anyone"},
-  "namespaces": {"hist": {"history": {"size": 100, "ttlSecs": 600}, "presence": true}}
+  "namespaces": {
+    "hist": {"history": {"size": 100, "ttlSecs": 600}, "presence": true},
+    "wide": {"members": {"shards": 4}, "presence": true}
+  }
 }"#;
 
 fn with_policies(mut h: Harness) -> Harness {
@@ -28,14 +30,7 @@ fn with_policies(mut h: Harness) -> Harness {
 
 /// The reply to `frame` from `conn` (user `u-<conn>`), as text.
 async fn reply(h: &Harness, conn: &str, frame: Value) -> String {
-    let user = format!("u-{conn}");
-    let route = frame["action"].as_str().unwrap().to_owned();
-    let response = message(
-        &h.app,
-        event(&route, conn, Some(&frame.to_string()), Some(&user)),
-    )
-    .await;
-    body_text(&response).unwrap_or_default()
+    support::user_reply(h, conn, frame).await
 }
 
 /// Fills `room` with events of data strings of the given lengths, sent by `a=`.
@@ -105,16 +100,19 @@ async fn history_replies_stay_within_the_bound_on_dynamodb() {
     history_at_the_bound(harness_with(Arc::new(store))).await;
 }
 
-/// Adds members to `room` directly, with user ids of the given lengths (each
-/// starting with its number, so all differ), and the requester `req=`.
+/// Adds members to `room` directly, each in its shard of the room, with user ids
+/// of the given lengths (each starting with its number, so all differ), and the
+/// requester `req=`.
 async fn members(store: &dyn Store, room: &str, lengths: &[usize]) {
+    let shards = Policies::parse(POLICIES).unwrap().shards(room);
     let expires_at = roomcast_core::store::now_secs() + 600;
     let requester = Member {
         connection_id: "req=".into(),
         user_id: Some("u-req=".into()),
         expires_at,
     };
-    store.join(room, 0, &requester).await.unwrap();
+    let shard = shard_of(&requester.connection_id, shards);
+    store.join(room, shard, &requester).await.unwrap();
     for (i, &len) in lengths.iter().enumerate() {
         let user = format!("{i:04}{}", "u".repeat(len - 4));
         let member = Member {
@@ -122,7 +120,8 @@ async fn members(store: &dyn Store, room: &str, lengths: &[usize]) {
             user_id: Some(user),
             expires_at,
         };
-        store.join(room, 0, &member).await.unwrap();
+        let shard = shard_of(&member.connection_id, shards);
+        store.join(room, shard, &member).await.unwrap();
     }
 }
 
@@ -140,15 +139,18 @@ fn lengths_for(bytes: usize) -> Vec<usize> {
     (0..n).map(|i| ids / n + usize::from(i < ids % n)).collect()
 }
 
-async fn presence_at_the_bound(h: Harness) {
+/// The bound in a room of namespace `ns` (with one shard or several: the page
+/// token then names the shard too).
+async fn presence_at_the_bound(h: Harness, ns: &str) {
     let h = with_policies(h);
-    members(h.store.as_ref(), "hist:a", &[]).await;
-    let (alone, _) = presence(&h, "hist:a", None).await;
+    let room = |name: &str| format!("{ns}:{name}");
+    members(h.store.as_ref(), &room("a"), &[]).await;
+    let (alone, _) = presence(&h, &room("a"), None).await;
     // The count grows from 1 to 3 digits.
     let lengths = lengths_for(MAX_REPLY_BYTES - alone - 2);
     assert!(lengths.len() >= 100 && lengths.iter().all(|&l| l <= 256));
-    members(h.store.as_ref(), "hist:b", &lengths).await;
-    let (len, whole) = presence(&h, "hist:b", None).await;
+    members(h.store.as_ref(), &room("b"), &lengths).await;
+    let (len, whole) = presence(&h, &room("b"), None).await;
     eprintln!(
         "presence reply at the bound: {len} bytes, {} members",
         whole["count"]
@@ -159,14 +161,14 @@ async fn presence_at_the_bound(h: Harness) {
 
     let mut over = lengths.clone();
     over[0] += 1;
-    members(h.store.as_ref(), "hist:c", &over).await;
-    let (len, cut) = presence(&h, "hist:c", None).await;
+    members(h.store.as_ref(), &room("c"), &over).await;
+    let (len, cut) = presence(&h, &room("c"), None).await;
     eprintln!("presence reply one byte over the bound, cut: {len} bytes");
     assert!(len <= MAX_REPLY_BYTES, "{len}");
     assert_eq!(cut["truncated"], true);
     assert_eq!(cut["id"], "p");
     let after = cut["after"].as_str().unwrap().to_owned();
-    let (_, rest) = presence(&h, "hist:c", Some(&after)).await;
+    let (_, rest) = presence(&h, &room("c"), Some(&after)).await;
     assert!(rest.get("truncated").is_none());
     // Together the pages list every member once.
     let mut users: BTreeMap<String, u64> = BTreeMap::new();
@@ -187,12 +189,24 @@ async fn presence_at_the_bound(h: Harness) {
 
 #[tokio::test]
 async fn presence_replies_stay_within_the_bound_on_the_memory_store() {
-    presence_at_the_bound(harness_with(Arc::new(MemoryStore::new()))).await;
+    presence_at_the_bound(harness_with(Arc::new(MemoryStore::new())), "hist").await;
+}
+
+#[tokio::test]
+async fn presence_replies_of_a_sharded_room_stay_within_the_bound_on_the_memory_store() {
+    presence_at_the_bound(harness_with(Arc::new(MemoryStore::new())), "wide").await;
 }
 
 #[tokio::test]
 #[ignore = "needs dynalite: run scripts/test"]
 async fn presence_replies_stay_within_the_bound_on_dynamodb() {
     let store = support::dynamo_store("reply-presence").await;
-    presence_at_the_bound(harness_with(Arc::new(store))).await;
+    presence_at_the_bound(harness_with(Arc::new(store)), "hist").await;
+}
+
+#[tokio::test]
+#[ignore = "needs dynalite: run scripts/test"]
+async fn presence_replies_of_a_sharded_room_stay_within_the_bound_on_dynamodb() {
+    let store = support::dynamo_store("reply-presence-wide").await;
+    presence_at_the_bound(harness_with(Arc::new(store)), "wide").await;
 }

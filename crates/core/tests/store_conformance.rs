@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use roomcast_core::store::dynamo::DynamoStore;
 use roomcast_core::store::memory::MemoryStore;
-use roomcast_core::store::{Connection, FrameCounts, Member, Store, StoreError};
+use roomcast_core::store::{Connection, FrameCounts, Member, Store, StoreError, shard_of};
 
 const NOW: u64 = 1_800_000_000;
 const LATER: u64 = NOW + 7_200;
@@ -34,12 +34,23 @@ fn member(id: &str, expires_at: u64) -> Member {
 }
 
 async fn all_members(store: &dyn Store, room: &str, page: usize, now: u64) -> Vec<Member> {
+    shard_members(store, room, 0, page, now).await
+}
+
+/// Every live member of `shard` of `room`, read `page` at a time.
+async fn shard_members(
+    store: &dyn Store,
+    room: &str,
+    shard: u16,
+    page: usize,
+    now: u64,
+) -> Vec<Member> {
     let mut out = Vec::new();
     let mut cursor = None;
     let mut pages = 0;
     loop {
         let p = store
-            .members_page(room, 0, cursor.as_deref(), page, now)
+            .members_page(room, shard, cursor.as_deref(), page, now)
             .await
             .unwrap();
         assert!(
@@ -501,6 +512,85 @@ async fn dynamo_store_conforms() {
         store.members_page("big", 0, Some("garbage"), 5, NOW).await,
         Err(StoreError::BadCursor)
     ));
+}
+
+/// A room spread over 4 shards: each membership is in the shard `shard_of`
+/// names and only there, the shards' pages together list every member once,
+/// shard 0 is the room's unsharded partition, and removing a connection finds
+/// its memberships in every shard and names each room once.
+async fn shard_suite(store: &dyn Store) {
+    const K: u16 = 4;
+    let room = format!("sharded:{}", roomcast_core::store::now_millis());
+    let joined: Vec<String> = (0..200).map(|i| format!("s{i:03}+/Q=")).collect();
+    for id in &joined {
+        store
+            .join(&room, shard_of(id, K), &member(id, LATER))
+            .await
+            .unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    for shard in 0..K {
+        let listed = shard_members(store, &room, shard, 23, NOW).await;
+        assert!(!listed.is_empty(), "200 ids leave no shard empty");
+        for m in listed {
+            assert_eq!(shard_of(&m.connection_id, K), shard, "{}", m.connection_id);
+            assert!(
+                seen.insert(m.connection_id.clone()),
+                "{} listed twice",
+                m.connection_id
+            );
+        }
+    }
+    assert_eq!(seen, joined.iter().cloned().collect::<BTreeSet<_>>());
+    assert!(shard_members(store, &room, K, 50, NOW).await.is_empty());
+
+    // Per-shard member, leave.
+    let id = &joined[7];
+    let home = shard_of(id, K);
+    for shard in (0..K).filter(|&s| s != home) {
+        assert_eq!(store.member(&room, shard, id, NOW).await.unwrap(), None);
+        assert!(!store.leave(&room, shard, id).await.unwrap());
+    }
+    assert!(store.member(&room, home, id, NOW).await.unwrap().is_some());
+    assert!(store.leave(&room, home, id).await.unwrap());
+    assert_eq!(store.member(&room, home, id, NOW).await.unwrap(), None);
+
+    // Shard 0 of a sharded room is the room as one shard has it.
+    let zero = joined.iter().find(|id| shard_of(id, K) == 0).unwrap();
+    assert!(ids(&all_members(store, &room, 500, NOW).await).contains(zero));
+
+    // A connection in two sharded rooms (one of them under two shard counts, as
+    // after a change of K) and an unsharded one.
+    let c = "multi+/Z=";
+    store
+        .put_connection(&connection(c, Some("u")))
+        .await
+        .unwrap();
+    let other = format!("{room}-b");
+    let plain = format!("{room}-plain");
+    store.join(&room, 3, &member(c, LATER)).await.unwrap();
+    store.join(&room, 1, &member(c, LATER)).await.unwrap();
+    store.join(&other, 2, &member(c, LATER)).await.unwrap();
+    store.join(&plain, 0, &member(c, LATER)).await.unwrap();
+    let removed = store.remove_connection(c).await.unwrap();
+    assert_eq!(removed.items, 1 + 4);
+    assert_eq!(removed.rooms, [room.clone(), other.clone(), plain.clone()]);
+    for (r, shard) in [(&room, 3), (&room, 1), (&other, 2), (&plain, 0)] {
+        assert_eq!(store.member(r, shard, c, NOW).await.unwrap(), None);
+    }
+    // The other members stay.
+    assert!(!shard_members(store, &room, home, 500, NOW).await.is_empty());
+}
+
+#[tokio::test]
+async fn memory_store_spreads_rooms_over_shards() {
+    shard_suite(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs dynalite: run scripts/test"]
+async fn dynamo_store_spreads_rooms_over_shards() {
+    shard_suite(&dynamo_store().await).await;
 }
 
 /// Events put with `keep` 3 (a policy's history `size`): the last three are kept

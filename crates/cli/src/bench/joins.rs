@@ -84,7 +84,7 @@ impl Outcomes {
 pub struct ProxyFigures {
     pub requests: u64,
     pub throttled: u64,
-    /// The room's partition key.
+    /// The room's partition key (of its first shard, in a room of several).
     pub room_key: String,
     pub room_requests: u64,
     pub room_throttled: u64,
@@ -92,9 +92,25 @@ pub struct ProxyFigures {
     pub room_throttled_percent: f64,
     pub room_write_units_per_sec: f64,
     pub proxy_cpu_percent: f64,
+    /// Each of the room's shard keys the proxy saw (`room#<room>` and
+    /// `room#<room>#<shard>`, in key order): one in a room of one shard.
+    pub shard_keys: Vec<KeyFigures>,
     /// The proxy's whole answer, hottest keys included.
     pub stats: Value,
 }
+
+/// What the proxy counted for one partition key.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct KeyFigures {
+    pub key: String,
+    pub requests: u64,
+    pub throttled: u64,
+    pub write_units_per_sec: f64,
+}
+
+/// How many of the hottest keys the proxy is asked for: more than a room's most
+/// shards (64), whose keys are by far the hottest in a joins run.
+const KEYS_LISTED: usize = 100;
 
 /// The run's shared counters.
 #[derive(Default)]
@@ -358,7 +374,11 @@ async fn proxy_stats(url: &str, reset: bool) -> anyhow::Result<Value> {
     let mut stream = tokio::net::TcpStream::connect(authority)
         .await
         .with_context(|| format!("cannot reach the proxy at {url}"))?;
-    let query = if reset { "?reset=1" } else { "" };
+    let query = if reset {
+        "?reset=1".to_owned()
+    } else {
+        format!("?top={KEYS_LISTED}")
+    };
     let request =
         format!("GET /stats{query} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
@@ -404,8 +424,33 @@ fn proxy_figures(args: &BenchArgs, before: &Value, stats: Value, secs: f64) -> P
         },
         room_write_units_per_sec: room["write_units"].as_f64().unwrap_or(0.0) / secs,
         proxy_cpu_percent: 100.0 * cpu / secs,
+        shard_keys: shard_keys(&args.room, &stats, secs),
         stats,
     }
+}
+
+/// The proxy's counts for each of `room`'s shard keys among the hottest.
+fn shard_keys(room: &str, stats: &Value, secs: f64) -> Vec<KeyFigures> {
+    let key = format!("room#{room}");
+    let shard_prefix = format!("{key}#");
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let mut keys: Vec<KeyFigures> = stats["hottest"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|k| k["index"].is_null())
+        .filter_map(|k| {
+            let name = k["key"].as_str()?;
+            (name == key || name.starts_with(&shard_prefix)).then(|| KeyFigures {
+                key: name.to_owned(),
+                requests: n(&k["requests"]),
+                throttled: n(&k["throttled"]),
+                write_units_per_sec: k["write_units"].as_f64().unwrap_or(0.0) / secs,
+            })
+        })
+        .collect();
+    keys.sort_by(|a, b| a.key.cmp(&b.key));
+    keys
 }
 
 fn print_table(r: &JoinReport) {
@@ -475,9 +520,54 @@ fn print_table(r: &JoinReport) {
                 p.room_write_units_per_sec
             ),
         );
+        if p.shard_keys.len() > 1 {
+            for k in &p.shard_keys {
+                row(
+                    &format!("shard key {}", k.key),
+                    format!(
+                        "{} requests, {} throttled, {:.0} WCU/s accepted",
+                        k.requests, k.throttled, k.write_units_per_sec
+                    ),
+                );
+            }
+        }
         row(
             "proxy CPU",
             format!("{:.0}% of one core", p.proxy_cpu_percent),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_keys_are_the_rooms_keys_only() {
+        let stats = serde_json::json!({"hottest": [
+            {"key": "room#bench:room#2", "index": null, "requests": 8, "throttled": 1, "write_units": 8.0},
+            {"key": "room#bench:room", "index": null, "requests": 10, "throttled": 0, "write_units": 10.0},
+            {"key": "room#bench:room2", "index": null, "requests": 50, "throttled": 5, "write_units": 50.0},
+            {"key": "room#bench:room#1", "index": "byConnection", "requests": 4, "throttled": 0, "write_units": 4.0},
+            {"key": "conn#a=", "index": null, "requests": 3, "throttled": 0, "write_units": 3.0}
+        ]});
+        let keys = shard_keys("bench:room", &stats, 2.0);
+        assert_eq!(
+            keys,
+            [
+                KeyFigures {
+                    key: "room#bench:room".into(),
+                    requests: 10,
+                    throttled: 0,
+                    write_units_per_sec: 5.0
+                },
+                KeyFigures {
+                    key: "room#bench:room#2".into(),
+                    requests: 8,
+                    throttled: 1,
+                    write_units_per_sec: 4.0
+                },
+            ]
         );
     }
 }

@@ -188,6 +188,16 @@ pub async fn send_frame(h: &Harness, conn: &str, frame: Value) -> Value {
     body(&response).unwrap_or(Value::Null)
 }
 
+/// The reply text to `frame` from `conn` as user `u-<conn>`, on the route of its
+/// `action`; empty when there is none.
+pub async fn user_reply(h: &Harness, conn: &str, frame: Value) -> String {
+    let user = format!("u-{conn}");
+    let route = frame["action"].as_str().unwrap_or("$default").to_owned();
+    let request = event(&route, conn, Some(&frame.to_string()), Some(&user));
+    let response = roomcast_core::handlers::message(&h.app, request).await;
+    body_text(&response).unwrap_or_default()
+}
+
 /// `n` service events of `pad` bytes each into `room`, after a member joined it;
 /// the stream's epoch.
 pub async fn fill_room(h: &Harness, room: &str, n: u64, pad: usize) -> String {
