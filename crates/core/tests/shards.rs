@@ -345,6 +345,7 @@ async fn a_fanout_reads_every_shard_at_once_and_a_shard_alone() {
         retry: RetryPolicy::default(),
         presence: None,
         stop_at: None,
+        pacer: None,
     };
     let payload = bytes::Bytes::from_static(b"{}");
     let room = Audience::Room {
