@@ -46,6 +46,22 @@ POLICY_VARIABLES = {
 }
 # Lambda's application log levels, most verbose first.
 LAMBDA_LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+# Big rooms' fan-out (crates/core/src/workers): the FIFO queue of jobs, the
+# Handler values that send jobs to it (a send, a broadcast to a room) with the
+# variables they need, and the one that runs them.
+FANOUT_QUEUE = "FanoutQueue"
+JOB_SENDERS = {"message", "broadcast"}
+JOB_RUNNER = "broadcast"
+FANOUT_VARIABLES = {
+    "ROOMCAST_FANOUT_QUEUE_URL": {"Ref": FANOUT_QUEUE},
+    "ROOMCAST_MANAGEMENT_RPS": {"Ref": "ManagementRps"},
+    "ROOMCAST_FANOUT_WORKERS": {"Ref": "FanoutWorkers"},
+}
+# Lambda's guidance for SQS event sources: the queue's visibility timeout at
+# least six times the function's timeout.
+VISIBILITY_FACTOR = 6
+# Lambda's default function timeout, when neither the function nor Globals sets one.
+LAMBDA_DEFAULT_TIMEOUT = 3
 
 
 def plain(node):
@@ -113,6 +129,51 @@ def ssm_arn(parameter):
             {"Name": {"Fn::Select": [0, {"Fn::Split": [":", {"Ref": parameter}]}]}},
         ]
     }
+
+
+def timeout(t, fn):
+    """A function's timeout in seconds as SAM deploys it: its own, Globals', or Lambda's default."""
+    own = fn.get("Properties", {}).get("Timeout")
+    if own is None:
+        own = t.get("Globals", {}).get("Function", {}).get("Timeout", LAMBDA_DEFAULT_TIMEOUT)
+    return int(own)
+
+
+def sqs_events(t):
+    """(function id, function, event id, event properties, queue logical id) for
+    every SQS event source whose Queue is a queue of this template."""
+    out = []
+    for fid, fn in functions(t).items():
+        for eid, event in fn.get("Properties", {}).get("Events", {}).items():
+            if event.get("Type") != "SQS":
+                continue
+            props = event.get("Properties", {})
+            queue = props.get("Queue", {})
+            qid = queue.get("Fn::GetAtt", [None])[0] if isinstance(queue, dict) else None
+            out.append((fid, fn, eid, props, qid))
+    return out
+
+
+def is_fifo(queue):
+    return str(queue.get("Properties", {}).get("FifoQueue", "")).lower() == "true"
+
+
+def may_send_to(fn, queue_id):
+    """Whether any statement of `fn` allows sqs:SendMessage (or a wildcard
+    covering it) on the queue `queue_id` (or on every resource)."""
+    arn = {"Fn::GetAtt": [queue_id, "Arn"]}
+    for s, _ in statements(fn):
+        if s.get("Effect") != "Allow":
+            continue
+        actions = s.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        resources_ = s.get("Resource", [])
+        resources_ = resources_ if isinstance(resources_, list) else [resources_]
+        sends = any(a.lower() in ("sqs:sendmessage", "sqs:*", "*") for a in actions if isinstance(a, str))
+        covers = any(r == arn or r == "*" or (isinstance(r, str) and r.startswith("arn:") and r.endswith("*")) for r in resources_)
+        if sends and covers:
+            return True
+    return False
 
 
 def deployment_id(t):
@@ -342,20 +403,31 @@ def check_throttle_alarm_covers_indexes(t):
 
 
 def check_dead_letters_keep_alarming(t):
-    """An alarm on the dead-letter queue's ApproximateAgeOfOldestMessage that does
-    not return to OK on missing data while messages wait."""
-    for aid, alarm in resources(t, "AWS::CloudWatch::Alarm").items():
-        p = alarm.get("Properties", {})
-        dims = json.dumps(p.get("Dimensions", []))
-        if (
-            p.get("Namespace") == "AWS/SQS"
-            and p.get("MetricName") == "ApproximateAgeOfOldestMessage"
-            and "BroadcastDeadLetterQueue" in dims
-        ):
-            if p.get("TreatMissingData") in (None, "missing", "notBreaching"):
-                return [f"{aid}: TreatMissingData must keep the state (ignore) when an idle queue stops reporting"]
-            return []
-    return ["no alarm on the dead-letter queue's ApproximateAgeOfOldestMessage"]
+    """Every dead-letter queue (the broadcasts', the fan-out jobs') has an alarm
+    on its ApproximateAgeOfOldestMessage that does not return to OK on missing
+    data while messages wait."""
+    problems = []
+    queues = resources(t, "AWS::SQS::Queue")
+    dead_letter = ["BroadcastDeadLetterQueue"]
+    for q in queues.values():
+        target = q.get("Properties", {}).get("RedrivePolicy", {}).get("deadLetterTargetArn", {})
+        if isinstance(target, dict) and "Fn::GetAtt" in target and target["Fn::GetAtt"][0] not in dead_letter:
+            dead_letter.append(target["Fn::GetAtt"][0])
+    for qid in dead_letter:
+        alarmed = False
+        for aid, alarm in resources(t, "AWS::CloudWatch::Alarm").items():
+            p = alarm.get("Properties", {})
+            if (
+                p.get("Namespace") == "AWS/SQS"
+                and p.get("MetricName") == "ApproximateAgeOfOldestMessage"
+                and {"Fn::GetAtt": [qid, "QueueName"]} in [d.get("Value") for d in p.get("Dimensions", [])]
+            ):
+                alarmed = True
+                if p.get("TreatMissingData") in (None, "missing", "notBreaching"):
+                    problems.append(f"{aid}: TreatMissingData must keep the state (ignore) when an idle queue stops reporting")
+        if not alarmed:
+            problems.append(f"no alarm on {qid}'s ApproximateAgeOfOldestMessage")
+    return problems
 
 
 def check_dashboard_graphs_every_frame(t):
@@ -448,6 +520,162 @@ def check_protocol_doc_matches_code(t):
     return problems
 
 
+def check_fanout_queue_is_fifo(t):
+    """Big rooms' fan-out jobs go through a FIFO queue (a shard's events in
+    order), deduplicated by the ids the senders give (not by content), kept no
+    longer than a job's claim (crates/core IDEMPOTENCY_TTL), with a FIFO
+    dead-letter queue (SQS refuses a standard one for a FIFO queue), both
+    encrypted."""
+    queues = resources(t, "AWS::SQS::Queue")
+    if FANOUT_QUEUE not in queues:
+        return [f"no {FANOUT_QUEUE} (AWS::SQS::Queue) for big rooms' fan-out jobs"]
+    problems = []
+    props = queues[FANOUT_QUEUE].get("Properties", {})
+    if not is_fifo(queues[FANOUT_QUEUE]):
+        problems.append(f"{FANOUT_QUEUE} must be FifoQueue: true (jobs of a shard run in order)")
+    if str(props.get("ContentBasedDeduplication", "false")).lower() != "false":
+        problems.append(f"{FANOUT_QUEUE}: ContentBasedDeduplication must be false (the senders give each job's deduplication id)")
+    if props.get("FifoThroughputLimit") == "perMessageGroupId" and props.get("DeduplicationScope") != "messageGroup":
+        problems.append(f"{FANOUT_QUEUE}: high throughput (FifoThroughputLimit perMessageGroupId) needs DeduplicationScope messageGroup")
+    target = props.get("RedrivePolicy", {}).get("deadLetterTargetArn", {})
+    dlq = target.get("Fn::GetAtt", [None])[0] if isinstance(target, dict) else None
+    if dlq not in queues:
+        problems.append(f"{FANOUT_QUEUE} needs a RedrivePolicy to a dead-letter queue of this template")
+    elif not is_fifo(queues[dlq]):
+        problems.append(f"{dlq}: the dead-letter queue of a FIFO queue must be FIFO")
+    code = (ROOT / "crates" / "core" / "src" / "broadcast" / "mod.rs").read_text()
+    m = re.search(r"IDEMPOTENCY_TTL: Duration = Duration::from_secs\(([\d_ *]+)\);", code)
+    if not m:
+        problems.append("IDEMPOTENCY_TTL not found in crates/core/src/broadcast/mod.rs")
+    else:
+        ttl = 1
+        for factor in m.group(1).split("*"):
+            ttl *= int(factor.strip().replace("_", ""))
+        retention = int(props.get("MessageRetentionPeriod", 345600))
+        if retention > ttl:
+            problems.append(f"{FANOUT_QUEUE}: MessageRetentionPeriod {retention} s outlives a job's claim ({ttl} s): a late redelivery would post again")
+    for qid in [FANOUT_QUEUE] + ([dlq] if dlq in queues else []):
+        q = queues[qid].get("Properties", {})
+        if not (str(q.get("SqsManagedSseEnabled", "")).lower() == "true" or "KmsMasterKeyId" in q):
+            problems.append(f"{qid} must be encrypted (SqsManagedSseEnabled or KmsMasterKeyId)")
+    return problems
+
+
+def check_fanout_jobs_run_one_at_a_time(t):
+    """The broadcast function runs the fan-out queue's jobs one per invocation
+    (BatchSize 1), reports failures per item, and at most FanoutWorkers at once
+    (MaximumConcurrency), the workers each job's share of ManagementRps assumes."""
+    runners = [(fid, eid, props) for fid, fn, eid, props, qid in sqs_events(t) if qid == FANOUT_QUEUE]
+    if not runners:
+        return [f"no SQS event source on {FANOUT_QUEUE}: nothing runs the jobs"]
+    problems = []
+    params = t.get("Parameters", {})
+    for fid, eid, props in runners:
+        where = f"{fid}.Events.{eid}"
+        if functions(t)[fid]["Properties"].get("Handler") != JOB_RUNNER:
+            problems.append(f"{where}: jobs are run by the {JOB_RUNNER} handler")
+        if str(props.get("BatchSize")) != "1":
+            problems.append(f"{where}: BatchSize must be 1 (a job may take the whole timeout)")
+        if props.get("ScalingConfig", {}).get("MaximumConcurrency") != {"Ref": "FanoutWorkers"}:
+            problems.append(f"{where}: ScalingConfig.MaximumConcurrency must be !Ref FanoutWorkers")
+        if "ReportBatchItemFailures" not in props.get("FunctionResponseTypes", []):
+            problems.append(f"{where}: FunctionResponseTypes must include ReportBatchItemFailures")
+        if "MaximumBatchingWindowInSeconds" in props:
+            problems.append(f"{where}: FIFO sources take no MaximumBatchingWindowInSeconds")
+    workers = params.get("FanoutWorkers")
+    if workers is None:
+        problems.append("no FanoutWorkers parameter")
+    elif not (int(workers.get("MinValue", 0)) >= 2 and int(workers.get("MaxValue", 10**9)) <= 1000):
+        problems.append("FanoutWorkers: MinValue/MaxValue must stay within MaximumConcurrency's 2 to 1,000")
+    rps = params.get("ManagementRps")
+    if rps is None or int(rps.get("MinValue", 0)) < 1:
+        problems.append("ManagementRps must be a parameter with MinValue 1 or more")
+    return problems
+
+
+def check_job_senders_configured(t):
+    """The functions that send jobs (message, broadcast) get the queue's URL,
+    ManagementRps and FanoutWorkers, the same values in both (a job's rate is
+    computed where it is sent); the other functions get no queue URL."""
+    problems = []
+    senders = 0
+    for fid, fn in functions(t).items():
+        env = environment(t, fn)
+        if fn.get("Properties", {}).get("Handler") in JOB_SENDERS:
+            senders += 1
+            for name, want in FANOUT_VARIABLES.items():
+                if env.get(name) != want:
+                    problems.append(f"{fid} runs without {name} = {want}")
+        elif "ROOMCAST_FANOUT_QUEUE_URL" in env:
+            problems.append(f"{fid} sends no fan-out jobs: it needs no ROOMCAST_FANOUT_QUEUE_URL")
+    if senders < len(JOB_SENDERS):
+        problems.append(f"functions with Handler {sorted(JOB_SENDERS)} not all found")
+    return problems
+
+
+def check_only_senders_may_queue_jobs(t):
+    """Least privilege on the fan-out queue: sqs:SendMessage (which also covers
+    SendMessageBatch) for the message and broadcast functions, unconditionally,
+    and for no other function."""
+    problems = []
+    arn = {"Fn::GetAtt": [FANOUT_QUEUE, "Arn"]}
+    for fid, fn in functions(t).items():
+        handler = fn.get("Properties", {}).get("Handler")
+        if handler in JOB_SENDERS:
+            if grants(fn, "sqs:SendMessage", arn) is not True:
+                problems.append(f"{fid} needs sqs:SendMessage on {FANOUT_QUEUE} (unconditional)")
+        elif may_send_to(fn, FANOUT_QUEUE):
+            problems.append(f"{fid} may send to {FANOUT_QUEUE}: only {sorted(JOB_SENDERS)} send jobs")
+    return problems
+
+
+def check_queue_visibility_covers_timeout(t):
+    """Every queue a function consumes (the fan-out queue among them) hides a
+    received message for at least 6x the function's timeout, as Lambda advises,
+    so a job or batch still running is not handed to a second invocation."""
+    problems = []
+    queues = resources(t, "AWS::SQS::Queue")
+    consumed = set()
+    for fid, fn, eid, props, qid in sqs_events(t):
+        if qid not in queues:
+            problems.append(f"{fid}.Events.{eid}: Queue must be !GetAtt <queue of this template>.Arn")
+            continue
+        consumed.add(qid)
+        visibility = int(queues[qid].get("Properties", {}).get("VisibilityTimeout", 30))
+        need = VISIBILITY_FACTOR * timeout(t, fn)
+        if visibility < need:
+            problems.append(f"{qid}: VisibilityTimeout {visibility} s is under {VISIBILITY_FACTOR} x {fid}'s {timeout(t, fn)} s timeout ({need} s)")
+    if FANOUT_QUEUE not in consumed:
+        problems.append(f"{FANOUT_QUEUE} is consumed by no function")
+    return problems
+
+
+def check_dashboard_graphs_workers(t):
+    """The dashboard graphs the fan-out workers' metrics and the fan-out queue's
+    backlog and age."""
+    body = t.get("Resources", {}).get("Dashboard", {}).get("Properties", {}).get("DashboardBody", "")
+    body = body.get("Fn::Sub", "") if isinstance(body, dict) else body
+    body = body[0] if isinstance(body, list) else body
+    try:
+        widgets = json.loads(body).get("widgets", [])
+    except (ValueError, AttributeError) as e:
+        return [f"the dashboard body is not JSON: {e}"]
+    graphed = set()
+    for w in widgets:
+        for m in w.get("properties", {}).get("metrics", []):
+            names = [x for x in m if isinstance(x, str)]
+            if len(names) >= 2:
+                graphed.add((names[0], names[1], tuple(names[2:4])))
+    problems = []
+    for name in ["fanout_jobs", "fanout_jobs_run", "fanout_posts_per_sec", "fanout_shards", "fanout_throttled_retries", "fanout_ms"]:
+        if ("roomcast", name, ("Stage", "${StageName}")) not in graphed:
+            problems.append(f"the dashboard lacks {name}")
+    for name in ["ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible"]:
+        if ("AWS/SQS", name, ("QueueName", f"${{{FANOUT_QUEUE}.QueueName}}")) not in graphed:
+            problems.append(f"the dashboard lacks {FANOUT_QUEUE}'s {name}")
+    return problems
+
+
 CHECKS = [
     check_policies_reach_every_reader,
     check_jwt_secret_not_in_plaintext,
@@ -462,6 +690,12 @@ CHECKS = [
     check_stage_throttle,
     check_operations_doc_names_every_parameter,
     check_protocol_doc_matches_code,
+    check_fanout_queue_is_fifo,
+    check_fanout_jobs_run_one_at_a_time,
+    check_job_senders_configured,
+    check_only_senders_may_queue_jobs,
+    check_queue_visibility_covers_timeout,
+    check_dashboard_graphs_workers,
 ]
 
 

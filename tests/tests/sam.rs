@@ -237,6 +237,8 @@ async fn sam_template_through_cargo_lambda_watch() {
         "ROOMCAST_MANAGEMENT_ENDPOINT": format!("http://127.0.0.1:{gateway_port}/local"),
         "ROOMCAST_ALLOW_ANONYMOUS": "true",
         "ROOMCAST_JWT_SECRET": "",
+        // No fan-out queue locally: big rooms fan out in line.
+        "ROOMCAST_FANOUT_QUEUE_URL": "",
         "ROOMCAST_POLICIES": r#"{"default":{"join":"anyone","send":"anyone"}}"#,
     }});
     let env_file = EnvFile::parse(&overrides.to_string()).expect("env file");
