@@ -69,6 +69,11 @@ pub struct DevArgs {
     /// API Gateway in a region takes (about 10-30 ms) and loopback does not.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     management_latency_ms: u64,
+    /// Throttle @connections calls (POST, GET, DELETE) to this many per second,
+    /// with a burst of half that, as API Gateway's account-level quota does
+    /// (429 past it); 0: no quota.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    management_rps: u32,
     /// Handlers running in-process post to the @connections endpoint over HTTP
     /// (the real adapter) instead of straight to the connections.
     #[arg(long)]
@@ -447,6 +452,7 @@ fn gateway_options(
     Ok(GatewayOptions {
         sam,
         management_latency: Duration::from_millis(args.management_latency_ms),
+        management_rps: args.management_rps,
         management_http: args.management_http,
         authorizer: auth.map(|a| std::sync::Arc::clone(&a.authorizer)),
         policies: auth.and_then(|a| a.policies.clone()),
@@ -617,6 +623,8 @@ mod tests {
             "MessageFunction=my-stack-message",
             "--management-latency-ms",
             "20",
+            "--management-rps",
+            "100",
         ])
         .command
         else {
@@ -636,6 +644,7 @@ mod tests {
             ]
         );
         assert_eq!(args.management_latency_ms, 20);
+        assert_eq!(args.management_rps, 100);
         // The invoke endpoint and the env file only make sense with a template;
         // a name override only with an invoke endpoint; a pair needs its `=`.
         for bad in [

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use roomcast_core::App;
 use roomcast_core::auth::Authorizer;
@@ -14,6 +14,7 @@ use roomcast_core::metrics::Metrics;
 use roomcast_core::policy::Policies;
 use tokio::sync::watch;
 
+use crate::connections::quota::Quota;
 use crate::connections::registry::Registry;
 use crate::error::LocalError;
 use crate::faults::{self, FaultKind, Faults};
@@ -61,6 +62,9 @@ pub struct GatewayOptions {
     /// takes well under a millisecond, one to API Gateway in a region about
     /// 10–30 ms, and a fan-out's throughput depends on it (docs/performance.md).
     pub management_latency: Duration,
+    /// The account-level `@connections` quota in calls per second, with a burst
+    /// of half that (`connections::quota`); 0: no quota.
+    pub management_rps: u32,
     /// In-process handlers post through HTTP to the `@connections` endpoint, as
     /// functions elsewhere do, instead of in-process (`connections::inprocess`).
     pub management_http: bool,
@@ -123,6 +127,7 @@ impl Default for GatewayOptions {
             max_outbound_bytes: MAX_OUTBOUND_BYTES,
             faults: None,
             management_latency: Duration::ZERO,
+            management_rps: 0,
             management_http: false,
             authorizer: None,
             policies: None,
@@ -155,6 +160,7 @@ struct Inner {
     routes: routes::RouteTable,
     authorizer: Option<routes::AuthorizerTarget>,
     faults: Option<faults::FaultInjector>,
+    quota: Option<Quota>,
     queues: Arc<queue::Queues>,
     /// The credentials management calls are checked against; `None`: not checked.
     management_check: Option<ManagementCredentials>,
@@ -208,6 +214,7 @@ impl Gateway {
         authorizer: Option<routes::AuthorizerTarget>,
     ) -> Result<Self, LocalError> {
         let faults = options.faults.clone().map(faults::FaultInjector::new);
+        let quota = Quota::new(options.management_rps, Instant::now());
         let queues = Arc::new(queue::Queues::new(options.queue.clone()));
         let management_check = management_check(&options, local_addr)?;
         let gateway = Self {
@@ -215,6 +222,7 @@ impl Gateway {
                 app,
                 options,
                 faults,
+                quota,
                 queues,
                 management_check,
                 local_addr,
@@ -273,6 +281,11 @@ impl Gateway {
     /// The injected fault for a POST to `connection_id`, if fault injection is on.
     pub(crate) fn injected_fault(&self, connection_id: &str) -> Option<FaultKind> {
         self.inner.faults.as_ref()?.decide(connection_id)
+    }
+
+    /// Whether the `@connections` quota admits one more call (always, without one).
+    pub(crate) fn admit_management_call(&self) -> bool {
+        self.inner.quota.as_ref().is_none_or(Quota::admit)
     }
 
     /// The credentials management calls must be signed with, when they are checked.
