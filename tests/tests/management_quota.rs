@@ -17,7 +17,7 @@ const RPS: u32 = 20;
 #[tokio::test]
 async fn posts_past_the_burst_answer_429_and_the_rest_deliver() {
     let gateway = start(roomcast_local::GatewayOptions {
-        management_rps: RPS,
+        management_rps: f64::from(RPS),
         ..options_for(Delivery::InProcess)
     })
     .await;
@@ -69,7 +69,7 @@ in_both_deliveries! {
     /// fail for good, as they would against API Gateway.
     async fn a_fanout_past_the_burst_reaches_every_member(delivery: Delivery) {
         let gateway = start(roomcast_local::GatewayOptions {
-            management_rps: 100,
+            management_rps: 100.0,
             ..options_for(delivery)
         })
         .await;

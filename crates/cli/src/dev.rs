@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Args;
 use roomcast_core::auth::origin::Origins;
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::metrics::Metrics;
 use roomcast_core::policy::Policies;
+use roomcast_local::simulated::SimulatedRoom;
 use roomcast_local::{
     Backend, FaultKind, Faults, FunctionMode, GatewayOptions, ManagementCredentials,
     RunningGateway, SamOptions,
@@ -69,11 +70,19 @@ pub struct DevArgs {
     /// API Gateway in a region takes (about 10-30 ms) and loopback does not.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     management_latency_ms: u64,
-    /// Throttle @connections calls (POST, GET, DELETE) to this many per second,
-    /// with a burst of half that, as API Gateway's account-level quota does
-    /// (429 past it); 0: no quota.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    management_rps: u32,
+    /// Throttle @connections calls (POST, GET, DELETE) to this many per second
+    /// (a fraction allowed), with a burst of half that, as API Gateway's
+    /// account-level quota does (429 past it); 0: no quota.
+    #[arg(long, value_name = "N", default_value_t = 0.0, value_parser = non_negative)]
+    management_rps: f64,
+    /// The quota's burst: the calls its bucket holds (default: half of --management-rps).
+    #[arg(long, value_name = "N", requires = "management_rps", value_parser = clap::value_parser!(u32).range(1..))]
+    management_burst: Option<u32>,
+    /// Register N simulated members of ROOM at start-up: store records and a
+    /// counter each, no socket; @connections posts to them are counted and
+    /// dropped (GET /@simulated, /metrics). Repeatable.
+    #[arg(long, value_name = "ROOM=N", value_parser = parse_simulated)]
+    simulated_members: Vec<SimulatedRoom>,
     /// Handlers running in-process post to the @connections endpoint over HTTP
     /// (the real adapter) instead of straight to the connections.
     #[arg(long)]
@@ -289,6 +298,49 @@ enum FunctionNames {
     Binary,
 }
 
+/// `--management-rps`: a finite number of at least 0.
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err("expected a number of at least 0".to_owned()),
+    }
+}
+
+/// `--simulated-members ROOM=N`: a valid room name and 1 to [`MAX_SIMULATED`].
+fn parse_simulated(text: &str) -> Result<SimulatedRoom, String> {
+    let (room, n) = text.rsplit_once('=').ok_or("expected ROOM=N")?;
+    roomcast_core::protocol::validate_room(room).map_err(|e| e.to_string())?;
+    match n.parse::<usize>() {
+        Ok(members) if (1..=MAX_SIMULATED).contains(&members) => Ok(SimulatedRoom {
+            room: room.to_owned(),
+            members,
+        }),
+        _ => Err(format!("N must be 1 to {MAX_SIMULATED}")),
+    }
+}
+
+/// The most simulated members in all, in memory: about 150 bytes each.
+const MAX_SIMULATED: usize = 5_000_000;
+/// The most simulated members written to DynamoDB: two single-item writes each
+/// (64 in flight), not batched.
+const MAX_SIMULATED_DYNAMODB: usize = 20_000;
+
+/// The simulated members fit the store: [`MAX_SIMULATED`] in all, and
+/// [`MAX_SIMULATED_DYNAMODB`] with DynamoDB.
+fn check_simulated(rooms: &[SimulatedRoom], backend: &Backend) -> anyhow::Result<()> {
+    let total: usize = rooms.iter().map(|r| r.members).sum();
+    if total > MAX_SIMULATED {
+        bail!("--simulated-members: {total} in all, more than {MAX_SIMULATED}");
+    }
+    if matches!(backend, Backend::Dynamo { .. }) && total > MAX_SIMULATED_DYNAMODB {
+        bail!(
+            "--simulated-members: {total} in all, more than the {MAX_SIMULATED_DYNAMODB} written \
+             to DynamoDB (two writes each); use the in-memory store for bigger rooms"
+        );
+    }
+    Ok(())
+}
+
 fn parse_pair(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -394,6 +446,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         (Some(endpoint), Some(table)) => Backend::Dynamo { endpoint, table },
         _ => Backend::Memory,
     };
+    check_simulated(&options.simulated_members, &backend)?;
     let sdk = roomcast_local::local_sdk_config(&args.region).await;
     let (store, table) = roomcast_local::open_store(&backend, &sdk).await?;
     let running = roomcast_local::serve(options, store, table, &sdk).await?;
@@ -412,6 +465,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "  metrics:               http://{}/metrics",
         running.local_addr()
     );
+    for r in &running.gateway().options().simulated_members {
+        println!(
+            "  simulated members:     {} in room {} (http://{}/@simulated)",
+            r.members,
+            r.room,
+            running.local_addr()
+        );
+    }
     println!("Press Ctrl-C to stop.");
     let stats = args
         .stats
@@ -453,6 +514,8 @@ fn gateway_options(
         sam,
         management_latency: Duration::from_millis(args.management_latency_ms),
         management_rps: args.management_rps,
+        management_burst: args.management_burst,
+        simulated_members: args.simulated_members.clone(),
         management_http: args.management_http,
         authorizer: auth.map(|a| std::sync::Arc::clone(&a.authorizer)),
         policies: auth.and_then(|a| a.policies.clone()),
@@ -644,7 +707,7 @@ mod tests {
             ]
         );
         assert_eq!(args.management_latency_ms, 20);
-        assert_eq!(args.management_rps, 100);
+        assert_eq!(args.management_rps, 100.0);
         // The invoke endpoint and the env file only make sense with a template;
         // a name override only with an invoke endpoint; a pair needs its `=`.
         for bad in [

@@ -3,6 +3,7 @@
 //! connection task watches. Handed to every HTTP handler and connection task.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use crate::http::static_files;
 use crate::queue;
 use crate::routes::{self, SamOptions};
 use crate::sigv4::ManagementCredentials;
+use crate::simulated::{SimulatedRoom, Table};
 
 pub use roomcast_core::limits::{GATEWAY_MAX_FRAME, IDLE_TIMEOUT, INTEGRATION_TIMEOUT};
 
@@ -62,9 +64,14 @@ pub struct GatewayOptions {
     /// takes well under a millisecond, one to API Gateway in a region about
     /// 10–30 ms, and a fan-out's throughput depends on it (docs/performance.md).
     pub management_latency: Duration,
-    /// The account-level `@connections` quota in calls per second, with a burst
-    /// of half that (`connections::quota`); 0: no quota.
-    pub management_rps: u32,
+    /// The account-level `@connections` quota in calls per second (a fraction
+    /// allowed), with a burst of [`GatewayOptions::management_burst`]
+    /// (`connections::quota`); 0: no quota.
+    pub management_rps: f64,
+    /// The quota's burst: the calls its bucket holds; `None`: half the rate.
+    pub management_burst: Option<u32>,
+    /// Rooms with simulated members (`--simulated-members ROOM=N`, `simulated`).
+    pub simulated_members: Vec<SimulatedRoom>,
     /// In-process handlers post through HTTP to the `@connections` endpoint, as
     /// functions elsewhere do, instead of in-process (`connections::inprocess`).
     pub management_http: bool,
@@ -127,7 +134,9 @@ impl Default for GatewayOptions {
             max_outbound_bytes: MAX_OUTBOUND_BYTES,
             faults: None,
             management_latency: Duration::ZERO,
-            management_rps: 0,
+            management_rps: 0.0,
+            management_burst: None,
+            simulated_members: Vec::new(),
             management_http: false,
             authorizer: None,
             policies: None,
@@ -161,6 +170,10 @@ struct Inner {
     authorizer: Option<routes::AuthorizerTarget>,
     faults: Option<faults::FaultInjector>,
     quota: Option<Quota>,
+    /// `@connections` calls (POST, GET, DELETE) received, and those refused by the quota.
+    management_calls: AtomicU64,
+    management_throttled: AtomicU64,
+    simulated: Table,
     queues: Arc<queue::Queues>,
     /// The credentials management calls are checked against; `None`: not checked.
     management_check: Option<ManagementCredentials>,
@@ -214,7 +227,12 @@ impl Gateway {
         authorizer: Option<routes::AuthorizerTarget>,
     ) -> Result<Self, LocalError> {
         let faults = options.faults.clone().map(faults::FaultInjector::new);
-        let quota = Quota::new(options.management_rps, Instant::now());
+        let quota = Quota::new(
+            options.management_rps,
+            options.management_burst,
+            Instant::now(),
+        );
+        let simulated = Table::new(&options.simulated_members);
         let queues = Arc::new(queue::Queues::new(options.queue.clone()));
         let management_check = management_check(&options, local_addr)?;
         let gateway = Self {
@@ -223,6 +241,9 @@ impl Gateway {
                 options,
                 faults,
                 quota,
+                management_calls: AtomicU64::new(0),
+                management_throttled: AtomicU64::new(0),
+                simulated,
                 queues,
                 management_check,
                 local_addr,
@@ -283,9 +304,30 @@ impl Gateway {
         self.inner.faults.as_ref()?.decide(connection_id)
     }
 
-    /// Whether the `@connections` quota admits one more call (always, without one).
+    /// Whether the `@connections` quota admits one more call (always, without
+    /// one); counts the call, and the refusal.
     pub(crate) fn admit_management_call(&self) -> bool {
-        self.inner.quota.as_ref().is_none_or(Quota::admit)
+        self.inner.management_calls.fetch_add(1, Ordering::Relaxed);
+        let admitted = self.inner.quota.as_ref().is_none_or(Quota::admit);
+        if !admitted {
+            self.inner
+                .management_throttled
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    /// `@connections` calls received, and those the quota refused (429).
+    pub fn management_calls(&self) -> (u64, u64) {
+        (
+            self.inner.management_calls.load(Ordering::Relaxed),
+            self.inner.management_throttled.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The simulated room members (`--simulated-members`).
+    pub fn simulated(&self) -> &Table {
+        &self.inner.simulated
     }
 
     /// The credentials management calls must be signed with, when they are checked.

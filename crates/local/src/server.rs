@@ -25,7 +25,7 @@ use crate::connections::inprocess::InProcessManagement;
 use crate::error::LocalError;
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::http::{self, static_files};
-use crate::{listen, queue, routes, websocket};
+use crate::{listen, queue, routes, simulated, websocket};
 
 fn valid_stage(stage: &str) -> bool {
     !stage.is_empty()
@@ -72,6 +72,7 @@ pub fn router(gateway: Gateway) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route(&stage, get(websocket::handshake::websocket))
+        .merge(http::simulated::route(&gateway))
         .merge(management)
         .fallback(forbidden)
         .with_state(gateway.clone());
@@ -178,6 +179,7 @@ pub async fn serve(
     let mut config = Config::new(table.clone());
     config.management_endpoint = Some(management_endpoint.clone());
     config.policies = options.policies.clone().unwrap_or_else(Policies::open);
+    let app_store = Arc::clone(&store);
     let app = Arc::new(
         App::new(config, Arc::clone(&store), Arc::clone(&management))
             .with_metrics(Arc::clone(&options.metrics)),
@@ -201,6 +203,10 @@ pub async fn serve(
     if let Some(adapter) = &in_process {
         adapter.attach(&gateway);
     }
+    let ttl = gateway.app().config.item_ttl;
+    simulated::register::register(app_store.as_ref(), gateway.simulated(), ttl)
+        .await
+        .map_err(LocalError::Simulated)?;
     Ok(start(gateway, listener))
 }
 

@@ -3,7 +3,10 @@
 //! default ratio (10,000 requests per second steady, a burst of 5,000, per
 //! account and region; calls past it get 429 `LimitExceededException`,
 //! docs.aws.amazon.com/apigateway/latest/developerguide/limits.html). Here there
-//! is one bucket per gateway process.
+//! is one bucket per gateway process. The burst can be set apart
+//! (`--management-burst`) and the rate may be a fraction: with a rate of 0.01 and
+//! a burst of 10, exactly 10 of any quick run of calls pass, however fast the
+//! machine.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -25,15 +28,15 @@ struct State {
 }
 
 impl Quota {
-    /// A full bucket refilled at `rate` per second with a burst of `rate / 2`
-    /// (at least 1); `None` for 0 (no quota).
-    pub(crate) fn new(rate: u32, now: Instant) -> Option<Self> {
-        if rate == 0 {
+    /// A full bucket refilled at `rate` per second holding `burst` (by default
+    /// `rate / 2`, at least 1); `None` for a rate of 0 or less (no quota).
+    pub(crate) fn new(rate: f64, burst: Option<u32>, now: Instant) -> Option<Self> {
+        if rate.is_nan() || rate <= 0.0 {
             return None;
         }
-        let burst = f64::from((rate / 2).max(1));
+        let burst = burst.map_or((rate / 2.0).floor(), f64::from).max(1.0);
         Some(Self {
-            rate: f64::from(rate),
+            rate,
             burst,
             state: Mutex::new(State {
                 tokens: burst,
@@ -75,7 +78,7 @@ mod tests {
     #[test]
     fn burst_is_half_the_rate_and_refills_at_the_rate() {
         let start = Instant::now();
-        let quota = Quota::new(10, start).unwrap();
+        let quota = Quota::new(10.0, None, start).unwrap();
         assert_eq!(admitted(&quota, start, 5), 5);
         assert!(!quota.admit_at(start), "the 6th call in the same instant");
         let later = start + Duration::from_secs(1);
@@ -85,7 +88,19 @@ mod tests {
     }
 
     #[test]
+    fn a_set_burst_and_a_slow_refill_admit_an_exact_count() {
+        let start = Instant::now();
+        let quota = Quota::new(0.01, Some(7), start).unwrap();
+        assert_eq!(admitted(&quota, start, 20), 7);
+        let later = start + Duration::from_secs(50);
+        assert_eq!(admitted(&quota, later, 20), 0, "half a token refilled");
+        let much_later = start + Duration::from_secs(100);
+        assert_eq!(admitted(&quota, much_later, 20), 1, "one token refilled");
+    }
+
+    #[test]
     fn zero_is_no_quota() {
-        assert!(Quota::new(0, Instant::now()).is_none());
+        assert!(Quota::new(0.0, None, Instant::now()).is_none());
+        assert!(Quota::new(0.0, Some(5), Instant::now()).is_none());
     }
 }

@@ -7,7 +7,8 @@
 //! when the connection's outbound queue is full, injected faults, and
 //! `--management-latency-ms` ([`latency`]) before each answer. Every call (post,
 //! get, delete) first takes a token from the `--management-rps` quota ([`admit`];
-//! 429 past it). A delete closes the
+//! 429 past it). A post to a simulated member (`crate::simulated`) passes the
+//! same checks, then is counted and dropped. A delete closes the
 //! connection with 1000 and [`DELETED_REASON`], then `$disconnect` runs.
 
 use std::time::Duration;
@@ -83,6 +84,9 @@ pub(crate) fn post_now(gateway: &Gateway, connection_id: &str, data: Bytes) -> R
             );
         }
         return Err(Refusal::Injected(fault));
+    }
+    if gateway.simulated().accept(connection_id, &data) {
+        return Ok(());
     }
     let message = match Utf8Bytes::try_from(data.clone()) {
         Ok(text) => Message::Text(text),

@@ -1,6 +1,8 @@
 //! `GET /metrics`: the gateway's counters in the Prometheus text format (the same
 //! names as the deployed functions' EMF metrics, docs/operations.md), with the
-//! fan-out latency histogram and the gateway's gauges.
+//! fan-out latency histogram and the gateway's gauges, then the `@connections`
+//! call counts and, per room with simulated members, its figures
+//! ([`simulated_text`]).
 
 use axum::Router;
 use axum::extract::State;
@@ -8,10 +10,12 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use roomcast_core::metrics::prometheus::{self, Gauge};
+use std::fmt::Write as _;
 
 use crate::gateway::Gateway;
 use crate::http::api::METRICS_PATH;
 use crate::http::guard;
+use crate::simulated::RoomFigures;
 
 /// `router` with `GET /metrics` behind the management routes' guard, unless the
 /// stage is itself named `metrics` (its WebSocket route has the path then).
@@ -28,7 +32,8 @@ pub(crate) fn route(
 }
 
 async fn metrics(State(gateway): State<Gateway>) -> impl IntoResponse {
-    let text = prometheus::render(&gateway.app().metrics.snapshot(), &gauges(&gateway));
+    let mut text = prometheus::render(&gateway.app().metrics.snapshot(), &gauges(&gateway));
+    text.push_str(&simulated_text(&gateway));
     ([(CONTENT_TYPE, prometheus::CONTENT_TYPE)], text)
 }
 
@@ -68,4 +73,106 @@ pub fn resident_memory_bytes() -> Option<u64> {
         .parse()
         .ok()?;
     Some(kib * 1024)
+}
+
+/// The `@connections` call counts, the quota, and each simulated room's figures
+/// (labelled `room`), in the Prometheus text format.
+pub fn simulated_text(gateway: &Gateway) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, values: &[(Option<&str>, f64)]| {
+        let _ = writeln!(out, "# HELP roomcast_{name} {help}");
+        let _ = writeln!(out, "# TYPE roomcast_{name} {kind}");
+        for (room, value) in values {
+            match room {
+                Some(room) => {
+                    let room = room.replace('\\', "\\\\").replace('"', "\\\"");
+                    let _ = writeln!(out, "roomcast_{name}{{room=\"{room}\"}} {value}");
+                }
+                None => {
+                    let _ = writeln!(out, "roomcast_{name} {value}");
+                }
+            }
+        }
+    };
+    let (calls, throttled) = gateway.management_calls();
+    family(
+        "management_calls_total",
+        "counter",
+        "@connections calls (POST, GET, DELETE) the gateway received.",
+        &[(None, calls as f64)],
+    );
+    family(
+        "management_throttled_total",
+        "counter",
+        "@connections calls answered 429 by the --management-rps quota.",
+        &[(None, throttled as f64)],
+    );
+    let rps = gateway.options().management_rps;
+    if rps > 0.0 {
+        family(
+            "management_quota_rps",
+            "gauge",
+            "The --management-rps quota, calls per second.",
+            &[(None, rps)],
+        );
+    }
+    let rooms = gateway.simulated().figures();
+    if rooms.is_empty() {
+        return out;
+    }
+    let of = |f: fn(&RoomFigures) -> f64| -> Vec<(Option<&str>, f64)> {
+        rooms
+            .iter()
+            .map(|r| (Some(r.room.as_str()), f(r)))
+            .collect()
+    };
+    family(
+        "simulated_members",
+        "gauge",
+        "Simulated members of the room.",
+        &of(|r| r.members as f64),
+    );
+    family(
+        "simulated_posts_accepted_total",
+        "counter",
+        "Posts to the room's simulated members accepted.",
+        &of(|r| r.posts_accepted as f64),
+    );
+    family(
+        "simulated_min_per_member",
+        "gauge",
+        "The fewest posts one simulated member of the room accepted.",
+        &of(|r| r.min_per_member as f64),
+    );
+    family(
+        "simulated_max_per_member",
+        "gauge",
+        "The most posts one simulated member of the room accepted.",
+        &of(|r| r.max_per_member as f64),
+    );
+    family(
+        "simulated_repeats_total",
+        "counter",
+        "Frames a simulated member got again (the same offset as its last).",
+        &of(|r| r.repeats as f64),
+    );
+    family(
+        "simulated_out_of_order_total",
+        "counter",
+        "Frames a simulated member got after a later one (a smaller offset).",
+        &of(|r| r.out_of_order as f64),
+    );
+    family(
+        "simulated_first_post_ms",
+        "gauge",
+        "Epoch milliseconds of the room's first accepted post (0: none yet).",
+        &of(|r| r.first_post_ms.map_or(0.0, |t| t as f64)),
+    );
+    family(
+        "simulated_last_post_ms",
+        "gauge",
+        "Epoch milliseconds of the room's last accepted post (0: none yet).",
+        &of(|r| r.last_post_ms.map_or(0.0, |t| t as f64)),
+    );
+    out
 }
