@@ -220,3 +220,31 @@ impl Publisher {
 pub(super) fn micros(clock: Instant) -> u64 {
     u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
+
+/// `GET {base}{path}` (`base`: `http://HOST:PORT`) over a fresh connection: the
+/// body of a 200 answer.
+pub(super) async fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let authority = base
+        .strip_prefix("http://")
+        .with_context(|| format!("{base} is not an http:// URL"))?
+        .trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no answer from {base}"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!(
+            "GET {base}{path} answered {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(body.to_owned())
+}
