@@ -1,0 +1,89 @@
+//! A room of 100,000 members on one machine: `GatewayOptions::simulated_members`
+//! (`roomcast dev --simulated-members`) puts 100,000 simulated members in a room
+//! with history, 50 real sockets join it too, and events sent by a member and
+//! broadcast by the broadcast function reach every real socket exactly once, in
+//! order, while the simulated members' counters show each of them got every
+//! event exactly once, in offset order. No latency and no quota: only counts.
+
+mod support;
+
+use roomcast_client::{Audience, Broadcast, Broadcaster};
+use roomcast_core::policy::Policies;
+use roomcast_local::simulated::SimulatedRoom;
+use serde_json::json;
+use support::{Client, clients_in, options, start};
+
+const ROOM: &str = "hist:big";
+const SIMULATED: usize = 100_000;
+const REAL: usize = 50;
+/// Events sent by a member, then as many broadcast.
+const EACH: usize = 3;
+
+#[tokio::test]
+async fn every_member_of_a_room_of_100_000_gets_each_event_once_in_order() {
+    let policies = r#"{
+      "default": {"join": "anyone", "send": "anyone"},
+      "namespaces": {"hist": {"history": {"size": 100, "ttlSecs": 600}}}
+    }"#;
+    let gateway = start(roomcast_local::GatewayOptions {
+        policies: Some(Policies::parse(policies).unwrap()),
+        simulated_members: vec![SimulatedRoom {
+            room: ROOM.into(),
+            members: SIMULATED,
+        }],
+        ..options()
+    })
+    .await;
+    let mut members = clients_in(&gateway, ROOM, REAL).await;
+    let mut sender = Client::connect(&gateway.websocket_url()).await;
+    sender.join(ROOM).await;
+    let recipients = json!(SIMULATED + REAL);
+    for seq in 0..EACH {
+        let ack = sender
+            .request(json!({"action": "send", "room": ROOM, "event": "e", "data": seq, "id": seq}))
+            .await;
+        assert_eq!(
+            (&ack["type"], &ack["delivered"]),
+            (&json!("ack"), &recipients),
+            "{ack}"
+        );
+    }
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::from(&support::sdk().await)
+            .endpoint_url(gateway.lambda_endpoint())
+            .build(),
+    );
+    let broadcaster = Broadcaster::lambda(lambda, "broadcast");
+    for seq in EACH..2 * EACH {
+        let broadcast = Broadcast::new(Audience::room(ROOM), "e")
+            .data(json!(seq))
+            .unwrap();
+        let stats = broadcaster
+            .invoke(&broadcast)
+            .await
+            .expect("invoke succeeds");
+        // The sender is a member too: broadcasts reach it as well.
+        assert_eq!(stats.delivered, (SIMULATED + REAL + 1) as u64, "{stats:?}");
+    }
+    for seq in EACH..2 * EACH {
+        assert_eq!(sender.next_json().await["data"], seq);
+    }
+    for member in &mut members {
+        for seq in 0..2 * EACH {
+            let event = member.next_json().await;
+            assert_eq!(
+                (&event["type"], &event["data"]),
+                (&json!("event"), &json!(seq)),
+                "{event}"
+            );
+            assert_eq!(event["offset"], seq + 1, "{event}");
+        }
+        member.assert_nothing_pending().await;
+    }
+    let room = &gateway.gateway().simulated().figures()[0];
+    let events = 2 * EACH as u64;
+    assert_eq!(room.posts_accepted, SIMULATED as u64 * events);
+    assert_eq!((room.min_per_member, room.max_per_member), (events, events));
+    assert_eq!((room.repeats, room.out_of_order), (0, 0));
+    gateway.shutdown().await.unwrap();
+}
