@@ -23,11 +23,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use futures::StreamExt;
+use roomcast_local::simulated::RoomFigures;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::client::{Endpoint, Publisher, Socket, http_get};
+use super::client::{Endpoint, Open, Publisher, Socket, http_get, open};
 use super::report::{Progress, cpu_seconds, memory};
 use super::{BenchArgs, EVENT, Server, raise_fd_limit};
 
@@ -36,25 +37,11 @@ const STALL: Duration = Duration::from_secs(5);
 /// How often the gateway's figures are read while waiting.
 const POLL: Duration = Duration::from_millis(100);
 
-/// One simulated room's figures, as `GET /@simulated` serves them.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct SimulatedRoom {
-    pub room: String,
-    pub members: u64,
-    pub posts_accepted: u64,
-    pub min_per_member: u64,
-    pub max_per_member: u64,
-    pub repeats: u64,
-    pub out_of_order: u64,
-    pub first_post_ms: Option<u64>,
-    pub last_post_ms: Option<u64>,
-}
-
 /// `GET /@simulated`.
 #[derive(Debug, Deserialize)]
 struct Simulated {
     management_rps: Option<f64>,
-    rooms: Vec<SimulatedRoom>,
+    rooms: Vec<RoomFigures>,
 }
 
 /// What the real sockets saw.
@@ -111,7 +98,7 @@ pub struct BigRoomReport {
     /// grew by exactly `events` (the only check of repeats in a room without
     /// history, whose frames carry no offset).
     pub simulated_exactly_once: bool,
-    pub simulated: SimulatedRoom,
+    pub simulated: RoomFigures,
     pub real: RealFigures,
     /// `@connections` calls over the run, those answered 429 by the quota, and
     /// their share of the calls.
@@ -138,7 +125,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let (stop, stop_rx) = watch::channel(false);
     let sockets = join_sockets(args, &endpoint, &stop_rx).await;
     let joined = sockets.readers.len();
-    let members = room.members + joined as u64;
+    let members = (room.members + joined) as u64;
     let expected_posts = members * args.messages as u64;
     let calls_before = management_calls(&base).await?;
     let cpu_before = cpu_seconds("self");
@@ -148,7 +135,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     for seq in 0..args.messages {
         publisher.publish(args, clock, seq).await?;
     }
-    let target = room.posts_accepted + room.members * args.messages as u64;
+    let target = room.posts_accepted + (room.members * args.messages) as u64;
     let (after, complete) = wait(args, &base, &sockets, target, joined).await?;
     let secs = clock.elapsed().as_secs_f64();
     let bench_cpu_secs = cpu_seconds("self") - cpu_before;
@@ -200,7 +187,7 @@ async fn simulated(base: &str) -> anyhow::Result<Simulated> {
     serde_json::from_str(&body).context("GET /@simulated is not the figures' JSON")
 }
 
-fn find_room(simulated: &Simulated, room: &str) -> anyhow::Result<SimulatedRoom> {
+fn find_room(simulated: &Simulated, room: &str) -> anyhow::Result<RoomFigures> {
     match simulated.rooms.iter().find(|r| r.room == room) {
         Some(r) => Ok(r.clone()),
         None => bail!(
@@ -274,37 +261,16 @@ async fn join_sockets(
     endpoint: &Endpoint,
     stop: &watch::Receiver<bool>,
 ) -> Sockets {
-    let connections = args.connections();
-    let bar = Progress::new("joined", connections as u64, args.json);
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
-    let mut pending = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        ticker.tick().await;
-        let endpoint = endpoint.clone();
-        pending.push(tokio::spawn(async move { endpoint.join().await }));
-    }
+    let (sockets, failures) = open(args, endpoint, Open::Join).await;
     let received = Arc::new(AtomicU64::new(0));
     let last_ms = Arc::new(AtomicU64::new(0));
-    let (mut readers, mut failures) = (Vec::new(), 0);
-    for task in pending {
-        match task.await {
-            Ok(Ok(socket)) => readers.push(tokio::spawn(read(
-                socket,
-                Arc::clone(&received),
-                Arc::clone(&last_ms),
-                stop.clone(),
-            ))),
-            Ok(Err(e)) => {
-                if failures == 0 {
-                    eprintln!("roomcast bench: a connection failed: {e:#}");
-                }
-                failures += 1;
-            }
-            Err(_) => failures += 1,
-        }
-        bar.set(bar.position() + 1);
-    }
-    bar.finish();
+    let readers = sockets
+        .into_iter()
+        .map(|socket| {
+            let (received, last_ms) = (Arc::clone(&received), Arc::clone(&last_ms));
+            tokio::spawn(read(socket, received, last_ms, stop.clone()))
+        })
+        .collect();
     Sockets {
         readers,
         received,
@@ -367,7 +333,7 @@ async fn wait(
     sockets: &Sockets,
     target: u64,
     joined: usize,
-) -> anyhow::Result<(SimulatedRoom, bool)> {
+) -> anyhow::Result<(RoomFigures, bool)> {
     let real_target = (joined * args.messages) as u64;
     let bar = Progress::new("posts", target, args.json);
     let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
@@ -411,8 +377,8 @@ fn gateway_cost(
 /// Everything [`report`] reads.
 struct Measured<'a> {
     args: &'a BenchArgs,
-    room: SimulatedRoom,
-    before: SimulatedRoom,
+    room: RoomFigures,
+    before: RoomFigures,
     real: RealFigures,
     /// Epoch milliseconds of the last event a real socket received (0: none).
     real_last_ms: u64,
@@ -430,7 +396,7 @@ struct Measured<'a> {
 fn report(m: Measured<'_>) -> BigRoomReport {
     let args = m.args;
     let simulated_posts = m.room.posts_accepted - m.before.posts_accepted;
-    let simulated_expected = m.room.members * args.messages as u64;
+    let simulated_expected = (m.room.members * args.messages) as u64;
     let last_ms = m
         .room
         .last_post_ms

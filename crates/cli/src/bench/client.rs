@@ -11,6 +11,7 @@ use roomcast_client::{Audience, Broadcast, Broadcaster};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::report::Progress;
 use super::{BenchArgs, EVENT, Server, Via, socketio};
 
 pub(super) type Socket =
@@ -247,4 +248,46 @@ pub(super) async fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
         );
     }
     Ok(body.to_owned())
+}
+
+/// What [`open`] does with each socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Open {
+    Connect,
+    /// Connect, then join the room.
+    Join,
+}
+
+/// Opens `--connections` sockets at `--rate`; returns them and the failures.
+pub(super) async fn open(args: &BenchArgs, endpoint: &Endpoint, how: Open) -> (Vec<Socket>, usize) {
+    let connections = args.connections();
+    let bar = Progress::new("connected", connections as u64, args.json);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
+    let mut pending = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        ticker.tick().await;
+        let endpoint = endpoint.clone();
+        pending.push(tokio::spawn(async move {
+            match how {
+                Open::Connect => endpoint.connect().await,
+                Open::Join => endpoint.join().await,
+            }
+        }));
+    }
+    let (mut sockets, mut failures) = (Vec::new(), 0);
+    for task in pending {
+        match task.await {
+            Ok(Ok(socket)) => sockets.push(socket),
+            Ok(Err(e)) => {
+                if failures == 0 {
+                    eprintln!("roomcast bench: a connection failed: {e:#}");
+                }
+                failures += 1;
+            }
+            Err(_) => failures += 1,
+        }
+        bar.set(bar.position() + 1);
+    }
+    bar.finish();
+    (sockets, failures)
 }

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::client::{Endpoint, Socket, http_get};
+use super::client::{Endpoint, Open, Socket, http_get, open};
 use super::report::{Progress, cpu_seconds};
 use super::{BenchArgs, raise_fd_limit};
 
@@ -109,7 +109,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     raise_fd_limit(args.connections());
     let endpoint = Endpoint::new(args);
-    let (sockets, failures) = open(args, &endpoint).await;
+    let (sockets, failures) = open(args, &endpoint, Open::Connect).await;
     if sockets.is_empty() {
         bail!("no connection opened to {}", args.url);
     }
@@ -165,34 +165,6 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         print_table(&report);
     }
     Ok(())
-}
-
-/// Opens `--connections` sockets at `--rate`; returns them and the failures.
-async fn open(args: &BenchArgs, endpoint: &Endpoint) -> (Vec<Socket>, usize) {
-    let bar = Progress::new("connected", args.connections() as u64, args.json);
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
-    let mut pending = Vec::with_capacity(args.connections());
-    for _ in 0..args.connections() {
-        ticker.tick().await;
-        let endpoint = endpoint.clone();
-        pending.push(tokio::spawn(async move { endpoint.connect().await }));
-    }
-    let (mut sockets, mut failures) = (Vec::new(), 0);
-    for task in pending {
-        match task.await {
-            Ok(Ok(socket)) => sockets.push(socket),
-            Ok(Err(e)) => {
-                if failures == 0 {
-                    eprintln!("roomcast bench: a connection failed: {e:#}");
-                }
-                failures += 1;
-            }
-            Err(_) => failures += 1,
-        }
-        bar.set(bar.position() + 1);
-    }
-    bar.finish();
-    (sockets, failures)
 }
 
 /// Starts join/leave cycles at `--joins-per-sec` for `--duration-secs`, then

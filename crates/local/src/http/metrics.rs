@@ -75,104 +75,112 @@ pub fn resident_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// A family of the simulated rooms' figures: name, type, help, and its value
+/// for one room.
+type RoomFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&RoomFigures) -> f64,
+);
+
+const ROOM_FAMILIES: [RoomFamily; 8] = [
+    (
+        "simulated_members",
+        "gauge",
+        "Simulated members of the room.",
+        |r| r.members as f64,
+    ),
+    (
+        "simulated_posts_accepted_total",
+        "counter",
+        "Posts to the room's simulated members accepted.",
+        |r| r.posts_accepted as f64,
+    ),
+    (
+        "simulated_min_per_member",
+        "gauge",
+        "The fewest posts one simulated member of the room accepted.",
+        |r| r.min_per_member as f64,
+    ),
+    (
+        "simulated_max_per_member",
+        "gauge",
+        "The most posts one simulated member of the room accepted.",
+        |r| r.max_per_member as f64,
+    ),
+    (
+        "simulated_repeats_total",
+        "counter",
+        "Frames a simulated member got again (the same offset as its last).",
+        |r| r.repeats as f64,
+    ),
+    (
+        "simulated_out_of_order_total",
+        "counter",
+        "Frames a simulated member got after a later one (a smaller offset).",
+        |r| r.out_of_order as f64,
+    ),
+    (
+        "simulated_first_post_ms",
+        "gauge",
+        "Epoch milliseconds of the room's first accepted post (0: none yet).",
+        |r| r.first_post_ms.map_or(0.0, |t| t as f64),
+    ),
+    (
+        "simulated_last_post_ms",
+        "gauge",
+        "Epoch milliseconds of the room's last accepted post (0: none yet).",
+        |r| r.last_post_ms.map_or(0.0, |t| t as f64),
+    ),
+];
+
 /// The `@connections` call counts, the quota, and each simulated room's figures
 /// (labelled `room`), in the Prometheus text format.
 pub fn simulated_text(gateway: &Gateway) -> String {
     let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, values: &[(Option<&str>, f64)]| {
+    let header = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP roomcast_{name} {help}");
         let _ = writeln!(out, "# TYPE roomcast_{name} {kind}");
-        for (room, value) in values {
-            match room {
-                Some(room) => {
-                    let room = room.replace('\\', "\\\\").replace('"', "\\\"");
-                    let _ = writeln!(out, "roomcast_{name}{{room=\"{room}\"}} {value}");
-                }
-                None => {
-                    let _ = writeln!(out, "roomcast_{name} {value}");
-                }
-            }
-        }
     };
     let (calls, throttled) = gateway.management_calls();
-    family(
-        "management_calls_total",
-        "counter",
-        "@connections calls (POST, GET, DELETE) the gateway received.",
-        &[(None, calls as f64)],
-    );
-    family(
-        "management_throttled_total",
-        "counter",
-        "@connections calls answered 429 by the --management-rps quota.",
-        &[(None, throttled as f64)],
-    );
     let rps = gateway.options().management_rps;
-    if rps > 0.0 {
-        family(
+    let totals = [
+        (
+            "management_calls_total",
+            "counter",
+            "@connections calls (POST, GET, DELETE) the gateway received.",
+            Some(calls as f64),
+        ),
+        (
+            "management_throttled_total",
+            "counter",
+            "@connections calls answered 429 by the --management-rps quota.",
+            Some(throttled as f64),
+        ),
+        (
             "management_quota_rps",
             "gauge",
             "The --management-rps quota, calls per second.",
-            &[(None, rps)],
-        );
+            (rps > 0.0).then_some(rps),
+        ),
+    ];
+    for (name, kind, help, value) in totals {
+        if let Some(value) = value {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "roomcast_{name} {value}");
+        }
     }
     let rooms = gateway.simulated().figures();
     if rooms.is_empty() {
         return out;
     }
-    let of = |f: fn(&RoomFigures) -> f64| -> Vec<(Option<&str>, f64)> {
-        rooms
-            .iter()
-            .map(|r| (Some(r.room.as_str()), f(r)))
-            .collect()
-    };
-    family(
-        "simulated_members",
-        "gauge",
-        "Simulated members of the room.",
-        &of(|r| r.members as f64),
-    );
-    family(
-        "simulated_posts_accepted_total",
-        "counter",
-        "Posts to the room's simulated members accepted.",
-        &of(|r| r.posts_accepted as f64),
-    );
-    family(
-        "simulated_min_per_member",
-        "gauge",
-        "The fewest posts one simulated member of the room accepted.",
-        &of(|r| r.min_per_member as f64),
-    );
-    family(
-        "simulated_max_per_member",
-        "gauge",
-        "The most posts one simulated member of the room accepted.",
-        &of(|r| r.max_per_member as f64),
-    );
-    family(
-        "simulated_repeats_total",
-        "counter",
-        "Frames a simulated member got again (the same offset as its last).",
-        &of(|r| r.repeats as f64),
-    );
-    family(
-        "simulated_out_of_order_total",
-        "counter",
-        "Frames a simulated member got after a later one (a smaller offset).",
-        &of(|r| r.out_of_order as f64),
-    );
-    family(
-        "simulated_first_post_ms",
-        "gauge",
-        "Epoch milliseconds of the room's first accepted post (0: none yet).",
-        &of(|r| r.first_post_ms.map_or(0.0, |t| t as f64)),
-    );
-    family(
-        "simulated_last_post_ms",
-        "gauge",
-        "Epoch milliseconds of the room's last accepted post (0: none yet).",
-        &of(|r| r.last_post_ms.map_or(0.0, |t| t as f64)),
-    );
+    for (name, kind, help, value) in ROOM_FAMILIES {
+        header(&mut out, name, kind, help);
+        for room in &rooms {
+            let label = room.room.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "roomcast_{name}{{room=\"{label}\"}} {}", value(room));
+        }
+    }
     out
 }
