@@ -757,6 +757,51 @@ mod tests {
         assert!(Cli::try_parse_from(["roomcast", "dev", "--fault-kinds", "418"]).is_err());
     }
 
+    #[test]
+    fn dev_simulated_members_and_quota_flags() {
+        let args = dev_args(&[
+            "--simulated-members",
+            "big=1000000",
+            "--simulated-members",
+            "ns:r=5",
+            "--management-rps",
+            "0.5",
+            "--management-burst",
+            "3",
+        ]);
+        let rooms: Vec<_> = args
+            .simulated_members
+            .iter()
+            .map(|r| (r.room.as_str(), r.members))
+            .collect();
+        assert_eq!(rooms, [("big", 1_000_000), ("ns:r", 5)]);
+        assert_eq!((args.management_rps, args.management_burst), (0.5, Some(3)));
+        for bad in [
+            &["--simulated-members", "big"][..],
+            &["--simulated-members", "big=0"],
+            &["--simulated-members", "no spaces=5"],
+            &["--simulated-members", "big=5000001"],
+            &["--management-rps", "-1"],
+            &["--management-burst", "5"],
+        ] {
+            let argv = ["roomcast", "dev"].iter().chain(bad).copied();
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        let dynamo = Backend::Dynamo {
+            endpoint: "http://127.0.0.1:8000".into(),
+            table: "t".into(),
+        };
+        let room = |members| SimulatedRoom {
+            room: "big".into(),
+            members,
+        };
+        assert!(check_simulated(&[room(MAX_SIMULATED_DYNAMODB)], &dynamo).is_ok());
+        let refused = check_simulated(&[room(MAX_SIMULATED_DYNAMODB), room(1)], &dynamo);
+        assert!(refused.unwrap_err().to_string().contains("in-memory store"));
+        assert!(check_simulated(&[room(1_000_000)], &Backend::Memory).is_ok());
+        assert!(check_simulated(&[room(MAX_SIMULATED), room(1)], &Backend::Memory).is_err());
+    }
+
     fn dev_args(flags: &[&str]) -> DevArgs {
         let argv = ["roomcast", "dev"].iter().chain(flags).copied();
         match Cli::parse_from(argv).command {
