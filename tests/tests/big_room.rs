@@ -87,3 +87,35 @@ async fn every_member_of_a_room_of_100_000_gets_each_event_once_in_order() {
     assert_eq!((room.repeats, room.out_of_order), (0, 0));
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_figures_are_served_as_json_and_metrics_but_not_to_web_pages() {
+    let gateway = start(roomcast_local::GatewayOptions {
+        simulated_members: vec![SimulatedRoom {
+            room: "r".into(),
+            members: 3,
+        }],
+        ..options()
+    })
+    .await;
+    let addr = gateway.local_addr();
+    let figures = support::http(addr, "GET", "/@simulated", &[], b"").await;
+    assert_eq!(figures.status, 200, "{}", figures.body);
+    let json = figures.json();
+    assert_eq!(json["rooms"][0]["room"], "r", "{json}");
+    assert_eq!(json["rooms"][0]["members"], 3, "{json}");
+    assert_eq!(json["rooms"][0]["posts_accepted"], 0, "{json}");
+    assert!(json["management_rps"].is_null(), "{json}");
+    let page = [("origin", "https://example.com")];
+    let refused = support::http(addr, "GET", "/@simulated", &page, b"").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let metrics = support::http(addr, "GET", "/metrics", &[], b"").await;
+    assert!(
+        metrics
+            .body
+            .contains("roomcast_simulated_members{room=\"r\"} 3\n"),
+        "{}",
+        metrics.body
+    );
+    gateway.shutdown().await.unwrap();
+}
