@@ -319,7 +319,7 @@ fn parse_simulated(text: &str) -> Result<SimulatedRoom, String> {
     }
 }
 
-/// The most simulated members in all, in memory: about 150 bytes each.
+/// The most simulated members in all: about 1 KB each with the in-memory store.
 const MAX_SIMULATED: usize = 5_000_000;
 /// The most simulated members written to DynamoDB: two single-item writes each
 /// (64 in flight), not batched.
