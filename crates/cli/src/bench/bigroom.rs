@@ -88,7 +88,7 @@ pub struct BigRoomReport {
     pub quota_rps: Option<f64>,
     /// `expected_posts / quota_rps`: the least time the quota allows.
     pub quota_bound_secs: Option<f64>,
-    /// `fanout_secs / quota_bound_secs`.
+    /// `fanout_secs / quota_bound_secs`, when every post arrived.
     pub ratio_to_bound: Option<f64>,
     /// Posts not accepted, simulated and real.
     pub lost: u64,
@@ -418,7 +418,10 @@ fn report(m: Measured<'_>) -> BigRoomReport {
         fanout_secs,
         quota_rps: m.quota_rps,
         quota_bound_secs,
-        ratio_to_bound: fanout_secs.zip(quota_bound_secs).map(|(s, b)| s / b),
+        ratio_to_bound: fanout_secs
+            .zip(quota_bound_secs)
+            .filter(|_| m.complete)
+            .map(|(s, b)| s / b),
         lost: simulated_expected.saturating_sub(simulated_posts) + m.real.lost,
         duplicates: m.room.repeats + m.real.duplicates,
         out_of_order: m.room.out_of_order + m.real.out_of_order,
