@@ -151,7 +151,8 @@ impl RunningGateway {
 }
 
 /// Binds `options.host:options.port`, builds the [`App`] with `store` and the real
-/// management client pointed at this gateway's own `@connections` endpoint, and
+/// management client pointed at this gateway's own `@connections` endpoint, writes
+/// the simulated members (`GatewayOptions::simulated_members`) to `store`, and
 /// serves until [`RunningGateway::shutdown`].
 pub async fn serve(
     options: GatewayOptions,
@@ -179,7 +180,6 @@ pub async fn serve(
     let mut config = Config::new(table.clone());
     config.management_endpoint = Some(management_endpoint.clone());
     config.policies = options.policies.clone().unwrap_or_else(Policies::open);
-    let app_store = Arc::clone(&store);
     let app = Arc::new(
         App::new(config, Arc::clone(&store), Arc::clone(&management))
             .with_metrics(Arc::clone(&options.metrics)),
@@ -204,7 +204,7 @@ pub async fn serve(
         adapter.attach(&gateway);
     }
     let ttl = gateway.app().config.item_ttl;
-    simulated::register::register(app_store.as_ref(), gateway.simulated(), ttl)
+    simulated::register::register(gateway.app().store.as_ref(), gateway.simulated(), ttl)
         .await
         .map_err(LocalError::Simulated)?;
     Ok(start(gateway, listener))
