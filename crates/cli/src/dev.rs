@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Args;
 use roomcast_core::auth::origin::Origins;
 use roomcast_core::auth::{AuthConfig, Authorizer};
 use roomcast_core::metrics::Metrics;
 use roomcast_core::policy::Policies;
+use roomcast_local::simulated::SimulatedRoom;
 use roomcast_local::{
     Backend, FaultKind, Faults, FunctionMode, GatewayOptions, ManagementCredentials,
     RunningGateway, SamOptions,
@@ -69,6 +70,24 @@ pub struct DevArgs {
     /// API Gateway in a region takes (about 10-30 ms) and loopback does not.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     management_latency_ms: u64,
+    /// Throttle @connections calls (POST, GET, DELETE) to this many per second
+    /// (a fraction allowed), with a burst of half that, as API Gateway's
+    /// account-level quota does (429 past it); 0: no quota.
+    #[arg(long, value_name = "N", default_value_t = 0.0, value_parser = non_negative)]
+    management_rps: f64,
+    /// The quota's burst: the calls its bucket holds (default: half of --management-rps).
+    #[arg(long, value_name = "N", requires = "management_rps", value_parser = clap::value_parser!(u32).range(1..))]
+    management_burst: Option<u32>,
+    /// Big rooms' fan-out jobs run at once, as the template's FanoutWorkers; each
+    /// is paced to --management-rps (or 10,000) divided by this or by the room's
+    /// shards, whichever is fewer.
+    #[arg(long, value_name = "N", default_value_t = roomcast_core::config::DEFAULT_FANOUT_WORKERS as u16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    fanout_workers: u16,
+    /// Register N simulated members of ROOM at start-up: store records and a
+    /// counter each, no socket; @connections posts to them are counted and
+    /// dropped (GET /@simulated, /metrics). Repeatable.
+    #[arg(long, value_name = "ROOM=N", value_parser = parse_simulated)]
+    simulated_members: Vec<SimulatedRoom>,
     /// Handlers running in-process post to the @connections endpoint over HTTP
     /// (the real adapter) instead of straight to the connections.
     #[arg(long)]
@@ -284,6 +303,49 @@ enum FunctionNames {
     Binary,
 }
 
+/// `--management-rps`: a finite number of at least 0.
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err("expected a number of at least 0".to_owned()),
+    }
+}
+
+/// `--simulated-members ROOM=N`: a valid room name and 1 to [`MAX_SIMULATED`].
+fn parse_simulated(text: &str) -> Result<SimulatedRoom, String> {
+    let (room, n) = text.rsplit_once('=').ok_or("expected ROOM=N")?;
+    roomcast_core::protocol::validate_room(room).map_err(|e| e.to_string())?;
+    match n.parse::<usize>() {
+        Ok(members) if (1..=MAX_SIMULATED).contains(&members) => Ok(SimulatedRoom {
+            room: room.to_owned(),
+            members,
+        }),
+        _ => Err(format!("N must be 1 to {MAX_SIMULATED}")),
+    }
+}
+
+/// The most simulated members in all: about 1 KB each with the in-memory store.
+const MAX_SIMULATED: usize = 5_000_000;
+/// The most simulated members written to DynamoDB: two single-item writes each
+/// (64 in flight), not batched.
+const MAX_SIMULATED_DYNAMODB: usize = 20_000;
+
+/// The simulated members fit the store: [`MAX_SIMULATED`] in all, and
+/// [`MAX_SIMULATED_DYNAMODB`] with DynamoDB.
+fn check_simulated(rooms: &[SimulatedRoom], backend: &Backend) -> anyhow::Result<()> {
+    let total: usize = rooms.iter().map(|r| r.members).sum();
+    if total > MAX_SIMULATED {
+        bail!("--simulated-members: {total} in all, more than {MAX_SIMULATED}");
+    }
+    if matches!(backend, Backend::Dynamo { .. }) && total > MAX_SIMULATED_DYNAMODB {
+        bail!(
+            "--simulated-members: {total} in all, more than the {MAX_SIMULATED_DYNAMODB} written \
+             to DynamoDB (two writes each); use the in-memory store for bigger rooms"
+        );
+    }
+    Ok(())
+}
+
 fn parse_pair(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -389,6 +451,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         (Some(endpoint), Some(table)) => Backend::Dynamo { endpoint, table },
         _ => Backend::Memory,
     };
+    check_simulated(&options.simulated_members, &backend)?;
     let sdk = roomcast_local::local_sdk_config(&args.region).await;
     let (store, table) = roomcast_local::open_store(&backend, &sdk).await?;
     let running = roomcast_local::serve(options, store, table, &sdk).await?;
@@ -407,6 +470,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "  metrics:               http://{}/metrics",
         running.local_addr()
     );
+    for r in &running.gateway().options().simulated_members {
+        println!(
+            "  simulated members:     {} in room {} (http://{}/@simulated)",
+            r.members,
+            r.room,
+            running.local_addr()
+        );
+    }
     println!("Press Ctrl-C to stop.");
     let stats = args
         .stats
@@ -447,6 +518,10 @@ fn gateway_options(
     Ok(GatewayOptions {
         sam,
         management_latency: Duration::from_millis(args.management_latency_ms),
+        management_rps: args.management_rps,
+        management_burst: args.management_burst,
+        fanout_workers: usize::from(args.fanout_workers),
+        simulated_members: args.simulated_members.clone(),
         management_http: args.management_http,
         authorizer: auth.map(|a| std::sync::Arc::clone(&a.authorizer)),
         policies: auth.and_then(|a| a.policies.clone()),
@@ -617,6 +692,8 @@ mod tests {
             "MessageFunction=my-stack-message",
             "--management-latency-ms",
             "20",
+            "--management-rps",
+            "100",
         ])
         .command
         else {
@@ -636,6 +713,7 @@ mod tests {
             ]
         );
         assert_eq!(args.management_latency_ms, 20);
+        assert_eq!(args.management_rps, 100.0);
         // The invoke endpoint and the env file only make sense with a template;
         // a name override only with an invoke endpoint; a pair needs its `=`.
         for bad in [
@@ -683,6 +761,51 @@ mod tests {
             [FaultKind::Throttled, FaultKind::ServerError]
         );
         assert!(Cli::try_parse_from(["roomcast", "dev", "--fault-kinds", "418"]).is_err());
+    }
+
+    #[test]
+    fn dev_simulated_members_and_quota_flags() {
+        let args = dev_args(&[
+            "--simulated-members",
+            "big=1000000",
+            "--simulated-members",
+            "ns:r=5",
+            "--management-rps",
+            "0.5",
+            "--management-burst",
+            "3",
+        ]);
+        let rooms: Vec<_> = args
+            .simulated_members
+            .iter()
+            .map(|r| (r.room.as_str(), r.members))
+            .collect();
+        assert_eq!(rooms, [("big", 1_000_000), ("ns:r", 5)]);
+        assert_eq!((args.management_rps, args.management_burst), (0.5, Some(3)));
+        for bad in [
+            &["--simulated-members", "big"][..],
+            &["--simulated-members", "big=0"],
+            &["--simulated-members", "no spaces=5"],
+            &["--simulated-members", "big=5000001"],
+            &["--management-rps", "-1"],
+            &["--management-burst", "5"],
+        ] {
+            let argv = ["roomcast", "dev"].iter().chain(bad).copied();
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        let dynamo = Backend::Dynamo {
+            endpoint: "http://127.0.0.1:8000".into(),
+            table: "t".into(),
+        };
+        let room = |members| SimulatedRoom {
+            room: "big".into(),
+            members,
+        };
+        assert!(check_simulated(&[room(MAX_SIMULATED_DYNAMODB)], &dynamo).is_ok());
+        let refused = check_simulated(&[room(MAX_SIMULATED_DYNAMODB), room(1)], &dynamo);
+        assert!(refused.unwrap_err().to_string().contains("in-memory store"));
+        assert!(check_simulated(&[room(1_000_000)], &Backend::Memory).is_ok());
+        assert!(check_simulated(&[room(MAX_SIMULATED), room(1)], &Backend::Memory).is_err());
     }
 
     fn dev_args(flags: &[&str]) -> DevArgs {

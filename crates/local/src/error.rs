@@ -23,6 +23,8 @@ pub enum LocalError {
          --management-secret-access-key) or pass --insecure-management"
     )]
     ManagementUnprotected { addr: String },
+    #[error("cannot write the simulated members to the store")]
+    Simulated(#[source] roomcast_core::store::StoreError),
     #[error("cannot run the template's functions: {0}")]
     Function(#[source] crate::routes::FunctionSetupError),
 }

@@ -3,8 +3,9 @@
 //! connection task watches. Handed to every HTTP handler and connection task.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use roomcast_core::App;
 use roomcast_core::auth::Authorizer;
@@ -14,6 +15,7 @@ use roomcast_core::metrics::Metrics;
 use roomcast_core::policy::Policies;
 use tokio::sync::watch;
 
+use crate::connections::quota::Quota;
 use crate::connections::registry::Registry;
 use crate::error::LocalError;
 use crate::faults::{self, FaultKind, Faults};
@@ -22,6 +24,7 @@ use crate::http::static_files;
 use crate::queue;
 use crate::routes::{self, SamOptions};
 use crate::sigv4::ManagementCredentials;
+use crate::simulated::{SimulatedRoom, Table};
 
 pub use roomcast_core::limits::{GATEWAY_MAX_FRAME, IDLE_TIMEOUT, INTEGRATION_TIMEOUT};
 
@@ -64,6 +67,14 @@ pub struct GatewayOptions {
     /// How many big-room fan-out jobs run at once (the template's
     /// `FanoutWorkers`, the fan-out queue's `MaximumConcurrency`).
     pub fanout_workers: usize,
+    /// The account-level `@connections` quota in calls per second (a fraction
+    /// allowed), with a burst of [`GatewayOptions::management_burst`]
+    /// (`connections::quota`); 0: no quota.
+    pub management_rps: f64,
+    /// The quota's burst: the calls its bucket holds; `None`: half the rate.
+    pub management_burst: Option<u32>,
+    /// Rooms with simulated members (`--simulated-members ROOM=N`, `simulated`).
+    pub simulated_members: Vec<SimulatedRoom>,
     /// In-process handlers post through HTTP to the `@connections` endpoint, as
     /// functions elsewhere do, instead of in-process (`connections::inprocess`).
     pub management_http: bool,
@@ -127,6 +138,9 @@ impl Default for GatewayOptions {
             faults: None,
             management_latency: Duration::ZERO,
             fanout_workers: roomcast_core::config::DEFAULT_FANOUT_WORKERS,
+            management_rps: 0.0,
+            management_burst: None,
+            simulated_members: Vec::new(),
             management_http: false,
             authorizer: None,
             policies: None,
@@ -159,6 +173,11 @@ struct Inner {
     routes: routes::RouteTable,
     authorizer: Option<routes::AuthorizerTarget>,
     faults: Option<faults::FaultInjector>,
+    quota: Option<Quota>,
+    /// `@connections` calls (POST, GET, DELETE) received, and those refused by the quota.
+    management_calls: AtomicU64,
+    management_throttled: AtomicU64,
+    simulated: Table,
     queues: Arc<queue::Queues>,
     /// The credentials management calls are checked against; `None`: not checked.
     management_check: Option<ManagementCredentials>,
@@ -212,6 +231,12 @@ impl Gateway {
         authorizer: Option<routes::AuthorizerTarget>,
     ) -> Result<Self, LocalError> {
         let faults = options.faults.clone().map(faults::FaultInjector::new);
+        let quota = Quota::new(
+            options.management_rps,
+            options.management_burst,
+            Instant::now(),
+        );
+        let simulated = Table::new(&options.simulated_members);
         let queues = Arc::new(queue::Queues::new(options.queue.clone()));
         let management_check = management_check(&options, local_addr)?;
         let gateway = Self {
@@ -219,6 +244,10 @@ impl Gateway {
                 app,
                 options,
                 faults,
+                quota,
+                management_calls: AtomicU64::new(0),
+                management_throttled: AtomicU64::new(0),
+                simulated,
                 queues,
                 management_check,
                 local_addr,
@@ -277,6 +306,32 @@ impl Gateway {
     /// The injected fault for a POST to `connection_id`, if fault injection is on.
     pub(crate) fn injected_fault(&self, connection_id: &str) -> Option<FaultKind> {
         self.inner.faults.as_ref()?.decide(connection_id)
+    }
+
+    /// Whether the `@connections` quota admits one more call (always, without
+    /// one); counts the call, and the refusal.
+    pub(crate) fn admit_management_call(&self) -> bool {
+        self.inner.management_calls.fetch_add(1, Ordering::Relaxed);
+        let admitted = self.inner.quota.as_ref().is_none_or(Quota::admit);
+        if !admitted {
+            self.inner
+                .management_throttled
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    /// `@connections` calls received, and those the quota refused (429).
+    pub fn management_calls(&self) -> (u64, u64) {
+        (
+            self.inner.management_calls.load(Ordering::Relaxed),
+            self.inner.management_throttled.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The simulated room members (`--simulated-members`).
+    pub fn simulated(&self) -> &Table {
+        &self.inner.simulated
     }
 
     /// The credentials management calls must be signed with, when they are checked.

@@ -38,6 +38,8 @@
 //!   one address holds, and the peer's and the socket's own address on each request.
 //! - `sigv4`: verifying SigV4 signatures, and the management credentials.
 //! - `faults`: optional fault injection for `@connections` POSTs.
+//! - [`simulated`]: room members that are not sockets (`--simulated-members`),
+//!   their table of counters and their records in the store.
 //! - `aws`: the local account id and [`AwsError`], which renders every AWS-shaped
 //!   error response (`@connections`, Lambda Invoke, refused handshakes).
 //! - `error`: the library's error type.
@@ -62,6 +64,7 @@ mod routes;
 mod selection;
 mod server;
 mod sigv4;
+pub mod simulated;
 pub mod template;
 mod websocket;
 

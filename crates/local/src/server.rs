@@ -27,7 +27,7 @@ use crate::error::LocalError;
 use crate::fanout_queue::FanoutQueue;
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::http::{self, static_files};
-use crate::{listen, queue, routes, websocket};
+use crate::{listen, queue, routes, simulated, websocket};
 
 fn valid_stage(stage: &str) -> bool {
     !stage.is_empty()
@@ -74,6 +74,7 @@ pub fn router(gateway: Gateway) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route(&stage, get(websocket::handshake::websocket))
+        .merge(http::simulated::route(&gateway))
         .merge(management)
         .fallback(forbidden)
         .with_state(gateway.clone());
@@ -152,7 +153,8 @@ impl RunningGateway {
 }
 
 /// Binds `options.host:options.port`, builds the [`App`] with `store` and the real
-/// management client pointed at this gateway's own `@connections` endpoint, and
+/// management client pointed at this gateway's own `@connections` endpoint, writes
+/// the simulated members (`GatewayOptions::simulated_members`) to `store`, and
 /// serves until [`RunningGateway::shutdown`].
 pub async fn serve(
     options: GatewayOptions,
@@ -180,7 +182,12 @@ pub async fn serve(
     let mut config = Config::new(table.clone());
     config.management_endpoint = Some(management_endpoint.clone());
     config.policies = options.policies.clone().unwrap_or_else(Policies::open);
-    config.management_rps = roomcast_core::config::DEFAULT_MANAGEMENT_RPS;
+    // The workers' budget: the quota `roomcast dev` enforces, or API Gateway's default.
+    config.management_rps = if options.management_rps >= 1.0 {
+        options.management_rps as usize
+    } else {
+        roomcast_core::config::DEFAULT_MANAGEMENT_RPS
+    };
     config.fanout_workers = options.fanout_workers;
     let fanout_queue = FanoutQueue::new(options.fanout_workers);
     let dispatch: Arc<dyn Dispatch> = Arc::new(fanout_queue.clone());
@@ -210,6 +217,15 @@ pub async fn serve(
     if let Some(adapter) = &in_process {
         adapter.attach(&gateway);
     }
+    let ttl = gateway.app().config.item_ttl;
+    simulated::register::register(
+        gateway.app().store.as_ref(),
+        &gateway.app().config.policies,
+        gateway.simulated(),
+        ttl,
+    )
+    .await
+    .map_err(LocalError::Simulated)?;
     Ok(start(gateway, listener))
 }
 

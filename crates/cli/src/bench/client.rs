@@ -11,6 +11,7 @@ use roomcast_client::{Audience, Broadcast, Broadcaster};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::report::Progress;
 use super::{BenchArgs, EVENT, Server, Via, socketio};
 
 pub(super) type Socket =
@@ -219,4 +220,74 @@ impl Publisher {
 
 pub(super) fn micros(clock: Instant) -> u64 {
     u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// `GET {base}{path}` (`base`: `http://HOST:PORT`) over a fresh connection: the
+/// body of a 200 answer.
+pub(super) async fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let authority = base
+        .strip_prefix("http://")
+        .with_context(|| format!("{base} is not an http:// URL"))?
+        .trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no answer from {base}"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!(
+            "GET {base}{path} answered {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(body.to_owned())
+}
+
+/// What [`open`] does with each socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Open {
+    Connect,
+    /// Connect, then join the room.
+    Join,
+}
+
+/// Opens `--connections` sockets at `--rate`; returns them and the failures.
+pub(super) async fn open(args: &BenchArgs, endpoint: &Endpoint, how: Open) -> (Vec<Socket>, usize) {
+    let connections = args.connections();
+    let bar = Progress::new("connected", connections as u64, args.json);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
+    let mut pending = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        ticker.tick().await;
+        let endpoint = endpoint.clone();
+        pending.push(tokio::spawn(async move {
+            match how {
+                Open::Connect => endpoint.connect().await,
+                Open::Join => endpoint.join().await,
+            }
+        }));
+    }
+    let (mut sockets, mut failures) = (Vec::new(), 0);
+    for task in pending {
+        match task.await {
+            Ok(Ok(socket)) => sockets.push(socket),
+            Ok(Err(e)) => {
+                if failures == 0 {
+                    eprintln!("roomcast bench: a connection failed: {e:#}");
+                }
+                failures += 1;
+            }
+            Err(_) => failures += 1,
+        }
+        bar.set(bar.position() + 1);
+    }
+    bar.finish();
+    (sockets, failures)
 }

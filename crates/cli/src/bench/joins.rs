@@ -21,11 +21,10 @@ use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::client::{Endpoint, Socket};
+use super::client::{Endpoint, Open, Socket, http_get, open};
 use super::report::{Progress, cpu_seconds};
 use super::{BenchArgs, raise_fd_limit};
 
@@ -121,12 +120,12 @@ struct Tally {
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    if args.connections == 0 || args.joins_per_sec == 0 || args.duration_secs == 0 {
+    if args.connections() == 0 || args.joins_per_sec == 0 || args.duration_secs == 0 {
         bail!("--connections, --joins-per-sec and --duration-secs must be at least 1");
     }
-    raise_fd_limit(args.connections);
+    raise_fd_limit(args.connections());
     let endpoint = Endpoint::new(args);
-    let (sockets, failures) = open(args, &endpoint).await;
+    let (sockets, failures) = open(args, &endpoint, Open::Connect).await;
     if sockets.is_empty() {
         bail!("no connection opened to {}", args.url);
     }
@@ -182,34 +181,6 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         print_table(&report);
     }
     Ok(())
-}
-
-/// Opens `--connections` sockets at `--rate`; returns them and the failures.
-async fn open(args: &BenchArgs, endpoint: &Endpoint) -> (Vec<Socket>, usize) {
-    let bar = Progress::new("connected", args.connections as u64, args.json);
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
-    let mut pending = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
-        ticker.tick().await;
-        let endpoint = endpoint.clone();
-        pending.push(tokio::spawn(async move { endpoint.connect().await }));
-    }
-    let (mut sockets, mut failures) = (Vec::new(), 0);
-    for task in pending {
-        match task.await {
-            Ok(Ok(socket)) => sockets.push(socket),
-            Ok(Err(e)) => {
-                if failures == 0 {
-                    eprintln!("roomcast bench: a connection failed: {e:#}");
-                }
-                failures += 1;
-            }
-            Err(_) => failures += 1,
-        }
-        bar.set(bar.position() + 1);
-    }
-    bar.finish();
-    (sockets, failures)
 }
 
 /// Starts join/leave cycles at `--joins-per-sec` for `--duration-secs`, then
@@ -367,31 +338,18 @@ fn latency(us: &[u64]) -> anyhow::Result<super::Latency> {
 
 /// `GET <proxy>/stats` (with `?reset=1` to start counting afresh), as JSON.
 async fn proxy_stats(url: &str, reset: bool) -> anyhow::Result<Value> {
-    let authority = url
-        .strip_prefix("http://")
-        .context("--proxy must be an http:// URL")?
-        .trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(authority)
-        .await
-        .with_context(|| format!("cannot reach the proxy at {url}"))?;
-    let query = if reset {
-        "?reset=1".to_owned()
-    } else {
-        format!("?top={KEYS_LISTED}")
-    };
-    let request =
-        format!("GET /stats{query} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await?;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("no answer from the proxy")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("the proxy answered {}", head.lines().next().unwrap_or(""));
+    if !url.starts_with("http://") {
+        bail!("--proxy must be an http:// URL");
     }
-    serde_json::from_str(body).context("the proxy's /stats is not JSON")
+    let path = if reset {
+        "/stats?reset=1".to_owned()
+    } else {
+        format!("/stats?top={KEYS_LISTED}")
+    };
+    let body = http_get(url, &path)
+        .await
+        .with_context(|| format!("cannot read the proxy's stats at {url}"))?;
+    serde_json::from_str(&body).context("the proxy's /stats is not JSON")
 }
 
 /// The proxy's counts since the reset, the room's key picked out.

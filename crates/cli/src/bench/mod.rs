@@ -20,10 +20,14 @@
 //! room at a set rate, each join and leave a write under the room's partition
 //! key (`joins`).
 //!
+//! `--mode bigroom` sends events into a room of `roomcast dev`'s simulated
+//! members plus a few real sockets, and counts every post (`bigroom`).
+//!
 //! `client` holds the connections, `socketio` the Engine.IO packets, `report`
-//! the results and progress, `joins` the join-rate mode; this file the options
-//! and the delivery run.
+//! the results and progress, `joins` the join-rate mode, `bigroom` the big-room
+//! mode; this file the options and the delivery run.
 
+mod bigroom;
 mod client;
 mod joins;
 mod report;
@@ -62,6 +66,10 @@ pub enum Mode {
     Deliveries,
     /// Connections join and leave one room at --joins-per-sec for --duration-secs.
     Joins,
+    /// Events into a room of roomcast dev's simulated members (--simulated-members)
+    /// plus --connections real sockets: every post counted, timed against the
+    /// @connections quota.
+    Bigroom,
 }
 
 /// The server the bench drives.
@@ -82,9 +90,10 @@ pub struct BenchArgs {
     /// What serves --url.
     #[arg(long, value_enum, default_value_t = Server::Roomcast)]
     target: Server,
-    /// Member connections to open (the publisher for --via send comes on top).
-    #[arg(long, default_value_t = 1000)]
-    connections: usize,
+    /// Member connections to open (the publisher for --via send comes on top);
+    /// default 1000, with --mode bigroom 50.
+    #[arg(long)]
+    connections: Option<usize>,
     /// New connections per second (API Gateway's default quota is 500/s per account).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     rate: u32,
@@ -137,6 +146,16 @@ pub struct BenchArgs {
     proxy: Option<String>,
 }
 
+impl BenchArgs {
+    /// `--connections`, or the mode's default.
+    fn connections(&self) -> usize {
+        self.connections.unwrap_or(match self.mode {
+            Mode::Bigroom => 50,
+            Mode::Deliveries | Mode::Joins => 1000,
+        })
+    }
+}
+
 /// What one member task hands back at the end: its latencies in microseconds,
 /// merged into one histogram at the end. (A histogram per member cost a
 /// zero-filled counts array on its first record: 10,000 of those made the
@@ -146,31 +165,34 @@ struct Received {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.mode == Mode::Bigroom {
+        return bigroom::run(&args).await;
+    }
     if args.mode == Mode::Joins {
         if args.target != Server::Roomcast {
             bail!("--mode joins needs --target roomcast");
         }
         return joins::run(&args).await;
     }
-    if args.connections == 0 {
+    if args.connections() == 0 {
         bail!("--connections must be at least 1");
     }
     if args.target == Server::Socketio && args.via == Via::Broadcast {
         bail!("--via broadcast needs --target roomcast");
     }
     let endpoint = Endpoint::new(&args);
-    raise_fd_limit(args.connections);
+    raise_fd_limit(args.connections());
     let clock = Instant::now();
     let rss_before = gateway_rss(&args)?;
 
     // Phase 1: members connect at the set rate and join the room.
     let mut members = connect_members(&args, &endpoint, clock).await;
-    let joined = args.connections - members.failures.len();
+    let joined = args.connections() - members.failures.len();
     if let Some(first) = members.failures.first() {
         eprintln!(
             "roomcast bench: {} of {} connections failed; first: {first}",
             members.failures.len(),
-            args.connections
+            args.connections()
         );
     }
     if joined == 0 {
@@ -236,11 +258,11 @@ async fn connect_members(args: &BenchArgs, endpoint: &Endpoint, clock: Instant) 
     let last_delivery_us = Arc::new(AtomicU64::new(0));
     let (stop, stop_rx) = watch::channel(false);
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
-    let bar = Progress::new("connected", args.connections as u64, args.json);
+    let bar = Progress::new("connected", args.connections() as u64, args.json);
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(args.connections);
+    let mut tasks = Vec::with_capacity(args.connections());
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
-    for _ in 0..args.connections {
+    for _ in 0..args.connections() {
         ticker.tick().await;
         let member = Member {
             endpoint: endpoint.clone(),
@@ -254,7 +276,7 @@ async fn connect_members(args: &BenchArgs, endpoint: &Endpoint, clock: Instant) 
     }
     drop(ready_tx);
     let mut failures = Vec::new();
-    for _ in 0..args.connections {
+    for _ in 0..args.connections() {
         match ready_rx.recv().await {
             Some(Ok(())) => bar.set(bar.position() + 1),
             Some(Err(e)) => failures.push(e),

@@ -5,7 +5,10 @@
 //! A post is queued for the connection as one frame: 410 for a connection that is
 //! gone (the fan-out then removes its records), 413 over the payload limit, 429
 //! when the connection's outbound queue is full, injected faults, and
-//! `--management-latency-ms` ([`latency`]) before each answer. A delete closes the
+//! `--management-latency-ms` ([`latency`]) before each answer. Every call (post,
+//! get, delete) first takes a token from the `--management-rps` quota ([`admit`];
+//! 429 past it). A post to a simulated member (`crate::simulated`) passes the
+//! same checks, then is counted and dropped. A delete closes the
 //! connection with 1000 and [`DELETED_REASON`], then `$disconnect` runs.
 
 use std::time::Duration;
@@ -41,6 +44,8 @@ pub(crate) enum Refusal {
     Full,
     /// Fault injection picked this answer.
     Injected(FaultKind),
+    /// Over the account-level `@connections` quota (`--management-rps`).
+    Quota,
 }
 
 impl From<Refusal> for PostError {
@@ -48,7 +53,9 @@ impl From<Refusal> for PostError {
         match refusal {
             Refusal::TooLarge(_) => Self::PayloadTooLarge,
             Refusal::Gone | Refusal::Injected(FaultKind::Gone) => Self::Gone,
-            Refusal::Full | Refusal::Injected(FaultKind::Throttled) => Self::Throttled,
+            Refusal::Full | Refusal::Quota | Refusal::Injected(FaultKind::Throttled) => {
+                Self::Throttled
+            }
             Refusal::Injected(FaultKind::ServerError) => Self::Server {
                 status: 500,
                 message: "injected fault: internal error".to_owned(),
@@ -62,6 +69,7 @@ impl From<Refusal> for PostError {
 /// the connection (1001, then `$disconnect`), so what follows matches a client
 /// that went away.
 pub(crate) fn post_now(gateway: &Gateway, connection_id: &str, data: Bytes) -> Result<(), Refusal> {
+    admit(gateway)?;
     if data.len() > GATEWAY_MAX_PAYLOAD {
         return Err(Refusal::TooLarge(data.len()));
     }
@@ -76,6 +84,9 @@ pub(crate) fn post_now(gateway: &Gateway, connection_id: &str, data: Bytes) -> R
             );
         }
         return Err(Refusal::Injected(fault));
+    }
+    if gateway.simulated().accept(connection_id, &data) {
+        return Ok(());
     }
     let message = match Utf8Bytes::try_from(data.clone()) {
         Ok(text) => Message::Text(text),
@@ -105,6 +116,7 @@ pub(crate) async fn post(
 /// run `$disconnect`, waiting [`DELETE_WAIT`] at most for room in its outbound queue.
 pub(crate) async fn delete(gateway: &Gateway, connection_id: &str) -> Result<(), Refusal> {
     latency(gateway).await;
+    admit(gateway)?;
     let connection = gateway
         .connections()
         .get(connection_id)
@@ -125,5 +137,14 @@ pub(crate) async fn latency(gateway: &Gateway) {
     let latency = gateway.options().management_latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+}
+
+/// Takes one call from the `--management-rps` quota: [`Refusal::Quota`] past it.
+pub(crate) fn admit(gateway: &Gateway) -> Result<(), Refusal> {
+    if gateway.admit_management_call() {
+        Ok(())
+    } else {
+        Err(Refusal::Quota)
     }
 }

@@ -12,6 +12,10 @@ use crate::queue::MAX_MESSAGE_BYTES;
 /// Where the Prometheus metrics are served.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// Where the simulated members' figures are served (`http::simulated`); no
+/// stage can be named so (`@` is not allowed in one).
+pub const SIMULATED_PATH: &str = "/@simulated";
+
 /// Which API a guarded request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Api {
@@ -23,6 +27,8 @@ pub(crate) enum Api {
     Sqs,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /@simulated`.
+    Simulated,
 }
 
 /// Lambda's limit on a synchronous invocation's payload (6 MB).
@@ -39,6 +45,8 @@ impl Api {
             Self::Sqs
         } else if path == METRICS_PATH {
             Self::Metrics
+        } else if path == SIMULATED_PATH {
+            Self::Simulated
         } else {
             Self::Connections
         }
@@ -49,18 +57,18 @@ impl Api {
         match self {
             Self::Lambda => "lambda",
             Self::Sqs => "sqs",
-            Self::Connections | Self::Metrics => "execute-api",
+            Self::Connections | Self::Metrics | Self::Simulated => "execute-api",
         }
     }
 
     /// The largest body read: API Gateway's message limit for `@connections`,
-    /// Lambda's for Invoke, SQS's for the queue; none for `/metrics`.
+    /// Lambda's for Invoke, SQS's for the queue; none for `/metrics` and `/@simulated`.
     pub(crate) fn body_limit(self) -> usize {
         match self {
             Self::Connections => GATEWAY_MAX_PAYLOAD,
             Self::Lambda => INVOKE_MAX_BODY,
             Self::Sqs => SQS_MAX_BODY,
-            Self::Metrics => 0,
+            Self::Metrics | Self::Simulated => 0,
         }
     }
 

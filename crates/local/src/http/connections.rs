@@ -21,6 +21,9 @@ use crate::gateway::Gateway;
 /// The 429's message when a connection's outbound queue is full.
 const OUTBOUND_FULL: &str = "The client's outbound buffer is full";
 
+/// The 429's message past the `--management-rps` quota.
+const QUOTA_EXCEEDED: &str = "Rate exceeded";
+
 /// `POST @connections/{id}`: the body goes to the client as one frame (text when
 /// it is UTF-8, binary otherwise).
 pub async fn post(
@@ -40,6 +43,7 @@ fn refused(refusal: Refusal) -> AwsError {
         Refusal::TooLarge(len) => AwsError::payload_too_large(len, GATEWAY_MAX_PAYLOAD),
         Refusal::Gone | Refusal::Injected(FaultKind::Gone) => AwsError::gone(),
         Refusal::Full => AwsError::limit_exceeded(OUTBOUND_FULL),
+        Refusal::Quota => AwsError::limit_exceeded(QUOTA_EXCEEDED),
         Refusal::Injected(FaultKind::Throttled) => {
             AwsError::limit_exceeded("injected fault: throttled")
         }
@@ -52,6 +56,9 @@ fn refused(refusal: Refusal) -> AwsError {
 /// `GET @connections/{id}`: connectedAt, lastActiveAt and identity, as API Gateway returns them.
 pub async fn get(State(gateway): State<Gateway>, Path(connection_id): Path<String>) -> Response {
     rules::latency(&gateway).await;
+    if let Err(refusal) = rules::admit(&gateway) {
+        return refused(refusal).into_response();
+    }
     let Some(connection) = gateway.connections().get(&connection_id) else {
         return AwsError::gone().into_response();
     };

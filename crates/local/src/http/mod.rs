@@ -6,6 +6,7 @@
 //! - [`invoke`]: the Lambda Invoke API over the [`crate::functions`] registry.
 //! - [`queue`]: the broadcast queue's SQS API on `POST /`.
 //! - [`metrics`]: `GET /metrics`, the counters and gauges in the Prometheus text format.
+//! - [`simulated`]: `GET /@simulated`, the simulated members' figures as JSON.
 //! - [`static_files`]: `--static DIR`, web pages served beside the API.
 //! - [`guard`]: in front of `@connections`, Invoke, the queue and `/metrics`:
 //!   requests from web pages refused, bodies read with limits and a deadline.
@@ -19,4 +20,5 @@ pub mod invoke;
 pub mod metrics;
 pub mod queue;
 pub mod signed;
+pub mod simulated;
 pub mod static_files;
