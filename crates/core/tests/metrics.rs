@@ -385,3 +385,24 @@ fn every_counter_fits_one_directive() {
     // Drained: nothing left, no line.
     assert_eq!(emf::line(&metrics.drain(), "prod", now_millis()), None);
 }
+
+#[test]
+fn worker_jobs_write_their_rate_and_shards() {
+    let metrics = Metrics::default();
+    for rate in [600, 625] {
+        metrics.worker(rate, 16);
+        metrics.incr(Counter::FanoutJobsRun);
+    }
+    let snapshot = metrics.snapshot();
+    let text = roomcast_core::metrics::prometheus::render(&snapshot, &[]);
+    // roomcast dev shows the last job's figures as gauges.
+    assert!(text.contains("roomcast_fanout_posts_per_sec 625\n"), "{text}");
+    assert!(text.contains("roomcast_fanout_shards 16\n"), "{text}");
+    assert!(text.contains("roomcast_fanout_jobs_run_total 2\n"), "{text}");
+    let line = emf::line(&metrics.drain(), "prod", now_millis()).unwrap();
+    let (names, _) = check_emf(&line);
+    assert_eq!(names["fanout_posts_per_sec"], json!([600, 625]));
+    assert_eq!(names["fanout_shards"], json!([16, 16]));
+    assert_eq!(names["fanout_jobs_run"], json!(2));
+    assert_eq!(emf::line(&metrics.drain(), "prod", now_millis()), None);
+}
