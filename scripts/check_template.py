@@ -523,7 +523,7 @@ def check_protocol_doc_matches_code(t):
 def check_fanout_queue_is_fifo(t):
     """Big rooms' fan-out jobs go through a FIFO queue (a shard's events in
     order), deduplicated by the ids the senders give (not by content), kept no
-    longer than a job's claim (crates/core IDEMPOTENCY_TTL), with a FIFO
+    longer than a job's claim (crates/core/src/claims.rs IDEMPOTENCY_TTL), with a FIFO
     dead-letter queue (SQS refuses a standard one for a FIFO queue), both
     encrypted."""
     queues = resources(t, "AWS::SQS::Queue")
@@ -543,10 +543,10 @@ def check_fanout_queue_is_fifo(t):
         problems.append(f"{FANOUT_QUEUE} needs a RedrivePolicy to a dead-letter queue of this template")
     elif not is_fifo(queues[dlq]):
         problems.append(f"{dlq}: the dead-letter queue of a FIFO queue must be FIFO")
-    code = (ROOT / "crates" / "core" / "src" / "broadcast" / "mod.rs").read_text()
+    code = (ROOT / "crates" / "core" / "src" / "claims.rs").read_text()
     m = re.search(r"IDEMPOTENCY_TTL: Duration = Duration::from_secs\(([\d_ *]+)\);", code)
     if not m:
-        problems.append("IDEMPOTENCY_TTL not found in crates/core/src/broadcast/mod.rs")
+        problems.append("IDEMPOTENCY_TTL not found in crates/core/src/claims.rs")
     else:
         ttl = 1
         for factor in m.group(1).split("*"):

@@ -83,6 +83,11 @@ export interface Ack {
   recipients?: number;
   /** `send`: how many of those posts API Gateway accepted. */
   delivered?: number;
+  /**
+   * `send` to a sharded (big) room, instead of `recipients` and `delivered`:
+   * the event was handed to this many workers, which deliver it after the ack.
+   */
+  workers?: number;
   /** Rooms with history: the room's current offset (join) or the event's (send). */
   offset?: number;
   epoch?: string;

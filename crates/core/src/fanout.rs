@@ -51,6 +51,21 @@ pub fn token_expired() -> ProtocolError {
     )
 }
 
+/// A fan-out starts no post or retry later than this before the invocation's
+/// deadline: a post in flight may take its 5 s attempt timeout, and the function
+/// must still answer, or Lambda counts a timeout and SQS redelivers the batch.
+pub const FANOUT_STOP_MARGIN: Duration = Duration::from_secs(7);
+
+/// When a fan-out of an invocation ending at `deadline_ms` (epoch
+/// milliseconds) must stop: [`FANOUT_STOP_MARGIN`] before it.
+pub fn stop_at(deadline_ms: u64) -> Option<Instant> {
+    let margin = u64::try_from(FANOUT_STOP_MARGIN.as_millis()).unwrap_or(u64::MAX);
+    let left = deadline_ms
+        .saturating_sub(crate::store::now_millis())
+        .saturating_sub(margin);
+    Instant::now().checked_add(Duration::from_millis(left))
+}
+
 /// Audience read per Query (or Scan) page.
 pub const PAGE_SIZE: usize = 500;
 

@@ -47,6 +47,8 @@
 //! - [`workers`]: big rooms' fan-out split by shard into jobs for parallel,
 //!   paced workers: the jobs, the [`workers::Dispatch`] port and its SQS FIFO
 //!   adapter (`workers/sqs.rs`), and running a job (`workers/run.rs`).
+//! - `claims`: idempotency records, taken before a broadcast or a fan-out job
+//!   goes out so a repeat is skipped (one home for both).
 //! - `app`: the dependencies the handlers borrow, built once per process, and
 //!   the one `@connections` endpoint lookup.
 //! - [`lambda`]: the one Lambda entry point, `run`, and the `Handler` of each of the
@@ -55,6 +57,7 @@
 mod app;
 pub mod auth;
 pub mod broadcast;
+mod claims;
 mod clock;
 pub mod config;
 mod departure;

@@ -396,9 +396,15 @@ fn worker_jobs_write_their_rate_and_shards() {
     let snapshot = metrics.snapshot();
     let text = roomcast_core::metrics::prometheus::render(&snapshot, &[]);
     // roomcast dev shows the last job's figures as gauges.
-    assert!(text.contains("roomcast_fanout_posts_per_sec 625\n"), "{text}");
+    assert!(
+        text.contains("roomcast_fanout_posts_per_sec 625\n"),
+        "{text}"
+    );
     assert!(text.contains("roomcast_fanout_shards 16\n"), "{text}");
-    assert!(text.contains("roomcast_fanout_jobs_run_total 2\n"), "{text}");
+    assert!(
+        text.contains("roomcast_fanout_jobs_run_total 2\n"),
+        "{text}"
+    );
     let line = emf::line(&metrics.drain(), "prod", now_millis()).unwrap();
     let (names, _) = check_emf(&line);
     assert_eq!(names["fanout_posts_per_sec"], json!([600, 625]));

@@ -23,7 +23,7 @@ pub use request::{
 };
 pub use sqs::{DEADLINE_MARGIN, GROUP_CONCURRENCY, MAX_LISTED, handle_sqs};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
@@ -32,7 +32,6 @@ use bytes::Bytes;
 
 use crate::App;
 use crate::fanout::{Fanout, FanoutStats, Incomplete};
-use crate::metrics::Counter;
 use crate::store::{StreamHead, now_millis, now_secs};
 use crate::stream;
 use request::invalid;
@@ -40,44 +39,8 @@ use request::invalid;
 /// The broadcast function's timeout (template.yaml `BroadcastFunction.Timeout`,
 /// docs/broadcast.md); `roomcast dev` runs it with the same limit.
 pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(120);
-/// A fan-out starts no post or retry later than this before the invocation's
-/// deadline: a post in flight may take its 5 s attempt timeout, and the function
-/// must still answer, or Lambda counts a timeout and SQS redelivers the batch.
-pub const FANOUT_STOP_MARGIN: Duration = Duration::from_secs(7);
-/// How long an idempotency record lives: the queue's message retention
-/// (template.yaml `MessageRetentionPeriod`), past which no redelivery comes.
-pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// When a fan-out of an invocation ending at `deadline_ms` must stop.
-pub fn stop_at(deadline_ms: u64) -> Option<Instant> {
-    let margin = u64::try_from(FANOUT_STOP_MARGIN.as_millis()).unwrap_or(u64::MAX);
-    let left = deadline_ms
-        .saturating_sub(now_millis())
-        .saturating_sub(margin);
-    Instant::now().checked_add(Duration::from_millis(left))
-}
-
-/// Records the idempotency `key` before a broadcast goes out: `Ok(true)` to send
-/// it, `Ok(false)` for a repeat (counted and logged).
-pub async fn claim(app: &App, key: &str) -> Result<bool, BroadcastError> {
-    let now = now_secs();
-    let claimed = app
-        .store
-        .claim_broadcast(key, now + IDEMPOTENCY_TTL.as_secs(), now)
-        .await?;
-    if !claimed {
-        app.metrics.incr(Counter::BroadcastRepeats);
-        tracing::info!("repeat of a broadcast already sent; skipped");
-    }
-    Ok(claimed)
-}
-
-/// Drops the record of a broadcast that could not start, so its retry is sent.
-pub async fn release(app: &App, key: &str) {
-    if let Err(e) = app.store.release_broadcast(key).await {
-        tracing::warn!(error = %crate::error_chain(&e), "could not delete an idempotency record; a retry of the broadcast will be skipped");
-    }
-}
+pub use crate::claims::{IDEMPOTENCY_TTL, claim, release};
+pub use crate::fanout::{FANOUT_STOP_MARGIN, stop_at};
 
 fn endpoint(app: &App) -> Result<&str, BroadcastError> {
     app.config

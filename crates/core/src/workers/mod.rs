@@ -9,98 +9,26 @@
 //! order they were published, and the broadcast function runs them (`run.rs`);
 //! `roomcast dev` runs them in-process with the same ordering and concurrency.
 //!
+//! - `job.rs`: the job and the [`Dispatch`] port (what the `App` holds; it
+//!   knows nothing of the `App`).
 //! - `run.rs`: one job: claimed once per event and shard, then a paced fan-out to
 //!   the shard's members.
 //! - `sqs.rs`: the AWS dispatcher, `SendMessageBatch` to the FIFO queue.
 
+mod job;
 mod run;
 mod sqs;
 
+pub use job::{Dispatch, DispatchError, Envelope, JOB_FIELD, Job};
 pub use run::{WorkerError, handle_sqs, is_job_batch, run};
 pub use sqs::SqsDispatch;
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::App;
 use crate::metrics::Counter;
 use crate::store::StreamHead;
-
-/// The field of an SQS message body that holds a [`Job`] (a queued broadcast has
-/// none), so the broadcast function tells the two apart by shape.
-pub const JOB_FIELD: &str = "fanoutJob";
-
-/// One shard's part of one event's fan-out.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Job {
-    pub room: String,
-    pub shard: u16,
-    /// The room's shard count when the job was made.
-    pub shards: u16,
-    /// The event's identity, the same in every shard's job: `<epoch>:<offset>`
-    /// in rooms with history, else a random id. With the room and the shard it
-    /// names the job's idempotency record.
-    pub event: String,
-    /// Connections not to post to (the sender of a `send`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub except: Vec<String>,
-    /// Posts per second this job may make: its share of the account's budget.
-    pub rate: f64,
-    /// The frame, as posted.
-    pub frame: Box<RawValue>,
-}
-
-/// A job with its envelope, as an SQS message body carries it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Envelope {
-    #[serde(rename = "fanoutJob")]
-    pub job: Job,
-}
-
-impl Job {
-    /// The FIFO queue's message group: one per room and shard, so a shard's
-    /// events are run one after another, in order, and shards in parallel.
-    pub fn group(&self) -> String {
-        format!("{}#{}", self.room, self.shard)
-    }
-
-    /// The key of the job's idempotency record: an event's job for one shard is
-    /// run once, however often it is delivered.
-    pub fn claim_key(&self) -> String {
-        format!("job:{}:{}:{}", self.room, self.event, self.shard)
-    }
-}
-
-/// Where jobs go: the FIFO queue on AWS, in-process workers in `roomcast dev`.
-#[async_trait]
-pub trait Dispatch: Send + Sync {
-    /// Hands over every job, or fails; jobs handed over before a failure stay
-    /// handed over (the ones retried are deduplicated by their claim).
-    async fn dispatch(&self, jobs: Vec<Job>) -> Result<(), DispatchError>;
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DispatchError {
-    #[error("SQS {operation} failed")]
-    Backend {
-        operation: &'static str,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("{failed} of {total} fan-out jobs were not queued: {reason}")]
-    NotQueued {
-        failed: usize,
-        total: usize,
-        reason: String,
-    },
-    #[error("a frame is not JSON: {0}")]
-    Frame(String),
-    #[error("the fan-out workers have stopped")]
-    Stopped,
-}
 
 /// Each job's share of the account's `@connections` budget: the budget divided
 /// by the workers that may run at once for this room (its shards, at most the

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
 
-use super::Job;
+use super::job::{Envelope, JOB_FIELD, Job};
 use crate::App;
-use crate::broadcast::{BroadcastError, claim, release};
+use crate::claims::{claim, release};
 use crate::fanout::{Audience, Fanout, FanoutStats, Incomplete, RetryPolicy};
 use crate::metrics::Counter;
 use crate::pace::Pacer;
@@ -15,9 +15,10 @@ use crate::store::{StoreError, now_secs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error(transparent)]
-    Claim(#[from] BroadcastError),
-    #[error("reading the shard's members failed")]
+    #[error("no @connections endpoint: set ROOMCAST_MANAGEMENT_ENDPOINT")]
+    NoEndpoint,
+    /// Taking the job's claim or reading the shard's members failed.
+    #[error("the store failed")]
     Store(#[from] StoreError),
 }
 
@@ -45,7 +46,7 @@ pub async fn run(
         .config
         .management_endpoint
         .as_deref()
-        .ok_or(WorkerError::Claim(BroadcastError::NoEndpoint))?;
+        .ok_or(WorkerError::NoEndpoint)?;
     let key = job.claim_key();
     if !claim(app, &key).await? {
         return Ok(FanoutStats {
@@ -121,7 +122,7 @@ pub fn is_job_batch(event: &SqsEvent) -> bool {
             record
                 .body
                 .as_deref()
-                .is_some_and(|body| body.contains(super::JOB_FIELD))
+                .is_some_and(|body| body.contains(JOB_FIELD))
         })
 }
 
@@ -154,7 +155,7 @@ pub async fn handle_sqs(app: &App, event: SqsEvent, deadline_ms: u64) -> SqsBatc
 /// One record of the fan-out queue; `false` when it is to be retried.
 async fn run_record(app: &App, record: &SqsMessage, deadline_ms: u64) -> bool {
     let body = record.body.as_deref().unwrap_or_default();
-    let job = match serde_json::from_str::<super::Envelope>(body) {
+    let job = match serde_json::from_str::<Envelope>(body) {
         Ok(envelope) => envelope.job,
         Err(e) => {
             // Fails again: left to reach the dead-letter queue, where it can be read.
@@ -162,7 +163,7 @@ async fn run_record(app: &App, record: &SqsMessage, deadline_ms: u64) -> bool {
             return false;
         }
     };
-    match run(app, &job, crate::broadcast::stop_at(deadline_ms)).await {
+    match run(app, &job, crate::fanout::stop_at(deadline_ms)).await {
         Ok(_) => true,
         Err(e) => {
             tracing::warn!(shard = job.shard, error = %crate::error_chain(&e), "fan-out job failed");

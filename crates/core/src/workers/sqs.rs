@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use aws_lc_rs::digest;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use super::{Dispatch, DispatchError, Envelope, Job};
+use super::job::{Dispatch, DispatchError, Envelope, Job};
 
 /// Entries per `SendMessageBatch`.
 pub const MAX_BATCH_ENTRIES: usize = 10;
