@@ -463,37 +463,42 @@ fn print_table(r: &JoinReport) {
         row("gateway CPU", format!("{g:.0}% of one core"));
     }
     if let Some(p) = &r.proxy {
-        row(
-            "proxy requests",
-            format!("{} ({} throttled)", p.requests, p.throttled),
-        );
-        row(
-            &format!("key {}", p.room_key),
-            format!(
-                "{} requests, {} throttled ({:.1}%, {:.0}/s), {:.0} WCU/s accepted",
-                p.room_requests,
-                p.room_throttled,
-                p.room_throttled_percent,
-                p.room_throttled_per_sec,
-                p.room_write_units_per_sec
-            ),
-        );
-        if p.shard_keys.len() > 1 {
-            for k in &p.shard_keys {
-                row(
-                    &format!("shard key {}", k.key),
-                    format!(
-                        "{} requests, {} throttled, {:.0} WCU/s accepted",
-                        k.requests, k.throttled, k.write_units_per_sec
-                    ),
-                );
-            }
-        }
-        row(
-            "proxy CPU",
-            format!("{:.0}% of one core", p.proxy_cpu_percent),
-        );
+        print_proxy(p, &row);
     }
+}
+
+/// The proxy's counts: all requests, the room's first key, each shard key.
+fn print_proxy(p: &ProxyFigures, row: &impl Fn(&str, String)) {
+    row(
+        "proxy requests",
+        format!("{} ({} throttled)", p.requests, p.throttled),
+    );
+    row(
+        &format!("key {}", p.room_key),
+        format!(
+            "{} requests, {} throttled ({:.1}%, {:.0}/s), {:.0} WCU/s accepted",
+            p.room_requests,
+            p.room_throttled,
+            p.room_throttled_percent,
+            p.room_throttled_per_sec,
+            p.room_write_units_per_sec
+        ),
+    );
+    if p.shard_keys.len() > 1 {
+        for k in &p.shard_keys {
+            row(
+                &format!("shard key {}", k.key),
+                format!(
+                    "{} requests, {} throttled, {:.0} WCU/s accepted",
+                    k.requests, k.throttled, k.write_units_per_sec
+                ),
+            );
+        }
+    }
+    row(
+        "proxy CPU",
+        format!("{:.0}% of one core", p.proxy_cpu_percent),
+    );
 }
 
 #[cfg(test)]
