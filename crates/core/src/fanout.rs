@@ -550,7 +550,14 @@ impl Fanout<'_> {
                 Some(result) => result,
                 None => {
                     if let Some(pacer) = self.pacer {
-                        pacer.wait().await;
+                        let stop = self.stop_at.map(tokio::time::Instant::from_std);
+                        if !pacer.wait(stop).await {
+                            tracing::warn!(
+                                connection_id,
+                                "no turn to post before the fan-out's stop"
+                            );
+                            return Outcome::Failed { throttled };
+                        }
                     }
                     self.management
                         .post(self.endpoint, connection_id, payload.clone())
@@ -575,7 +582,7 @@ impl Fanout<'_> {
                     return Outcome::Gone { throttled };
                 }
                 Err(e) if paced_throttle => {
-                    if self.stopped(Duration::ZERO) {
+                    if self.stopped(Duration::ZERO) || started.elapsed() > self.retry.deadline {
                         tracing::warn!(connection_id, error = %e, "post throttled; the fan-out's time is up");
                         return Outcome::Failed { throttled };
                     }

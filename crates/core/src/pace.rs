@@ -28,6 +28,8 @@ use tokio::time::Instant;
 pub const COOL_DOWN: Duration = Duration::from_millis(250);
 /// After a 429, every post of the worker waits this long.
 pub const PAUSE: Duration = Duration::from_millis(100);
+/// How far ahead turns are booked.
+pub const HORIZON: Duration = Duration::from_secs(1);
 /// How often the rate may climb back after a cut.
 pub const RAISE_EVERY: Duration = Duration::from_millis(100);
 /// How long after the last cut the rate starts to climb back.
@@ -76,15 +78,31 @@ impl Pacer {
 
     /// Waits for this post's turn: turns are `1 / rate` apart and taken in the
     /// order asked for. An idle pacer saves no turns (no burst after a lull).
-    pub async fn wait(&self) {
-        let turn = {
-            let mut state = self.lock();
-            let now = Instant::now();
-            let turn = state.next.max(now);
-            state.next = turn + Duration::from_secs_f64(1.0 / state.rate);
-            turn
-        };
-        tokio::time::sleep_until(turn).await;
+    /// Turns are booked at most [`HORIZON`] ahead, at the rate of the moment:
+    /// a post that finds the book full waits until it has room, so turns booked
+    /// while the rate was low do not hold back a rate that has climbed again.
+    /// `false`, without a turn, when the turn would come at or after `deadline`.
+    pub async fn wait(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            let (at, booked) = {
+                let mut state = self.lock();
+                let now = Instant::now();
+                let turn = state.next.max(now);
+                if turn <= now + HORIZON {
+                    state.next = turn + Duration::from_secs_f64(1.0 / state.rate);
+                    (turn, true)
+                } else {
+                    (turn - HORIZON, false)
+                }
+            };
+            if deadline.is_some_and(|deadline| at >= deadline) {
+                return false;
+            }
+            tokio::time::sleep_until(at).await;
+            if booked {
+                return true;
+            }
+        }
     }
 
     /// A post was answered 429: halve the rate and pause every post, unless a
@@ -131,7 +149,8 @@ impl Pacer {
         self.share
     }
 
-    /// How many times a 429 cut the rate.
+    /// How many times a 429 made the pacer back off (halve, down to one post a
+    /// second, and pause).
     pub fn cuts(&self) -> u64 {
         self.lock().cuts
     }
@@ -158,24 +177,68 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_never_falls_below_one_nor_climbs_past_the_share() {
+    fn the_rate_never_falls_below_one() {
         let pacer = Pacer::new(0.0);
         assert_eq!(pacer.share(), 1.0);
         pacer.throttled();
         assert_eq!(pacer.rate(), 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_calm_second_the_rate_climbs_back_to_the_share_and_no_further() {
         let pacer = Pacer::new(100.0);
+        pacer.throttled();
+        assert_eq!(pacer.rate(), 50.0);
+        // Within the calm second: no climb.
+        tokio::time::advance(Duration::from_millis(900)).await;
         pacer.delivered();
+        assert_eq!(pacer.rate(), 50.0);
+        // After it: a twentieth of the share every 100 ms, capped at the share.
+        for _ in 0..20 {
+            tokio::time::advance(RAISE_EVERY + CALM).await;
+            pacer.delivered();
+        }
         assert_eq!(pacer.rate(), 100.0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn turns_are_spaced_by_the_rate() {
         let pacer = Pacer::new(10.0);
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         for _ in 0..11 {
-            pacer.wait().await;
+            assert!(pacer.wait(None).await);
         }
         // Ten gaps of 100 ms on tokio's paused clock: no real time passes.
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_the_next_turn() {
+        let pacer = Pacer::new(1000.0);
+        assert!(pacer.wait(None).await);
+        let start = Instant::now();
+        pacer.throttled();
+        assert!(pacer.wait(None).await);
+        assert!(start.elapsed() >= PAUSE, "{:?}", start.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_past_the_deadline_is_refused_and_turns_are_booked_one_horizon_ahead() {
+        let pacer = Pacer::new(1.0);
+        let start = Instant::now();
+        // A second apart: the first now, the second at 1 s.
+        assert!(pacer.wait(None).await);
+        assert!(!pacer.wait(Some(start + Duration::from_millis(500))).await);
+        // Turns were booked only up to the horizon, so a faster pacer's next
+        // turn is not pushed out by a long list of slow ones.
+        let waits: Vec<_> = (0..3).map(|_| pacer.wait(None)).collect();
+        for wait in waits {
+            assert!(wait.await);
+        }
+        assert!(
+            start.elapsed() <= Duration::from_secs(4) + HORIZON,
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

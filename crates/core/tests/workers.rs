@@ -88,10 +88,13 @@ async fn jobs_reach_each_member_once(store: Arc<dyn Store>) {
     let jobs = recorder.jobs.lock().unwrap().clone();
     let shards: Vec<u16> = jobs.iter().map(|j| j.shard).collect();
     assert_eq!(shards, [0, 1, 2, 3]);
-    assert!(
-        jobs.iter()
-            .all(|j| j.event == jobs[0].event && j.except == [sender])
-    );
+    assert!(jobs.iter().all(|j| j.event == jobs[0].event));
+    // The sender is left out by the job of its own shard, the only one that reads it.
+    for job in &jobs {
+        let own = shard_of(sender, 4) == job.shard;
+        let expected: Vec<&str> = if own { vec![sender] } else { Vec::new() };
+        assert_eq!(job.except, expected, "shard {}", job.shard);
+    }
 
     for job in &jobs {
         let first = workers::run(&h.app, job, None).await.unwrap();
@@ -201,4 +204,67 @@ fn each_job_gets_its_share_of_the_budget() {
     assert_eq!(workers::share(&h.app, 4), 2_500.0);
     assert_eq!(workers::share(&h.app, 16), 625.0);
     assert_eq!(workers::share(&h.app, 64), 625.0);
+}
+
+fn sqs_event(bodies: &[String]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| json!({"messageId": format!("m{i}"), "body": body, "eventSource": "aws:sqs"}))
+        .collect();
+    serde_json::from_value(json!({"Records": records})).unwrap()
+}
+
+fn envelope(job: &Job) -> String {
+    serde_json::to_string(&workers::Envelope { job: job.clone() }).unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_job_stops_its_batch_and_is_reported_with_every_later_one() {
+    let (h, _) = sharded(Arc::new(MemoryStore::new()));
+    let ids = members(&h, "big:r", 40).await;
+    let frame = Bytes::from(json!({"type": "event", "room": "big:r"}).to_string());
+    let jobs = workers::plan(&h.app, "big:r", 4, "ev1", &[], &frame).unwrap();
+    let malformed = json!({"fanoutJob": {"room": "big:r"}}).to_string();
+    let event = sqs_event(&[envelope(&jobs[0]), malformed, envelope(&jobs[1])]);
+    assert!(workers::is_job_batch(&event));
+    let response = workers::handle_sqs(&h.app, event, u64::MAX).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m1", "m2"]);
+    // The first job ran; the third, after the failure, did not.
+    for id in &ids {
+        let expected = usize::from(shard_of(id, 4) == 0);
+        assert_eq!(h.management.received(id).len(), expected, "{id}");
+    }
+}
+
+#[test]
+fn a_broadcast_that_mentions_jobs_is_not_taken_for_one() {
+    let body = json!({"room": "r", "event": "fanoutJob", "data": {"x": "fanoutJob"}}).to_string();
+    assert!(!workers::is_job_batch(&sqs_event(&[body])));
+}
+
+#[test]
+fn each_job_carries_only_its_own_shards_exceptions() {
+    let (h, _) = sharded(Arc::new(MemoryStore::new()));
+    let except: Vec<String> = (0..10_000).map(|i| format!("x{i:05}=")).collect();
+    let except: Vec<&str> = except.iter().map(String::as_str).collect();
+    let frame = Bytes::from_static(b"{}");
+    let jobs = workers::plan(&h.app, "big:r", 4, "ev1", &except, &frame).unwrap();
+    assert_eq!(jobs.iter().map(|j| j.except.len()).sum::<usize>(), 10_000);
+    for job in &jobs {
+        assert!(job.except.iter().all(|id| shard_of(id, 4) == job.shard));
+    }
+    // What still cannot fit one SQS message is refused, not sent.
+    let big = Bytes::from(format!("{{\"d\":\"{}\"}}", "x".repeat(300_000)));
+    let jobs = workers::plan(&h.app, "big:r", 4, "ev2", &[], &big).unwrap();
+    let refused = workers::SqsDispatch::batches(&jobs);
+    assert!(
+        matches!(refused, Err(DispatchError::TooLarge(n)) if n > 300_000),
+        "{refused:?}"
+    );
 }

@@ -89,11 +89,17 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs a group's jobs one after another until it has none waiting.
+    /// Runs a group's jobs one after another until it has none waiting. Each
+    /// runs on a task of its own, as a Lambda invocation is isolated: a job that
+    /// panics fails alone, and the group goes on with the next.
     async fn run_group(self: Arc<Self>, group: String, first: Job) {
         let mut job = first;
         loop {
-            self.run_one(&job).await;
+            let inner = Arc::clone(&self);
+            let run = tokio::spawn(async move { inner.run_one(&job).await });
+            if let Err(e) = run.await {
+                tracing::error!(error = %e, "a fan-out job failed");
+            }
             let mut groups = self.lock();
             match groups.get_mut(&group).and_then(VecDeque::pop_front) {
                 Some(next) => job = next,

@@ -205,7 +205,11 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
     // same list.
     let listed;
     let streamed = first.broadcast.audience.view(&app.config.policies);
-    let recipients = if group.len() == 1 || first.broadcast.audience == Audience::All {
+    // A sharded room's messages go to workers: nothing to list here.
+    let handed_off = matches!(&first.broadcast.audience, Audience::Room(room)
+        if app.dispatch.is_some() && app.config.policies.shards(room) > 1);
+    let recipients = if group.len() == 1 || handed_off || first.broadcast.audience == Audience::All
+    {
         streamed
     } else {
         match fanout.list(streamed, now, MAX_LISTED).await {

@@ -45,16 +45,19 @@ impl Job {
 
     /// The key of the job's idempotency record: an event's job for one shard is
     /// run once, however often it is delivered.
+    /// `#` separates its parts: room names and event ids never contain one.
     pub fn claim_key(&self) -> String {
-        format!("job:{}:{}:{}", self.room, self.event, self.shard)
+        format!("job#{}#{}#{}", self.room, self.event, self.shard)
     }
 }
 
 /// Where jobs go: the FIFO queue on AWS, in-process workers in `roomcast dev`.
 #[async_trait]
 pub trait Dispatch: Send + Sync {
-    /// Hands over every job, or fails; jobs handed over before a failure stay
-    /// handed over (the ones retried are deduplicated by their claim).
+    /// Hands over every job, or fails. Jobs handed over before a failure stay
+    /// handed over: the event is published, and its sender, told of the
+    /// failure, may send it again as a new event (docs/broadcast.md, "Nothing
+    /// twice"), so adapters retry what they can before failing.
     async fn dispatch(&self, jobs: Vec<Job>) -> Result<(), DispatchError>;
 }
 
@@ -74,6 +77,8 @@ pub enum DispatchError {
     },
     #[error("a frame is not JSON: {0}")]
     Frame(String),
+    #[error("a fan-out job is {0} bytes; an SQS message holds at most 262,144")]
+    TooLarge(usize),
     #[error("the fan-out workers have stopped")]
     Stopped,
 }

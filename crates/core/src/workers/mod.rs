@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 
 use crate::App;
 use crate::metrics::Counter;
-use crate::store::StreamHead;
+use crate::store::{StreamHead, shard_of};
 
 /// Each job's share of the account's `@connections` budget: the budget divided
 /// by the workers that may run at once for this room (its shards, at most the
@@ -65,7 +65,13 @@ pub fn plan(
             shard,
             shards,
             event: event.to_owned(),
-            except: except.iter().map(|&id| id.to_owned()).collect(),
+            // Each job carries only the ids of its own shard: a broadcast's
+            // `except` (up to 10,000 ids) copied K times would not fit SQS.
+            except: except
+                .iter()
+                .filter(|id| shard_of(id, shards) == shard)
+                .map(|&id| id.to_owned())
+                .collect(),
             rate,
             frame: frame.clone(),
         })

@@ -34,9 +34,10 @@ const RETRY_DEADLINE: Duration = Duration::from_secs(15 * 60);
 ///
 /// Nothing is posted twice when the job is delivered again (an SQS redelivery,
 /// a retried batch): the retry finds the claim. A run stopped part-way
-/// (`stop_at`, or a failed read) is not resumed: the members it did not reach
-/// are counted `failed` (docs/broadcast.md says how to size shards so a job
-/// fits one invocation).
+/// (`stop_at`, or a read that failed after some posts) is done, not resumed:
+/// the members it did not reach are counted `failed` or not at all
+/// (docs/broadcast.md says how to size shards so a job fits one invocation).
+/// `Err` only when nothing went out, so a retry is worth making.
 pub async fn run(
     app: &App,
     job: &Job,
@@ -80,9 +81,16 @@ pub async fn run(
     }
     let stats = match sent {
         Ok(stats) => stats,
-        Err(incomplete) => {
+        // Nothing went out and the claim is given back: a retry runs the job.
+        Err(incomplete) if incomplete.stats.recipients == 0 => {
             record(app, job, &incomplete.stats, &pacer);
             return Err(incomplete.error.into());
+        }
+        // Some posts went out and the claim is kept: a retry would be a
+        // repeat, so the job is done, short of the members not read.
+        Err(incomplete) => {
+            tracing::error!(shard = job.shard, error = %crate::error_chain(&incomplete.error), "fan-out job incomplete: reading members failed after some posts; not retried");
+            incomplete.stats
         }
     };
     record(app, job, &stats, &pacer);
@@ -115,14 +123,16 @@ fn record(app: &App, job: &Job, stats: &FanoutStats, pacer: &Pacer) {
 }
 
 /// Whether every record of `event` is a fan-out job (the fan-out queue's
-/// messages), as opposed to queued broadcasts.
+/// messages, whose body has the top-level [`JOB_FIELD`]), as opposed to queued
+/// broadcasts, which may mention the word anywhere in their data.
 pub fn is_job_batch(event: &SqsEvent) -> bool {
     !event.records.is_empty()
         && event.records.iter().all(|record| {
             record
                 .body
                 .as_deref()
-                .is_some_and(|body| body.contains(JOB_FIELD))
+                .and_then(|body| serde_json::from_str::<serde_json::Value>(body).ok())
+                .is_some_and(|body| body.get(JOB_FIELD).is_some())
         })
 }
 

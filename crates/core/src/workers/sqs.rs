@@ -19,6 +19,10 @@ use super::job::{Dispatch, DispatchError, Envelope, Job};
 pub const MAX_BATCH_ENTRIES: usize = 10;
 /// Bytes of message bodies per `SendMessageBatch` (256 KiB).
 pub const MAX_BATCH_BYTES: usize = 262_144;
+/// Tries per batch (the SDK's own retries of a failed call come on top).
+pub const ATTEMPTS: u32 = 3;
+/// Before the second try; twice that before the third.
+const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 /// The longest message group and deduplication id SQS takes.
 pub const MAX_ID_CHARS: usize = 128;
 
@@ -34,29 +38,61 @@ impl SqsDispatch {
         Self { client, queue_url }
     }
 
+    /// The `SendMessageBatch` entries `jobs` go in ([`batches`]).
+    pub fn batches(jobs: &[Job]) -> Result<Vec<Vec<SendMessageBatchRequestEntry>>, DispatchError> {
+        batches(jobs)
+    }
+
+    /// Sends one batch, sending again what SQS did not take (a call that
+    /// failed, or entries it reports failed on its side) up to [`ATTEMPTS`]
+    /// times: a repeat of an entry it did take is dropped by its deduplication
+    /// id, so only a lost job is worse than trying again.
     async fn send_batch(
         &self,
-        batch: Vec<SendMessageBatchRequestEntry>,
+        mut batch: Vec<SendMessageBatchRequestEntry>,
     ) -> Result<(), DispatchError> {
         let total = batch.len();
-        let out = self
-            .client
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(batch))
-            .send()
-            .await
-            .map_err(|e| DispatchError::Backend {
-                operation: "SendMessageBatch",
-                source: Box::new(e),
-            })?;
-        match out.failed.first() {
-            None => Ok(()),
-            Some(first) => Err(DispatchError::NotQueued {
-                failed: out.failed.len(),
-                total,
-                reason: format!("{}: {}", first.code, first.message.as_deref().unwrap_or("")),
-            }),
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(batch.clone()))
+                .send()
+                .await
+            {
+                Ok(out) if out.failed.is_empty() => return Ok(()),
+                Ok(out) => {
+                    let first = &out.failed[0];
+                    let error = DispatchError::NotQueued {
+                        failed: out.failed.len(),
+                        total,
+                        reason: format!(
+                            "{}: {}",
+                            first.code,
+                            first.message.as_deref().unwrap_or("")
+                        ),
+                    };
+                    // A sender's fault (a malformed entry) fails again.
+                    if out.failed.iter().any(|f| f.sender_fault) {
+                        return Err(error);
+                    }
+                    let failed: Vec<&str> = out.failed.iter().map(|f| f.id.as_str()).collect();
+                    batch.retain(|entry| failed.contains(&entry.id()));
+                    error
+                }
+                Err(e) => DispatchError::Backend {
+                    operation: "SendMessageBatch",
+                    source: Box::new(e),
+                },
+            };
+            if attempt >= ATTEMPTS {
+                return Err(error);
+            }
+            tracing::warn!(attempt, error = %crate::error_chain(&error), "fan-out jobs not queued; sending again");
+            tokio::time::sleep(RETRY_DELAY * attempt).await;
         }
     }
 }
@@ -79,6 +115,9 @@ pub fn batches(jobs: &[Job]) -> Result<Vec<Vec<SendMessageBatchRequestEntry>>, D
     for job in jobs {
         let body = serde_json::to_string(&Envelope { job: job.clone() })
             .map_err(|e| DispatchError::Frame(e.to_string()))?;
+        if body.len() > MAX_BATCH_BYTES {
+            return Err(DispatchError::TooLarge(body.len()));
+        }
         if !batch.is_empty()
             && (batch.len() == MAX_BATCH_ENTRIES || bytes + body.len() > MAX_BATCH_BYTES)
         {
