@@ -11,6 +11,7 @@ mod support;
 
 use roomcast_client::{Audience, Broadcast, Broadcaster};
 use roomcast_core::policy::Policies;
+use roomcast_local::RunningGateway;
 use roomcast_local::simulated::SimulatedRoom;
 use serde_json::json;
 use support::{Client, clients_in, options, start};
@@ -56,12 +57,26 @@ async fn every_member_gets_each_event_once_in_order(room: &str, sharded: bool) {
     let mut members = clients_in(&gateway, room, REAL).await;
     let mut sender = Client::connect(&gateway.websocket_url()).await;
     sender.join(room).await;
+    members_send(&mut sender, room, sharded).await;
+    broadcasts_sent(&gateway, room, sharded).await;
+    for seq in EACH..2 * EACH {
+        assert_eq!(sender.next_json().await["data"], seq);
+    }
+    for member in &mut members {
+        each_event_once_in_order(member).await;
+    }
+    simulated_members_got_each_once(&gateway).await;
+    gateway.shutdown().await.unwrap();
+}
+
+/// `sender` sends events 0 to [`EACH`] − 1; each is acked after its in-line
+/// fan-out, or, in a sharded room, once handed to a worker per shard.
+async fn members_send(sender: &mut Client, room: &str, sharded: bool) {
     let recipients = json!(SIMULATED + REAL);
     for seq in 0..EACH {
         let ack = sender
             .request(json!({"action": "send", "room": room, "event": "e", "data": seq, "id": seq}))
             .await;
-        // In-line: acked after the fan-out; sharded: handed to a worker per shard.
         let expected = if sharded {
             (json!(null), json!(SHARDS))
         } else {
@@ -73,6 +88,11 @@ async fn every_member_gets_each_event_once_in_order(room: &str, sharded: bool) {
             "{ack}"
         );
     }
+}
+
+/// The broadcast function sends events [`EACH`] to 2 × [`EACH`] − 1 to `room`,
+/// invoked through the gateway's Lambda endpoint.
+async fn broadcasts_sent(gateway: &RunningGateway, room: &str, sharded: bool) {
     let lambda = aws_sdk_lambda::Client::from_conf(
         aws_sdk_lambda::config::Builder::from(&support::sdk().await)
             .endpoint_url(gateway.lambda_endpoint())
@@ -95,21 +115,26 @@ async fn every_member_gets_each_event_once_in_order(room: &str, sharded: bool) {
         };
         assert_eq!((stats.delivered, stats.workers), expected, "{stats:?}");
     }
-    for seq in EACH..2 * EACH {
-        assert_eq!(sender.next_json().await["data"], seq);
+}
+
+/// `member` gets events 0 to 2 × [`EACH`] − 1, each once, in offset order, and
+/// nothing more.
+async fn each_event_once_in_order(member: &mut Client) {
+    for seq in 0..2 * EACH {
+        let event = member.next_json().await;
+        assert_eq!(
+            (&event["type"], &event["data"]),
+            (&json!("event"), &json!(seq)),
+            "{event}"
+        );
+        assert_eq!(event["offset"], seq + 1, "{event}");
     }
-    for member in &mut members {
-        for seq in 0..2 * EACH {
-            let event = member.next_json().await;
-            assert_eq!(
-                (&event["type"], &event["data"]),
-                (&json!("event"), &json!(seq)),
-                "{event}"
-            );
-            assert_eq!(event["offset"], seq + 1, "{event}");
-        }
-        member.assert_nothing_pending().await;
-    }
+    member.assert_nothing_pending().await;
+}
+
+/// Every simulated member got each of the 2 × [`EACH`] events exactly once, in
+/// offset order.
+async fn simulated_members_got_each_once(gateway: &RunningGateway) {
     let events = 2 * EACH as u64;
     let expected = SIMULATED as u64 * events;
     // Workers may still be posting to simulated members: wait (bounded) for
@@ -125,7 +150,6 @@ async fn every_member_gets_each_event_once_in_order(room: &str, sharded: bool) {
     assert_eq!(room.posts_accepted, expected);
     assert_eq!((room.min_per_member, room.max_per_member), (events, events));
     assert_eq!((room.repeats, room.out_of_order), (0, 0));
-    gateway.shutdown().await.unwrap();
 }
 
 #[tokio::test]

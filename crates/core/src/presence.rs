@@ -99,9 +99,9 @@ pub async fn list(
     })
 }
 
-/// Separates the shard from the store's cursor in the page token of a room with
-/// several shards: `<shard>.<cursor>`. A room with one shard's token is the
-/// store's cursor alone, as before rooms had shards.
+/// Separates the shard, the room's shard count and the store's cursor in the
+/// page token of a room with several shards: `<shard>.<shards>.<cursor>`. A room
+/// with one shard's token is the store's cursor alone, as before rooms had shards.
 const AFTER_SEPARATOR: char = '.';
 
 /// The page token that resumes after `cursor` in `shard`.
@@ -109,23 +109,29 @@ fn encode_after(shard: u16, cursor: &str, shards: u16) -> String {
     if shards == 1 {
         cursor.to_owned()
     } else {
-        format!("{shard}{AFTER_SEPARATOR}{cursor}")
+        format!("{shard}{AFTER_SEPARATOR}{shards}{AFTER_SEPARATOR}{cursor}")
     }
 }
 
-/// The shard and store cursor a page token stands for; a token of another shard
-/// count (or none at all) is a bad cursor.
+/// The shard and store cursor a page token stands for. In a room of several
+/// shards, a token that names another shard count (`members.shards` changed
+/// between pages: the members it covered hash elsewhere now), a shard out of
+/// range, or no shard at all is a bad cursor. In a room of one shard the token
+/// is the store's cursor, which the store alone judges: a token of several
+/// shards reaches it as such.
 fn decode_after(after: &str, shards: u16) -> Result<(u16, Option<String>), StoreError> {
     if shards == 1 {
         return Ok((0, Some(after.to_owned())));
     }
-    let (shard, cursor) = after
+    let number = |s: &str| s.parse::<u16>().ok();
+    let (shard, rest) = after
         .split_once(AFTER_SEPARATOR)
         .ok_or(StoreError::BadCursor)?;
-    let shard = shard
-        .parse::<u16>()
-        .ok()
-        .filter(|s| *s < shards)
+    let (count, cursor) = rest
+        .split_once(AFTER_SEPARATOR)
+        .ok_or(StoreError::BadCursor)?;
+    let shard = number(shard)
+        .filter(|s| *s < shards && number(count) == Some(shards))
         .ok_or(StoreError::BadCursor)?;
     if cursor.is_empty() {
         return Err(StoreError::BadCursor);
@@ -208,8 +214,12 @@ pub async fn announce(
         body: PresenceBody::Change { change, member },
     }
     .to_json();
+    // Neither cascading nor paced: a worker's 410 cleanup announcing a leave in
+    // another room must not spend the worker's share of the quota. The
+    // invocation's deadline (`stop_at`) still holds.
     let quiet = Fanout {
         presence: None,
+        pacer: None,
         ..*fanout
     };
     let except: Vec<&str> = member.connection_id.into_iter().collect();
@@ -222,5 +232,43 @@ pub async fn announce(
         Err(e) => {
             tracing::warn!(error = %crate::error_chain(&e), "could not post a presence change")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_token_resumes_only_under_its_own_shard_count() {
+        let token = encode_after(3, "conn#a.b=", 4);
+        assert_eq!(
+            decode_after(&token, 4).unwrap(),
+            (3, Some("conn#a.b=".to_owned()))
+        );
+        // Shard 3 exists under 8 shards too, but its members are not those of
+        // shard 3 under 4.
+        assert!(matches!(
+            decode_after(&token, 8),
+            Err(StoreError::BadCursor)
+        ));
+        for bad in [
+            "conn#a=",
+            "3.conn#a=",
+            "4.4.conn#a=",
+            "3.4.",
+            "x.4.c",
+            "3.x.c",
+        ] {
+            assert!(
+                matches!(decode_after(bad, 4), Err(StoreError::BadCursor)),
+                "{bad}"
+            );
+        }
+        assert_eq!(encode_after(0, "conn#a=", 1), "conn#a=");
+        assert_eq!(
+            decode_after("conn#a=", 1).unwrap(),
+            (0, Some("conn#a=".to_owned()))
+        );
     }
 }

@@ -281,6 +281,12 @@ pub enum PolicyError {
     PresenceEvents(String),
     #[error("{0}: members.shards must be 1 to {MAX_SHARDS}")]
     Shards(String),
+    #[error(
+        "{0}: presenceEvents needs members.shards 1: a join or leave would be announced \
+         to the whole sharded room in line, within the message function's 29 s \
+         (presence listing stays available)"
+    )]
+    ShardedPresenceEvents(String),
     #[error("connection: limit must be at least 1")]
     ConnectionLimitZero,
     #[error("connection: closeAfter must be at least 2 (a multiple of the limit)")]
@@ -329,6 +335,9 @@ impl PartialPolicy {
                 .filter(|k| (1..=MAX_SHARDS).contains(k))
                 .ok_or_else(|| PolicyError::Shards(name.to_owned()))?,
         };
+        if presence_events && shards > 1 {
+            return Err(PolicyError::ShardedPresenceEvents(name.to_owned()));
+        }
         Ok(NamespacePolicy {
             join: self.join.unwrap_or_else(|| base.join.clone()),
             send: self.send.unwrap_or_else(|| base.send.clone()),
@@ -681,6 +690,21 @@ mod tests {
     }
 
     #[test]
+    fn sharded_rooms_list_presence_and_one_shard_rooms_keep_events() {
+        let p = Policies::parse(
+            r#"{"default": {"presence": true, "presenceEvents": true}, "namespaces": {
+                "big": {"members": {"shards": 8}, "presenceEvents": false},
+                "chat": {"members": {"shards": 1}}
+            }}"#,
+        )
+        .unwrap();
+        let big = p.for_room("big:1");
+        assert!(big.presence && !big.presence_events && big.shards == 8);
+        let chat = p.for_room("chat:1");
+        assert!(chat.presence_events && chat.shards == 1);
+    }
+
+    #[test]
     fn bad_documents_are_refused_with_a_reason() {
         for (doc, needle) in [
             ("not json", "expected"),
@@ -762,6 +786,24 @@ mod tests {
                 "namespaces.a: presenceEvents needs presence",
             ),
             (r#"{"namespaces":{"a":{"presence":"yes"}}}"#, "invalid type"),
+            (
+                r#"{"namespaces":{"a":{"members":{"shards":2},"presence":true,"presenceEvents":true}}}"#,
+                "namespaces.a: presenceEvents needs members.shards 1",
+            ),
+            // Inherited either way: the default's events with a namespace's shards,
+            // and the default's shards with a namespace's events.
+            (
+                r#"{"default":{"presence":true,"presenceEvents":true},"namespaces":{"a":{"members":{"shards":4}}}}"#,
+                "namespaces.a: presenceEvents needs members.shards 1",
+            ),
+            (
+                r#"{"default":{"members":{"shards":4},"presence":true,"presenceEvents":true}}"#,
+                "default: presenceEvents needs members.shards 1",
+            ),
+            (
+                r#"{"default":{"members":{"shards":4}},"namespaces":{"a":{"presence":true,"presenceEvents":true}}}"#,
+                "namespaces.a: presenceEvents needs members.shards 1",
+            ),
         ] {
             let err = Policies::parse(doc).unwrap_err();
             assert!(err.to_string().contains(needle), "{doc}: {err}");

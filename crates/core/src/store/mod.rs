@@ -20,17 +20,24 @@ pub mod memory;
 use async_trait::async_trait;
 
 /// The shard of a room with `shards` shards that holds `connection_id`'s
-/// membership: FNV-1a (64 bits) of the id's bytes, modulo `shards` (0 is taken
-/// as 1). Stable across processes and releases: every function computes it
-/// alone, and a membership is found only where it was written.
+/// membership: FNV-1a (64 bits) of the id's bytes, mixed by murmur3's `fmix64`
+/// so that every bit of the id reaches the low bits, modulo `shards` (0 is taken
+/// as 1). Without the mix, a modulo by a power of two would keep only the low
+/// bits of each byte. Stable across processes and releases: every function
+/// computes it alone, and a membership is found only where it was written.
 pub fn shard_of(connection_id: &str, shards: u16) -> u16 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = connection_id
+    let mut h = connection_id
         .bytes()
         .fold(OFFSET_BASIS, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
     // The remainder is below `shards`, so it fits.
-    (hash % u64::from(shards.max(1))) as u16
+    (h % u64::from(shards.max(1))) as u16
 }
 
 /// A connection, as stored at `$connect`.
