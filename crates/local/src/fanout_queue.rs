@@ -11,11 +11,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use roomcast_core::App;
-use roomcast_core::broadcast::{FANOUT_STOP_MARGIN, FUNCTION_TIMEOUT};
+use roomcast_core::broadcast::FUNCTION_TIMEOUT;
+use roomcast_core::fanout::stop_at;
+use roomcast_core::store::now_millis;
 use roomcast_core::workers::{Dispatch, DispatchError, Job};
 use tokio::sync::Semaphore;
 
@@ -118,8 +119,10 @@ impl Inner {
         let Some(app) = self.app.get().and_then(Weak::upgrade) else {
             return;
         };
-        let stop_at = Instant::now() + FUNCTION_TIMEOUT.saturating_sub(FANOUT_STOP_MARGIN);
-        if let Err(e) = roomcast_core::workers::run(&app, job, Some(stop_at)).await {
+        // The broadcast function's deadline, as `functions/broadcast.rs` gives it.
+        let timeout_ms = u64::try_from(FUNCTION_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+        let stop_at = stop_at(now_millis().saturating_add(timeout_ms));
+        if let Err(e) = roomcast_core::workers::run(&app, job, stop_at).await {
             tracing::warn!(shard = job.shard, error = %roomcast_core::error_chain(&e), "fan-out job failed");
         }
     }

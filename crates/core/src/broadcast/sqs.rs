@@ -207,7 +207,7 @@ async fn send_group(app: &App, group: &[Queued], deadline_ms: u64) -> Vec<String
     let streamed = first.broadcast.audience.view(&app.config.policies);
     // A sharded room's messages go to workers: nothing to list here.
     let handed_off = matches!(&first.broadcast.audience, Audience::Room(room)
-        if app.dispatch.is_some() && app.config.policies.shards(room) > 1);
+        if crate::workers::worker_shards(app, room).is_some());
     let recipients = if group.len() == 1 || handed_off || first.broadcast.audience == Audience::All
     {
         streamed

@@ -78,8 +78,15 @@ pub fn plan(
         .collect())
 }
 
-/// Hands the event to workers when `room` is sharded and workers are
-/// configured: `Some(jobs)` then, `None` when the caller is to fan out itself.
+/// `room`'s shard count when its fan-outs go to workers: it is sharded and
+/// workers are configured. `None`: the caller fans out itself.
+pub fn worker_shards(app: &App, room: &str) -> Option<u16> {
+    let shards = app.config.policies.shards(room);
+    (app.dispatch.is_some() && shards >= 2).then_some(shards)
+}
+
+/// Hands the event to workers when [`worker_shards`] says so: `Some(jobs)`
+/// then, `None` when the caller is to fan out itself.
 pub async fn hand_off(
     app: &App,
     room: &str,
@@ -87,13 +94,9 @@ pub async fn hand_off(
     except: &[&str],
     frame: &Bytes,
 ) -> Result<Option<u16>, DispatchError> {
-    let shards = app.config.policies.for_room(room).shards;
-    let Some(dispatch) = app.dispatch.as_deref() else {
+    let (Some(dispatch), Some(shards)) = (app.dispatch.as_deref(), worker_shards(app, room)) else {
         return Ok(None);
     };
-    if shards < 2 {
-        return Ok(None);
-    }
     let jobs = plan(app, room, shards, &event_id(head), except, frame)?;
     dispatch.dispatch(jobs).await?;
     app.metrics.add(Counter::FanoutJobs, u64::from(shards));

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::job::{Envelope, JOB_FIELD, Job};
 use crate::App;
 use crate::claims::{claim, release};
-use crate::fanout::{Audience, Fanout, FanoutStats, Incomplete, RetryPolicy};
+use crate::fanout::{Audience, Fanout, FanoutStats, RetryPolicy};
 use crate::metrics::Counter;
 use crate::pace::Pacer;
 use crate::store::{StoreError, now_secs};
@@ -72,17 +72,11 @@ pub async fn run(
     };
     let payload = Bytes::from(job.frame.get().to_owned());
     let sent = fanout.send(audience, &except, payload, now_secs()).await;
-    if let Err(Incomplete {
-        stats: FanoutStats { recipients: 0, .. },
-        ..
-    }) = &sent
-    {
-        release(app, &key).await;
-    }
     let stats = match sent {
         Ok(stats) => stats,
-        // Nothing went out and the claim is given back: a retry runs the job.
+        // Nothing went out: the claim is given back, so a retry runs the job.
         Err(incomplete) if incomplete.stats.recipients == 0 => {
+            release(app, &key).await;
             record(app, job, &incomplete.stats, &pacer);
             return Err(incomplete.error.into());
         }

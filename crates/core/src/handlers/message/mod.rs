@@ -30,7 +30,7 @@ use crate::policy::RateLimit;
 use crate::policy::ratelimit::{self, Verdict};
 use crate::protocol::{self, ClientFrame, ErrorCode, ProtocolError, Sender, ServerFrame};
 use crate::routes::MessageRoute;
-use crate::store::{StoreError, StreamHead, now_secs, shard_of};
+use crate::store::{StreamHead, now_secs, shard_of};
 
 /// Why a frame was not carried out.
 pub(super) enum Refusal {
@@ -368,8 +368,10 @@ fn frame_counter(frame: &Result<ClientFrame<'_>, ProtocolError>) -> Counter {
     }
 }
 
-/// A store failure: details go to the log, the client gets a retryable `internal`.
-fn internal(e: StoreError) -> ProtocolError {
-    tracing::error!(error = %crate::error_chain(&e), "store failed");
+/// A failure of what a handler depends on (the store, the fan-out queue):
+/// details go to the log (the error chain names the service), the client gets a
+/// retryable `internal`.
+fn internal(e: impl std::error::Error) -> ProtocolError {
+    tracing::error!(error = %crate::error_chain(&e), "a dependency failed");
     ProtocolError::new(ErrorCode::Internal, "temporary failure; try again")
 }

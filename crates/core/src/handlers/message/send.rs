@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use super::{AckDetail, Reply, Route, internal};
 use crate::fanout::Fanout;
 use crate::names::route::SEND;
-use crate::protocol::{ErrorCode, ProtocolError, ServerFrame};
+use crate::protocol::ServerFrame;
 use crate::store::{StoreError, StreamHead, now_millis, now_secs};
 use crate::stream;
 use crate::workers;
@@ -39,23 +39,16 @@ pub(super) async fn send(route: &Route<'_>, room: &str, event: &str, data: &RawV
         .await
         .map_err(internal)?;
     // A sharded room's members are reached by workers: the ack goes at once.
-    let handed = workers::hand_off(app, room, head.as_ref(), &[connection_id], &payload).await;
-    match handed {
-        Ok(Some(workers)) => {
-            let detail = AckDetail {
-                workers: Some(workers),
-                head: head.as_ref(),
-                ..AckDetail::default()
-            };
-            return Ok(route.ack(SEND, room, detail));
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::error!(connection_id, error = %crate::error_chain(&e), "handing the fan-out to workers failed");
-            return Err(
-                ProtocolError::new(ErrorCode::Internal, "temporary failure; try again").into(),
-            );
-        }
+    let handed = workers::hand_off(app, room, head.as_ref(), &[connection_id], &payload)
+        .await
+        .map_err(internal)?;
+    if let Some(workers) = handed {
+        let detail = AckDetail {
+            workers: Some(workers),
+            head: head.as_ref(),
+            ..AckDetail::default()
+        };
+        return Ok(route.ack(SEND, room, detail));
     }
     let stats = Fanout::for_app(app, &endpoint)
         .to_room(room, policy.shards, Some(connection_id), payload, now)
